@@ -1,0 +1,89 @@
+# crawl2model — two commands: `make demo` and `make test`. Every target does its own set-up
+# and is safe to rerun: stamps inside the venvs skip work that is already done.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+C2M_CACHE ?= $(HOME)/.cache/crawl2model
+export C2M_CACHE
+JOBS_VENV := .venv-jobs
+AIRFLOW_VENV := .venv-airflow
+JOBS_STAMP := $(JOBS_VENV)/.c2m-installed
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.c2m-installed
+HOROVOD_STAMP := $(JOBS_VENV)/.c2m-horovod
+DATASETS_STAMP := $(C2M_CACHE)/datasets/.fetched
+# Debian packages the stack needs: Java for Spark, a compiler and cmake for Horovod,
+# Python's HTML docs as the demo website.
+APT_PACKAGES := openjdk-17-jre-headless g++ cmake make python3.11-doc
+PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 pip
+
+.PHONY: help demo test test-unit test-integration up down status clean venvs system-deps datasets
+
+help:
+	@echo "make demo   - set up everything, start the local stack, run the whole life cycle through Airflow"
+	@echo "make test   - set up everything and run the test suite"
+	@echo "make up / make down / make status - start, stop, inspect the local stack"
+	@echo "make clean  - stop the stack and remove venvs, data and stack state (caches stay)"
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "[make] installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "[make] need root to install:$$missing — run: apt-get install -y$$missing" >&2; exit 1; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(JOBS_STAMP): setup.cfg pyproject.toml | system-deps
+	@echo "[make] creating $(JOBS_VENV) (pyspark, torch CPU, mlflow, tokenizers…)"
+	test -x $(JOBS_VENV)/bin/python || $(PYTHON) -m venv $(JOBS_VENV)
+	$(JOBS_VENV)/bin/$(PIP) install -q --upgrade pip wheel setuptools
+	$(JOBS_VENV)/bin/$(PIP) install -q -e '.[spark,train,dev]'
+	touch $@
+
+$(HOROVOD_STAMP): $(JOBS_STAMP) ops/install/build_horovod.sh ops/install/horovod-0.28.1.patch
+	bash ops/install/build_horovod.sh $(JOBS_VENV)
+	touch $@
+
+$(AIRFLOW_STAMP): setup.cfg pyproject.toml
+	@echo "[make] creating $(AIRFLOW_VENV) (apache-airflow 3.3.2 and providers)"
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/$(PIP) install -q --upgrade pip wheel setuptools
+	$(AIRFLOW_VENV)/bin/$(PIP) install -q -e '.[airflow,dev]'
+	touch $@
+
+$(DATASETS_STAMP): ops/install/fetch_datasets.sh
+	bash ops/install/fetch_datasets.sh
+	touch $@
+
+datasets: $(DATASETS_STAMP)
+
+venvs: system-deps $(JOBS_STAMP) $(HOROVOD_STAMP) $(AIRFLOW_STAMP) datasets
+
+up: venvs
+	$(AIRFLOW_VENV)/bin/crawl2model up
+
+down:
+	@if [ -x $(AIRFLOW_VENV)/bin/crawl2model ]; then $(AIRFLOW_VENV)/bin/crawl2model down; \
+	else echo "[make] no venv, nothing to stop"; fi
+
+status:
+	$(AIRFLOW_VENV)/bin/crawl2model status
+
+demo: venvs
+	$(AIRFLOW_VENV)/bin/crawl2model demo
+
+# Unit tests run where their libraries live: data and training tests in the jobs venv,
+# DAG and stack tests in the Airflow venv.
+test-unit: venvs
+	$(JOBS_VENV)/bin/python -m pytest -q tests/ops tests/spark_jobs tests/training
+	$(AIRFLOW_VENV)/bin/python -m pytest -q tests/dags
+
+test-integration: venvs
+	$(AIRFLOW_VENV)/bin/python -m pytest -q tests/integration
+
+test: test-unit test-integration
+
+clean: down
+	rm -rf $(JOBS_VENV) $(AIRFLOW_VENV) .stack data *.egg-info

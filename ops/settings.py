@@ -1,0 +1,73 @@
+"""One typed view of the platform's local settings, read from the environment.
+
+Every component (CLI, DAGs, launchers, service start-up) asks this module where the
+repo, the data root, the venvs and the local servers live, so that a value changes in
+one place. Values come from ``C2M_*`` environment variables; defaults are the embedded
+local stack of the README.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _port(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a port number; set it to an integer 1024-65535") from None
+    if not 1024 <= port <= 65535:
+        raise ValueError(f"{name}={port} is out of range; choose a port between 1024 and 65535")
+    return port
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things live and which ports the local stack uses."""
+
+    repo_root: Path = REPO_ROOT
+    data_root: str = field(default_factory=lambda: _env("C2M_DATA_ROOT", str(REPO_ROOT / "data")))
+    stack_dir: Path = field(default_factory=lambda: Path(_env("C2M_STACK_DIR", str(REPO_ROOT / ".stack"))))
+    jobs_venv: Path = field(default_factory=lambda: Path(_env("C2M_JOBS_VENV", str(REPO_ROOT / ".venv-jobs"))))
+    airflow_venv: Path = field(
+        default_factory=lambda: Path(_env("C2M_AIRFLOW_VENV", str(REPO_ROOT / ".venv-airflow")))
+    )
+    host: str = field(default_factory=lambda: _env("C2M_HOST", "127.0.0.1"))
+    airflow_port: int = field(default_factory=lambda: _port("C2M_AIRFLOW_PORT", 28080))
+    mlflow_port: int = field(default_factory=lambda: _port("C2M_MLFLOW_PORT", 25000))
+    site_port: int = field(default_factory=lambda: _port("C2M_SITE_PORT", 28000))
+    spark_master: str = field(default_factory=lambda: _env("C2M_SPARK_MASTER", "local[*]"))
+    train_np: int = field(default_factory=lambda: int(_env("C2M_TRAIN_NP", "2")))
+
+    @property
+    def mlflow_uri(self) -> str:
+        return _env("MLFLOW_TRACKING_URI", f"http://{self.host}:{self.mlflow_port}")
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{self.host}:{self.airflow_port}"
+
+    @property
+    def site_url(self) -> str:
+        return f"http://{self.host}:{self.site_port}"
+
+    @property
+    def jobs_python(self) -> Path:
+        return self.jobs_venv / "bin" / "python"
+
+    def as_dict(self) -> dict:
+        return {k: str(v) for k, v in asdict(self).items()}
+
+
+def get_settings() -> Settings:
+    """Read the settings afresh (the environment may have changed since import)."""
+    return Settings()
