@@ -110,4 +110,7 @@ def horovodrun(module: str, args: list[str], np: int | None = None, settings: Se
     s = settings or get_settings()
     env = job_env(s)
     env.setdefault("OMP_NUM_THREADS", "1")
+    # glibc otherwise mmaps/munmaps the large logits buffers every step: measured 135 -> 85 ms
+    # per step for a T=128, vocab-4096 model on 2 cores.
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", "2147483647")
     run(horovodrun_command(module, args, np, s), env=env, what=f"training {module}")

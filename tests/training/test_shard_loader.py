@@ -1,0 +1,91 @@
+"""Shard reading, and the sampler's determinism, resume position and rank sharding."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.data.shards import ShardDataset, ShardError, ShardLoader, ShardSampler, read_shard_info
+
+
+def test_reads_rows_across_files_as_written(shards_uri):
+    info = read_shard_info(shards_uri)
+    ds = ShardDataset(info, "train")
+    assert len(ds) == info.splits["train"]["sequences"] and ds.seq_len == info.seq_len
+    flat = np.concatenate(
+        [np.fromfile(Path(shards_uri) / f, dtype="<u2") for f in info.splits["train"]["files"]]
+    )
+    rows = ds.rows(np.array([0, len(ds) // 2, len(ds) - 1]))  # first, across the file boundary, last
+    expected = flat.reshape(-1, info.seq_len)[[0, len(ds) // 2, len(ds) - 1]]
+    assert (rows == expected).all()
+
+
+def test_causal_batches_are_shifted_by_one(shards_uri):
+    loader = ShardLoader(ShardDataset(read_shard_info(shards_uri), "train"), batch_size=4)
+    x, y = loader.next_batch()
+    assert x.shape == y.shape == (4, loader.dataset.seq_len - 1)
+    assert (x[:, 1:] == y[:, :-1]).all()
+
+
+def test_same_seed_same_batches_and_resume_continues_exactly():
+    a, b = ShardSampler(100, 8, seed=3), ShardSampler(100, 8, seed=3)
+    first = [a.next_indices() for _ in range(5)]
+    assert all((p == q).all() for p, q in zip(first, [b.next_indices() for _ in range(5)]))
+    state = a.state_dict()
+    expected = [a.next_indices() for _ in range(20)]  # crosses an epoch boundary
+    resumed = ShardSampler(100, 8, seed=3)
+    resumed.load_state_dict(state)
+    assert all((p == q).all() for p, q in zip(expected, [resumed.next_indices() for _ in range(20)]))
+    assert not (ShardSampler(100, 8, seed=4).next_indices() == first[0]).all()
+
+
+def test_epochs_cover_each_row_once_and_reshuffle():
+    s = ShardSampler(40, 8, seed=0)
+    epoch0 = np.concatenate([s.next_indices() for _ in range(5)])
+    epoch1 = np.concatenate([s.next_indices() for _ in range(5)])
+    assert sorted(epoch0) == list(range(40)) == sorted(epoch1)
+    assert s.epoch == 1 and not (epoch0 == epoch1).all()
+
+
+def test_ranks_split_the_single_process_batch():
+    single = ShardSampler(100, 8, seed=1)
+    ranks = [ShardSampler(100, 4, rank=r, size=2, seed=1) for r in range(2)]
+    for _ in range(30):
+        parts = [s.next_indices() for s in ranks]
+        assert not set(parts[0]) & set(parts[1])
+        assert (np.concatenate(parts) == single.next_indices()).all()
+
+
+def test_position_survives_a_change_of_world_size():
+    two = [ShardSampler(100, 4, rank=r, size=2, seed=1) for r in range(2)]
+    for _ in range(3):
+        [s.next_indices() for s in two]
+    one = ShardSampler(100, 8, seed=1)
+    one.load_state_dict(two[0].state_dict())
+    reference = ShardSampler(100, 8, seed=1)
+    [reference.next_indices() for _ in range(3)]
+    assert (one.next_indices() == reference.next_indices()).all()
+
+
+def test_eval_batches_are_fixed_and_rank_disjoint(shards_uri):
+    ds = ShardDataset(read_shard_info(shards_uri), "val")
+    r0, r1 = (ShardLoader(ds, 2, rank=r, size=2) for r in range(2))
+    first = [x for x, _ in r0.eval_batches(2)]
+    assert all((a == b).all() for a, b in zip(first, [x for x, _ in r0.eval_batches(2)]))
+    assert not (first[0] == next(r1.eval_batches(1))[0]).all()
+
+
+def test_clear_errors(shards_uri, tmp_path):
+    with pytest.raises(ShardError, match="tokenize stage has not finished"):
+        read_shard_info(str(tmp_path))
+    with pytest.raises(ShardError, match="lower --batch-size"):
+        ShardSampler(10, 8, size=2)
+    with pytest.raises(ShardError, match="resume on the same shards"):
+        ShardSampler(50, 8).load_state_dict(ShardSampler(60, 8).state_dict())
+    bad = tmp_path / "shards" / "v=bad"
+    bad.mkdir(parents=True)
+    manifest = json.loads((Path(shards_uri) / "_manifest.json").read_text())
+    (bad / "_manifest.json").write_text(json.dumps({**manifest, "dtype": "int8"}))
+    with pytest.raises(ShardError, match="dtype 'int8' unknown"):
+        read_shard_info(str(bad))

@@ -1,0 +1,175 @@
+"""Token shards (the tokenize stage's output) read by memory map, and a resumable per-rank sampler.
+
+Shard format (see the contract): ``shards/v=V/{train,val}-NNNNN.bin`` hold ``seq_len``-token
+sequences back to back as little-endian uint16/uint32, described by ``_manifest.json``.
+Nothing is loaded into memory up front; each batch reads only its rows.
+
+The sampler walks one seeded permutation per epoch. Each optimiser micro-step takes the
+next ``size * batch_size`` indices of that permutation and rank r keeps chunk r. So the
+union over ranks equals what a single process with ``size * batch_size`` would see, and
+the position is one number (sequences consumed this epoch) that stays valid when a job
+resumes with a different number of ranks.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ops import storage
+
+DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
+
+
+class ShardError(RuntimeError):
+    """The shards folder is missing, unfinished or inconsistent with its manifest."""
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """What training needs from a shards manifest."""
+
+    uri: str
+    seq_len: int
+    vocab_size: int
+    eos_id: int
+    pad_id: int
+    dtype: str
+    splits: dict
+    manifest: dict
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return Path(self.uri) / "tokenizer.json"
+
+
+def read_shard_info(uri: str) -> ShardInfo:
+    """Read and check ``_manifest.json`` of a shards version (local paths for now)."""
+    if storage.is_s3(uri):
+        raise ShardError(f"{uri}: reading shards from s3:// is not supported yet; copy the folder locally first")
+    manifest_path = Path(uri) / "_manifest.json"
+    if not manifest_path.exists():
+        raise ShardError(
+            f"{uri} has no _manifest.json: the tokenize stage has not finished for this version. "
+            "Run `crawl2model tokenize --version V` (or pass the right --shards folder)."
+        )
+    m = json.loads(manifest_path.read_text())
+    missing = [k for k in ("seq_len", "dtype", "vocab_size", "eos_id", "pad_id", "splits") if k not in m]
+    if missing:
+        raise ShardError(f"{manifest_path} lacks {missing}; it was not written by the tokenize stage")
+    if m["dtype"] not in DTYPES:
+        raise ShardError(f"{manifest_path}: dtype {m['dtype']!r} unknown; expected one of {list(DTYPES)}")
+    return ShardInfo(uri=str(uri), seq_len=int(m["seq_len"]), vocab_size=int(m["vocab_size"]),
+                     eos_id=int(m["eos_id"]), pad_id=int(m["pad_id"]), dtype=m["dtype"],
+                     splits=m["splits"], manifest=m)
+
+
+class ShardDataset:
+    """All sequences of one split, addressable by a global row index."""
+
+    def __init__(self, info: ShardInfo, split: str):
+        if split not in info.splits:
+            raise ShardError(f"{info.uri}: no {split!r} split in the manifest (has {sorted(info.splits)})")
+        dtype = DTYPES[info.dtype]
+        self.seq_len = info.seq_len
+        self.arrays = []
+        for name in info.splits[split]["files"]:
+            path = Path(info.uri) / name
+            nbytes = path.stat().st_size
+            if nbytes % (dtype.itemsize * info.seq_len):
+                raise ShardError(f"{path}: {nbytes} bytes is not a whole number of {info.seq_len}-token sequences")
+            if nbytes:
+                self.arrays.append(np.memmap(path, dtype=dtype, mode="r").reshape(-1, info.seq_len))
+        self.starts = np.cumsum([0] + [len(a) for a in self.arrays])
+        expected = info.splits[split].get("sequences")
+        if expected is not None and expected != len(self):
+            raise ShardError(f"{info.uri}: manifest says {expected} {split} sequences, files hold {len(self)}")
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def rows(self, indices: np.ndarray) -> np.ndarray:
+        """Sequences at the given global indices, (len(indices), seq_len) int64."""
+        out = np.empty((len(indices), self.seq_len), dtype=np.int64)
+        files = np.searchsorted(self.starts, indices, side="right") - 1
+        for i, (f, g) in enumerate(zip(files, indices)):
+            out[i] = self.arrays[f][g - self.starts[f]]
+        return out
+
+
+def causal_lm_batch(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, seq_len) tokens -> inputs x = seq[:-1], targets y = seq[1:], each (B, seq_len - 1)."""
+    t = torch.from_numpy(rows)
+    return t[:, :-1].contiguous(), t[:, 1:].contiguous()
+
+
+class ShardSampler:
+    """Deterministic, resumable, rank-sharded batches over a dataset of ``n`` rows."""
+
+    def __init__(self, n: int, batch_size: int, rank: int = 0, size: int = 1, seed: int = 0):
+        if n < batch_size * size:
+            raise ShardError(
+                f"only {n} training sequences, but one step needs batch_size={batch_size} x {size} ranks; "
+                "lower --batch-size or tokenize more text"
+            )
+        self.n, self.batch_size, self.rank, self.size, self.seed = n, batch_size, rank, size, seed
+        self.epoch = 0
+        self.consumed = 0  # rows of this epoch's permutation taken by all ranks together
+        self._perm = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n)
+
+    def next_indices(self) -> np.ndarray:
+        """This rank's row indices for the next micro-step; the tail of an epoch is skipped."""
+        step_rows = self.batch_size * self.size
+        if self.consumed + step_rows > self.n:
+            self.epoch += 1
+            self.consumed = 0
+            self._perm = self._permutation(self.epoch)
+        start = self.consumed + self.rank * self.batch_size
+        self.consumed += step_rows
+        return self._perm[start:start + self.batch_size]
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "consumed": self.consumed, "seed": self.seed, "n": self.n}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["n"] != self.n or state["seed"] != self.seed:
+            raise ShardError(
+                f"checkpoint data position is for {state['n']} rows with seed {state['seed']}, "
+                f"but this run has {self.n} rows with seed {self.seed}; resume on the same shards and seed "
+                "or start a fresh --checkpoint-dir"
+            )
+        self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
+        self._perm = self._permutation(self.epoch)
+
+
+class ShardLoader:
+    """Causal-LM batches for one rank: ``next_batch()`` and a fixed ``eval_batches(k)``."""
+
+    def __init__(self, dataset: ShardDataset, batch_size: int, rank: int = 0, size: int = 1, seed: int = 0):
+        self.dataset = dataset
+        self.batch_size, self.rank, self.size = batch_size, rank, size
+        self.sampler = ShardSampler(len(dataset), batch_size, rank, size, seed)
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return causal_lm_batch(self.dataset.rows(self.sampler.next_indices()))
+
+    def eval_batches(self, count: int):
+        """The same ``count`` batches on every call: rows in order, rank-sharded, wrapping around."""
+        n = len(self.dataset)
+        if n == 0:
+            raise ShardError("the val split is empty; tokenize with a larger --val-fraction")
+        for k in range(count):
+            start = (k * self.size + self.rank) * self.batch_size
+            yield causal_lm_batch(self.dataset.rows(np.arange(start, start + self.batch_size) % n))
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)

@@ -1,0 +1,218 @@
+"""Data parallelism behind one small interface; the only file that imports horovod or torch.distributed.
+
+Model and loop code never ask which backend runs them. ``init()`` picks:
+
+- Horovod when the process was started by ``horovodrun`` (``HOROVOD_RANK`` is set);
+- torch.distributed over Gloo when started by ``torchrun`` (``RANK``/``WORLD_SIZE`` set),
+  a cross-check that gives the same results on the same seed;
+- otherwise a single process, so every script and test also runs with plain ``python``.
+
+Gradients are averaged across ranks inside :meth:`Distributed.step`, after the
+backward passes and before clipping, so a clipped update is identical on every rank.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterable
+
+import torch
+
+
+class Distributed:
+    """Single-process behaviour; the multi-process backends override the collective parts."""
+
+    backend = "single"
+
+    def __init__(self):
+        self.rank = 0
+        self.size = 1
+        self.local_rank = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone logs, checkpoints, registers models and prints."""
+        return self.rank == 0
+
+    def wrap_optimizer(
+        self, optimizer: torch.optim.Optimizer, model: torch.nn.Module, backward_passes_per_step: int = 1
+    ) -> torch.optim.Optimizer:
+        return optimizer
+
+    def broadcast_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Make every rank start from rank 0's weights (and optimiser state)."""
+
+    def allreduce_mean(self, value):
+        """Mean of a float or tensor over ranks (for metrics); returns the same type."""
+        return value
+
+    def allreduce_sum(self, value):
+        """Sum of a float or tensor over ranks (for counts such as a confusion matrix)."""
+        return value
+
+    def barrier(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def zero_grad(self, optimizer: torch.optim.Optimizer) -> None:
+        # set_to_none frees gradient memory; an unpatched Horovod optimizer rejects the keyword.
+        try:
+            optimizer.zero_grad(set_to_none=True)
+        except TypeError:
+            optimizer.zero_grad()
+
+    def step(
+        self, optimizer: torch.optim.Optimizer, params: Iterable[torch.Tensor], max_grad_norm: float
+    ) -> float:
+        """Average gradients over ranks, clip to ``max_grad_norm`` (0 = no clip), step; return the norm."""
+        with self._synchronized(optimizer):
+            norm = _clip(params, max_grad_norm)
+            optimizer.step()
+        return norm
+
+    @contextlib.contextmanager
+    def _synchronized(self, optimizer):
+        yield
+
+
+def _clip(params: Iterable[torch.Tensor], max_grad_norm: float) -> float:
+    params = [p for p in params if p.grad is not None]
+    if max_grad_norm > 0:
+        return float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm))
+    return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))) if params else 0.0
+
+
+def _as_tensor(value) -> tuple[torch.Tensor, bool]:
+    """A float64 copy (collectives may work in place; the caller's tensor must not change)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(torch.float64, copy=True), True
+    return torch.tensor(float(value), dtype=torch.float64), False
+
+
+class HorovodDistributed(Distributed):
+    """Horovod (Gloo on CPU locally, NCCL on GPU pods): allreduce overlapped with backward."""
+
+    backend = "horovod"
+
+    def __init__(self):
+        super().__init__()
+        try:
+            import horovod.torch as hvd
+        except ImportError as exc:
+            raise RuntimeError(
+                "this process was started by horovodrun but horovod.torch cannot be imported; "
+                "build it with ops/install/build_horovod.sh (into .venv-jobs)"
+            ) from exc
+        self.hvd = hvd
+        hvd.init()
+        self.rank, self.size, self.local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
+
+    def wrap_optimizer(self, optimizer, model, backward_passes_per_step=1):
+        return self.hvd.DistributedOptimizer(
+            optimizer,
+            named_parameters=model.named_parameters(),
+            backward_passes_per_step=backward_passes_per_step,
+        )
+
+    def broadcast_state(self, model, optimizer=None):
+        self.hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+        # Horovod initialises an empty optimiser state by taking a step with zero
+        # gradients, which AdamW turns into a weight-decay update and a bias-correction
+        # count. An empty state is the same on every rank, so only a loaded one travels.
+        if optimizer is not None and optimizer.state_dict()["state"]:
+            self.hvd.broadcast_optimizer_state(optimizer, root_rank=0)
+
+    def allreduce_mean(self, value):
+        tensor, was_tensor = _as_tensor(value)
+        out = self.hvd.allreduce(tensor, op=self.hvd.Average)
+        return out if was_tensor else float(out)
+
+    def allreduce_sum(self, value):
+        tensor, was_tensor = _as_tensor(value)
+        out = self.hvd.allreduce(tensor, op=self.hvd.Sum)
+        return out if was_tensor else float(out)
+
+    def barrier(self):
+        self.hvd.barrier()
+
+    def shutdown(self):
+        self.hvd.shutdown()
+
+    @contextlib.contextmanager
+    def _synchronized(self, optimizer):
+        # Wait for the in-flight allreduces, clip the averaged gradients, then step
+        # without a second synchronisation.
+        optimizer.synchronize()
+        with optimizer.skip_synchronize():
+            yield
+
+
+class TorchDistributed(Distributed):
+    """torch.distributed over Gloo, used when launched by torchrun (a cross-check for Horovod)."""
+
+    backend = "torch"
+
+    def __init__(self):
+        super().__init__()
+        import torch.distributed as dist
+
+        self.dist = dist
+        if not dist.is_initialized():
+            dist.init_process_group(backend="gloo")
+        self.rank, self.size = dist.get_rank(), dist.get_world_size()
+        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+
+    def broadcast_state(self, model, optimizer=None):
+        for tensor in model.state_dict().values():
+            self.dist.broadcast(tensor, src=0)
+        # Optimiser state is empty before the first step and identical afterwards when
+        # every rank resumed from the same checkpoint, so only the weights travel.
+
+    def allreduce_mean(self, value):
+        tensor, was_tensor = _as_tensor(value)
+        self.dist.all_reduce(tensor)
+        tensor /= self.size
+        return tensor if was_tensor else float(tensor)
+
+    def allreduce_sum(self, value):
+        tensor, was_tensor = _as_tensor(value)
+        self.dist.all_reduce(tensor)
+        return tensor if was_tensor else float(tensor)
+
+    def barrier(self):
+        self.dist.barrier()
+
+    def shutdown(self):
+        self.dist.destroy_process_group()
+
+    @contextlib.contextmanager
+    def _synchronized(self, optimizer):
+        # One flat buffer per step: simple and as fast as bucketing for small models.
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if grads:
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            self.dist.all_reduce(flat)
+            flat /= self.size
+            offset = 0
+            for g in grads:
+                g.copy_(flat[offset : offset + g.numel()].view_as(g))
+                offset += g.numel()
+        yield
+
+
+def init(num_threads: int | None = 1) -> Distributed:
+    """Start the backend that launched us; pin ``num_threads`` intra-op threads per rank.
+
+    On a small machine, K ranks each using every core oversubscribe it badly, so one
+    thread per rank is the default; pass ``None`` to keep torch's choice.
+    """
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    if "HOROVOD_RANK" in os.environ:
+        return HorovodDistributed()
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return TorchDistributed()
+    return Distributed()

@@ -1,0 +1,219 @@
+"""MLflow helpers, called by rank 0 only.
+
+One run per job; params logged once (flattened config); metrics buffered and sent with
+``MlflowClient.log_batch`` and an explicit step (one call per value is ~100x slower
+against a server); every input dataset logged with ``mlflow.log_input`` so a model
+version points back to its data; models registered and promoted with the alias
+``champion``.
+
+Registered models use the pytorch flavour in pickle format, so
+``mlflow.pytorch.load_model("models:/c2m-base@champion")`` returns the ``nn.Module``
+(MLflow 3.17 only unpickles with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true``). Next to it,
+as extra files, go ``tokenizer.json``, ``model_config.json`` and a tensors-only
+``weights.pt``: :func:`load_model_bundle` rebuilds the module from those, so our own
+jobs never unpickle code from the registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pytorch
+import numpy as np
+import torch
+from mlflow import MlflowClient
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import Metric
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
+
+from training.config import flatten
+
+CHAMPION = "champion"
+MODEL_ARTIFACT = "model"
+EXTRA_DIR = "extra_files"
+TOKENIZER_FILE = "tokenizer.json"
+CONFIG_FILE = "model_config.json"
+WEIGHTS_FILE = "weights.pt"
+_MAX_PARAM_LEN = 6000  # MLflow's limit on a param value
+
+# Jobs run offline next to a local server; never phone home (the launcher sets this too).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def start_run(experiment: str, run_name: str, run_id: str | None = None, tags: dict | None = None) -> str:
+    """Start (or, with ``run_id``, resume) the job's run in ``experiment``; return its id."""
+    mlflow.set_experiment(experiment)
+    if run_id:
+        try:
+            return mlflow.start_run(run_id=run_id).info.run_id
+        except mlflow.exceptions.MlflowException as exc:  # e.g. a checkpoint from another tracking server
+            print(f"[tracking] cannot resume MLflow run {run_id} ({exc}); starting a new run", flush=True)
+    return mlflow.start_run(run_name=run_name, tags=tags or {}).info.run_id
+
+
+def tracking_uri() -> str:
+    return mlflow.get_tracking_uri()
+
+
+def end_run(status: str = "FINISHED") -> None:
+    mlflow.end_run(status=status)
+
+
+def log_config(config: dict[str, Any]) -> None:
+    """Log a nested config once, flattened to ``section.key`` params (one batched call)."""
+    params = {k: str(v)[:_MAX_PARAM_LEN] for k, v in flatten(config).items()}
+    mlflow.log_params(params)
+
+
+class MetricBuffer:
+    """Collect metrics with their step and send them in batches via ``log_batch``."""
+
+    def __init__(self, run_id: str, flush_at: int = 500):
+        self.run_id, self.flush_at = run_id, flush_at
+        self.client = MlflowClient()
+        self.pending: list[Metric] = []
+
+    def add(self, step: int, **metrics: float) -> None:
+        now = int(time.time() * 1000)
+        self.pending += [Metric(key, float(value), now, int(step)) for key, value in metrics.items()]
+        if len(self.pending) >= self.flush_at:
+            self.flush()
+
+    def flush(self) -> None:
+        for i in range(0, len(self.pending), 1000):  # log_batch takes at most 1000 metrics
+            self.client.log_batch(self.run_id, metrics=self.pending[i : i + 1000])
+        self.pending = []
+
+
+def log_dataset(
+    uri: str, name: str, digest: str, context: str = "training", tags: dict[str, str] | None = None
+) -> None:
+    """Record a dataset version as a run input (metadata only: where it is and its digest)."""
+    from mlflow.data.sources import LocalArtifactDatasetSource, S3ArtifactDatasetSource
+
+    source = S3ArtifactDatasetSource(uri) if uri.startswith("s3://") else LocalArtifactDatasetSource(uri)
+    dataset = MetaDataset(source=source, name=name, digest=digest[:36])
+    mlflow.log_input(dataset, context=context, tags=tags)
+
+
+def digest_json(data: Any) -> str:
+    """A stable sha256 of a JSON-able value (e.g. a shards manifest)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def digest_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def lm_signature(vocab_size: int) -> ModelSignature:
+    """Token ids (B, T) int64 -> logits (B, T, V) float32."""
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype("int64"), (-1, -1))]),
+        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, -1, vocab_size))]),
+    )
+
+
+def classifier_signature(num_labels: int) -> ModelSignature:
+    """Token ids (B, T) int64, right-padded -> class logits (B, num_labels) float32."""
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype("int64"), (-1, -1))]),
+        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, num_labels))]),
+    )
+
+
+def log_and_register_model(
+    model: torch.nn.Module,
+    *,
+    registered_name: str,
+    tokenizer_path: str | Path,
+    model_config: dict[str, Any],
+    signature: ModelSignature,
+) -> tuple[int, str]:
+    """Log ``model`` to the active run, register it, point ``champion`` at it; return (version, uri).
+
+    ``model_config`` must let :func:`load_model_bundle` rebuild the module: it is saved as
+    ``model_config.json`` beside the tokenizer and a tensors-only state dict.
+    """
+    with tempfile.TemporaryDirectory(prefix="c2m-model-") as tmp:
+        extra = [Path(tmp) / TOKENIZER_FILE, Path(tmp) / CONFIG_FILE, Path(tmp) / WEIGHTS_FILE]
+        extra[0].write_bytes(Path(tokenizer_path).read_bytes())
+        extra[1].write_text(json.dumps(model_config, indent=2, sort_keys=True))
+        torch.save(model.state_dict(), extra[2])
+        info = mlflow.pytorch.log_model(
+            model,
+            name=MODEL_ARTIFACT,
+            serialization_format="pickle",
+            signature=signature,
+            extra_files=[str(p) for p in extra],
+            registered_model_name=registered_name,
+            # Explicit requirements skip MLflow's slow (and pickle-loading) inference step.
+            pip_requirements=[
+                f"torch=={torch.__version__.split('+')[0]}",
+                "numpy",
+                "tokenizers",
+                f"mlflow=={mlflow.__version__}",
+            ],
+        )
+    version = int(info.registered_model_version)
+    MlflowClient().set_registered_model_alias(registered_name, CHAMPION, str(version))
+    return version, f"models:/{registered_name}/{version}"
+
+
+@dataclass
+class ModelBundle:
+    """A registered model's files, fetched locally: config, tokenizer and weights."""
+
+    local_dir: Path
+    config: dict[str, Any]
+    version: int | None
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.local_dir / EXTRA_DIR / TOKENIZER_FILE
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return torch.load(self.local_dir / EXTRA_DIR / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+
+
+def resolve_version(model_uri: str) -> int | None:
+    """``models:/name@alias`` or ``models:/name/3`` -> the version number (None for other URIs)."""
+    if not model_uri.startswith("models:/"):
+        return None
+    rest = model_uri[len("models:/") :]
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return int(MlflowClient().get_model_version_by_alias(name, alias).version)
+    name, _, version = rest.partition("/")
+    return int(version) if version.isdigit() else None
+
+
+def load_model_bundle(model_uri: str) -> ModelBundle:
+    """Fetch a model logged by :func:`log_and_register_model` (no unpickling)."""
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    except mlflow.exceptions.MlflowException as exc:
+        raise RuntimeError(
+            f"could not fetch {model_uri} from MLflow at {mlflow.get_tracking_uri()}: {exc}. "
+            "Run pretraining first (it registers c2m-base with alias champion), or check MLFLOW_TRACKING_URI."
+        ) from exc
+    config_path = local / EXTRA_DIR / CONFIG_FILE
+    if not config_path.exists():
+        raise RuntimeError(
+            f"{model_uri} has no {EXTRA_DIR}/{CONFIG_FILE}; it was not logged by crawl2model training"
+        )
+    return ModelBundle(
+        local_dir=local, config=json.loads(config_path.read_text()), version=resolve_version(model_uri)
+    )
