@@ -1,0 +1,225 @@
+"""A small client for Airflow 3's REST API (``/api/v2``), standard library only.
+
+The demo and the integration test drive Airflow the way a user or another service would:
+over HTTP, never in-process. Only the calls they need are here: token, DAG parsing state,
+pause/unpause, trigger with conf, run and task-instance states, XComs, import errors.
+
+Auth: the simple auth manager. With a login (``C2M_AIRFLOW_LOGIN=1``) the token comes from
+``POST /auth/token`` with the generated admin password; on the default no-login local stack
+it comes from ``GET /auth/token``.
+"""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+TERMINAL_RUN_STATES = ("success", "failed")
+PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
+
+
+class AirflowAPIError(RuntimeError):
+    """A REST call failed; ``status`` is the HTTP status (0 when unreachable)."""
+
+    def __init__(self, message: str, status: int = 0, detail: Any = None):
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+
+def q(value: str) -> str:
+    return urllib.parse.quote(str(value), safe="")
+
+
+class AirflowClient:
+    """REST client bound to one Airflow API server."""
+
+    def __init__(self, base_url: str, airflow_home: str | Path | None = None, username: str = "admin",
+                 timeout: float = 30.0):
+        self.base_url = base_url.rstrip("/")
+        self.airflow_home = Path(airflow_home) if airflow_home else None
+        self.username = username
+        self.timeout = timeout
+        self._token: str | None = None
+
+    # ------------------------------------------------------------ transport
+    def _raw(self, method: str, path: str, body: Any = None, auth: bool = True) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base_url + path, data=data, method=method)
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if auth:
+            req.add_header("Authorization", f"Bearer {self.token()}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                raw = resp.read()
+                return resp.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                detail = json.loads(raw)
+            except ValueError:
+                detail = raw.decode(errors="replace")
+            return exc.code, detail
+        except (urllib.error.URLError, OSError) as exc:
+            raise AirflowAPIError(f"Airflow at {self.base_url} is unreachable ({exc}); is the stack up? "
+                                  "Run `crawl2model up`.") from exc
+
+    def request(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200, 201, 204)) -> Any:
+        status, payload = self._raw(method, path, body)
+        if status == 401:  # token expired: fetch a new one once
+            self._token = None
+            status, payload = self._raw(method, path, body)
+        if status not in ok:
+            detail = payload.get("detail", payload) if isinstance(payload, dict) else payload
+            raise AirflowAPIError(f"{method} {path} -> HTTP {status}: {detail}", status, detail)
+        return payload
+
+    def token(self) -> str:
+        if self._token:
+            return self._token
+        password = self._password()
+        if password is not None:
+            status, payload = self._raw("POST", "/auth/token",
+                                        {"username": self.username, "password": password}, auth=False)
+        else:
+            status, payload = self._raw("GET", "/auth/token", auth=False)
+        if status not in (200, 201) or not isinstance(payload, dict) or "access_token" not in payload:
+            raise AirflowAPIError(
+                f"could not get an Airflow token (HTTP {status}: {payload}). With a login enabled, the "
+                f"admin password is read from {self.airflow_home or '$AIRFLOW_HOME'}/{PASSWORDS_FILE}.",
+                status, payload)
+        self._token = payload["access_token"]
+        return self._token
+
+    def _password(self) -> str | None:
+        if not self.airflow_home:
+            return None
+        path = self.airflow_home / PASSWORDS_FILE
+        try:
+            return json.loads(path.read_text()).get(self.username)
+        except (OSError, ValueError):
+            return None
+
+    # ------------------------------------------------------------ DAGs
+    def health(self) -> dict:
+        return self._raw("GET", "/api/v2/monitor/health", auth=False)[1] or {}
+
+    def get_dag(self, dag_id: str) -> dict:
+        return self.request("GET", f"/api/v2/dags/{q(dag_id)}")
+
+    def dag_ids(self) -> list[str]:
+        return [d["dag_id"] for d in self.request("GET", "/api/v2/dags?limit=1000")["dags"]]
+
+    def import_errors(self) -> list[dict]:
+        return self.request("GET", "/api/v2/importErrors?limit=100").get("import_errors", [])
+
+    def wait_for_dags(self, dag_ids: list[str], timeout: float = 180.0, poll: float = 2.0) -> None:
+        """Wait until the dag-processor has parsed these DAGs; fail fast on import errors."""
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = sorted(set(dag_ids) - set(self.dag_ids()))
+            if not missing:
+                return
+            errors = self.import_errors()
+            if errors:
+                text = "\n".join(f"{e.get('filename')}:\n{e.get('stack_trace')}" for e in errors)
+                raise AirflowAPIError(f"DAG files failed to import ({len(errors)}):\n{text}")
+            if time.monotonic() > deadline:
+                raise AirflowAPIError(
+                    f"DAGs {missing} not parsed after {timeout:.0f} s; see the dag-processor log "
+                    "(.stack/logs/airflow-dag-processor.log)")
+            time.sleep(poll)
+
+    def set_paused(self, dag_id: str, paused: bool) -> dict:
+        return self.request("PATCH", f"/api/v2/dags/{q(dag_id)}", {"is_paused": paused})
+
+    # ------------------------------------------------------------ runs
+    def trigger(self, dag_id: str, conf: dict | None = None, logical_date: str | None = None,
+                run_id: str | None = None, note: str | None = None) -> dict:
+        """Create a DAG run; Param validation failures come back as AirflowAPIError(status=400)."""
+        body: dict[str, Any] = {"logical_date": logical_date, "conf": conf or {}}
+        if run_id:
+            body["dag_run_id"] = run_id
+        if note:
+            body["note"] = note
+        return self.request("POST", f"/api/v2/dags/{q(dag_id)}/dagRuns", body)
+
+    def get_run(self, dag_id: str, run_id: str) -> dict:
+        return self.request("GET", f"/api/v2/dags/{q(dag_id)}/dagRuns/{q(run_id)}")
+
+    def list_runs(self, dag_id: str, run_type: str | None = None, limit: int = 50) -> list[dict]:
+        """Newest first."""
+        query = f"?limit={limit}&order_by=-run_after"
+        if run_type:
+            query += f"&run_type={q(run_type)}"
+        return self.request("GET", f"/api/v2/dags/{q(dag_id)}/dagRuns{query}")["dag_runs"]
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        path = f"/api/v2/dags/{q(dag_id)}/dagRuns/{q(run_id)}/taskInstances?limit=1000"
+        return self.request("GET", path)["task_instances"]
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        return {ti["task_id"]: ti.get("state") for ti in self.task_instances(dag_id, run_id)}
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """A task's XCom value, decoded (None when the task pushed nothing)."""
+        path = (f"/api/v2/dags/{q(dag_id)}/dagRuns/{q(run_id)}/taskInstances/{q(task_id)}"
+                f"/xcomEntries/{q(key)}")
+        try:
+            value = self.request("GET", path)["value"]
+        except AirflowAPIError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 3600.0, poll: float = 3.0,
+                     progress: Callable[[str], None] | None = print) -> dict:
+        """Poll until the run is success/failed; report task-state changes as they happen."""
+        deadline = time.monotonic() + timeout
+        seen: dict[str, str | None] = {}
+        t0 = time.monotonic()
+        while True:
+            run = self.get_run(dag_id, run_id)
+            if progress:
+                states = self.task_states(dag_id, run_id)
+                changed = {t: s for t, s in states.items() if seen.get(t, "?") != s}
+                if changed:
+                    text = "  ".join(f"{t}={s or 'none'}" for t, s in states.items())
+                    progress(f"  [{dag_id} {time.monotonic() - t0:5.0f}s] {run['state']}: {text}")
+                    seen = states
+            if run["state"] in TERMINAL_RUN_STATES:
+                return run
+            if time.monotonic() > deadline:
+                raise AirflowAPIError(f"{dag_id} run {run_id} still {run['state']} after {timeout:.0f} s")
+            time.sleep(poll)
+
+    def wait_for_new_run(self, dag_id: str, after: str, run_type: str | None = None, timeout: float = 300.0,
+                         poll: float = 2.0) -> dict:
+        """The first run of ``dag_id`` queued at or after the ISO time ``after`` (e.g. asset-triggered)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = [r for r in self.list_runs(dag_id, run_type=run_type)
+                    if (r.get("queued_at") or r.get("run_after") or "") >= after]
+            if runs:
+                return min(runs, key=lambda r: r.get("queued_at") or r.get("run_after") or "")
+            if time.monotonic() > deadline:
+                raise AirflowAPIError(
+                    f"no {run_type or ''} run of {dag_id} appeared within {timeout:.0f} s after {after}; "
+                    f"is {dag_id} unpaused and scheduled on the asset?")
+            time.sleep(poll)
+
+    def failed_tasks(self, dag_id: str, run_id: str) -> list[dict]:
+        return [ti for ti in self.task_instances(dag_id, run_id)
+                if ti.get("state") in ("failed", "upstream_failed")]

@@ -1,0 +1,121 @@
+"""``crawl2model``: one command for the local stack and every stage.
+
+    crawl2model up | down | status | demo [--profile tiny]
+    crawl2model crawl|extract|clean|dedup|tokenize  <job flags ...>      (spark-submit)
+    crawl2model pretrain|finetune [--np N]  <job flags ...>               (horovodrun)
+
+Stage flags are passed verbatim to the job, so ``crawl2model crawl --help`` shows the job's own
+help; Airflow tasks call the same launchers. This module imports nothing heavy, so it runs
+from either venv.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+DATA_STAGES = ("crawl", "extract", "clean", "dedup", "tokenize")
+TRAIN_STAGES = ("pretrain", "finetune")
+NOT_BUILT = ("evaluate", "hpo", "compress")
+
+
+def _split_np(args: list[str]) -> tuple[int | None, list[str]]:
+    """Take a leading ``--np N`` / ``--np=N``; everything else goes to the job untouched."""
+    if args and args[0] == "--np":
+        if len(args) < 2 or not args[1].isdigit():
+            raise SystemExit("crawl2model: --np needs a number of processes, e.g. --np 2")
+        return int(args[1]), args[2:]
+    if args and args[0].startswith("--np="):
+        value = args[0].split("=", 1)[1]
+        if not value.isdigit():
+            raise SystemExit("crawl2model: --np needs a number of processes, e.g. --np=2")
+        return int(value), args[1:]
+    return None, args
+
+
+def _run_stage(command: str, rest: list[str]) -> int:
+    from ops.launchers import LaunchError, horovodrun, spark_submit
+
+    try:
+        if command in DATA_STAGES:
+            spark_submit(command, rest)
+        else:
+            np, job_args = _split_np(rest)
+            horovodrun(f"training.{command}", job_args, np)
+    except LaunchError as exc:
+        print(f"crawl2model {command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crawl2model", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    up = sub.add_parser("up", help="start Airflow, MLflow and the demo site on 127.0.0.1")
+    up.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for health checks")
+    sub.add_parser("down", help="stop the local stack (by PID)")
+    sub.add_parser("status", help="show which components run and are healthy")
+    demo = sub.add_parser("demo", help="up, then run data_refresh → pretrain → finetune through Airflow")
+    demo.add_argument("--profile", choices=("demo", "tiny"), default="demo",
+                      help="'tiny' crawls a few pages and trains a few steps (tests)")
+    for name in DATA_STAGES:
+        sub.add_parser(name, add_help=False,
+                       help=f"spark-submit spark_jobs/jobs/{name}.py (flags passed through)")
+    for name in TRAIN_STAGES:
+        sub.add_parser(name, add_help=False,
+                       help=f"horovodrun training.{name} [--np N] (flags passed through)")
+    for name in NOT_BUILT:
+        sub.add_parser(name, help="not built yet", add_help=False)
+    return p
+
+
+def _status() -> int:
+    from ops import services
+
+    st = services.status()
+    s = services.get_settings()
+    print(f"stack dir {s.stack_dir}   data root {s.data_root}")
+    for name, info in st.items():
+        state = "healthy" if info["healthy"] else ("running" if info["pid"] else "stopped")
+        print(f"  {name:22} {state:8} pid={info['pid'] or '-':<8} log={info['log']}")
+    for name, url in services.urls(s).items():
+        print(f"  {name:22} {url}")
+    return 0 if all(i["healthy"] for i in st.values()) else 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DATA_STAGES + TRAIN_STAGES:
+        return _run_stage(argv[0], argv[1:])
+    if argv and argv[0] in NOT_BUILT:
+        print(f"crawl2model {argv[0]}: not built yet (see ARCHITECTURE.md §1); nothing was run.",
+              file=sys.stderr)
+        return 2
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    from ops import services
+    from ops.airflow_api import AirflowAPIError
+
+    try:
+        if args.command == "up":
+            services.up(timeout=args.timeout)
+            return 0
+        if args.command == "down":
+            services.down()
+            return 0
+        if args.command == "status":
+            return _status()
+        if args.command == "demo":
+            from ops.demo import run_demo
+
+            return 0 if run_demo(profile=args.profile).ok else 1
+    except (services.StackError, AirflowAPIError) as exc:
+        print(f"crawl2model {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""``crawl2model demo``: the whole flow on this machine, driven through Airflow's REST API.
+
+Start the stack, wait for the three DAGs, unpause them, trigger ``data_refresh`` with a
+demo-sized conf, follow the ``pretrain`` run that the ``corpus`` Asset starts, trigger
+``finetune``, and print a summary read from the real outputs (manifests via task XComs,
+training result JSONs, MLflow). Nothing runs in-process: a user clicking in the UI gets the
+same runs.
+
+Why the demo may set a logical date: ``data_refresh`` is weekly with ``catchup=False``, so
+unpausing it for the first time makes Airflow start the most recent missed weekly run at
+once, with default Params, next to the demo's run. When that weekly slot is due, the demo's
+run takes it (its logical date is the slot), and Airflow skips the duplicate.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from ops import services
+from ops.airflow_api import AirflowAPIError, AirflowClient
+from ops.mlflow_helpers import MlflowLookupError, run_link
+from ops.settings import Settings, get_settings
+
+DAGS = ("data_refresh", "pretrain", "finetune")
+DATA_TASKS = ("crawl", "extract", "clean", "dedup", "tokenize")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes for one demo run: conf for data_refresh (with pretrain overrides) and finetune."""
+
+    data: dict[str, Any]
+    finetune: dict[str, Any]
+    timeout_s: float = 3600.0
+
+
+PROFILES = {
+    # ~150 of the ~530 doc pages; robots.txt's Crawl-delay (1 s) sets the pace.
+    "demo": Profile(
+        data={"max_pages": 150, "max_depth": 3, "delay": 1.0, "vocab_size": 4096, "seq_len": 128,
+              "pretrain": {"max_steps": 200}},
+        finetune={"epochs": 2},
+    ),
+    # For the integration test: a handful of pages, a few steps.
+    "tiny": Profile(
+        data={"max_pages": 20, "max_depth": 2, "delay": 0.0, "vocab_size": 512, "seq_len": 32,
+              "val_fraction": 0.2, "pretrain": {"max_steps": 10, "batch_size": 4}},
+        finetune={"epochs": 1, "extra_args": ["--max-examples", "256"]},
+        timeout_s=1800.0,
+    ),
+}
+
+
+@dataclass
+class DemoResult:
+    ok: bool = False
+    runs: dict[str, dict] = field(default_factory=dict)  # dag_id -> final run
+    outputs: dict[str, Any] = field(default_factory=dict)  # task XComs and results
+    failure: str | None = None
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _due_slot(dag: dict) -> str | None:
+    """The pending weekly slot of a paused, never-run DAG, if it is already due."""
+    slot = dag.get("next_dagrun_logical_date")
+    if not dag.get("is_paused") or not slot:
+        return None
+    when = datetime.fromisoformat(slot.replace("Z", "+00:00"))
+    return slot if when <= datetime.now(timezone.utc) else None
+
+
+def trigger_refresh(client: AirflowClient, conf: dict, echo: Callable[[str], None]) -> dict:
+    """Trigger data_refresh (taking the due weekly slot if there is one), then unpause it."""
+    slot = _due_slot(client.get_dag("data_refresh"))
+    try:
+        run = client.trigger("data_refresh", conf, logical_date=slot, note="crawl2model demo")
+    except AirflowAPIError as exc:
+        if exc.status != 409 or slot is None:
+            raise
+        run = client.trigger("data_refresh", conf, note="crawl2model demo")  # slot already taken
+    client.set_paused("data_refresh", False)
+    echo(f"triggered data_refresh run {run['dag_run_id']}")
+    return run
+
+
+def task_log_path(s: Settings, dag_id: str, run_id: str, task_id: str, try_number: int) -> Path:
+    return (services.airflow_home(s) / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+            / f"task_id={task_id}" / f"attempt={max(try_number, 1)}.log")
+
+
+_ERROR_LINE = re.compile(r"\b\w*(Error|Exception)\b: \S")
+
+
+def _log_events(path: Path, lines: int = 10) -> str:
+    """The error lines and the last events of an Airflow 3 task log (JSON lines), as plain text.
+
+    A launched job's own exception (e.g. ``ShardError: ...``) sits above the launcher's
+    traceback, so the lines naming an exception come first, then the tail.
+    """
+    try:
+        raw = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "  (log not found)"
+    events = []
+    for line in raw:
+        try:
+            events.append(str(json.loads(line).get("event", "")))
+        except ValueError:
+            events.append(line)
+    errors = list(dict.fromkeys(e.strip() for e in events if _ERROR_LINE.search(e)))[-5:]
+    parts = ["  errors:"] + [f"    {e[:400]}" for e in errors] if errors else []
+    parts += ["  last lines:"] + [f"    {e[:400]}" for e in events[-lines:]]
+    return "\n".join(parts)
+
+
+def explain_failure(client: AirflowClient, s: Settings, dag_id: str, run_id: str) -> str:
+    parts = [f"{dag_id} run {run_id} failed. {s.airflow_url}/dags/{dag_id}/runs/{run_id}"]
+    for ti in client.failed_tasks(dag_id, run_id):
+        if ti.get("state") != "failed":
+            continue
+        log = task_log_path(s, dag_id, run_id, ti["task_id"], ti.get("try_number") or 1)
+        parts.append(f"task {ti['task_id']} failed (try {ti.get('try_number')}):\n"
+                     f"  UI:  {s.airflow_url}/dags/{dag_id}/runs/{run_id}/tasks/{ti['task_id']}\n"
+                     f"  log: {log}\n{_log_events(log)}")
+    return "\n".join(parts)
+
+
+def _wait(client: AirflowClient, dag_id: str, run_id: str, result: DemoResult, s: Settings,
+          timeout: float, echo: Callable[[str], None]) -> bool:
+    echo(f"waiting for {dag_id} ({s.airflow_url}/dags/{dag_id}/runs/{run_id}) ...")
+    run = client.wait_for_run(dag_id, run_id, timeout=timeout, progress=echo)
+    result.runs[dag_id] = run
+    if run["state"] != "success":
+        result.failure = explain_failure(client, s, dag_id, run_id)
+        echo(result.failure)
+        return False
+    return True
+
+
+def run_demo(profile: str = "demo", s: Settings | None = None,
+             echo: Callable[[str], None] = print) -> DemoResult:
+    """Run the flow through Airflow; returns what ran and what it produced (``ok`` False on failure)."""
+    s = s or get_settings()
+    prof = PROFILES[profile]
+    result = DemoResult()
+    services.up(s, echo=echo)
+    client = AirflowClient(s.airflow_url, services.airflow_home(s))
+    echo("waiting for the DAGs to be parsed ...")
+    client.wait_for_dags(list(DAGS))
+    for dag_id in ("pretrain", "finetune"):
+        client.set_paused(dag_id, False)
+
+    refresh = trigger_refresh(client, prof.data, echo)
+    if not _wait(client, "data_refresh", refresh["dag_run_id"], result, s, prof.timeout_s, echo):
+        return result
+    for task_id in DATA_TASKS:
+        result.outputs[task_id] = client.xcom("data_refresh", refresh["dag_run_id"], task_id)
+
+    started = result.runs["data_refresh"].get("start_date") or refresh.get("queued_at") or _now_iso()
+    echo("waiting for the pretrain run started by the corpus Asset ...")
+    pre = client.wait_for_new_run("pretrain", after=started, run_type="asset_triggered")
+    if not _wait(client, "pretrain", pre["dag_run_id"], result, s, prof.timeout_s, echo):
+        return result
+    result.outputs["pretrain"] = client.xcom("pretrain", pre["dag_run_id"], "train")
+
+    fin = client.trigger("finetune", prof.finetune, note="crawl2model demo")
+    echo(f"triggered finetune run {fin['dag_run_id']}")
+    if not _wait(client, "finetune", fin["dag_run_id"], result, s, prof.timeout_s, echo):
+        return result
+    result.outputs["finetune"] = client.xcom("finetune", fin["dag_run_id"], "train")
+    result.ok = True
+    echo(summary(result, s))
+    return result
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def summary(result: DemoResult, s: Settings) -> str:
+    """Human summary of a finished demo, from the runs' own outputs."""
+    o = result.outputs
+    crawl, tok = o.get("crawl") or {}, o.get("tokenize") or {}
+    pre, fin = o.get("pretrain") or {}, o.get("finetune") or {}
+    kept = " → ".join(f"{t} {(o.get(t) or {}).get('rows_out')}" for t in ("extract", "clean", "dedup"))
+    tokens = tok.get("tokens") or {}
+    lines = [
+        "",
+        "crawl2model demo: done",
+        f"  pages crawled   {crawl.get('rows_out')} stored of {crawl.get('rows_in')} URLs tried "
+        f"(dropped: {crawl.get('dropped')})",
+        f"  documents kept  {kept}",
+        f"  tokens          train {tokens.get('train')}  val {tokens.get('val')}  "
+        f"(vocab {tok.get('vocab_size')}, seq_len {tok.get('seq_len')}, {tok.get('uri')})",
+        f"  pretrain        train loss {_fmt(pre.get('train_loss'))}  val loss {_fmt(pre.get('val_loss'))}  "
+        f"steps {pre.get('steps')}  model {pre.get('model_uri')}",
+        f"  finetune        accuracy {_fmt(fin.get('accuracy'))}  F1 {_fmt(fin.get('f1'))}  "
+        f"version {fin.get('model_version')}",
+        "  Airflow runs:",
+    ]
+    for dag_id, run in result.runs.items():
+        lines.append(f"    {dag_id:13} {s.airflow_url}/dags/{dag_id}/runs/{run['dag_run_id']}")
+    lines.append("  MLflow runs:")
+    for name, res in (("pretrain", pre), ("finetune", fin)):
+        if res.get("run_id"):
+            try:
+                lines.append(f"    {name:13} {run_link(s.mlflow_uri, res['run_id'])}")
+            except MlflowLookupError as exc:
+                lines.append(f"    {name:13} run {res['run_id']} ({exc})")
+    return "\n".join(lines)

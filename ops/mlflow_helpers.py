@@ -1,0 +1,54 @@
+"""Read-only MLflow lookups over its REST API (standard library only).
+
+The demo and the integration test run in the Airflow venv, which has no ``mlflow`` package,
+and only need to find runs, registered aliases and the UI links to them. Training code logs
+and registers through the ``mlflow`` client itself (training/tracking.py).
+"""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+
+class MlflowLookupError(RuntimeError):
+    """MLflow answered with an error or could not be reached."""
+
+
+def _get(tracking_uri: str, path: str, **query: str) -> dict[str, Any]:
+    url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(query)}"
+    try:
+        with urllib.request.urlopen(url, timeout=15) as resp:
+            return json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode(errors="replace")
+        raise MlflowLookupError(f"MLflow {path} {query} -> HTTP {exc.code}: {body[:300]}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise MlflowLookupError(f"MLflow at {tracking_uri} is unreachable ({exc}); is the stack up?") from exc
+
+
+def get_run(tracking_uri: str, run_id: str) -> dict[str, Any]:
+    """``{"info": {...experiment_id, status...}, "data": {metrics, params, tags}}``."""
+    return _get(tracking_uri, "runs/get", run_id=run_id)["run"]
+
+
+def alias_version(tracking_uri: str, name: str, alias: str = "champion") -> dict[str, Any] | None:
+    """The model version an alias points to, or None when the alias (or model) does not exist."""
+    try:
+        return _get(tracking_uri, "registered-models/alias", name=name, alias=alias)["model_version"]
+    except MlflowLookupError as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "HTTP 404" in str(exc):
+            return None
+        raise
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def run_link(tracking_uri: str, run_id: str) -> str:
+    """UI link of a run, looked up by its id."""
+    info = get_run(tracking_uri, run_id)["info"]
+    return run_url(tracking_uri, info["experiment_id"], run_id)

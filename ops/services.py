@@ -1,0 +1,445 @@
+"""Start, stop and inspect the local stack: Airflow, MLflow and the demo website.
+
+Everything binds to 127.0.0.1. Each component runs in its own process group with its PID in
+``{stack_dir}/pids/<name>.pid`` and its output in ``{stack_dir}/logs/<name>.log``, so
+``down()`` can stop exactly what ``up()`` started, even from another shell, and nothing is
+found "by name". Ports and folders come from :mod:`ops.settings` (``C2M_*_PORT``,
+``C2M_STACK_DIR``, ``C2M_DATA_ROOT``), so a second stack can run next to the first.
+
+Airflow's UI has no login on this stack (``SIMPLE_AUTH_MANAGER_ALL_ADMINS``): it listens
+on loopback only and is a developer's sandbox. Set ``C2M_AIRFLOW_LOGIN=1`` to keep the
+login; the REST client then uses the generated admin password either way.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ops.settings import Settings, get_settings
+
+AIRFLOW_COMPONENTS = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
+COMPONENTS = (*AIRFLOW_COMPONENTS, "mlflow", "site")
+STOP_GRACE_S = 20.0
+# Health keys in Airflow's /api/v2/monitor/health and the component each belongs to.
+_AIRFLOW_HEALTH_KEYS = {
+    "metadatabase": "airflow-api-server",
+    "scheduler": "airflow-scheduler",
+    "dag_processor": "airflow-dag-processor",
+    "triggerer": "airflow-triggerer",
+}
+
+
+class StackError(RuntimeError):
+    """The local stack could not be started or is unhealthy; the message says what to do."""
+
+
+# ---------------------------------------------------------------- paths and env
+
+def airflow_home(s: Settings) -> Path:
+    return s.stack_dir / "airflow"
+
+
+def dags_folder(s: Settings) -> Path:
+    return Path(os.environ.get("C2M_DAGS_FOLDER") or s.repo_root / "dags")
+
+
+def pid_file(s: Settings, name: str) -> Path:
+    return s.stack_dir / "pids" / f"{name}.pid"
+
+
+def log_file(s: Settings, name: str) -> Path:
+    return s.stack_dir / "logs" / f"{name}.log"
+
+
+def c2m_env(s: Settings) -> dict[str, str]:
+    """The settings as C2M_* variables, so Airflow tasks see the same stack as the CLI."""
+    return {
+        "C2M_DATA_ROOT": str(s.data_root),
+        "C2M_STACK_DIR": str(s.stack_dir),
+        "C2M_JOBS_VENV": str(s.jobs_venv),
+        "C2M_AIRFLOW_VENV": str(s.airflow_venv),
+        "C2M_HOST": s.host,
+        "C2M_AIRFLOW_PORT": str(s.airflow_port),
+        "C2M_MLFLOW_PORT": str(s.mlflow_port),
+        "C2M_SITE_PORT": str(s.site_port),
+        "C2M_SPARK_MASTER": s.spark_master,
+        "C2M_TRAIN_NP": str(s.train_np),
+        "MLFLOW_TRACKING_URI": s.mlflow_uri,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def airflow_env(s: Settings) -> dict[str, str]:
+    """Environment of every Airflow process (ARCHITECTURE.md §5)."""
+    env = _base_env(s, s.airflow_venv)
+    login = os.environ.get("C2M_AIRFLOW_LOGIN", "") not in ("", "0", "false", "False")
+    env.update(
+        AIRFLOW_HOME=str(airflow_home(s)),
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder(s)),
+        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__PARALLELISM="4",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="False" if login else "True",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{airflow_home(s) / 'airflow.db'}",
+        AIRFLOW__API__HOST=s.host,
+        AIRFLOW__API__PORT=str(s.airflow_port),
+        AIRFLOW__API__BASE_URL=s.airflow_url,
+        AIRFLOW__API__WORKERS="1",
+        # New DAG files show up within seconds instead of the default five minutes.
+        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
+        AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="10",
+        AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="1",
+    )
+    return env
+
+
+def _base_env(s: Settings, venv: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("VIRTUAL_ENV", None)
+    env.pop("PYTHONPATH", None)
+    env.update(c2m_env(s))
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+# ---------------------------------------------------------------- component table
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int | None = None
+    port_var: str | None = None
+    health_url: str | None = None
+
+
+def components(s: Settings) -> dict[str, Component]:
+    af = str(s.airflow_venv / "bin" / "airflow")
+    aenv = airflow_env(s)
+    jenv = _base_env(s, s.jobs_venv)
+    mlflow_env = {**jenv, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # GenAI job workers: ~2 GiB, unused
+    site_argv = [str(s.jobs_python if s.jobs_python.exists() else s.airflow_venv / "bin" / "python"),
+                 "-m", "ops.demo_site", "--host", s.host, "--port", str(s.site_port)]
+    mlflow_dir = s.stack_dir / "mlflow"
+    return {
+        "airflow-api-server": Component("airflow-api-server", [af, "api-server"], aenv, s.airflow_port,
+                                        "C2M_AIRFLOW_PORT", f"{s.airflow_url}/api/v2/monitor/health"),
+        "airflow-scheduler": Component("airflow-scheduler", [af, "scheduler", "--skip-serve-logs"], aenv),
+        "airflow-dag-processor": Component("airflow-dag-processor", [af, "dag-processor"], aenv),
+        "airflow-triggerer": Component("airflow-triggerer", [af, "triggerer", "--skip-serve-logs"], aenv),
+        "mlflow": Component("mlflow", [
+            str(s.jobs_venv / "bin" / "mlflow"), "server", "--host", s.host, "--port", str(s.mlflow_port),
+            "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+            "--artifacts-destination", str(mlflow_dir / "artifacts"), "--workers", "1",
+        ], mlflow_env, s.mlflow_port, "C2M_MLFLOW_PORT", f"http://{s.host}:{s.mlflow_port}/health"),
+        "site": Component("site", site_argv, jenv, s.site_port, "C2M_SITE_PORT", f"{s.site_url}/robots.txt"),
+    }
+
+
+# ---------------------------------------------------------------- processes
+
+def _proc_start_time(pid: int) -> str | None:
+    """Start time of a live, non-zombie process (guards against PID reuse), else None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def read_pid(s: Settings, name: str) -> int | None:
+    """PID of our running component, or None (stale PID files are removed)."""
+    path = pid_file(s, name)
+    try:
+        pid_s, _, started = path.read_text().strip().partition(" ")
+        pid = int(pid_s)
+    except (OSError, ValueError):
+        return None
+    if _proc_start_time(pid) != (started or None) or started == "":
+        path.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+def _write_pid(s: Settings, name: str, pid: int) -> None:
+    path = pid_file(s, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{pid} {_proc_start_time(pid) or ''}\n")
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def check_port_free(s: Settings, comp: Component) -> None:
+    if comp.port is not None and port_in_use(s.host, comp.port):
+        raise StackError(
+            f"port {comp.port} on {s.host} (for {comp.name}) is already in use by another process. "
+            f"Stop that process, or pick another port: export {comp.port_var}=<free port>"
+        )
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+_children: dict[str, subprocess.Popen] = {}
+
+
+def _spawn(s: Settings, comp: Component) -> int:
+    log = log_file(s, comp.name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(comp.argv)}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(comp.argv, env=comp.env, cwd=str(s.repo_root), stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    _children[comp.name] = proc  # kept so that a dead child is reaped, not left a zombie
+    _write_pid(s, comp.name, proc.pid)
+    return proc.pid
+
+
+def _reap() -> None:
+    for proc in list(_children.values()):
+        proc.poll()
+
+
+def _migrate_airflow(s: Settings) -> None:
+    home = airflow_home(s)
+    home.mkdir(parents=True, exist_ok=True)
+    log = log_file(s, "airflow-db-migrate")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.run([str(s.airflow_venv / "bin" / "airflow"), "db", "migrate"], env=airflow_env(s),
+                              cwd=str(s.repo_root), stdout=out, stderr=subprocess.STDOUT, timeout=600)
+    if proc.returncode != 0:
+        raise StackError(f"`airflow db migrate` failed (exit {proc.returncode}). Log {log}:\n{log_tail(log)}")
+
+
+def _require_binaries(s: Settings, names: list[str]) -> None:
+    needs = {
+        "airflow": (s.airflow_venv / "bin" / "airflow", "the Airflow venv"),
+        "mlflow": (s.jobs_venv / "bin" / "mlflow", "the jobs venv"),
+    }
+    for name in names:
+        key = "airflow" if name.startswith("airflow") else name
+        if key in needs and not needs[key][0].exists():
+            raise StackError(f"{needs[key][0]} not found: create {needs[key][1]} with `make venvs`")
+    if "site" in names:
+        from ops.demo_site import SiteMissing, resolve_root
+
+        try:
+            resolve_root(os.environ.get("C2M_SITE_ROOT"))
+        except SiteMissing as exc:
+            raise StackError(str(exc)) from None
+
+
+# ---------------------------------------------------------------- health
+
+def _get(url: str, timeout: float = 3.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+    except (urllib.error.URLError, OSError, TimeoutError):
+        return 0, b""
+
+
+def health(s: Settings | None = None) -> dict[str, bool]:
+    """Which components answer their health checks right now."""
+    s = s or get_settings()
+    comps = components(s)
+    result = {name: False for name in COMPONENTS}
+    code, body = _get(comps["airflow-api-server"].health_url)
+    if code == 200:
+        try:
+            info = json.loads(body)
+        except ValueError:
+            info = {}
+        for key, name in _AIRFLOW_HEALTH_KEYS.items():
+            result[name] = (info.get(key) or {}).get("status") == "healthy"
+    for name in ("mlflow", "site"):
+        result[name] = _get(comps[name].health_url)[0] == 200
+    return result
+
+
+def status(s: Settings | None = None) -> dict[str, dict]:
+    """Per component: pid (ours, alive), healthy, log path; plus the URLs."""
+    s = s or get_settings()
+    healthy = health(s)
+    return {
+        name: {"pid": read_pid(s, name), "healthy": healthy[name], "log": str(log_file(s, name))}
+        for name in COMPONENTS
+    }
+
+
+def urls(s: Settings | None = None) -> dict[str, str]:
+    s = s or get_settings()
+    return {"airflow": s.airflow_url, "mlflow": s.mlflow_uri, "site": s.site_url}
+
+
+# ---------------------------------------------------------------- up / down
+
+def up(s: Settings | None = None, timeout: float = 240.0,
+       echo: Callable[[str], None] = print) -> dict[str, float]:
+    """Start whatever is not running and wait until every component is healthy.
+
+    Idempotent: a healthy stack is left alone. Returns seconds-to-healthy per started component.
+    """
+    s = s or get_settings()
+    if all(health(s).values()):
+        echo(f"stack already up: Airflow {s.airflow_url}  MLflow {s.mlflow_uri}  site {s.site_url}")
+        return {}
+    comps = components(s)
+    to_start = [n for n in COMPONENTS if read_pid(s, n) is None]
+    _require_binaries(s, to_start)
+    for name in to_start:
+        check_port_free(s, comps[name])
+    for sub in ("pids", "logs", "mlflow/artifacts"):
+        (s.stack_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    t0 = time.monotonic()
+    for name in ("site", "mlflow"):  # no setup needed: start first, they warm up meanwhile
+        if name in to_start:
+            _spawn(s, comps[name])
+    if any(n in AIRFLOW_COMPONENTS for n in to_start):
+        echo("migrating the Airflow database ...")
+        _migrate_airflow(s)
+        for name in AIRFLOW_COMPONENTS:
+            if name in to_start:
+                _spawn(s, comps[name])
+    echo(f"starting {', '.join(to_start) or 'nothing'}; "
+         f"waiting for health checks (up to {timeout:.0f} s) ...")
+    return _wait_healthy(s, to_start, t0, timeout, echo)
+
+
+def _wait_healthy(s: Settings, started: list[str], t0: float, timeout: float,
+                  echo: Callable[[str], None]) -> dict[str, float]:
+    ready: dict[str, float] = {}
+    while True:
+        _reap()
+        healthy = health(s)
+        for name in COMPONENTS:
+            if healthy[name] and name not in ready:
+                ready[name] = round(time.monotonic() - t0, 1)
+                if name in started:
+                    echo(f"  {name} healthy after {ready[name]} s")
+        if all(healthy.values()):
+            echo(f"stack up: Airflow {s.airflow_url}  MLflow {s.mlflow_uri}  site {s.site_url}")
+            return {n: ready[n] for n in started}
+        for name in COMPONENTS:
+            if read_pid(s, name) is None and not healthy[name]:
+                raise StackError(
+                    f"{name} exited during start-up. Last lines of {log_file(s, name)}:\n"
+                    f"{log_tail(log_file(s, name))}\n"
+                    "Fix the cause, then run `crawl2model down && crawl2model up`."
+                )
+        if time.monotonic() - t0 > timeout:
+            bad = [n for n, ok in healthy.items() if not ok]
+            tails = "\n".join(f"--- {n} ({log_file(s, n)}):\n{log_tail(log_file(s, n), 15)}" for n in bad)
+            raise StackError(f"not healthy after {timeout:.0f} s: {', '.join(bad)}\n{tails}")
+        time.sleep(1.0)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # killpg(0) succeeds while zombies remain; treat a group of zombies as gone.
+    return any(_proc_start_time(p) for p in _group_members(pgid))
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:
+                members.append(int(entry.name))
+    return members
+
+
+def down(s: Settings | None = None, grace: float = STOP_GRACE_S,
+         echo: Callable[[str], None] = print) -> list[str]:
+    """Stop every component we started (by PID file): SIGTERM its group, SIGKILL after ``grace`` s.
+
+    Idempotent: components that are not running are skipped. Returns the names stopped.
+    """
+    s = s or get_settings()
+    groups: dict[str, int] = {}
+    for name in COMPONENTS:
+        pid = read_pid(s, name)
+        if pid is not None:
+            try:
+                groups[name] = os.getpgid(pid)
+            except ProcessLookupError:
+                pass
+    for name, pgid in groups.items():
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_group_alive(g) for g in groups.values()):
+        _reap()
+        time.sleep(0.3)
+    for name, pgid in groups.items():
+        if _group_alive(pgid):
+            echo(f"  {name} did not stop within {grace:.0f} s; killing it")
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    _reap()
+    for name in COMPONENTS:
+        pid_file(s, name).unlink(missing_ok=True)
+        _children.pop(name, None)
+    echo(f"stopped: {', '.join(groups) or 'nothing was running'}")
+    return list(groups)
+
+
+def memory_mib(s: Settings | None = None) -> dict[str, float]:
+    """Resident memory per component (its whole process group), in MiB."""
+    s = s or get_settings()
+    out = {}
+    for name in COMPONENTS:
+        pid = read_pid(s, name)
+        if pid is None:
+            continue
+        total = 0
+        for member in _group_members(os.getpgid(pid)):
+            try:
+                for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        out[name] = round(total / 1024, 1)
+    return out

@@ -1,0 +1,150 @@
+"""Local stack plumbing: port checks, PID-based stop, the demo site. No Airflow needed."""
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from ops import demo_site, services
+from ops.settings import get_settings
+
+
+@pytest.fixture
+def stack(tmp_path, monkeypatch):
+    """Settings for a throwaway stack on ports nobody uses."""
+    monkeypatch.setenv("C2M_STACK_DIR", str(tmp_path / "stack"))
+    monkeypatch.setenv("C2M_DATA_ROOT", str(tmp_path / "data"))
+    for var in ("C2M_AIRFLOW_PORT", "C2M_MLFLOW_PORT", "C2M_SITE_PORT"):
+        monkeypatch.setenv(var, str(_free_port()))
+    return get_settings()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def tiny_site(tmp_path):
+    root = tmp_path / "site"
+    (root / "whatsnew").mkdir(parents=True)
+    (root / "index.html").write_text("<html><body><a href='a.html'>a</a></body></html>")
+    (root / "a.html").write_text("<html><body><p>Page A</p></body></html>")
+    (root / "whatsnew" / "3.11.html").write_text("<html><body>new</body></html>")
+    return root
+
+
+def test_port_in_use_names_the_port_and_the_variable(stack):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        comp = services.Component("mlflow", ["true"], {}, port, "C2M_MLFLOW_PORT")
+        with pytest.raises(services.StackError) as err:
+            services.check_port_free(stack, comp)
+    assert str(port) in str(err.value) and "C2M_MLFLOW_PORT" in str(err.value)
+
+
+def test_up_refuses_a_taken_port_before_starting_anything(stack, tiny_site, monkeypatch):
+    monkeypatch.setenv("C2M_SITE_ROOT", str(tiny_site))
+    monkeypatch.setattr(services, "_require_binaries", lambda s, names: None)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("C2M_SITE_PORT", str(taken.getsockname()[1]))
+        with pytest.raises(services.StackError, match="C2M_SITE_PORT"):
+            services.up(get_settings(), timeout=5, echo=lambda m: None)
+    assert not list(stack.stack_dir.glob("pids/*.pid"))
+
+
+def test_down_is_idempotent_when_nothing_runs(stack):
+    assert services.down(stack, echo=lambda m: None) == []
+    assert services.down(stack, echo=lambda m: None) == []
+
+
+def test_down_stops_a_started_component_by_pid(stack):
+    comp = services.Component("site", [sys.executable, "-c", "import time; time.sleep(120)"], {})
+    pid = services._spawn(stack, comp)
+    assert services.read_pid(stack, "site") == pid
+    assert services.down(stack, grace=5, echo=lambda m: None) == ["site"]
+    assert services.read_pid(stack, "site") is None
+    assert not services.pid_file(stack, "site").exists()
+    assert services.down(stack, echo=lambda m: None) == []
+
+
+def test_down_kills_a_component_that_ignores_sigterm(stack):
+    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(120)")
+    comp = services.Component("site", [sys.executable, "-c", code], {})
+    services._spawn(stack, comp)
+    deadline = time.time() + 10
+    while "ready" not in services.log_tail(services.log_file(stack, "site")) and time.time() < deadline:
+        time.sleep(0.1)
+    assert services.down(stack, grace=1, echo=lambda m: None) == ["site"]
+    assert services.read_pid(stack, "site") is None
+
+
+def test_stale_pid_file_is_ignored(stack):
+    path = services.pid_file(stack, "mlflow")
+    path.parent.mkdir(parents=True)
+    path.write_text("999999 12345\n")
+    assert services.read_pid(stack, "mlflow") is None
+    assert not path.exists()
+
+
+def test_airflow_env_carries_the_settings(stack):
+    env = services.airflow_env(stack)
+    assert env["AIRFLOW__API__BASE_URL"] == f"http://127.0.0.1:{stack.airflow_port}"
+    assert env["AIRFLOW__API__PORT"] == str(stack.airflow_port)
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+    assert env["C2M_DATA_ROOT"] == stack.data_root
+    assert env["MLFLOW_TRACKING_URI"] == stack.mlflow_uri
+    assert env["AIRFLOW_HOME"] == str(stack.stack_dir / "airflow")
+
+
+def test_demo_site_serves_pages_and_robots(tiny_site):
+    server = demo_site.make_server("127.0.0.1", 0, tiny_site, crawl_delay=2)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        robots = urllib.request.urlopen(f"http://127.0.0.1:{port}/robots.txt", timeout=5).read().decode()
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/a.html", timeout=5).read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "Disallow: /whatsnew/" in robots and "Crawl-delay: 2" in robots
+    assert "Page A" in page
+    from urllib.robotparser import RobotFileParser
+
+    rp = RobotFileParser()
+    rp.parse(robots.splitlines())
+    assert rp.crawl_delay("crawl2model") == 2
+    assert not rp.can_fetch("crawl2model", f"http://127.0.0.1:{port}/whatsnew/3.11.html")
+
+
+def test_demo_site_says_how_to_install_missing_docs(monkeypatch):
+    monkeypatch.setattr(demo_site, "DOC_ROOTS", ("/nonexistent/python-docs",))
+    with pytest.raises(demo_site.SiteMissing, match="apt-get install -y python3-doc"):
+        demo_site.resolve_root(None)
+
+
+def test_demo_site_rejects_an_empty_root(tmp_path):
+    with pytest.raises(demo_site.SiteMissing, match="C2M_SITE_ROOT"):
+        demo_site.resolve_root(tmp_path)
+
+
+def test_a_component_that_dies_during_start_up_shows_its_log(stack, monkeypatch):
+    monkeypatch.setattr(services, "COMPONENTS", ("site",))
+    monkeypatch.setattr(services, "health", lambda s: {"site": False})
+    code = "import sys; print('boom: address already in use', flush=True); sys.exit(3)"
+    services._spawn(stack, services.Component("site", [sys.executable, "-c", code], {}))
+    with pytest.raises(services.StackError) as err:
+        services._wait_healthy(stack, ["site"], time.monotonic(), timeout=30, echo=lambda m: None)
+    assert "site exited during start-up" in str(err.value)
+    assert "boom: address already in use" in str(err.value)
