@@ -42,9 +42,10 @@ def code_sha() -> str:
     """The git SHA of the code that ran, or 'unknown' outside a checkout."""
     try:
         out = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--verify", "-q", "HEAD"],
+            capture_output=True, text=True, timeout=5,
         )
-        return out.stdout.strip() or "unknown"
+        return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -116,7 +117,7 @@ class DatasetVersion:
             "rows_out": rows_out,
             "dropped": dict(sorted(dropped.items())),
             "parents": parents,
-            "files": [f.rsplit("/", 1)[-1] for f in files],
+            "files": [f[len(self.uri):].lstrip("/") for f in files],
             "bytes": sum(_size(f) for f in files),
             "schema": schema or {},
             "code_sha": code_sha(),

@@ -93,9 +93,16 @@ def run(cmd: list[str], env: dict[str, str] | None = None, what: str = "job") ->
     """Run a command, streaming its output; raise LaunchError with the command on failure."""
     print(f"[crawl2model] launching {what}: {shlex.join(cmd)}", flush=True)
     try:
-        proc = subprocess.run(cmd, env=env, stdout=sys.stdout, stderr=sys.stderr)
+        # Relay line by line through Python's stdout rather than handing over a file
+        # descriptor: Airflow's task logger and pytest's capture replace sys.stdout.
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, errors="replace", bufsize=1)
     except OSError as exc:
         raise LaunchError(f"could not start {what}: {exc}") from exc
+    with proc:
+        for line in proc.stdout:
+            sys.stdout.write(line)
+        sys.stdout.flush()
     if proc.returncode != 0:
         raise LaunchError(f"{what} failed with exit code {proc.returncode}. Command: {shlex.join(cmd)}")
 

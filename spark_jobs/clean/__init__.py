@@ -1,0 +1,1 @@
+"""Normalise text, compute quality signals, filter with Gopher / C4 rules."""

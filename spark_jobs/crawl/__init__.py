@@ -1,0 +1,1 @@
+"""Polite BFS crawler: robots.txt, per-host delay, scope, SSRF guard, WARC output."""

@@ -1,0 +1,189 @@
+"""Fetch one host's URLs politely and safely; runs inside a Spark task.
+
+Each fetch: resolve and refuse internal addresses, follow at most ``max_redirects``
+same-host redirects (checking robots and address on every hop), refuse non-HTML content
+types before reading the body, stream the body with a byte cap and a wall-clock cap.
+Every outcome is a result dict with a named ``reason``; ``ok`` means stored. A failure
+of one URL never stops the crawl.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+from urllib.parse import urlsplit
+
+from spark_jobs.crawl import safety
+from spark_jobs.crawl.links import extract_links
+from spark_jobs.crawl.robots import RobotsRules
+from spark_jobs.crawl.urls import DEFAULT_PORTS, host_key, in_scope, normalize_url
+from spark_jobs.records import utc_now_iso
+
+# Outcome reasons (stat keys). "ok" is the only one that stores a page.
+OK = "ok"
+ROBOTS_DISALLOWED = "robots_disallowed"
+HTTP_4XX = "http_error_4xx"
+HTTP_5XX = "http_error_5xx"
+HTTP_OTHER = "http_status_other"
+TIMEOUT = "timeout"
+CONNECTION_ERROR = "connection_error"
+CONTENT_TYPE = "content_type"
+TOO_LARGE = "too_large"
+TOO_MANY_REDIRECTS = "too_many_redirects"
+REDIRECT_OUT_OF_SCOPE = "redirect_out_of_scope"
+REDIRECTED_OFFHOST = "redirected_offhost"  # target goes back to the frontier as a new URL
+DNS_ERROR = safety.DNS_ERROR
+PRIVATE_ADDRESS = safety.PRIVATE_ADDRESS
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+_DROP_HEADERS = {"content-encoding", "transfer-encoding", "content-length"}
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """How every request behaves; the defaults are the crawl CLI's."""
+
+    user_agent: str = "crawl2model/0.1 (+https://example.invalid/bot)"
+    timeout: float = 10.0
+    max_bytes: int = 5 * 1024 * 1024
+    max_redirects: int = 5
+    allow_private: bool = False
+    allowed: tuple[tuple[str, int | None], ...] = field(default_factory=tuple)
+    content_types: tuple[str, ...] = HTML_TYPES
+
+
+class Pacer:
+    """Spaces requests to one host by at least ``delay`` seconds."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+        self.last = 0.0
+
+    def wait(self) -> None:
+        pause = self.last + self.delay - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        self.last = time.monotonic()
+
+
+def new_session(cfg: FetchConfig):
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False  # direct connections: the address check must see the real peer
+    session.headers.update({"User-Agent": cfg.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9"})
+    return session
+
+
+def _status_reason(status: int) -> str:
+    if 400 <= status < 500:
+        return HTTP_4XX
+    if status >= 500:
+        return HTTP_5XX
+    return HTTP_OTHER
+
+
+def _mime(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def fetch_url(session, url: str, cfg: FetchConfig, pacer: Pacer, robots: RobotsRules | None = None,
+              content_types: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Fetch one URL; always returns a result dict (never raises for network trouble)."""
+    import requests
+
+    allowed_types = cfg.content_types if content_types is None else content_types
+    result: dict[str, Any] = {"url": url, "final_url": url, "status": None, "reason": None,
+                              "content_type": None, "headers": [], "body": None, "bytes": 0,
+                              "outlinks": [], "fetched_at": utc_now_iso()}
+    start = time.monotonic()
+    current = url
+    try:
+        for hop in range(cfg.max_redirects + 1):
+            parts = urlsplit(current)
+            refused = safety.check_host(parts.hostname, parts.port or DEFAULT_PORTS[parts.scheme],
+                                        cfg.allow_private)
+            if refused:
+                return _done(result, refused, start)
+            pacer.wait()
+            result["fetched_at"] = utc_now_iso()
+            with session.get(current, timeout=(cfg.timeout, cfg.timeout), allow_redirects=False,
+                             stream=True) as resp:
+                result.update(final_url=current, status=resp.status_code,
+                              content_type=resp.headers.get("Content-Type"))
+                if resp.status_code in REDIRECT_CODES and resp.headers.get("Location"):
+                    target = normalize_url(resp.headers["Location"], current)
+                    if target is None:
+                        return _done(result, HTTP_OTHER, start)
+                    if cfg.allowed and not in_scope(target, list(cfg.allowed)):
+                        return _done(result, REDIRECT_OUT_OF_SCOPE, start)
+                    if host_key(target) != host_key(current):
+                        result["outlinks"] = [target]
+                        return _done(result, REDIRECTED_OFFHOST, start)
+                    if robots is not None and not robots.can_fetch(cfg.user_agent, target):
+                        return _done(result, ROBOTS_DISALLOWED, start)
+                    current = target
+                    continue
+                if not 200 <= resp.status_code < 300:
+                    return _done(result, _status_reason(resp.status_code), start)
+                if allowed_types and _mime(result["content_type"]) not in allowed_types:
+                    return _done(result, CONTENT_TYPE, start)
+                declared = resp.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > cfg.max_bytes:
+                    return _done(result, TOO_LARGE, start)
+                body = bytearray()
+                for chunk in resp.iter_content(64 * 1024):
+                    body += chunk
+                    if len(body) > cfg.max_bytes:
+                        return _done(result, TOO_LARGE, start)
+                    if time.monotonic() - start > cfg.timeout * 3:
+                        return _done(result, TIMEOUT, start)
+                result["headers"] = [(k, v) for k, v in resp.headers.items()
+                                     if k.lower() not in _DROP_HEADERS]
+                result["body"] = bytes(body)
+                result["bytes"] = len(body)
+                return _done(result, OK, start)
+        return _done(result, TOO_MANY_REDIRECTS, start)
+    except requests.exceptions.Timeout:
+        return _done(result, TIMEOUT, start)
+    except requests.exceptions.RequestException as exc:
+        # a read timeout while streaming surfaces as ConnectionError(ReadTimeoutError)
+        return _done(result, TIMEOUT if "timed out" in str(exc).lower() else CONNECTION_ERROR, start)
+
+
+def _done(result: dict[str, Any], reason: str, start: float) -> dict[str, Any]:
+    result["reason"] = reason
+    result["seconds"] = round(time.monotonic() - start, 4)
+    if reason != OK:
+        result["body"] = None
+    return result
+
+
+@dataclass(frozen=True)
+class HostJob:
+    """One host's share of a BFS level: what one Spark partition fetches, in order."""
+
+    host: str
+    urls: tuple[tuple[int, str, int], ...]  # (position in the level, url, depth)
+    delay: float
+    robots: RobotsRules
+    config: FetchConfig
+    not_before: float = 0.0  # epoch seconds: the host's last request (robots.txt, last level) + delay
+
+
+def fetch_host_jobs(jobs: Iterator[HostJob]) -> Iterator[dict[str, Any]]:
+    """The Spark partition function: hosts one after another, each URL after its delay."""
+    for job in jobs:
+        session = new_session(job.config)
+        pacer = Pacer(job.delay)
+        time.sleep(max(0.0, job.not_before - time.time()))
+        try:
+            for position, url, depth in job.urls:
+                result = fetch_url(session, url, job.config, pacer, job.robots)
+                result.update(position=position, depth=depth, host=job.host, ended_at=time.time())
+                if result["reason"] == OK:
+                    result["outlinks"] = extract_links(result["body"], result["final_url"])
+                yield result
+        finally:
+            session.close()

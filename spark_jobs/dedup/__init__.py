@@ -1,0 +1,1 @@
+"""Exact deduplication on normalised text."""

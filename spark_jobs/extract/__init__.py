@@ -1,0 +1,1 @@
+"""HTML → main text, title and language: WARC reader plus plain-Python steps."""

@@ -1,0 +1,46 @@
+"""spark-submit entry: raw/v=V (WARC) → extracted/v=V (text, title, lang).
+
+    spark-submit spark_jobs/jobs/extract.py --version demo
+    spark-submit spark_jobs/jobs/extract.py --version mine --input-jsonl pages.jsonl  # id, text or html
+"""
+import os
+import sys
+
+# spark-submit puts this folder first on sys.path, where jobs/tokenize.py would shadow the stdlib.
+if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
+
+from spark_jobs.jobs._args import base_parser, common_config, input_frame, parse, print_summary  # noqa: E402
+
+
+def build_parser():
+    p = base_parser("extract", "Extract main text, title and language from crawled HTML.")
+    p.add_argument("--max-page-bytes", type=int, default=2 * 1024 * 1024,
+                   help="skip larger pages as too_large (extraction time grows with size)")
+    return p
+
+
+def main(argv=None, spark=None) -> dict:
+    from ops.datasets import DatasetVersion
+    from spark_jobs.extract.steps import default_steps
+    from spark_jobs.extract.warc_reader import warc_frame
+    from spark_jobs.records import columns
+    from spark_jobs.runner import get_spark, run_stage
+    from spark_jobs.staging import local_input
+
+    args = parse(build_parser(), argv)
+    spark = spark or get_spark("crawl2model-extract")
+    if args.input_jsonl:
+        df, parents = input_frame(spark, args, "raw", extra_jsonl=("html",))
+    else:
+        raw = DatasetVersion(args.root, "raw", args.input_version)
+        df, parents = warc_frame(spark, local_input(raw)), [raw.uri]
+    out = DatasetVersion(args.root, "extracted", args.version)
+    manifest = run_stage(spark, df, default_steps(args.max_page_bytes), columns(), out,
+                         parents=parents, config=common_config(args))
+    print_summary(manifest)
+    return manifest
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,226 @@
+"""The one place with Spark wiring: session, readers, step runner, writer.
+
+A stage hands the runner a DataFrame of records and a list of plain-Python steps
+(:mod:`spark_jobs.steps`). The runner applies them with ``mapInPandas``, tagging each
+row with ``_drop_reason`` (null = kept). Kept rows go to ``part-*.parquet`` and dropped
+rows to ``removed/{reason}/``, both written in one pass. Counts per reason come from a
+``groupBy`` over what was written (not accumulators, which double-count retried tasks),
+so the manifest's rows_in = rows_out + Σdropped is checked against the data on disk.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import unquote
+
+from ops.datasets import DatasetVersion, check_accounting
+from spark_jobs.records import RECORD_COLUMNS, SOURCE_JSONL, ddl
+from spark_jobs.staging import Staging, local_input
+from spark_jobs.steps import apply_steps
+
+DROP = "_drop_reason"
+KEPT = "_kept"
+ARROW_BATCH_ROWS = 256  # HTML rows are large; small Arrow batches bound worker memory
+
+
+def get_spark(app_name: str = "crawl2model", master: str | None = None, conf: dict[str, str] | None = None):
+    """A SparkSession; the master comes from spark-submit unless one is given (tests)."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    settings = {
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(ARROW_BATCH_ROWS),
+        "spark.sql.sources.partitionOverwriteMode": "static",
+    }
+    settings.update(conf or {})
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("C2M_SPARK_LOG_LEVEL", "WARN"))
+    return spark
+
+
+# ---------------------------------------------------------------- readers
+
+def read_version(spark, dv: DatasetVersion):
+    """The kept rows of a finished version (never removed/ or logs)."""
+    folder = local_input(dv)
+    parts = sorted(str(p) for p in Path(folder).glob("part-*.parquet"))
+    if not parts:
+        raise FileNotFoundError(f"{dv.uri} has a manifest but no part-*.parquet files; "
+                                f"rerun the {dv.stage} stage")
+    # explicit files, not a glob: no partition discovery from "v=…", no stream-sink probing
+    return spark.read.option("basePath", folder).parquet(*parts)
+
+
+def read_jsonl(spark, path: str, extra: Iterable[str] = ()):
+    """Bring-your-own-corpus input: JSON lines with at least ``text`` (and ideally ``id``).
+
+    Missing record columns become nulls, ``id`` defaults to sha1(url or text), and
+    ``source`` to "jsonl". Columns named in ``extra`` (e.g. ``html``) pass through.
+    """
+    from pyspark.sql import functions as F
+
+    df = spark.read.json(path)
+    names = set(df.columns)
+    if "_corrupt_record" in names:
+        bad = df.filter(F.col("_corrupt_record").isNotNull()).count()
+        if bad:
+            raise ValueError(f"{path}: {bad} lines are not valid JSON objects; fix or remove them")
+    if "text" not in names and not (set(extra) & names):
+        raise ValueError(f"{path}: JSONL records need a 'text' field (found {sorted(names)})")
+
+    def present(name: str, kind: str):
+        return F.col(name).cast(kind) if name in names else F.lit(None).cast(kind)
+
+    defaults = {
+        "id": F.sha1(F.coalesce(present("url", "string"), present("text", "string"))),
+        "source": F.lit(SOURCE_JSONL),
+    }
+    cols = []
+    for name, kind in RECORD_COLUMNS:
+        value = present(name, kind)
+        if name in defaults:
+            value = F.coalesce(value, defaults[name])
+        cols.append(value.alias(name))
+    cols += [F.col(c) for c in extra if c in names]
+    return df.select(*cols)
+
+
+# ---------------------------------------------------------------- applying steps
+
+def _clean_value(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _records(pdf) -> Iterator[dict[str, Any]]:
+    for rec in pdf.to_dict("records"):
+        yield {k: _clean_value(v) for k, v in rec.items()}
+
+
+def _row(doc: dict[str, Any], cols: list[tuple[str, str]]) -> list[Any]:
+    row = []
+    for name, kind in cols:
+        value = doc.get(name)
+        if kind == "string" and isinstance(value, (dict, list)):
+            value = json.dumps(value, sort_keys=True, ensure_ascii=False)
+        row.append(value)
+    return row
+
+
+def steps_batch_fn(steps: list[object], out_cols: list[tuple[str, str]]) -> Callable:
+    """The mapInPandas function: every document through the steps, plus its drop reason."""
+    names = [name for name, _ in out_cols] + [DROP]
+
+    def run(batches):
+        import pandas as pd
+
+        for pdf in batches:
+            rows = []
+            for doc in _records(pdf):
+                doc, reason = apply_steps(doc, steps)
+                rows.append(_row(doc, out_cols) + [reason])
+            yield pd.DataFrame(rows, columns=names)
+
+    return run
+
+
+def apply_steps_df(df, steps: list[object], out_cols: list[tuple[str, str]]):
+    """Lazily apply steps; the result has ``out_cols`` plus ``_drop_reason``."""
+    return df.mapInPandas(steps_batch_fn(steps, out_cols), ddl(out_cols + [(DROP, "string")]))
+
+
+def spread(df, min_partitions: int | None = None):
+    """Give every core work: small inputs arrive as one partition."""
+    want = min_partitions or df.sparkSession.sparkContext.defaultParallelism
+    if df.rdd.getNumPartitions() < want:
+        return df.repartition(want)
+    return df
+
+
+# ---------------------------------------------------------------- writing
+
+def write_rows(spark, result, staging: Staging, keep_rows: bool = True) -> dict[str, int]:
+    """Write kept rows as part-*.parquet and dropped rows under removed/{reason}/.
+
+    One Spark pass writes everything partitioned by reason; files are then moved into
+    the contract layout. Returns row counts by reason, KEPT included, from the files.
+    """
+    from pyspark.sql import functions as F
+
+    rows_dir = staging.join("tagged_rows")  # no leading "_": Spark skips such paths when reading
+    tagged = result.withColumn(DROP, F.coalesce(F.col(DROP), F.lit(KEPT)))
+    if not keep_rows:
+        tagged = tagged.filter(F.col(DROP) != KEPT)
+    tagged.write.mode("overwrite").partitionBy(DROP).parquet(rows_dir)
+    counts: dict[str, int] = {}
+    if any(Path(rows_dir).glob(f"{DROP}=*")):
+        for rec in spark.read.parquet(rows_dir).groupBy(DROP).count().collect():
+            counts[str(rec[DROP])] = int(rec["count"])
+    for part_dir in sorted(Path(rows_dir).glob(f"{DROP}=*")):
+        reason = unquote(part_dir.name.split("=", 1)[1])
+        if reason == KEPT:
+            for f in sorted(part_dir.glob("part-*.parquet")):
+                os.rename(f, staging.join(f.name))
+        else:
+            dest = Path(staging.join("removed", reason))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(part_dir, dest)
+    shutil.rmtree(rows_dir, ignore_errors=True)
+    if keep_rows and not counts.get(KEPT):
+        _write_empty_parquet(result.drop(DROP).schema, staging.join("part-00000.parquet"))
+    return counts
+
+
+def _write_empty_parquet(schema, path: str) -> None:
+    """A version with no kept rows still has a readable, typed part file."""
+    import pyarrow.parquet as pq
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    pq.write_table(to_arrow_schema(schema).empty_table(), path)
+
+
+def schema_dict(schema) -> dict[str, str]:
+    return {f.name: f.dataType.simpleString() for f in schema.fields if f.name != DROP}
+
+
+def publish_version(staging: Staging, *, rows_in: int, counts: dict[str, int], parents: list[str],
+                    config: dict[str, Any], schema: dict[str, str] | None = None,
+                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Check the accounting, swap the staged folder in, then write the manifest last."""
+    rows_out = counts.get(KEPT, 0)
+    dropped = {k: v for k, v in counts.items() if k != KEPT and v}
+    check_accounting(rows_in, rows_out, dropped, where=staging.path)
+    staging.publish()
+    return staging.out.write_manifest(rows_in=rows_in, rows_out=rows_out, dropped=dropped, parents=parents,
+                                      config=config, schema=schema, extra=extra)
+
+
+def write_version(spark, result, out: DatasetVersion, *, rows_in: int, parents: list[str],
+                  config: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write a tagged DataFrame as a complete version: data, removed/, manifest."""
+    with Staging(out) as staging:
+        counts = write_rows(spark, result, staging)
+        return publish_version(staging, rows_in=rows_in, counts=counts, parents=parents, config=config,
+                               schema=schema_dict(result.schema), extra=extra)
+
+
+def run_stage(spark, df, steps: list[object], out_cols: list[tuple[str, str]], out: DatasetVersion, *,
+              parents: list[str], config: dict[str, Any], post: Callable | None = None,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Count the input, apply the steps (then ``post``, a whole-DataFrame step), write the version."""
+    rows_in = df.count()
+    result = apply_steps_df(spread(df), steps, out_cols)
+    if post is not None:
+        result = post(result)
+    return write_version(spark, result, out, rows_in=rows_in, parents=parents, config=config, extra=extra)

@@ -1,0 +1,1 @@
+"""Byte-level BPE training, encoding, packing into fixed-length token shards."""
