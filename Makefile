@@ -15,7 +15,8 @@ DATASETS_STAMP := $(C2M_CACHE)/datasets/.fetched
 # Debian packages the stack needs: Java for Spark, a compiler and cmake for Horovod,
 # Python's HTML docs as the demo website.
 APT_PACKAGES := openjdk-17-jre-headless g++ cmake make python3.11-doc
-PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 pip
+PIP := pip
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help demo test test-unit test-integration up down status clean venvs system-deps datasets
 
