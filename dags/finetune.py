@@ -1,8 +1,15 @@
 """Fine-tune the champion base model on a labelled task, with Horovod.
 
-Triggered by hand with the Params form. The job loads ``base_model`` (by default the registry
-alias ``models:/c2m-base@champion``), trains a task head, logs to MLflow and registers
-``c2m-<task>``; the task returns the job's result JSON (accuracy, F1, model version).
+Triggered by hand with the Params form. The job loads ``base_model`` (by default the
+registry alias ``models:/c2m-base@champion``), trains a task head, logs to the MLflow
+experiment ``finetune`` (run ``finetune.train@<run id>``, tagged with this DAG run's URL),
+registers ``c2m-<task>`` and lets the promotion gate move ``champion``. The task returns
+the job's result JSON (accuracy, F1, model version) plus ``mlflow_run_url``, and the DAG
+run's note links to the MLflow run.
+
+Params that leave a value empty use the job's own default. Cross-field rules (a data folder
+for ``classification``/``tagging``, a subset that belongs to the task) are checked before
+anything is launched.
 """
 from __future__ import annotations
 
@@ -10,19 +17,10 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from ops.dag_support import OWNER_ML, finetune_params, task_defaults
 from ops.settings import get_settings
 
-PARAMS = {
-    "base_model": Param("models:/c2m-base@champion", type="string", pattern="^(models|runs):/.+",
-                        description="MLflow model URI of the pretrained base."),
-    "task": Param("sentiment", type="string", enum=["sentiment"],
-                  description="Labelled task to fine-tune on."),
-    "epochs": Param(3, type="integer", minimum=1, maximum=1000),
-    "np": Param(get_settings().train_np, type="integer", minimum=1, maximum=256,
-                description="Number of Horovod processes."),
-    "extra_args": Param([], type="array", items={"type": "string"},
-                        description="More flags passed verbatim to training.finetune."),
-}
+PARAMS = {name: Param(**spec) for name, spec in finetune_params(get_settings()).items()}
 
 
 @dag(
@@ -30,8 +28,7 @@ PARAMS = {
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=1),
-                  "execution_timeout": timedelta(hours=24)},
+    default_args=task_defaults(OWNER_ML, retries=1, timeout=timedelta(hours=24)),
     params=PARAMS,
     tags=["crawl2model", "training"],
 )
@@ -40,18 +37,19 @@ def finetune():
 
     @task
     def train() -> dict:
-        """Run horovodrun training.finetune and return its result JSON."""
-        from ops.dag_support import finetune_args, read_result, result_path
-        from ops.launchers import horovodrun
+        """Run training.finetune on the launcher and return its result JSON with the MLflow link."""
+        from ops import dag_support as ds
 
         ctx = get_current_context()
         s = get_settings()
         params = dict(ctx["params"])
-        result_file = result_path(s, ctx["dag"].dag_id, ctx["run_id"], "train")
-        result_file.parent.mkdir(parents=True, exist_ok=True)
-        result_file.unlink(missing_ok=True)
-        horovodrun("training.finetune", finetune_args(params, result_file), params["np"])
-        return {**read_result(result_file), "base_model": params["base_model"]}
+        ds.check_training_params(params)
+        job = ds.TrainingTask(ctx, s)
+        more = ds.finetune_optional_args(params) + ["--run-name", job.run_name]
+        args = ds.finetune_args(params, job.result_file, more)
+        result = {**job.run("training.finetune", args, params["np"]), "base_model": params["base_model"]}
+        job.note(ds.mlflow_note(f"finetune {params['task']}", result))
+        return result
 
     train()
 

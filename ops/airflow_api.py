@@ -150,6 +150,11 @@ class AirflowClient:
             body["note"] = note
         return self.request("POST", f"/api/v2/dags/{q(dag_id)}/dagRuns", body)
 
+    def set_note(self, dag_id: str, run_id: str, note: str) -> dict:
+        """Set a DAG run's note (markdown, shown on the run's page)."""
+        return self.request("PATCH", f"/api/v2/dags/{q(dag_id)}/dagRuns/{q(run_id)}?update_mask=note",
+                            {"note": note})
+
     def get_run(self, dag_id: str, run_id: str) -> dict:
         return self.request("GET", f"/api/v2/dags/{q(dag_id)}/dagRuns/{q(run_id)}")
 

@@ -3,6 +3,7 @@
     crawl2model up | down | status | demo [--profile tiny]
     crawl2model crawl|extract|clean|dedup|tokenize  <job flags ...>      (spark-submit)
     crawl2model pretrain|finetune [--np N]  <job flags ...>               (horovodrun)
+    crawl2model evaluate|hpo|compress  <job flags ...>                    (one python process)
 
 Stage flags are passed verbatim to the job, so ``crawl2model crawl --help`` shows the job's own
 help; Airflow tasks call the same launchers. This module imports nothing heavy, so it runs
@@ -15,7 +16,9 @@ import sys
 
 DATA_STAGES = ("crawl", "extract", "clean", "dedup", "tokenize")
 TRAIN_STAGES = ("pretrain", "finetune")
-NOT_BUILT = ("evaluate", "hpo", "compress")
+# One process each, run by the jobs venv's python: evaluation and compression are single-process,
+# and an HPO study runs its trials one after another (more processes may share its --storage).
+PY_STAGES = ("evaluate", "hpo", "compress")
 
 
 def _split_np(args: list[str]) -> tuple[int | None, list[str]]:
@@ -47,6 +50,20 @@ def _run_stage(command: str, rest: list[str]) -> int:
     return 0
 
 
+def _run_python(command: str, rest: list[str]) -> int:
+    from ops.launchers import LaunchError, job_env, run
+    from ops.settings import get_settings
+
+    s = get_settings()
+    try:
+        run([str(s.jobs_python), "-m", f"training.{command}", *rest], env=job_env(s),
+            what=f"training.{command}")
+    except LaunchError as exc:
+        print(f"crawl2model {command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crawl2model", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -64,8 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     for name in TRAIN_STAGES:
         sub.add_parser(name, add_help=False,
                        help=f"horovodrun training.{name} [--np N] (flags passed through)")
-    for name in NOT_BUILT:
-        sub.add_parser(name, help="not built yet", add_help=False)
+    for name in PY_STAGES:
+        sub.add_parser(name, add_help=False,
+                       help=f"python -m training.{name} in the jobs venv (flags passed through)")
     return p
 
 
@@ -87,10 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DATA_STAGES + TRAIN_STAGES:
         return _run_stage(argv[0], argv[1:])
-    if argv and argv[0] in NOT_BUILT:
-        print(f"crawl2model {argv[0]}: not built yet (see ARCHITECTURE.md §1); nothing was run.",
-              file=sys.stderr)
-        return 2
+    if argv and argv[0] in PY_STAGES:
+        return _run_python(argv[0], argv[1:])
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_help()

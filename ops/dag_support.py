@@ -1,18 +1,26 @@
 """Plain helpers behind the DAGs: versions, job flags, manifest summaries, result files.
 
 DAG files stay orchestration only; what they compute (which version a run writes, which
-flags a stage gets, what small summary goes to XCom) lives here as plain functions, so it is
-unit-tested without Airflow and shared with the demo. Nothing here imports Airflow, Spark or
-torch.
+flags a stage gets, what small summary goes to XCom, how a failure is reported, which
+launcher runs a job, how MLflow runs link back to Airflow) lives here as plain functions,
+so it is unit-tested without Airflow and shared with the demo. Nothing here imports
+Airflow, Spark or torch at module level; the few functions that must talk to Airflow from
+inside a running task import it lazily.
+
+The Params schemas (:data:`PARAM_SPECS`) are plain JSON-schema dicts too: the DAG files wrap
+them in ``airflow.sdk.Param`` and the tests check them against the training code's own
+choices (model sizes, fine-tuning tasks).
 """
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Callable
+from urllib.parse import quote, urlsplit
 
 from ops import storage
 from ops.datasets import DatasetVersion, check_version
@@ -83,6 +91,18 @@ def stage_args(stage: str, params: dict[str, Any], root: str, version: str) -> l
     if stage == "crawl":
         return crawl_args(params, root, version)
     args = ["--root", root, "--version", version, "--input-version", version]
+    if stage == "clean":
+        if params.get("langs"):
+            args += ["--langs", ",".join(params["langs"])]
+        if params.get("min_lang_score") is not None:
+            args += ["--min-lang-score", str(params["min_lang_score"])]
+    if stage == "dedup":  # flags only when they differ from the job's defaults
+        if params.get("near_dedup") is False:
+            args.append("--no-near-dedup")
+        if params.get("dedup_threshold") is not None:
+            args += ["--threshold", str(params["dedup_threshold"])]
+        if params.get("dedup_against") == "none":
+            args += ["--dedup-against", "none"]
     if stage == "tokenize":
         args += ["--vocab-size", str(params["vocab_size"]), "--seq-len", str(params["seq_len"])]
         if params.get("val_fraction") is not None:
@@ -155,7 +175,8 @@ def resolve_pretrain(params: dict[str, Any], run_type: str, event_extra: dict[st
 
 
 def pretrain_args(p: dict[str, Any], shards_uri: str, root: str, run_name: str,
-                  result_file: Path) -> list[str]:
+                  result_file: Path | str, more: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Flags for training.pretrain; ``more`` goes before the user's ``extra_args`` (which win)."""
     args = [
         "--shards", shards_uri, "--model", str(p["model"]), "--max-steps", str(p["max_steps"]),
         "--checkpoint-dir", storage.join(root, "checkpoints", "pretrain", run_name),
@@ -163,12 +184,630 @@ def pretrain_args(p: dict[str, Any], shards_uri: str, root: str, run_name: str,
     ]
     if p.get("batch_size"):
         args += ["--batch-size", str(p["batch_size"])]
-    return args + [str(a) for a in p.get("extra_args") or []]
+    return args + list(more) + [str(a) for a in p.get("extra_args") or []]
 
 
-def finetune_args(p: dict[str, Any], result_file: Path) -> list[str]:
+def finetune_args(p: dict[str, Any], result_file: Path | str,
+                  more: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Flags for training.finetune; ``more`` goes before the user's ``extra_args`` (which win)."""
     args = [
         "--base-model", str(p["base_model"]), "--task", str(p["task"]), "--epochs", str(p["epochs"]),
         "--experiment", "finetune", "--register-name", f"c2m-{p['task']}", "--result-file", str(result_file),
     ]
+    return args + list(more) + [str(a) for a in p.get("extra_args") or []]
+
+
+# ---------------------------------------------------------------- Params (JSON schema)
+
+# Choices users pick by name come from the training code itself (pure-Python config modules,
+# safe to import while a DAG file is parsed); these are the fallbacks if that import fails.
+MODEL_SIZES = ("tiny", "small")
+OBJECTIVES = ("clm",)
+FINETUNE_TASKS = ("sentiment", "ner", "pos", "classification", "tagging")
+PROMOTE_MODES = ("gate", "always", "never")
+FINETUNE_SUBSETS = ("sentences", "reviews", "oanc", "wsj")
+COMPRESS_METHODS = ("distill", "quantize", "prune")
+HPO_SAMPLERS = ("tpe", "random")
+HPO_PRUNERS = ("median", "none")
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+MODEL_URI_PATTERN = (r"^(models:/[A-Za-z0-9][A-Za-z0-9_.-]*(@[A-Za-z0-9][A-Za-z0-9_-]*|/[0-9]+)"
+                     r"|runs:/[0-9a-f]{32}/\S+)$")
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+DATA_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,62}/\S*|/\S+)$"
+STUDY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+def training_choice(module: str, attr: str, fallback: tuple[str, ...]) -> tuple[str, ...]:
+    """Names from a training config module (e.g. the named model configs), or ``fallback``.
+
+    Those modules hold dataclasses only; if one ever imports torch, the Airflow venv cannot
+    import it and the form falls back rather than the DAG failing to parse.
+    """
+    import importlib
+
+    try:
+        return tuple(getattr(importlib.import_module(module), attr))
+    except Exception:
+        return fallback
+
+
+def model_names() -> tuple[str, ...]:
+    return training_choice("training.config", "MODEL_SIZES", MODEL_SIZES)
+
+
+def objective_names() -> tuple[str, ...]:
+    return training_choice("training.config", "OBJECTIVES", OBJECTIVES)
+
+
+def finetune_tasks() -> tuple[str, ...]:
+    return training_choice("training.tasks.config", "TASKS", FINETUNE_TASKS)
+
+
+def _p(default: Any, title: str, description: str, section: str | None = None, **schema: Any) -> dict:
+    """One Param as plain data: default, the form's title/description/section, its JSON schema."""
+    spec = {"default": default, "title": title, "description": description, **schema}
+    if section:
+        spec["section"] = section
+    return spec
+
+
+NULL_STR, NULL_INT, NULL_NUM = ["null", "string"], ["null", "integer"], ["null", "number"]
+HOST_PATTERN = r"^[A-Za-z0-9.-]+(:\d+)?$"
+
+
+def _launch(s: Settings) -> dict[str, dict]:
+    return {
+        "np": _p(s.train_np, "Processes", "Horovod ranks (one per GPU on a cluster).", "Launch",
+                 type="integer", minimum=1, maximum=1024),
+        "extra_args": _p([], "Extra flags", "More flags passed verbatim to the job (see its --help).",
+                         "Launch", type="array", items={"type": "string", "pattern": r"^\S.*$"}, maxItems=64),
+    }
+
+
+def data_refresh_params(s: Settings) -> dict[str, dict]:
+    return {
+        "seeds": _p([f"{s.site_url}/"], "Seed URLs", "Start URLs. The default is the local demo site.",
+                    "Crawl", type="array", minItems=1, maxItems=1000,
+                    items={"type": "string", "pattern": r"^https?://\S+$"}),
+        "allow_domains": _p([], "Allowed domains",
+                            "host[:port] the crawler may visit; empty = the seeds' hosts.", "Crawl",
+                            type="array", items={"type": "string", "pattern": HOST_PATTERN}),
+        "allow_private": _p(True, "Allow private addresses",
+                            "Allow loopback/private IPs (the demo site is on 127.0.0.1).", "Crawl",
+                            type="boolean"),
+        "max_pages": _p(150, "Max pages", "Most URLs to fetch.", "Crawl",
+                        type="integer", minimum=1, maximum=1_000_000),
+        "max_depth": _p(3, "Max depth", "Link hops from a seed.", "Crawl",
+                        type="integer", minimum=0, maximum=50),
+        "delay": _p(1.0, "Delay (s)", "Seconds between requests to one host; a larger Crawl-delay wins.",
+                    "Crawl", type="number", minimum=0, maximum=600),
+        "langs": _p(["en"], "Languages", "ISO 639-1 codes the clean stage keeps.", "Clean",
+                    type="array", minItems=1, items={"type": "string", "pattern": "^[a-z]{2}$"}),
+        "min_lang_score": _p(0.5, "Min language score", "Least language-ID probability to keep a document.",
+                             "Clean", type="number", minimum=0.0, maximum=1.0),
+        "near_dedup": _p(True, "Near-duplicate removal", "MinHash-LSH near-dedup after exact dedup.",
+                         "Dedup", type="boolean"),
+        "dedup_threshold": _p(None, "Near-dup threshold", "Jaccard similarity counted as a near duplicate; "
+                              "empty = FineWeb's 14 bands x 8 rows.", "Dedup", type=NULL_NUM,
+                              minimum=0.5, maximum=0.99),
+        "dedup_against": _p("earlier", "Dedup against", "earlier: also drop what earlier corpus versions "
+                            "hold; none: this version only.", "Dedup",
+                            type="string", enum=["earlier", "none"]),
+        "vocab_size": _p(4096, "Vocabulary size", "Tokenizer vocabulary size.", "Tokenize",
+                         type="integer", minimum=512, maximum=1_048_576),
+        "seq_len": _p(128, "Sequence length", "Tokens per packed training sequence.", "Tokenize",
+                      type="integer", minimum=8, maximum=65_536),
+        "val_fraction": _p(0.05, "Validation fraction", "Share of documents (by id hash) held out.",
+                           "Tokenize", type="number", minimum=0.0, maximum=0.5),
+        "version": _p(None, "Dataset version",
+                      "Version to write; default: the logical date, else the run id.", "Run",
+                      type=NULL_STR, pattern=VERSION_PATTERN),
+        "publish": _p(True, "Publish corpus", "Emit the corpus Asset at the end, which starts pretrain. "
+                      "end_to_end turns this off and triggers pretrain itself.", "Run", type="boolean"),
+        "pretrain": _p({}, "Pretrain overrides", "Overrides for the pretrain run this refresh starts "
+                       "(carried in the corpus event).", "Run", type="object", additionalProperties=False,
+                       properties={"model": {"type": "string", "enum": list(model_names())},
+                                   "max_steps": {"type": "integer", "minimum": 1},
+                                   "batch_size": {"type": "integer", "minimum": 1},
+                                   "np": {"type": "integer", "minimum": 1, "maximum": 1024}}),
+    }
+
+
+def pretrain_params(s: Settings) -> dict[str, dict]:
+    return {
+        "shards_uri": _p(None, "Shards", "shards/v=V folder (path or s3://); default: the corpus "
+                         "event's, else the newest complete version.", "Data",
+                         type=NULL_STR, pattern=DATA_URI_PATTERN),
+        "model": _p("tiny", "Model config", "Named model config in training/config.py.", "Model",
+                    type="string", enum=list(model_names())),
+        "objective": _p(None, "Objective", "Pretraining objective (clm for GPT, mlm for BERT); "
+                        "empty = the job's default.", "Model", type=NULL_STR,
+                        enum=[None, *objective_names()]),
+        "max_steps": _p(300, "Max steps", "Optimizer steps.", "Model",
+                        type="integer", minimum=1, maximum=10_000_000),
+        "batch_size": _p(None, "Batch size", "Sequences per rank per micro-step; empty = the job's default.",
+                         "Model", type=NULL_INT, minimum=1, maximum=65_536),
+        "lr": _p(None, "Learning rate", "Peak learning rate; empty = the job's default (1e-3).", "Model",
+                 type=NULL_NUM, exclusiveMinimum=0, maximum=1),
+        "seed": _p(None, "Seed", "Random seed; empty = the job's default.", "Model",
+                   type=NULL_INT, minimum=0, maximum=2**31 - 1),
+        **_launch(s),
+    }
+
+
+def _task_fields() -> dict[str, dict]:
+    """What finetune and hpo share: which base model, which task and data."""
+    return {
+        "base_model": _p("models:/c2m-base@champion", "Base model", "Registered model: "
+                         "models:/<name>@<alias>, models:/<name>/<version> or runs:/<id>/<path>.", "Task",
+                         type="string", pattern=MODEL_URI_PATTERN),
+        "task": _p("sentiment", "Task", "Labelled task; classification/tagging need a data folder.", "Task",
+                   type="string", enum=list(finetune_tasks())),
+        "subset": _p(None, "Subset", "sentiment: sentences|reviews; pos: oanc|wsj; empty = the default.",
+                     "Task", type=NULL_STR, enum=[None, *FINETUNE_SUBSETS]),
+        "data": _p(None, "Task data", "Folder with train/val/test .jsonl (text,label or tokens,tags).",
+                   "Task", type=NULL_STR, pattern=DATA_URI_PATTERN),
+        "max_examples": _p(None, "Max examples", "Use a fixed subset of this many examples; empty = all.",
+                           "Task", type=NULL_INT, minimum=1),
+    }
+
+
+def finetune_params(s: Settings) -> dict[str, dict]:
+    return {
+        **_task_fields(),
+        "epochs": _p(3, "Epochs", "Passes over the training split.", "Training",
+                     type="integer", minimum=1, maximum=1000),
+        "lr": _p(None, "Learning rate", "AdamW learning rate; empty = the job's default (3e-4).", "Training",
+                 type=NULL_NUM, exclusiveMinimum=0, maximum=1),
+        "batch_size": _p(None, "Batch size", "Examples per rank per step; empty = the job's default.",
+                         "Training", type=NULL_INT, minimum=1, maximum=65_536),
+        "freeze_layers": _p(None, "Frozen layers", "Freeze the embeddings and the first k blocks.",
+                            "Training", type=NULL_INT, minimum=0, maximum=256),
+        "promote": _p("gate", "Promotion", "champion alias: gate (only if better), always or never.",
+                      "Training", type="string", enum=list(PROMOTE_MODES)),
+        **_launch(s),
+    }
+
+
+def hpo_params(s: Settings) -> dict[str, dict]:
+    return {
+        **_task_fields(),
+        "n_trials": _p(8, "Trials", "Optuna trials in the study.", "Study",
+                       type="integer", minimum=1, maximum=1000),
+        "parallel_trials": _p(1, "Parallel trial tasks", "Mapped tasks that run trials at once on one "
+                              "shared Optuna storage (each a process; trials split evenly).", "Study",
+                              type="integer", minimum=1, maximum=64),
+        "epochs": _p(2, "Epochs per trial", "Training epochs of each trial.", "Study",
+                     type="integer", minimum=1, maximum=100),
+        "sampler": _p("tpe", "Sampler", "Optuna sampler.", "Study", type="string", enum=list(HPO_SAMPLERS)),
+        "pruner": _p("median", "Pruner", "Stop bad trials early (median of earlier trials per epoch).",
+                     "Study", type="string", enum=list(HPO_PRUNERS)),
+        "study_name": _p(None, "Study name", "Reuse a study to add trials; default: <task>-<run id>.",
+                         "Study", type=NULL_STR, pattern=STUDY_PATTERN),
+        "lr_min": _p(1e-5, "LR lower bound", "Smallest learning rate tried (log scale).", "Search space",
+                     type="number", exclusiveMinimum=0, maximum=1),
+        "lr_max": _p(1e-3, "LR upper bound", "Largest learning rate tried (log scale).", "Search space",
+                     type="number", exclusiveMinimum=0, maximum=1),
+        # No "np": training.hpo runs one rank per process; trials fan out over tasks instead.
+        "extra_args": _launch(s)["extra_args"],
+    }
+
+
+def compress_params(s: Settings) -> dict[str, dict]:
+    return {
+        "model": _p("models:/c2m-sentiment@champion", "Model", "The fine-tuned model to compress.", "Model",
+                    type="string", pattern=MODEL_URI_PATTERN),
+        "method": _p("quantize", "Method", "distill (smaller student), quantize (dynamic int8) or prune.",
+                     "Model", type="string", enum=list(COMPRESS_METHODS)),
+        "register_name": _p(None, "Register as", "Registered model name; default: <model>-<method>.",
+                            "Model", type=NULL_STR, pattern=MODEL_NAME_PATTERN),
+        "sparsity": _p(0.5, "Target sparsity", "prune: share of weights set to zero.", "Pruning",
+                       type="number", minimum=0.0, maximum=0.99),
+        "structured": _p(False, "Structured pruning", "prune: remove whole rows instead of single weights.",
+                         "Pruning", type="boolean"),
+        "student_layers": _p(None, "Student layers", "distill: blocks in the student; default: half.",
+                             "Distillation", type=NULL_INT, minimum=1, maximum=256),
+        "temperature": _p(2.0, "Temperature", "distill: softmax temperature of the soft targets.",
+                          "Distillation", type="number", exclusiveMinimum=0, maximum=20),
+        "alpha": _p(0.5, "Soft-target weight", "distill: weight of the soft loss against the hard labels.",
+                    "Distillation", type="number", minimum=0, maximum=1),
+        "finetune_epochs": _p(1, "Recovery epochs", "distill/prune: epochs of training after compressing.",
+                              "Training", type="integer", minimum=0, maximum=100),
+        "max_examples": _p(None, "Max examples", "Use a fixed subset of this many examples; empty = all.",
+                           "Training", type=NULL_INT, minimum=1),
+        **_launch(s),
+        "np": _p(1, "Processes", "Horovod ranks (quantisation uses one).", "Launch",
+                 type="integer", minimum=1, maximum=1024),
+    }
+
+
+def end_to_end_params(s: Settings) -> dict[str, dict]:
+    refresh, pre, fin = data_refresh_params(s), pretrain_params(s), finetune_params(s)
+
+    def more(dag_id: str) -> dict:
+        return _p({}, f"More {dag_id} conf", f"Further {dag_id} Params (checked by {dag_id}).", "Overrides",
+                  type="object")
+
+    return {
+        "seeds": refresh["seeds"], "max_pages": refresh["max_pages"],
+        "model": pre["model"], "max_steps": pre["max_steps"],
+        "task": fin["task"], "epochs": fin["epochs"],
+        "refresh_conf": more("data_refresh"), "pretrain_conf": more("pretrain"),
+        "finetune_conf": more("finetune"),
+    }
+
+
+PARAM_SPECS: dict[str, Callable[[Settings], dict[str, dict]]] = {
+    "data_refresh": data_refresh_params, "pretrain": pretrain_params, "finetune": finetune_params,
+    "hpo": hpo_params, "compress": compress_params, "end_to_end": end_to_end_params,
+}
+
+
+# ---------------------------------------------------------------- task defaults and failure reports
+
+OWNER_DATA = "data-platform"
+OWNER_ML = "ml-platform"
+RETRY_DELAY_ENV = "C2M_RETRY_DELAY_S"  # tests shorten the retry delay through this
+log = logging.getLogger("crawl2model")
+
+
+def task_defaults(owner: str, retries: int, timeout: timedelta, retry_delay: timedelta = timedelta(minutes=1),
+                  max_retry_delay: timedelta = timedelta(minutes=30)) -> dict[str, Any]:
+    """default_args for a DAG: owner, retries with exponential backoff, a timeout, failure reports.
+
+    The delay doubles with each try (1, 2, 4 … minutes, at most ``max_retry_delay``).
+    ``$C2M_RETRY_DELAY_S`` (read at parse time, environment only) shortens it for tests.
+    """
+    raw = os.environ.get(RETRY_DELAY_ENV)
+    if raw:
+        retry_delay = timedelta(seconds=float(raw))
+        max_retry_delay = max(retry_delay * 4, timedelta(seconds=1))
+    return {
+        "owner": owner,
+        "retries": retries,
+        "retry_delay": retry_delay,
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": max_retry_delay,
+        "execution_timeout": timeout,
+        "on_failure_callback": report_failure,
+        "on_retry_callback": report_retry,
+    }
+
+
+def airflow_base_url(s: Settings | None = None) -> str:
+    """The UI/API base URL: Airflow's own setting when tasks have it, else the local stack's."""
+    from ops.settings import get_settings
+
+    return (os.environ.get("AIRFLOW__API__BASE_URL") or (s or get_settings()).airflow_url).rstrip("/")
+
+
+def dag_run_url(base: str, dag_id: str, run_id: str) -> str:
+    return f"{base.rstrip('/')}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe=':+')}"
+
+
+def task_url(base: str, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
+    url = f"{dag_run_url(base, dag_id, run_id)}/tasks/{quote(task_id, safe='')}"
+    return f"{url}/mapped/{map_index}" if map_index is not None and map_index >= 0 else url
+
+
+def _ti_facts(context: dict[str, Any]) -> dict[str, Any]:
+    ti = context.get("ti") or context.get("task_instance")
+    dag = context.get("dag")
+    task = context.get("task")
+    retries = getattr(task, "retries", None)
+    max_tries = getattr(ti, "max_tries", None)
+    return {
+        "dag_id": getattr(ti, "dag_id", None) or getattr(dag, "dag_id", "?"),
+        "task_id": getattr(ti, "task_id", None) or getattr(task, "task_id", "?"),
+        "run_id": getattr(ti, "run_id", None) or context.get("run_id", "?"),
+        "try_number": getattr(ti, "try_number", None) or 1,
+        "tries": 1 + (max_tries if isinstance(max_tries, int) else
+                      retries if isinstance(retries, int) else 0),
+        "map_index": getattr(ti, "map_index", -1),
+    }
+
+
+def failure_summary(context: dict[str, Any], will_retry: bool = False) -> str:
+    """A few lines that say what failed, on which try, why, and the job's last output lines."""
+    f = _ti_facts(context)
+    exc = context.get("exception")
+    outcome = "failed, will retry" if will_retry else "FAILED"
+    lines = [f"[crawl2model] {f['dag_id']}.{f['task_id']} {outcome} "
+             f"(try {f['try_number']} of {f['tries']}, run {f['run_id']})"]
+    if exc is not None:
+        reason = getattr(exc, "summary", None) or str(exc).split("\n--- last", 1)[0]
+        reason = "\n    ".join(reason.strip().splitlines()[:5]) or "(no message)"
+        if type(exc).__name__ == "AirflowTaskTimeout":
+            reason += " (execution_timeout reached; raise it in the DAG's default_args if the job needs it)"
+        lines.append(f"  error: {type(exc).__name__}: {reason}")
+        tail = getattr(exc, "tail", None) or []
+        if tail:
+            lines.append(f"  last {len(tail)} lines of the job's output:")
+            lines += [f"    | {line}" for line in tail]
+    try:
+        url = task_url(airflow_base_url(), f["dag_id"], f["run_id"], f["task_id"], f["map_index"])
+        lines.append(f"  task: {url}")
+    except Exception:  # a report must never fail on a missing setting
+        pass
+    return "\n".join(lines)
+
+
+def report_failure(context: dict[str, Any]) -> None:
+    """on_failure_callback: log the summary into the task log (the last try)."""
+    log.error("%s", failure_summary(context))
+
+
+def report_retry(context: dict[str, Any]) -> None:
+    """on_retry_callback: the same summary, marked as retried."""
+    log.warning("%s", failure_summary(context, will_retry=True))
+
+
+# ---------------------------------------------------------------- launchers and MLflow links
+
+LAUNCHER_VARIABLE = "c2m_launcher"  # Airflow Variable: local | kubernetes
+CLUSTER_VARIABLE = "c2m_cluster"  # Airflow Variable: JSON of ops.launch_cluster.ClusterConfig fields
+
+
+def airflow_variable(key: str) -> str | None:
+    """An Airflow Variable from inside a running task; None outside one or when unset."""
+    try:
+        from airflow.sdk import Variable
+    except ImportError:
+        return None
+    try:
+        return Variable.get(key, default=None)
+    except Exception:  # no task context (CLI, tests) or no API: configuration falls back to env
+        return None
+
+
+def task_launcher(s: Settings, variable: Callable[[str], str | None] = airflow_variable):
+    """The launcher for this task, chosen at run time: Variable c2m_launcher, else $C2M_LAUNCHER."""
+    from ops.launchers import get_launcher, launcher_kind
+
+    kind = launcher_kind(variable(LAUNCHER_VARIABLE))
+    if kind == "local":
+        return get_launcher(kind, s)
+    from ops.launch_cluster import ClusterConfig
+
+    cfg = ClusterConfig.from_env()
+    raw = variable(CLUSTER_VARIABLE)
+    if raw:
+        cfg = ClusterConfig.from_mapping(json.loads(raw), cfg)
+    return get_launcher(kind, s, cfg=cfg)
+
+
+def mlflow_run_name(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
+    """``dag_id.task_id[map]@run_id``: says which Airflow task made an MLflow run."""
+    task = f"{task_id}[{map_index}]" if map_index is not None and map_index >= 0 else task_id
+    return f"{dag_id}.{task}@{run_id}"
+
+
+def tracking_env(dag_id: str, run_id: str, task_id: str, try_number: int, base_url: str,
+                 map_index: int = -1) -> dict[str, str]:
+    """Environment linking a job's MLflow run to its Airflow task.
+
+    MLflow applies ``MLFLOW_RUN_CONTEXT`` (JSON tags) to every run the job starts, with no
+    code in the job; the ``C2M_AIRFLOW_*`` variables are there for code that wants them.
+    """
+    run_url = dag_run_url(base_url, dag_id, run_id)
+    t_url = task_url(base_url, dag_id, run_id, task_id, map_index)
+    tags = {"airflow.dag_id": dag_id, "airflow.run_id": run_id, "airflow.task_id": task_id,
+            "airflow.try_number": str(try_number), "airflow.dag_run_url": run_url, "airflow.task_url": t_url}
+    if map_index is not None and map_index >= 0:
+        tags["airflow.map_index"] = str(map_index)
+    return {
+        "MLFLOW_RUN_CONTEXT": json.dumps(tags, sort_keys=True),
+        "C2M_AIRFLOW_DAG_ID": dag_id, "C2M_AIRFLOW_RUN_ID": run_id, "C2M_AIRFLOW_TASK_ID": task_id,
+        "C2M_AIRFLOW_TRY_NUMBER": str(try_number), "C2M_AIRFLOW_MAP_INDEX": str(map_index),
+        "C2M_AIRFLOW_RUN_URL": run_url, "C2M_AIRFLOW_TASK_URL": t_url,
+    }
+
+
+def result_location(s: Settings, launcher_kind: str, dag_id: str, run_id: str, task_id: str) -> str:
+    """Where rank 0 writes the result JSON: the stack dir locally, the data root on a cluster
+    (the launcher pod and the Airflow task share no disk)."""
+    if launcher_kind == "local":
+        return str(result_path(s, dag_id, run_id, task_id))
+    return storage.join(s.data_root, "_airflow", "results", dag_id, safe_name(run_id), f"{task_id}.json")
+
+
+def read_result_uri(uri: str) -> dict[str, Any]:
+    """Like :func:`read_result` for a local path or an s3:// URI."""
+    if not storage.is_s3(uri):
+        return read_result(Path(uri))
+    try:
+        return json.loads(storage.read_text(uri))
+    except Exception as exc:
+        raise RuntimeError(f"the training job exited 0 but its result file {uri} is unreadable ({exc}); "
+                           "rank 0 must write it (--result-file)") from None
+
+
+def require_module(s: Settings, module: str, hint: str) -> None:
+    """Fail early, before any launch, when a job module is not in this checkout."""
+    path = s.repo_root.joinpath(*module.split(".")).with_suffix(".py")
+    if not path.exists():
+        raise RuntimeError(f"{module} is not available (no {path}). {hint}")
+
+
+class TrainingTask:
+    """One training task's launch: launcher, MLflow run name and tags, result file, links back.
+
+    ``ctx`` is the Airflow task context (a dict); ``launcher`` is chosen at run time.
+    """
+
+    def __init__(self, ctx: dict[str, Any], s: Settings, launcher=None):
+        f = _ti_facts(ctx)
+        self.s = s
+        self.dag_id, self.run_id, self.task_id = f["dag_id"], f["run_id"], f["task_id"]
+        self.map_index = f["map_index"] if isinstance(f["map_index"], int) else -1
+        self.launcher = launcher or task_launcher(s)
+        self.base_url = airflow_base_url(s)
+        self.run_name = mlflow_run_name(self.dag_id, self.run_id, self.task_id, self.map_index)
+        self.env = tracking_env(self.dag_id, self.run_id, self.task_id, f["try_number"], self.base_url,
+                                self.map_index)
+        suffix = f"{self.task_id}-{self.map_index}" if self.map_index >= 0 else self.task_id
+        self.result_file = result_location(s, self.launcher.kind, self.dag_id, self.run_id, suffix)
+
+    def run(self, module: str, args: list[str], np: int | None) -> dict[str, Any]:
+        """Launch ``module`` and return its result JSON plus ``mlflow_run_url`` (when it has a run)."""
+        if storage.is_s3(self.result_file):
+            storage.remove_tree(self.result_file)
+        else:
+            Path(self.result_file).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.result_file).unlink(missing_ok=True)
+        name = f"{self.dag_id}-{self.task_id}-{self.run_id}"
+        if self.launcher.kind != "local":
+            from ops.launch_cluster import job_name
+
+            name = job_name(self.dag_id, self.task_id, self.run_id, str(self.map_index))
+        self.launcher.train(module, args, np, name=name, env=self.env)
+        result = read_result_uri(self.result_file)
+        url = mlflow_url(self.s.mlflow_uri, result.get("run_id"))
+        if url:
+            result["mlflow_run_url"] = url
+        return result
+
+    def note(self, text: str) -> bool:
+        return set_run_note(self.dag_id, self.run_id, text, self.base_url)
+
+
+def mlflow_url(tracking_uri: str, run_id: str | None) -> str | None:
+    """The MLflow UI link of a run, or None (no run, or MLflow unreachable: links are a courtesy)."""
+    if not run_id:
+        return None
+    from ops.mlflow_helpers import MlflowLookupError, run_link
+
+    try:
+        return run_link(tracking_uri, run_id)
+    except (MlflowLookupError, KeyError) as exc:
+        log.warning("no MLflow link for run %s: %s", run_id, exc)
+        return None
+
+
+def mlflow_note(label: str, result: dict[str, Any]) -> str:
+    """Markdown for a DAG run's note: the MLflow run and the model version it registered."""
+    url = result.get("mlflow_run_url")
+    parts = [f"**{label}** MLflow run: [{result.get('run_id')}]({url})" if url
+             else f"**{label}** MLflow run: {result.get('run_id')}"]
+    if result.get("model_uri") or result.get("model_version"):
+        parts.append(f"model: `{result.get('model_uri') or result.get('model_version')}`")
+    return "  \n".join(parts)
+
+
+def set_run_note(dag_id: str, run_id: str, note: str, base_url: str) -> bool:
+    """Set the DAG run's note over the REST API; False (and a warning) when that is not possible.
+
+    On the local stack the API hands out tokens without a login; where a login is on, the
+    admin password file under $AIRFLOW_HOME is used. The note is a convenience: the same link
+    is in the task's XCom.
+    """
+    from ops.airflow_api import AirflowAPIError, AirflowClient
+
+    try:
+        AirflowClient(base_url, os.environ.get("AIRFLOW_HOME"), timeout=10).set_note(dag_id, run_id, note)
+        return True
+    except AirflowAPIError as exc:
+        log.warning("could not set the note of %s/%s: %s", dag_id, run_id, exc)
+        return False
+
+
+# ---------------------------------------------------------------- job flags for training tasks
+
+def _optional(flags: list[tuple[str, Any]]) -> list[str]:
+    """``--flag value`` for the values that are set (None means: the job's own default)."""
+    out: list[str] = []
+    for flag, value in flags:
+        if value is None or value is False:
+            continue
+        out += [flag] if value is True else [flag, str(value)]
+    return out
+
+
+def pretrain_optional_args(p: dict[str, Any]) -> list[str]:
+    """Flags for pretrain Params beyond those of :func:`pretrain_args`."""
+    return _optional([("--objective", p.get("objective")), ("--lr", p.get("lr")), ("--seed", p.get("seed"))])
+
+
+def finetune_optional_args(p: dict[str, Any]) -> list[str]:
+    return _optional([("--subset", p.get("subset")), ("--data", p.get("data")),
+                      ("--max-examples", p.get("max_examples")), ("--lr", p.get("lr")),
+                      ("--batch-size", p.get("batch_size")), ("--freeze-layers", p.get("freeze_layers")),
+                      ("--promote", p.get("promote"))])
+
+
+def optuna_storage(s: Settings, study: str) -> str:
+    """The study's shared storage: $C2M_OPTUNA_STORAGE (Postgres on a cluster), else SQLite here."""
+    return os.environ.get("C2M_OPTUNA_STORAGE") or f"sqlite:///{s.stack_dir / 'optuna' / safe_name(study)}.db"
+
+
+def hpo_args(p: dict[str, Any], study: str, storage_url: str, run_name: str, result_file: str, trials: int,
+             parent_run_id: str | None = None, finalize: bool = False) -> list[str]:
+    """Flags for one ``python -m training.hpo`` process of a fanned-out study.
+
+    ``trials=0`` with ``finalize`` off sets the study and the MLflow parent run up; mapped
+    processes each add ``trials`` trials under ``parent_run_id``; ``trials=0`` with
+    ``finalize`` logs, registers and gates the best trial on the parent.
+    """
+    args = [
+        "--base-model", str(p["base_model"]), "--task", str(p["task"]), "--trials", str(trials),
+        "--epochs", str(p["epochs"]), "--study-name", study, "--storage", storage_url,
+        "--sampler", str(p["sampler"]), "--pruner", str(p["pruner"]),
+        "--lr-min", str(p["lr_min"]), "--lr-max", str(p["lr_max"]),
+        "--experiment", "hpo", "--run-name", run_name, "--result-file", result_file,
+    ]
+    args += _optional([("--subset", p.get("subset")), ("--data", p.get("data")),
+                       ("--max-examples", p.get("max_examples")), ("--parent-run-id", parent_run_id),
+                       ("--no-finalize", not finalize)])
     return args + [str(a) for a in p.get("extra_args") or []]
+
+
+def split_trials(n_trials: int, slots: int) -> list[int]:
+    """``n_trials`` over at most ``slots`` mapped tasks, as evenly as possible (no empty slot)."""
+    slots = max(1, min(slots, n_trials))
+    return [n_trials // slots + (1 if i < n_trials % slots else 0) for i in range(slots)]
+
+
+def compress_args(p: dict[str, Any], run_name: str, result_file: str) -> list[str]:
+    """Flags for ``python -m training.compress`` (the contract this DAG expects)."""
+    args = ["--model", str(p["model"]), "--method", str(p["method"]), "--experiment", "compress",
+            "--run-name", run_name, "--result-file", result_file]
+    method = p["method"]
+    args += _optional([("--register-name", p.get("register_name")),
+                       ("--max-examples", p.get("max_examples"))])
+    if method == "prune":
+        args += _optional([("--sparsity", p.get("sparsity")), ("--structured", bool(p.get("structured")))])
+    if method == "distill":
+        args += _optional([("--student-layers", p.get("student_layers")),
+                           ("--temperature", p.get("temperature")), ("--alpha", p.get("alpha"))])
+    if method in ("distill", "prune"):
+        args += ["--finetune-epochs", str(p.get("finetune_epochs", 1))]
+    return args + [str(a) for a in p.get("extra_args") or []]
+
+
+def check_training_params(p: dict[str, Any]) -> None:
+    """Cross-field checks a per-field JSON schema cannot express; raised before any launch."""
+    if p.get("task") in ("classification", "tagging") and not p.get("data"):
+        raise ValueError(f"task={p['task']!r} has no built-in data set: set the 'data' Param to a folder "
+                         "with train/val/test .jsonl")
+    subsets = {"sentiment": ("sentences", "reviews"), "pos": ("oanc", "wsj")}
+    if p.get("subset") and p["subset"] not in subsets.get(p.get("task"), ()):
+        raise ValueError(f"subset={p['subset']!r} does not belong to task {p.get('task')!r}; "
+                         f"valid: {list(subsets.get(p.get('task'), ())) or 'none'}")
+    if p.get("lr_min") is not None and p.get("lr_max") is not None and p["lr_min"] >= p["lr_max"]:
+        raise ValueError(f"lr_min={p['lr_min']} must be below lr_max={p['lr_max']}")
+
+
+# ---------------------------------------------------------------- end_to_end
+
+def end_to_end_confs(p: dict[str, Any], version: str, data_root: str) -> dict[str, dict[str, Any]]:
+    """The confs end_to_end triggers data_refresh, pretrain and finetune with.
+
+    data_refresh writes ``version`` and does not publish the corpus Asset (so pretrain is not
+    started twice); pretrain gets that version's shards explicitly.
+    """
+    refresh = {**dict(p.get("refresh_conf") or {}), "seeds": list(p["seeds"]), "max_pages": p["max_pages"],
+               "version": version, "publish": False}
+    pretrain = {**dict(p.get("pretrain_conf") or {}), "model": p["model"], "max_steps": p["max_steps"],
+                "shards_uri": DatasetVersion(data_root, "shards", version).uri}
+    finetune = {**dict(p.get("finetune_conf") or {}), "task": p["task"], "epochs": p["epochs"]}
+    return {"data_refresh": refresh, "pretrain": pretrain, "finetune": finetune}

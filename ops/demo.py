@@ -26,7 +26,10 @@ from ops.mlflow_helpers import MlflowLookupError, run_link
 from ops.settings import Settings, get_settings
 
 DAGS = ("data_refresh", "pretrain", "finetune")
-DATA_TASKS = ("crawl", "extract", "clean", "dedup", "tokenize")
+ALL_DAGS = DAGS + ("hpo", "compress", "end_to_end")
+# Stage -> its task id in data_refresh (stages sit in task groups).
+DATA_TASKS = {"crawl": "ingest.crawl", "extract": "ingest.extract", "clean": "refine.clean",
+              "dedup": "refine.dedup", "tokenize": "package.tokenize"}
 
 
 @dataclass(frozen=True)
@@ -41,14 +44,16 @@ class Profile:
 PROFILES = {
     # ~150 of the ~530 doc pages; robots.txt's Crawl-delay (1 s) sets the pace.
     "demo": Profile(
+        # dedup_against=none: each demo run is a self-contained corpus, so a second `make demo`
+        # on the same data root is not emptied by cross-refresh dedup against the first.
         data={"max_pages": 150, "max_depth": 3, "delay": 1.0, "vocab_size": 4096, "seq_len": 128,
-              "pretrain": {"max_steps": 200}},
+              "dedup_against": "none", "pretrain": {"max_steps": 200}},
         finetune={"epochs": 2},
     ),
     # For the integration test: a handful of pages, a few steps.
     "tiny": Profile(
         data={"max_pages": 20, "max_depth": 2, "delay": 0.0, "vocab_size": 512, "seq_len": 32,
-              "val_fraction": 0.2, "pretrain": {"max_steps": 10, "batch_size": 4}},
+              "val_fraction": 0.2, "dedup_against": "none", "pretrain": {"max_steps": 10, "batch_size": 4}},
         finetune={"epochs": 1, "extra_args": ["--max-examples", "256"]},
         timeout_s=1800.0,
     ),
@@ -153,15 +158,15 @@ def run_demo(profile: str = "demo", s: Settings | None = None,
     services.up(s, echo=echo)
     client = AirflowClient(s.airflow_url, services.airflow_home(s))
     echo("waiting for the DAGs to be parsed ...")
-    client.wait_for_dags(list(DAGS))
+    client.wait_for_dags(list(ALL_DAGS))
     for dag_id in ("pretrain", "finetune"):
         client.set_paused(dag_id, False)
 
     refresh = trigger_refresh(client, prof.data, echo)
     if not _wait(client, "data_refresh", refresh["dag_run_id"], result, s, prof.timeout_s, echo):
         return result
-    for task_id in DATA_TASKS:
-        result.outputs[task_id] = client.xcom("data_refresh", refresh["dag_run_id"], task_id)
+    for stage, task_id in DATA_TASKS.items():
+        result.outputs[stage] = client.xcom("data_refresh", refresh["dag_run_id"], task_id)
 
     started = result.runs["data_refresh"].get("start_date") or refresh.get("queued_at") or _now_iso()
     echo("waiting for the pretrain run started by the corpus Asset ...")
@@ -209,7 +214,9 @@ def summary(result: DemoResult, s: Settings) -> str:
         lines.append(f"    {dag_id:13} {s.airflow_url}/dags/{dag_id}/runs/{run['dag_run_id']}")
     lines.append("  MLflow runs:")
     for name, res in (("pretrain", pre), ("finetune", fin)):
-        if res.get("run_id"):
+        if res.get("mlflow_run_url"):
+            lines.append(f"    {name:13} {res['mlflow_run_url']}")
+        elif res.get("run_id"):
             try:
                 lines.append(f"    {name:13} {run_link(s.mlflow_uri, res['run_id'])}")
             except MlflowLookupError as exc:

@@ -3,7 +3,13 @@
 The local launcher (the default) runs both through the jobs venv on this machine. Task
 code in the DAGs and the CLI call the same two functions, so a stage behaves the same
 from either. Output streams through to the caller's stdout (Airflow task logs, the
-terminal), and a non-zero exit raises :class:`LaunchError` with the command to rerun.
+terminal), and a non-zero exit raises :class:`LaunchError` with the command to rerun and
+the job's last lines of output, so the reason shows up where the failure is reported.
+
+:func:`get_launcher` puts the local launcher and the cluster one
+(:mod:`ops.launch_cluster`: Spark on Kubernetes, Horovod as an MPIJob) behind one
+interface, chosen by configuration (``C2M_LAUNCHER=local|kubernetes``), so the same task
+code runs on a laptop and on a cluster.
 """
 from __future__ import annotations
 
@@ -12,13 +18,33 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections import deque
 from pathlib import Path
+from typing import Protocol
 
 from ops.settings import Settings, get_settings
 
 
+TAIL_LINES = 40  # lines of a failed job's output carried in its LaunchError
+LAUNCHER_ENV = "C2M_LAUNCHER"
+LAUNCHER_KINDS = ("local", "kubernetes")
+
+
 class LaunchError(RuntimeError):
-    """A launched job failed or could not start."""
+    """A launched job failed or could not start.
+
+    ``tail`` holds the job's last lines of output; they are part of the message too, so a
+    task log or a terminal shows why the job failed without opening another log.
+    """
+
+    def __init__(self, message: str, tail: list[str] | tuple[str, ...] = (), returncode: int | None = None):
+        self.tail = [line.rstrip("\n") for line in tail]
+        self.returncode = returncode
+        self.summary = message
+        if self.tail:
+            message = (f"{message}\n--- last {len(self.tail)} lines of the job's output ---\n"
+                       + "\n".join(self.tail))
+        super().__init__(message)
 
 
 def _require(path: Path, what: str) -> Path:
@@ -82,16 +108,23 @@ def horovodrun_command(module: str, args: list[str], np: int | None = None,
     if n < 1:
         raise LaunchError(f"np={n}: need at least one training process")
     return [
-        str(_require(s.jobs_venv / "bin" / "horovodrun", "horovodrun (jobs venv; built by ops/install/build_horovod.sh)")),
+        str(_require(s.jobs_venv / "bin" / "horovodrun",
+                     "horovodrun (jobs venv; built by ops/install/build_horovod.sh)")),
         "-np", str(n), "-H", f"localhost:{n}", "--gloo",
         "--network-interfaces", "lo",
         str(s.jobs_python), "-m", module, *args,
     ]
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None, what: str = "job") -> None:
-    """Run a command, streaming its output; raise LaunchError with the command on failure."""
+def run(cmd: list[str], env: dict[str, str] | None = None, what: str = "job",
+        tail_lines: int = TAIL_LINES) -> None:
+    """Run a command, streaming its output; raise LaunchError with the command on failure.
+
+    The last ``tail_lines`` lines are kept in memory and put into the error: the job's own
+    exception is usually among them, above the launcher's traceback.
+    """
     print(f"[crawl2model] launching {what}: {shlex.join(cmd)}", flush=True)
+    tail: deque[str] = deque(maxlen=max(tail_lines, 0))
     try:
         # Relay line by line through Python's stdout rather than handing over a file
         # descriptor: Airflow's task logger and pytest's capture replace sys.stdout.
@@ -102,9 +135,11 @@ def run(cmd: list[str], env: dict[str, str] | None = None, what: str = "job") ->
     with proc:
         for line in proc.stdout:
             sys.stdout.write(line)
+            tail.append(line)
         sys.stdout.flush()
     if proc.returncode != 0:
-        raise LaunchError(f"{what} failed with exit code {proc.returncode}. Command: {shlex.join(cmd)}")
+        raise LaunchError(f"{what} failed with exit code {proc.returncode}. Command: {shlex.join(cmd)}",
+                          tail=list(tail), returncode=proc.returncode)
 
 
 def spark_submit(job: str, args: list[str], settings: Settings | None = None) -> None:
@@ -113,11 +148,61 @@ def spark_submit(job: str, args: list[str], settings: Settings | None = None) ->
     run(spark_submit_command(job, args, s), env=job_env(s), what=f"spark job {job}")
 
 
-def horovodrun(module: str, args: list[str], np: int | None = None, settings: Settings | None = None) -> None:
+def horovodrun(module: str, args: list[str], np: int | None = None, settings: Settings | None = None,
+               extra_env: dict[str, str] | None = None) -> None:
+    """Train with ``np`` local ranks; ``extra_env`` reaches every rank (e.g. MLflow run tags)."""
     s = settings or get_settings()
     env = job_env(s)
+    env.update(extra_env or {})
     env.setdefault("OMP_NUM_THREADS", "1")
     # glibc otherwise mmaps/munmaps the large logits buffers every step: measured 135 -> 85 ms
     # per step for a T=128, vocab-4096 model on 2 cores.
     env.setdefault("MALLOC_MMAP_THRESHOLD_", "2147483647")
     run(horovodrun_command(module, args, np, s), env=env, what=f"training {module}")
+
+
+# ---------------------------------------------------------------- one interface, chosen by config
+
+class Launcher(Protocol):
+    """What task code needs: run a Spark stage, run a training module on ``np`` ranks."""
+
+    kind: str
+
+    def spark(self, job: str, args: list[str]) -> None: ...
+
+    def train(self, module: str, args: list[str], np: int | None = None, *, name: str = "",
+              env: dict[str, str] | None = None) -> None: ...
+
+
+class LocalLauncher:
+    """spark-submit --master local[*] and horovodrun on this machine, through the jobs venv."""
+
+    kind = "local"
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings
+
+    def spark(self, job: str, args: list[str]) -> None:
+        spark_submit(job, args, self.settings)
+
+    def train(self, module: str, args: list[str], np: int | None = None, *, name: str = "",
+              env: dict[str, str] | None = None) -> None:
+        horovodrun(module, args, np, self.settings, extra_env=env)
+
+
+def launcher_kind(value: str | None = None) -> str:
+    """The launcher to use: ``value`` (e.g. an Airflow Variable), else $C2M_LAUNCHER, else local."""
+    kind = (value or os.environ.get(LAUNCHER_ENV) or "local").strip().lower()
+    if kind not in LAUNCHER_KINDS:
+        raise LaunchError(f"unknown launcher {kind!r} (from {'the argument' if value else LAUNCHER_ENV}); "
+                          f"choose one of {', '.join(LAUNCHER_KINDS)}")
+    return kind
+
+
+def get_launcher(kind: str | None = None, settings: Settings | None = None, **cluster) -> Launcher:
+    """The launcher for ``kind`` (see :func:`launcher_kind`); cluster options go to the cluster one."""
+    if launcher_kind(kind) == "local":
+        return LocalLauncher(settings)
+    from ops.launch_cluster import KubernetesLauncher
+
+    return KubernetesLauncher(settings=settings, **cluster)

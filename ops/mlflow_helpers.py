@@ -29,9 +29,39 @@ def _get(tracking_uri: str, path: str, **query: str) -> dict[str, Any]:
         raise MlflowLookupError(f"MLflow at {tracking_uri} is unreachable ({exc}); is the stack up?") from exc
 
 
+def _post(tracking_uri: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/{path}"
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        text = exc.read().decode(errors="replace")
+        raise MlflowLookupError(f"MLflow {path} -> HTTP {exc.code}: {text[:300]}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise MlflowLookupError(f"MLflow at {tracking_uri} is unreachable ({exc}); is the stack up?") from exc
+
+
+def child_runs(tracking_uri: str, experiment_id: str, parent_run_id: str) -> list[dict[str, Any]]:
+    """Nested runs under ``parent_run_id`` (e.g. HPO trials)."""
+    body = {"experiment_ids": [experiment_id], "max_results": 1000,
+            "filter": f"tags.mlflow.parentRunId = '{parent_run_id}'"}
+    return _post(tracking_uri, "runs/search", body).get("runs", [])
+
+
 def get_run(tracking_uri: str, run_id: str) -> dict[str, Any]:
     """``{"info": {...experiment_id, status...}, "data": {metrics, params, tags}}``."""
     return _get(tracking_uri, "runs/get", run_id=run_id)["run"]
+
+
+def experiment_name(tracking_uri: str, experiment_id: str) -> str:
+    return _get(tracking_uri, "experiments/get", experiment_id=experiment_id)["experiment"]["name"]
+
+
+def run_tags(run: dict[str, Any]) -> dict[str, str]:
+    """A run's tags (as returned by :func:`get_run`) as a plain dict."""
+    return {t["key"]: t["value"] for t in run.get("data", {}).get("tags", [])}
 
 
 def alias_version(tracking_uri: str, name: str, alias: str = "champion") -> dict[str, Any] | None:

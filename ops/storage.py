@@ -16,7 +16,8 @@ from pathlib import Path
 
 
 def is_s3(uri: str) -> bool:
-    return str(uri).startswith("s3://")
+    """s3:// (boto3) and s3a:// (the Hadoop connector's name for the same objects)."""
+    return str(uri).startswith(("s3://", "s3a://"))
 
 
 def join(base: str, *parts: str) -> str:
@@ -28,7 +29,7 @@ def join(base: str, *parts: str) -> str:
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
-    rest = uri[len("s3://"):]
+    rest = uri.split("://", 1)[1]
     bucket, _, key = rest.partition("/")
     if not bucket:
         raise ValueError(f"{uri!r} has no bucket; write s3://bucket/prefix")

@@ -1,4 +1,4 @@
-"""Checkpoints that resume a job exactly: model, optimiser, step, data position, RNG states, config.
+"""Checkpoints that resume a job exactly: model, optimiser, fp16 scaler, step, data position, RNG, config.
 
 Each checkpoint is one file ``step-00000100.pt`` written to a temp name and renamed, so a
 crash mid-write never leaves a half file under a real name; the newest ``keep_last``
@@ -47,6 +47,7 @@ def rng_state() -> dict[str, Any]:
             "cached_gaussian": float(cached),
         },
         "torch": torch.get_rng_state(),
+        **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
     }
 
 
@@ -58,6 +59,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
         (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
     )
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def list_checkpoints(directory: str) -> list[Path]:

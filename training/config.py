@@ -9,10 +9,15 @@ not an ever-growing CLI (torchtitan style).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "linear", "constant")
+ARCHS = ("gpt", "bert")
+OPTIMIZERS = ("adamw", "lamb")
+PRECISIONS = ("fp32", "bf16", "fp16")
+OBJECTIVES = ("clm", "mlm", "span", "contrastive", "mixture")
+PROMOTE_MODES = ("gate", "always", "never")
 
 
 def _require(cond: bool, message: str) -> None:
@@ -22,7 +27,11 @@ def _require(cond: bool, message: str) -> None:
 
 @dataclass
 class ModelConfig:
-    """A decoder-only GPT; vocab and context length come from the shards' manifest."""
+    """A transformer: a GPT decoder (``arch="gpt"``) or a BERT/RoBERTa encoder (``"bert"``).
+
+    Named configurations set the maximum ``block_size``; a training job shrinks it to
+    the positions its data needs (the vocab and sequence length come from the shards).
+    """
 
     vocab_size: int = 4096
     block_size: int = 128  # longest sequence the position table covers
@@ -31,8 +40,10 @@ class ModelConfig:
     d_model: int = 64
     dropout: float = 0.0
     bias: bool = True  # biases in Linear/LayerNorm; False is slightly faster and as good
+    arch: str = "gpt"
 
     def __post_init__(self):
+        _require(self.arch in ARCHS, f"model.arch={self.arch!r}: choose one of {', '.join(ARCHS)}")
         _require(self.vocab_size > 0, f"model.vocab_size={self.vocab_size}: must be positive")
         _require(self.block_size > 1, f"model.block_size={self.block_size}: need at least 2 positions")
         _require(self.n_layer > 0, f"model.n_layer={self.n_layer}: need at least one layer")
@@ -45,23 +56,115 @@ class ModelConfig:
         _require(0.0 <= self.dropout < 1.0, f"model.dropout={self.dropout}: must be in [0, 1)")
 
 
-# Named sizes. "tiny" trains at tens of steps/s on one CPU core; "small" is GPT-mini.
-MODEL_SIZES: dict[str, dict[str, Any]] = {
-    "tiny": dict(n_layer=2, n_head=2, d_model=64),
-    "small": dict(n_layer=6, n_head=6, d_model=384),
+# Named configurations are functions (torchtitan style): one place per model family and
+# size, overridable field by field. "tiny" trains at tens of steps/s on one CPU core.
+def gpt_tiny_cpu(**overrides: Any) -> ModelConfig:
+    return ModelConfig(**{**dict(n_layer=2, n_head=2, d_model=64, block_size=1024), **overrides})
+
+
+def gpt_small(**overrides: Any) -> ModelConfig:
+    """GPT-mini (~10M parameters at a 4k vocabulary)."""
+    return ModelConfig(**{**dict(n_layer=6, n_head=6, d_model=384, block_size=1024), **overrides})
+
+
+def gpt_124m(**overrides: Any) -> ModelConfig:
+    """GPT-2 small: 12 layers, 12 heads, 768 wide, 1024 positions (vocab padded to 50304)."""
+    return ModelConfig(
+        **{**dict(n_layer=12, n_head=12, d_model=768, block_size=1024, vocab_size=50304), **overrides}
+    )
+
+
+def gpt_350m(**overrides: Any) -> ModelConfig:
+    """GPT-2 medium: 24 layers, 16 heads, 1024 wide."""
+    return ModelConfig(
+        **{**dict(n_layer=24, n_head=16, d_model=1024, block_size=1024, vocab_size=50304), **overrides}
+    )
+
+
+def gpt_1b(**overrides: Any) -> ModelConfig:
+    """~1.3B parameters: 24 layers, 16 heads, 2048 wide, 2048 positions, no biases."""
+    return ModelConfig(
+        **{
+            **dict(n_layer=24, n_head=16, d_model=2048, block_size=2048, vocab_size=50304, bias=False),
+            **overrides,
+        }
+    )
+
+
+def bert_tiny_cpu(**overrides: Any) -> ModelConfig:
+    return ModelConfig(
+        **{**dict(arch="bert", n_layer=2, n_head=2, d_model=64, block_size=512, dropout=0.1), **overrides}
+    )
+
+
+def bert_base(**overrides: Any) -> ModelConfig:
+    """BERT-base / RoBERTa-base: 12 layers, 12 heads, 768 wide, 512 positions, dropout 0.1."""
+    return ModelConfig(
+        **{
+            **dict(
+                arch="bert", n_layer=12, n_head=12, d_model=768, block_size=512, vocab_size=30522, dropout=0.1
+            ),
+            **overrides,
+        }
+    )
+
+
+def bert_large(**overrides: Any) -> ModelConfig:
+    return ModelConfig(
+        **{
+            **dict(
+                arch="bert",
+                n_layer=24,
+                n_head=16,
+                d_model=1024,
+                block_size=512,
+                vocab_size=30522,
+                dropout=0.1,
+            ),
+            **overrides,
+        }
+    )
+
+
+NAMED_CONFIGS = {
+    "tiny": gpt_tiny_cpu,  # the original names, used by the DAG and older commands
+    "small": gpt_small,
+    "gpt_tiny_cpu": gpt_tiny_cpu,
+    "gpt_small": gpt_small,
+    "gpt_124m": gpt_124m,
+    "gpt_350m": gpt_350m,
+    "gpt_1b": gpt_1b,
+    "bert_tiny_cpu": bert_tiny_cpu,
+    "bert_base": bert_base,
+    "bert_large": bert_large,
 }
+MODEL_SIZES = NAMED_CONFIGS  # the former name of the table
 
 
 def model_config(name: str, **overrides: Any) -> ModelConfig:
-    """The named model size with overrides (vocab_size, block_size from the data)."""
-    if name not in MODEL_SIZES:
-        raise ValueError(f"unknown model size {name!r}; choose one of {', '.join(MODEL_SIZES)}")
-    return ModelConfig(**{**MODEL_SIZES[name], **overrides})
+    """The named model configuration with overrides (vocab_size, block_size from the data)."""
+    if name not in NAMED_CONFIGS:
+        raise ValueError(f"unknown model size {name!r}; choose a named config: {', '.join(NAMED_CONFIGS)}")
+    return NAMED_CONFIGS[name](**overrides)
+
+
+def fit_to_data(cfg: ModelConfig, positions: int, vocab_size: int) -> ModelConfig:
+    """``cfg`` with the data's vocab and exactly the ``positions`` it needs; fails with the field named.
+
+    A named config's ``block_size`` is the most positions it supports; asking for more is an
+    impossible shape, caught here before any process starts training.
+    """
+    if positions > cfg.block_size:
+        raise ValueError(
+            f"model.block_size={cfg.block_size}: the data needs {positions} positions per sequence; "
+            "pick a model config with more positions or tokenize with a shorter --seq-len"
+        )
+    return replace(cfg, vocab_size=vocab_size, block_size=positions)
 
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warmup then cosine decay to ``min_lr_ratio * lr``."""
+    """AdamW or LAMB with linear warmup then cosine (or linear) decay to ``min_lr_ratio * lr``."""
 
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.95)
@@ -71,8 +174,10 @@ class OptimConfig:
     schedule: str = "cosine"
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
+    name: str = "adamw"  # adamw, or lamb (layer-wise trust ratio, for very large batches)
 
     def __post_init__(self):
+        _require(self.name in OPTIMIZERS, f"optim.name={self.name!r}: choose one of {', '.join(OPTIMIZERS)}")
         self.betas = tuple(float(b) for b in self.betas)
         _require(self.lr > 0, f"optim.lr={self.lr}: must be positive (try 1e-3 for tiny models)")
         _require(
@@ -102,8 +207,31 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 100  # 0 disables periodic checkpoints (the final one is still written)
     keep_last: int = 2
+    precision: str = "fp32"  # bf16: autocast; fp16: autocast + GradScaler (its state is checkpointed)
+    early_stop_patience: int = 0  # stop after this many evaluations without a better val loss; 0 = off
+    early_stop_min_delta: float = 0.0  # an improvement must beat the best by more than this
+    compile: bool = False  # torch.compile the model (worth it on GPUs)
+    activation_checkpointing: bool = False  # recompute blocks in backward: less memory, ~30% more compute
+    verify_shards: bool = True  # check each shard's sha256 against the manifest before reading
+    promote: str = "gate"  # champion alias: gate (only when val loss beats it), always, never
 
     def __post_init__(self):
+        _require(
+            self.precision in PRECISIONS,
+            f"train.precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}",
+        )
+        _require(
+            self.early_stop_patience >= 0,
+            f"train.early_stop_patience={self.early_stop_patience}: must be >= 0 (0 disables)",
+        )
+        _require(
+            self.early_stop_min_delta >= 0,
+            f"train.early_stop_min_delta={self.early_stop_min_delta}: must be >= 0",
+        )
+        _require(
+            self.promote in PROMOTE_MODES,
+            f"train.promote={self.promote!r}: choose one of {', '.join(PROMOTE_MODES)}",
+        )
         _require(self.max_steps > 0, f"train.max_steps={self.max_steps}: must be positive")
         _require(self.batch_size > 0, f"train.batch_size={self.batch_size}: must be positive")
         _require(self.grad_accum > 0, f"train.grad_accum={self.grad_accum}: must be positive")
@@ -114,6 +242,54 @@ class TrainConfig:
         _require(self.keep_last > 0, f"train.keep_last={self.keep_last}: keep at least one checkpoint")
 
 
+# Which architecture each objective trains. Span corruption is a prefix LM on the decoder
+# (T5's objective without a separate encoder), so one GPT can also mix it with causal LM.
+OBJECTIVE_ARCHS = {
+    "clm": ("gpt",),
+    "span": ("gpt",),
+    "mixture": ("gpt",),
+    "mlm": ("bert",),
+    "contrastive": ("bert",),
+}
+MIXABLE = ("clm", "span", "mlm")
+
+
+@dataclass
+class ObjectiveConfig:
+    """The pretraining objective and its knobs (see training/data/collators.py)."""
+
+    name: str = "clm"
+    mlm_probability: float = 0.15  # BERT: share of tokens that get a label (80% [MASK], 10% random, 10% kept)
+    whole_word: bool = False  # mask every piece of a chosen word
+    noise_density: float = 0.15  # T5: share of tokens corrupted
+    mean_span: float = 3.0  # T5: mean corrupted span length
+    temperature: float = 0.05  # SimCSE: softmax temperature over cosine similarities
+    crop_len: int = 0  # contrastive: independent random windows of this length (0 = dropout views only)
+    mixture: str = "clm=0.5,span=0.5"  # mixture: objective=weight, drawn per batch
+
+    def __post_init__(self):
+        _require(
+            self.name in OBJECTIVES, f"objective.name={self.name!r}: choose one of {', '.join(OBJECTIVES)}"
+        )
+        _require(
+            0 < self.mlm_probability < 1,
+            f"objective.mlm_probability={self.mlm_probability}: must be in (0, 1)",
+        )
+        _require(
+            0 < self.noise_density < 1, f"objective.noise_density={self.noise_density}: must be in (0, 1)"
+        )
+        _require(self.mean_span >= 1, f"objective.mean_span={self.mean_span}: must be >= 1")
+        _require(self.temperature > 0, f"objective.temperature={self.temperature}: must be positive")
+        _require(self.crop_len >= 0, f"objective.crop_len={self.crop_len}: must be >= 0")
+        if self.name == "mixture":
+            names = [p.split("=")[0].strip() for p in self.mixture.split(",") if p.strip()]
+            _require(
+                bool(names) and set(names) <= set(MIXABLE),
+                f"objective.mixture={self.mixture!r}: give weights for {', '.join(MIXABLE)}, "
+                "e.g. clm=0.5,span=0.5",
+            )
+
+
 @dataclass
 class JobConfig:
     """Everything one training job needs; saved in checkpoints and logged to MLflow."""
@@ -121,6 +297,7 @@ class JobConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     model_size: str = "tiny"
     data_uri: str = ""
     checkpoint_dir: str = ""
@@ -128,12 +305,36 @@ class JobConfig:
     register_name: str = "c2m-base"
     run_name: str = ""
 
+    def __post_init__(self):
+        allowed = OBJECTIVE_ARCHS[self.objective.name]
+        _require(
+            self.model.arch in allowed,
+            f"model.arch={self.model.arch!r} cannot train objective {self.objective.name!r}; "
+            f"it needs {' or '.join(allowed)} "
+            f"(e.g. --model {'bert_tiny_cpu' if 'bert' in allowed else 'tiny'})",
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "JobConfig":
-        return _from_dict(cls, data, {"model": ModelConfig, "optim": OptimConfig, "train": TrainConfig})
+        return _from_dict(
+            cls,
+            data,
+            {"model": ModelConfig, "optim": OptimConfig, "train": TrainConfig, "objective": ObjectiveConfig},
+        )
+
+
+def model_diff(saved: dict[str, Any], current: ModelConfig) -> dict[str, tuple[Any, Any]]:
+    """Fields where a checkpoint's model config differs from this run's: {field: (saved, now)}.
+
+    Fields missing from an older checkpoint take their defaults, so adding a field does not
+    make old checkpoints unreadable.
+    """
+    before = asdict(ModelConfig(**saved))
+    now = asdict(current)
+    return {k: (before[k], now[k]) for k in now if before[k] != now[k]}
 
 
 TASKS = ("sentiment",)

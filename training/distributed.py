@@ -65,12 +65,27 @@ class Distributed:
             optimizer.zero_grad()
 
     def step(
-        self, optimizer: torch.optim.Optimizer, params: Iterable[torch.Tensor], max_grad_norm: float
+        self,
+        optimizer: torch.optim.Optimizer,
+        params: Iterable[torch.Tensor],
+        max_grad_norm: float,
+        scaler: "torch.amp.GradScaler | None" = None,
     ) -> float:
-        """Average gradients over ranks, clip to ``max_grad_norm`` (0 = no clip), step; return the norm."""
+        """Average gradients over ranks, clip to ``max_grad_norm`` (0 = no clip), step; return the norm.
+
+        With an fp16 ``scaler`` the averaged gradients are unscaled before clipping, and the
+        step is skipped (and the scale lowered) when they hold an inf or NaN; every rank sees
+        the same averaged gradients, so every rank skips together.
+        """
         with self._synchronized(optimizer):
+            if scaler is not None:
+                scaler.unscale_(optimizer)
             norm = _clip(params, max_grad_norm)
-            optimizer.step()
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
         return norm
 
     @contextlib.contextmanager

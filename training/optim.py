@@ -1,7 +1,12 @@
-"""AdamW parameter groups and the learning-rate schedule, shared by pretrain and finetune.
+"""Optimisers (AdamW, LAMB) with decay-free norms and biases, and the learning-rate schedule.
 
 ``get_lr`` is a pure function of the step, so resuming needs only the step number and
 there is no scheduler object to save or to get out of sync.
+
+LAMB (You et al. 2019, "Large Batch Optimization for Deep Learning: Training BERT in 76
+minutes") is Adam whose per-tensor update is rescaled by the trust ratio
+``||w|| / ||adam_update + wd * w||``, so every layer moves by a similar fraction of its
+own norm whatever the batch size. Written here: torch has none, and apex's FusedLAMB needs CUDA.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ def get_lr(step: int, cfg: OptimConfig, max_steps: int) -> float:
     min_lr = cfg.lr * cfg.min_lr_ratio
     decay_steps = max(1, max_steps - cfg.warmup_steps)
     progress = min(1.0, (step - cfg.warmup_steps) / decay_steps)
+    if cfg.schedule == "linear":
+        return cfg.lr - progress * (cfg.lr - min_lr)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - min_lr)
 
 
@@ -33,8 +40,8 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def build_adamw(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW where only matrices (weights of Linear/Embedding, dim >= 2) decay.
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups: matrices (weights of Linear/Embedding, dim >= 2) decay; norms and biases don't.
 
     Decaying LayerNorm gains and biases pulls them to zero, which only hurts.
     """
@@ -42,8 +49,94 @@ def build_adamw(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     for param in model.parameters():  # tied parameters are yielded once
         if param.requires_grad:
             (decay if param.dim() >= 2 else no_decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
+    return [
+        {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+
+
+def build_adamw(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW where only matrices decay (see :func:`param_groups`)."""
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """The optimiser ``cfg.name`` names (adamw or lamb), with the same parameter groups."""
+    if cfg.name == "lamb":
+        return Lamb(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    return build_adamw(model, cfg)
+
+
+class Lamb(torch.optim.Optimizer):
+    """LAMB: Adam moments, decoupled weight decay, and a per-tensor trust ratio.
+
+    For each tensor w with gradient g, at step t::
+
+        m = b1 m + (1 - b1) g          v = b2 v + (1 - b2) g^2
+        u = m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps) + wd * w
+        r = ||w|| / ||u||   (1 when either norm is 0; clipped to ``max_trust``)
+        w = w - lr * r * u
+
+    As in timm's and NVIDIA's implementations, groups without weight decay (norms and
+    biases) skip the trust ratio unless ``always_adapt``: their norms are small and
+    near-constant, and adapting them only adds noise.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+        max_trust: float = 10.0,
+        always_adapt: bool = False,
+    ):
+        if lr <= 0 or eps <= 0 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"Lamb: lr={lr}, eps={eps}, betas={betas}: need lr, eps > 0 and betas in [0, 1)")
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            max_trust=max_trust,
+            always_adapt=always_adapt,
+        )
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad.float()
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p, dtype=torch.float32)
+                    state["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32)
+                state["step"] += 1
+                t = float(state["step"])
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m.mul_(b1).add_(g, alpha=1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                update = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt_().add_(group["eps"]))
+                w = p.float()
+                if group["weight_decay"]:
+                    update.add_(w, alpha=group["weight_decay"])
+                trust = 1.0
+                if group["weight_decay"] or group["always_adapt"]:
+                    w_norm, u_norm = torch.linalg.vector_norm(w), torch.linalg.vector_norm(update)
+                    trust = torch.where(
+                        (w_norm > 0) & (u_norm > 0),
+                        (w_norm / u_norm).clamp(max=group["max_trust"]),
+                        torch.ones_like(w_norm),
+                    )
+                p.add_((update * trust).to(p.dtype), alpha=-group["lr"])
+        return loss

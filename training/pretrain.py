@@ -1,18 +1,26 @@
-"""Pretrain a GPT on token shards: ``python -m training.pretrain --shards DATA/shards/v=V``.
+"""Pretrain a GPT or BERT on token shards: ``python -m training.pretrain --shards DATA/shards/v=V``.
 
 Launched as K processes by ``horovodrun -np K`` (or as one plain process). The loop is
 linear: set the lr, run ``grad_accum`` micro-batches, average gradients across ranks,
 clip, step; evaluate, log and checkpoint now and then. Rerunning the same command
 resumes from the newest checkpoint in ``--checkpoint-dir`` and continues the same
-MLflow run. At the end rank 0 registers the model as ``c2m-base`` with alias champion
-and writes the result file that the DAG passes on.
+MLflow run. At the end rank 0 registers the model (``c2m-base`` for a GPT), moves the
+alias champion if its val loss beats the champion's, and writes the result file that
+the DAG passes on.
+
+``--objective`` picks what is learnt (training/objectives.py): clm (default, GPT), span
+(T5 span corruption as a prefix LM on the GPT), mixture (clm/span/mlm by weight on the
+GPT), mlm and contrastive (BERT). The defaults - clm, ``--model tiny``, AdamW, fp32 - are
+what the DAG runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
+import math
 import random
 import sys
 import time
@@ -24,26 +32,69 @@ import torch
 from ops import storage
 from ops.settings import get_settings
 from training import checkpoint, distributed
-from training.config import JobConfig, OptimConfig, TrainConfig, model_config
-from training.data.shards import ShardDataset, ShardInfo, ShardLoader, read_shard_info
-from training.models.gpt import GPT, lm_loss
-from training.optim import build_adamw, get_lr, set_lr
+from training.config import (
+    OBJECTIVE_ARCHS,
+    OBJECTIVES,
+    OPTIMIZERS,
+    PRECISIONS,
+    PROMOTE_MODES,
+    SCHEDULES,
+    JobConfig,
+    ObjectiveConfig,
+    OptimConfig,
+    TrainConfig,
+    fit_to_data,
+    model_config,
+    model_diff,
+)
+from training.data.collators import Mixture
+from training.data.shards import CollatedLoader, ShardDataset, ShardInfo, read_shard_info
+from training.guards import EarlyStopping, TrainingDiverged, first_non_finite
+from training.models import build_model
+from training.objectives import build_collator, compute_loss
+from training.optim import build_optimizer, get_lr, set_lr
+
+DEFAULT_MODEL = {"gpt": "tiny", "bert": "bert_tiny_cpu"}
+DEFAULT_REGISTER = {"gpt": "c2m-base", "bert": "c2m-bert"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.pretrain", description=__doc__.splitlines()[0])
     p.add_argument("--shards", required=True, help="shards dataset version folder ({root}/shards/v=V)")
-    p.add_argument("--model", default="tiny", help="named model size (tiny, small)")
+    p.add_argument("--objective", choices=OBJECTIVES, default="clm")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="named model config in training/config.py (default: tiny for GPT objectives, "
+        "bert_tiny_cpu for mlm/contrastive)",
+    )
     p.add_argument("--max-steps", type=int, default=TrainConfig.max_steps)
     p.add_argument(
         "--batch-size", type=int, default=TrainConfig.batch_size, help="sequences per rank per micro-step"
     )
     p.add_argument("--grad-accum", type=int, default=TrainConfig.grad_accum)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=OptimConfig.name)
     p.add_argument("--lr", type=float, default=OptimConfig.lr)
     p.add_argument("--warmup-steps", type=int, default=OptimConfig.warmup_steps)
+    p.add_argument("--schedule", choices=SCHEDULES, default=OptimConfig.schedule)
+    p.add_argument("--weight-decay", type=float, default=OptimConfig.weight_decay)
+    p.add_argument("--grad-clip", type=float, default=OptimConfig.grad_clip, help="max grad norm (0 = off)")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=TrainConfig.precision,
+        help="fp32; bf16 autocast; fp16 autocast with a GradScaler",
+    )
     p.add_argument("--seed", type=int, default=TrainConfig.seed)
     p.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
     p.add_argument("--eval-batches", type=int, default=TrainConfig.eval_batches)
+    p.add_argument(
+        "--early-stop-patience",
+        type=int,
+        default=0,
+        help="stop after this many evaluations without a better val loss (0 = never)",
+    )
+    p.add_argument("--early-stop-min-delta", type=float, default=0.0)
     p.add_argument("--log-every", type=int, default=TrainConfig.log_every)
     p.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every)
     p.add_argument("--keep-last", type=int, default=TrainConfig.keep_last)
@@ -54,22 +105,71 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--run-name", default="", help="default: <model>-shards-<version> (stable, so retries resume)"
     )
     p.add_argument("--experiment", default="pretrain")
-    p.add_argument("--register-name", default="c2m-base")
+    p.add_argument("--register-name", default="", help="default: c2m-base for a GPT, c2m-bert for a BERT")
+    p.add_argument(
+        "--promote",
+        choices=PROMOTE_MODES,
+        default=TrainConfig.promote,
+        help="champion alias: gate (only if val loss beats the champion's), always, never",
+    )
     p.add_argument("--result-file", default="", help="rank 0 writes a JSON summary here")
     p.add_argument("--threads", type=int, default=1, help="torch threads per rank (0 = torch's default)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--activation-checkpointing", action="store_true")
+    p.add_argument("--no-verify-shards", action="store_true", help="skip the shards' sha256 check")
+    p.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=0.0,
+        help="per-rank peak TFLOP/s for MFU (e.g. 989 for an H100's dense bf16); 0 = don't log MFU",
+    )
+    o = ObjectiveConfig()
+    p.add_argument("--mlm-probability", type=float, default=o.mlm_probability)
+    p.add_argument("--whole-word-mask", action="store_true", help="mlm: mask all pieces of a chosen word")
+    p.add_argument(
+        "--noise-density", type=float, default=o.noise_density, help="span: share of tokens corrupted"
+    )
+    p.add_argument("--mean-span", type=float, default=o.mean_span, help="span: mean corrupted span length")
+    p.add_argument(
+        "--temperature", type=float, default=o.temperature, help="contrastive: InfoNCE temperature"
+    )
+    p.add_argument(
+        "--crop-len", type=int, default=o.crop_len, help="contrastive: random window length (0 = off)"
+    )
+    p.add_argument("--mixture", default=o.mixture, help="mixture weights, e.g. clm=0.5,span=0.3,mlm=0.2")
     return p.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace, info: ShardInfo) -> JobConfig:
     """CLI flags + the shards' vocab and sequence length -> one validated config."""
+    objective = ObjectiveConfig(
+        name=args.objective,
+        mlm_probability=args.mlm_probability,
+        whole_word=args.whole_word_mask,
+        noise_density=args.noise_density,
+        mean_span=args.mean_span,
+        temperature=args.temperature,
+        crop_len=args.crop_len,
+        mixture=args.mixture,
+    )
+    model_name = args.model or DEFAULT_MODEL[OBJECTIVE_ARCHS[args.objective][0]]
+    named = model_config(model_name)
     version = info.manifest.get("version") or Path(info.uri).name.removeprefix("v=")
-    run_name = args.run_name or f"{args.model}-shards-{version}"
+    suffix = "" if args.objective == "clm" else f"-{args.objective}"
+    run_name = args.run_name or f"{model_name}-shards-{version}{suffix}"
     checkpoint_dir = args.checkpoint_dir or storage.join(
         get_settings().data_root, "checkpoints", "pretrain", run_name
     )
-    return JobConfig(
-        model=model_config(args.model, vocab_size=info.vocab_size, block_size=info.seq_len - 1),
-        optim=OptimConfig(lr=args.lr, warmup_steps=args.warmup_steps),
+    cfg = JobConfig(
+        model=named,
+        optim=OptimConfig(
+            lr=args.lr,
+            warmup_steps=args.warmup_steps,
+            schedule=args.schedule,
+            weight_decay=args.weight_decay,
+            grad_clip=args.grad_clip,
+            name=args.optimizer,
+        ),
         train=TrainConfig(
             max_steps=args.max_steps,
             batch_size=args.batch_size,
@@ -80,14 +180,25 @@ def build_config(args: argparse.Namespace, info: ShardInfo) -> JobConfig:
             log_every=args.log_every,
             checkpoint_every=args.checkpoint_every,
             keep_last=args.keep_last,
+            precision=args.precision,
+            early_stop_patience=args.early_stop_patience,
+            early_stop_min_delta=args.early_stop_min_delta,
+            compile=args.compile,
+            activation_checkpointing=args.activation_checkpointing,
+            verify_shards=not args.no_verify_shards,
+            promote=args.promote,
         ),
-        model_size=args.model,
+        objective=objective,
+        model_size=model_name,
         data_uri=info.uri,
         checkpoint_dir=checkpoint_dir,
         experiment=args.experiment,
-        register_name=args.register_name,
+        register_name=args.register_name or DEFAULT_REGISTER[named.arch],
         run_name=run_name,
-    )
+    )  # validates that the model's architecture can train the objective
+    collator = build_collator(objective, info, named.arch)
+    cfg.model = fit_to_data(named, collator.positions(info.seq_len), info.vocab_size)
+    return cfg
 
 
 def seed_everything(seed: int) -> None:
@@ -96,13 +207,47 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def autocast_for(precision: str, device: torch.device):
+    """bf16/fp16 autocast on ``device``, or a no-op for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
 @torch.no_grad()
-def evaluate(model: GPT, loader: ShardLoader, batches: int, dist: distributed.Distributed) -> float:
-    """Mean val loss over the same ``batches`` batches every time, averaged over ranks."""
+def evaluate(
+    model,
+    loader: CollatedLoader,
+    batches: int,
+    dist: distributed.Distributed,
+    cfg: JobConfig,
+    device: torch.device,
+) -> tuple[float, dict[str, float]]:
+    """Mean val loss over the same batches every time, averaged over ranks; per objective for a mixture.
+
+    A mixture's val loss is the weighted sum of each objective's loss on the same rows,
+    which is steadier than scoring whichever objective each eval batch would have drawn.
+    """
     model.eval()
-    losses = [lm_loss(model(x), y).item() for x, y in loader.eval_batches(batches)]
+    parts = loader.collator.collators if isinstance(loader.collator, Mixture) else {None: loader.collator}
+    losses = {}
+    for name, collator in parts.items():
+        values = []
+        for batch in loader.eval_batches(batches, collator):
+            with autocast_for(cfg.train.precision, device):
+                values.append(compute_loss(model, _to(batch, device), cfg.objective.temperature).item())
+        losses[name] = dist.allreduce_mean(sum(values) / len(values))
     model.train()
-    return dist.allreduce_mean(sum(losses) / len(losses))
+    if None in losses:
+        return losses[None], {}
+    weights = loader.collator.weights
+    return sum(weights[n] * v for n, v in losses.items()), {f"val/loss_{n}": v for n, v in losses.items()}
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {
+        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
+    }
 
 
 def params_digest(model: torch.nn.Module) -> str:
@@ -110,7 +255,7 @@ def params_digest(model: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for name, tensor in model.state_dict().items():
         h.update(name.encode())
-        h.update(tensor.detach().contiguous().numpy().tobytes())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -121,110 +266,179 @@ def ranks_agree(digest: str, dist: distributed.Distributed) -> bool:
     return dist.allreduce_mean(float(((v - mean) ** 2).sum())) == 0.0
 
 
-def resume(cfg: JobConfig, model: GPT, optimizer, loader: ShardLoader) -> dict | None:
-    """Restore model, optimiser, data position and RNG from the newest good checkpoint, if any.
+def resume(
+    cfg: JobConfig, model, optimizer, loader: CollatedLoader, scaler, early: EarlyStopping
+) -> dict | None:
+    """Restore model, optimiser, scaler, data position, early stopping and RNG from the newest checkpoint.
 
-    Every rank reads the same file (a shared filesystem locally), so all ranks resume alike;
-    the RNG states saved are rank 0's.
+    Every rank reads the same file (a shared filesystem locally), so all ranks resume alike.
+    All ranks seed alike, so their RNG states are equal and rank 0's saved state is each one's.
     """
     state = checkpoint.load_latest(cfg.checkpoint_dir)
     if state is None:
         return None
-    if state["config"]["model"] != cfg.to_dict()["model"]:
+    saved = state["config"]
+    diff = model_diff(saved["model"], cfg.model)
+    if diff:
+        fields = ", ".join(f"{k}: {a!r} in the checkpoint, {b!r} now" for k, (a, b) in sorted(diff.items()))
         raise RuntimeError(
-            f"{state['path']} holds a different model ({state['config']['model']}); "
-            "use a fresh --checkpoint-dir or the same --model and shards"
+            f"{state['path']} holds a different model ({fields}); use a fresh --checkpoint-dir "
+            "or the same --model and shards"
         )
+    for what, before, now in (
+        ("objective", saved.get("objective", {}).get("name", "clm"), cfg.objective.name),
+        ("optimizer", saved.get("optim", {}).get("name", "adamw"), cfg.optim.name),
+    ):
+        if before != now:
+            raise RuntimeError(
+                f"{state['path']} was trained with {what} {before!r}, this run asks for {now!r}; "
+                "use a fresh --checkpoint-dir"
+            )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     loader.load_state_dict(state["data"])
+    if "scaler" in state and scaler.is_enabled():
+        scaler.load_state_dict(state["scaler"])
+    if "early_stop" in state:
+        early.load_state_dict(state["early_stop"])
     checkpoint.set_rng_state(state["rng"])
     return state
 
 
-def train(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed) -> dict:
+def flops_per_token(cfg: JobConfig, n_params: int) -> float:
+    """Training FLOPs per token, 6N + 12 L d T (PaLM appendix B: matmuls plus attention)."""
+    m = cfg.model
+    return 6 * n_params + 12 * m.n_layer * m.d_model * m.block_size
+
+
+def train(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed, peak_tflops: float = 0.0) -> dict:
     seed_everything(cfg.train.seed)
     tc = cfg.train
-    model = GPT(cfg.model)
-    optimizer = build_adamw(model, cfg.optim)
-    train_loader = ShardLoader(ShardDataset(info, "train"), tc.batch_size, dist.rank, dist.size, tc.seed)
-    val_loader = ShardLoader(ShardDataset(info, "val"), tc.batch_size, dist.rank, dist.size, tc.seed)
-    state = resume(cfg, model, optimizer, train_loader)
+    device = torch.device(f"cuda:{dist.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    model = build_model(cfg.model).to(device)
+    model.activation_checkpointing = tc.activation_checkpointing
+    optimizer = build_optimizer(model, cfg.optim)
+    collator = build_collator(cfg.objective, info, cfg.model.arch)
+    train_loader = CollatedLoader(
+        ShardDataset(info, "train", tc.verify_shards), collator, tc.batch_size, dist.rank, dist.size, tc.seed
+    )
+    val_loader = CollatedLoader(
+        ShardDataset(info, "val", tc.verify_shards), collator, tc.batch_size, dist.rank, dist.size, tc.seed
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
+    early = EarlyStopping(tc.early_stop_patience, tc.early_stop_min_delta)
+    # Wrap before loading: Horovod's DistributedOptimizer is a new optimiser built from the
+    # param groups alone, so state loaded into the unwrapped one would be silently dropped.
+    optimizer = dist.wrap_optimizer(optimizer, model, backward_passes_per_step=tc.grad_accum)
+    state = resume(cfg, model, optimizer, train_loader, scaler, early)
     step = state["step"] if state else 0
     train_loss, val_loss = state["losses"] if state else (float("nan"), float("nan"))
-    optimizer = dist.wrap_optimizer(optimizer, model, backward_passes_per_step=tc.grad_accum)
+    last_checkpoint = state["path"] if state else None
     dist.broadcast_state(model, optimizer)
+    forward_model = torch.compile(model) if tc.compile else model
 
-    tracker = _Tracker(cfg, info, state.get("mlflow_run_id") if state else None) if dist.is_main else None
+    tracker = None
     if dist.is_main:
+        from training.pretrain_tracker import PretrainTracker
+
+        tracker = PretrainTracker(cfg, info, state.get("mlflow_run_id") if state else None, dist.size)
         resumed = f" (resumed from {state['path']})" if state else ""
         print(
-            f"[pretrain] {dist.backend} x{dist.size}, {model.num_parameters():,} params, "
+            f"[pretrain] {dist.backend} x{dist.size}, {cfg.model.arch} {cfg.objective.name} "
+            f"{model.num_parameters():,} params, {tc.precision}, {cfg.optim.name}, "
             f"step {step}/{tc.max_steps}{resumed}",
             flush=True,
         )
 
     tokens_per_step = tc.batch_size * tc.grad_accum * dist.size * cfg.model.block_size
-    pending_losses: list[tuple[int, float, float]] = []  # (step, loss, lr) until the next log
+    flops_token = flops_per_token(cfg, model.num_parameters())
+    pending: list[tuple[int, float, float, float]] = []  # (step, loss, lr, grad norm) until the next flush
     t_start, steps_timed, eval_seconds = time.perf_counter(), 0, 0.0
+    t_interval = time.perf_counter()
     try:
-        while step < tc.max_steps:
+        while step < tc.max_steps and not early.stopped:
             lr = get_lr(step, cfg.optim, tc.max_steps)
             set_lr(optimizer, lr)
             loss_sum = 0.0
             for _ in range(tc.grad_accum):
-                x, y = train_loader.next_batch()  # (B, T) each
-                loss = lm_loss(model(x), y) / tc.grad_accum
-                loss.backward()
+                batch = _to(train_loader.next_batch(), device)
+                with autocast_for(tc.precision, device):
+                    loss = compute_loss(forward_model, batch, cfg.objective.temperature) / tc.grad_accum
+                scaler.scale(loss).backward()
                 loss_sum += loss.item()
-            grad_norm = dist.step(optimizer, model.parameters(), cfg.optim.grad_clip)
+            grad_norm = dist.step(
+                optimizer, model.parameters(), cfg.optim.grad_clip, scaler if scaler.is_enabled() else None
+            )
             dist.zero_grad(optimizer)
             step += 1
             steps_timed += 1
-            pending_losses.append((step, loss_sum, lr))
+            if not math.isfinite(grad_norm) and not scaler.is_enabled():  # fp16 skips such steps by design
+                raise TrainingDiverged(step, "the gradient norm", grad_norm, last_checkpoint)
+            pending.append((step, loss_sum, lr, grad_norm))
 
-            if step % tc.log_every == 0 or step == tc.max_steps:
-                # One collective per log interval: every step's loss, averaged over ranks.
-                losses = dist.allreduce_mean(torch.tensor([loss for _, loss, _ in pending_losses])).tolist()
+            evaluating = step % tc.eval_every == 0 or step == tc.max_steps
+            saving = step == tc.max_steps or (tc.checkpoint_every and step % tc.checkpoint_every == 0)
+            if step % tc.log_every == 0 or evaluating or saving:
+                # One collective per flush: every pending step's loss, averaged over ranks.
+                losses = dist.allreduce_mean(
+                    torch.tensor([p[1] for p in pending], dtype=torch.float64)
+                ).tolist()
+                bad = first_non_finite([(p[0], v) for p, v in zip(pending, losses)])
+                if bad:
+                    raise TrainingDiverged(bad[0], "the training loss", bad[1], last_checkpoint)
                 train_loss = losses[-1]
+                seconds = time.perf_counter() - t_interval
                 if tracker:
-                    tracker.log_steps(pending_losses, losses, grad_norm)
-                pending_losses = []
-            if step % tc.eval_every == 0 or step == tc.max_steps:
+                    tokens_s = len(pending) * tokens_per_step / seconds if seconds > 0 else 0.0
+                    perf = {"perf/tokens_per_s": tokens_s}
+                    if peak_tflops:
+                        perf["perf/mfu"] = tokens_s * flops_token / (peak_tflops * 1e12 * dist.size)
+                    tracker.log_steps(pending, losses, perf)
+                pending = []
+            if evaluating:
                 t_eval = time.perf_counter()
-                val_loss = evaluate(model, val_loader, tc.eval_batches, dist)
+                val_loss, parts = evaluate(model, val_loader, tc.eval_batches, dist, cfg, device)
                 eval_seconds += time.perf_counter() - t_eval
+                if early.update(val_loss):
+                    saving = True
                 if tracker:
-                    tracker.log_eval(step, train_loss, val_loss, lr)
-            if dist.is_main and (
-                step == tc.max_steps or (tc.checkpoint_every and step % tc.checkpoint_every == 0)
-            ):
-                state = {
+                    tracker.log_eval(step, train_loss, val_loss, lr, parts)
+            if dist.is_main and saving:
+                ckpt = {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
                     "data": train_loader.state_dict(),
+                    "early_stop": early.state_dict(),
                     "rng": checkpoint.rng_state(),
                     "config": cfg.to_dict(),
                     "mlflow_run_id": tracker.run_id,
                     "losses": (train_loss, val_loss),
                 }
-                checkpoint.save(cfg.checkpoint_dir, step, state, keep_last=tc.keep_last)
+                last_checkpoint = str(checkpoint.save(cfg.checkpoint_dir, step, ckpt, keep_last=tc.keep_last))
+            t_interval = time.perf_counter() if not pending else t_interval
 
         train_seconds = time.perf_counter() - t_start - eval_seconds
-        steps_per_s = steps_timed / train_seconds if steps_timed else 0.0
+        steps_per_s = steps_timed / train_seconds if steps_timed and train_seconds > 0 else 0.0
         digest = params_digest(model)
-        agree = ranks_agree(digest, dist)
         result = {
             "train_loss": train_loss,
             "val_loss": val_loss,
+            "val_perplexity": math.exp(min(val_loss, 50.0)) if math.isfinite(val_loss) else float("inf"),
+            "best_val_loss": early.best,
+            "stopped_early": early.stopped,
             "steps": step,
             "tokens_seen": step * tokens_per_step,
             "steps_per_s": steps_per_s,
             "tokens_per_s": steps_per_s * tokens_per_step,
             "world_size": dist.size,
             "backend": dist.backend,
+            "objective": cfg.objective.name,
+            "arch": cfg.model.arch,
+            "optimizer": cfg.optim.name,
+            "precision": tc.precision,
             "params_sha256": digest,
-            "ranks_agree": agree,
+            "ranks_agree": ranks_agree(digest, dist),
             "checkpoint_dir": cfg.checkpoint_dir,
         }
         if tracker:
@@ -236,75 +450,13 @@ def train(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed) -> dic
         raise
 
 
-class _Tracker:
-    """Rank 0's MLflow side of the job (imported lazily: other ranks never load mlflow)."""
-
-    def __init__(self, cfg: JobConfig, info: ShardInfo, run_id: str | None):
-        from training import tracking
-
-        self.tracking, self.cfg, self.info = tracking, cfg, info
-        self.run_id = tracking.start_run(
-            cfg.experiment, cfg.run_name, run_id=run_id, tags={"c2m.job": "pretrain", "c2m.shards": info.uri}
-        )
-        if run_id is None:  # params are logged once per run; a resumed run already has them
-            tracking.log_config(cfg.to_dict())
-            tracking.log_dataset(
-                info.uri, name=f"shards-{Path(info.uri).name}", digest=tracking.digest_json(info.manifest)
-            )
-        self.metrics = tracking.MetricBuffer(self.run_id)
-        print(
-            f"[pretrain] MLflow run {self.run_id} in {cfg.experiment!r} at {tracking.tracking_uri()}",
-            flush=True,
-        )
-
-    def log_steps(self, steps: list[tuple[int, float, float]], losses: list[float], grad_norm: float) -> None:
-        """Per-step (rank-averaged) losses and lrs of one log interval, buffered for one batch call."""
-        for (step, _, lr), loss in zip(steps, losses):
-            self.metrics.add(step, **{"train/loss": loss, "train/lr": lr})
-        self.metrics.add(steps[-1][0], **{"train/grad_norm": grad_norm})
-
-    def log_eval(self, step: int, train_loss: float, val_loss: float, lr: float) -> None:
-        self.metrics.add(step, **{"val/loss": val_loss})
-        self.metrics.flush()
-        print(f"[pretrain] step {step}: train {train_loss:.4f} val {val_loss:.4f} lr {lr:.2e}", flush=True)
-
-    def finish(self, model: GPT, result: dict) -> dict:
-        t = self.tracking
-        self.metrics.add(
-            result["steps"],
-            **{"perf/steps_per_s": result["steps_per_s"], "perf/tokens_per_s": result["tokens_per_s"]},
-        )
-        self.metrics.flush()
-        model_config = {
-            "kind": "gpt-lm",
-            "model": self.cfg.to_dict()["model"],
-            "eos_id": self.info.eos_id,
-            "pad_id": self.info.pad_id,
-            "seq_len": self.info.seq_len,
-            "shards": self.info.uri,
-        }
-        version, model_uri = t.log_and_register_model(
-            model,
-            registered_name=self.cfg.register_name,
-            tokenizer_path=self.info.tokenizer_path,
-            model_config=model_config,
-            signature=t.lm_signature(self.cfg.model.vocab_size),
-        )
-        t.end_run()
-        return {"run_id": self.run_id, "model_uri": model_uri, "model_version": version}
-
-    def fail(self) -> None:
-        self.metrics.flush()
-        self.tracking.end_run(status="FAILED")
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     dist = distributed.init(num_threads=args.threads or None)
     try:
         info = read_shard_info(args.shards)
         cfg = build_config(args, info)
-        result = train(cfg, info, dist)
+        result = train(cfg, info, dist, peak_tflops=args.peak_tflops)
         if dist.is_main and args.result_file:
             storage.write_text(args.result_file, json.dumps(result, indent=2, sort_keys=True))
         if dist.is_main:
@@ -318,4 +470,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except TrainingDiverged as exc:
+        print(f"[pretrain] {exc}", file=sys.stderr, flush=True)
+        sys.exit(3)

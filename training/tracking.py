@@ -119,7 +119,7 @@ def digest_file(path: str | Path) -> str:
 
 
 def lm_signature(vocab_size: int) -> ModelSignature:
-    """Token ids (B, T) int64 -> logits (B, T, V) float32."""
+    """Token ids (B, T) int64 -> logits (B, T, V) float32 (next-token logits for a GPT, MLM for BERT)."""
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype("int64"), (-1, -1))]),
         outputs=Schema([TensorSpec(np.dtype("float32"), (-1, -1, vocab_size))]),
@@ -141,11 +141,13 @@ def log_and_register_model(
     tokenizer_path: str | Path,
     model_config: dict[str, Any],
     signature: ModelSignature,
+    set_champion: bool = True,
 ) -> tuple[int, str]:
     """Log ``model`` to the active run, register it, point ``champion`` at it; return (version, uri).
 
     ``model_config`` must let :func:`load_model_bundle` rebuild the module: it is saved as
-    ``model_config.json`` beside the tokenizer and a tensors-only state dict.
+    ``model_config.json`` beside the tokenizer and a tensors-only state dict. With
+    ``set_champion=False`` the alias is left to the caller (pretraining gates it on val loss).
     """
     with tempfile.TemporaryDirectory(prefix="c2m-model-") as tmp:
         extra = [Path(tmp) / TOKENIZER_FILE, Path(tmp) / CONFIG_FILE, Path(tmp) / WEIGHTS_FILE]
@@ -168,7 +170,8 @@ def log_and_register_model(
             ],
         )
     version = int(info.registered_model_version)
-    MlflowClient().set_registered_model_alias(registered_name, CHAMPION, str(version))
+    if set_champion:
+        MlflowClient().set_registered_model_alias(registered_name, CHAMPION, str(version))
     return version, f"models:/{registered_name}/{version}"
 
 

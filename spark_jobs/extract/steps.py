@@ -20,6 +20,7 @@ TOO_LARGE = "too_large"
 DECODE_ERROR = "decode_error"
 EXTRACTION_ERROR = "extraction_error"
 EMPTY_AFTER_EXTRACTION = "empty_after_extraction"
+CORRUPT_RECORD = "corrupt_record"
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 _FAST_DATES = {"extensive_search": False, "original_date": False}
@@ -27,6 +28,20 @@ _FAST_DATES = {"extensive_search": False, "original_date": False}
 
 def _mime(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+class WarcRecordFilter:
+    """Rows the WARC reader could not read (``warc_error``) go with their reason:
+    ``corrupt_record`` for damaged or truncated records, ``decode_error`` for WET text
+    in no plausible encoding."""
+
+    name = "warc_record"
+
+    def filter(self, doc: dict[str, Any]) -> str | None:
+        error = doc.get("warc_error")
+        if not error:
+            return None
+        return DECODE_ERROR if error.startswith(DECODE_ERROR) else CORRUPT_RECORD
 
 
 class HtmlPayloadFilter:
@@ -152,4 +167,5 @@ class IdentifyLanguage:
 
 
 def default_steps(max_bytes: int = 2 * 1024 * 1024) -> list[object]:
-    return [HtmlPayloadFilter(max_bytes=max_bytes), DecodeHtml(), ExtractMainText(), IdentifyLanguage()]
+    return [WarcRecordFilter(), HtmlPayloadFilter(max_bytes=max_bytes), DecodeHtml(), ExtractMainText(),
+            IdentifyLanguage()]

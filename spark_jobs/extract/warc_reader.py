@@ -1,63 +1,91 @@
-"""WARC response records → rows for the extract steps (one Spark task per WARC file)."""
+"""WARC/WET records → rows for the extract steps (one Spark task per file).
+
+HTTP ``response`` records (WARC) carry HTML in ``html``; ``conversion`` records (Common
+Crawl's WET files) carry extracted text, decoded into ``text``. Damaged or truncated
+stretches become rows with ``warc_error`` set, which :class:`~spark_jobs.extract.steps.
+WarcRecordFilter` drops as ``corrupt_record`` (undecodable WET text as ``decode_error``),
+so they are counted instead of stopping the job or vanishing. Other record types
+(warcinfo, request, metadata, revisit) are not documents and make no rows.
+"""
 from __future__ import annotations
 
+import glob as globlib
 from pathlib import Path
 from typing import Any, Iterator
 
 from ops import storage
-from spark_jobs.records import SOURCE_CRAWL, doc_id
+from spark_jobs.extract.decode import DecodeError, decode_html
+from spark_jobs.extract.warc_scan import open_sized, scan_warc
+from spark_jobs.records import SOURCE_CRAWL, doc_id, sha1_hex
 
 RAW_COLUMNS = [("id", "string"), ("url", "string"), ("html", "binary"), ("html_bytes", "bigint"),
                ("content_type", "string"), ("http_status", "int"), ("fetched_at", "string"),
-               ("source", "string")]
+               ("source", "string"), ("text", "string"), ("warc_error", "string")]
 READ_CAP = 2 * 1024 * 1024  # bytes read per record; longer bodies are flagged by html_bytes
 BATCH_ROWS = 128
+SOURCE_WARC = "warc"  # records ingested from someone else's crawl
+CORRUPT_PREFIX = "corrupt_record"
+UNDECODABLE_PREFIX = "decode_error"
 
 
-def iter_warc(uri: str, read_cap: int = READ_CAP) -> Iterator[dict[str, Any]]:
-    """Response records of one WARC file; bodies are read up to read_cap + 1 bytes."""
-    from warcio.archiveiterator import ArchiveIterator
-
-    handle = open(uri, "rb") if not storage.is_s3(uri) else _s3_stream(uri)
-    with handle as fh:
-        for rec in ArchiveIterator(fh):
-            if rec.rec_type != "response":
-                continue  # warcinfo, request, metadata, revisit: not documents
-            url = rec.rec_headers.get_header("WARC-Target-URI")
-            http = rec.http_headers
-            body = rec.content_stream().read(read_cap + 1)
-            status = http.get_statuscode() if http else None
-            yield {
-                "id": doc_id(url, body.decode("latin-1") if not url else None),
-                "url": url,
-                "html": body,
-                "html_bytes": len(body),
-                "content_type": http.get_header("Content-Type") if http else None,
-                "http_status": int(status) if status and str(status).isdigit() else None,
-                "fetched_at": rec.rec_headers.get_header("WARC-Date"),
-                "source": SOURCE_CRAWL,
-            }
+def iter_warc(uri: str, read_cap: int = READ_CAP, source: str = SOURCE_CRAWL) -> Iterator[dict[str, Any]]:
+    """Document rows of one WARC/WET file, and one row per damaged stretch."""
+    fh, size = open_sized(uri)
+    with fh:
+        for item in scan_warc(fh, size, read_cap):
+            if item.kind == "corrupt":
+                where = f"{uri}#offset={item.offset}"
+                yield {"id": sha1_hex(where), "url": where, "source": source,
+                       "warc_error": f"{CORRUPT_PREFIX}: {item.error}"}
+            elif item.rec_type == "response":
+                body = item.body
+                yield {"id": doc_id(item.url, body.decode("latin-1") if not item.url else None),
+                       "url": item.url, "html": body, "html_bytes": len(body),
+                       "content_type": item.content_type, "http_status": item.http_status,
+                       "fetched_at": item.date, "source": source}
+            elif item.rec_type == "conversion":
+                yield _conversion_row(item, source)
 
 
-def _s3_stream(uri: str):
-    import io
+def _conversion_row(item, source: str) -> dict[str, Any]:
+    row = {"id": doc_id(item.url, item.body.decode("latin-1") if not item.url else None), "url": item.url,
+           "content_type": item.content_type, "fetched_at": item.date, "source": source,
+           "html_bytes": len(item.body)}
+    try:
+        row["text"] = decode_html(item.body, item.content_type or "text/plain; charset=utf-8")
+    except DecodeError as exc:
+        row["warc_error"] = f"{UNDECODABLE_PREFIX}: {exc}"
+    return row
 
-    return io.BytesIO(storage.read_bytes(uri))
+
+def warc_files(folder_or_glob: str) -> list[str]:
+    """The WARC/WET files of a raw version folder (``*.warc.gz``), one file, or those a glob names.
+
+    Globs work locally and on ``s3://bucket/prefix/*.warc.gz`` (matched on the key).
+    """
+    import fnmatch
+
+    pattern = folder_or_glob
+    if not any(ch in pattern for ch in "*?["):
+        if storage.is_s3(pattern) and not pattern.endswith("/") and storage.exists(pattern):
+            return [pattern]
+        if not storage.is_s3(pattern) and Path(pattern).is_file():
+            return [pattern]
+        pattern = storage.join(folder_or_glob, "*.warc.gz")
+    if storage.is_s3(pattern):
+        prefix = pattern.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0].rsplit("/", 1)[0]
+        return [u for u in storage.list_files(prefix) if fnmatch.fnmatch(u, pattern)]
+    return sorted(p for p in globlib.glob(pattern, recursive=True) if Path(p).is_file())
 
 
-def warc_files(folder: str) -> list[str]:
-    if storage.is_s3(folder):
-        return storage.list_files(folder, suffix=".warc.gz")
-    return sorted(str(p) for p in Path(folder).glob("*.warc.gz"))
-
-
-def warc_frame(spark, folder: str):
-    """A DataFrame of response records, read in parallel, one task per WARC file."""
+def warc_frame(spark, folder_or_glob: str, source: str = SOURCE_CRAWL):
+    """A DataFrame of document rows, read in parallel, one task per WARC file."""
     from spark_jobs.records import ddl
 
-    files = warc_files(folder)
+    files = warc_files(folder_or_glob)
     if not files:
-        raise FileNotFoundError(f"no *.warc.gz files in {folder}; run the crawl stage first")
+        raise FileNotFoundError(f"no WARC files match {folder_or_glob}; run the crawl or ingest stage first, "
+                                "or check the --warc-glob pattern")
     paths = spark.createDataFrame(spark.sparkContext.parallelize([(f,) for f in files], len(files)),
                                   "path string")
     names = [c for c, _ in RAW_COLUMNS]
@@ -68,8 +96,8 @@ def warc_frame(spark, folder: str):
         for pdf in batches:
             for path in pdf["path"]:
                 rows = []
-                for row in iter_warc(path):
-                    rows.append(row)
+                for row in iter_warc(path, source=source):
+                    rows.append([row.get(c) for c in names])
                     if len(rows) >= BATCH_ROWS:
                         yield pd.DataFrame(rows, columns=names)
                         rows = []

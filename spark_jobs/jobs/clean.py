@@ -1,6 +1,12 @@
-"""spark-submit entry: extracted/v=V → clean/v=V (normalised text, Gopher/C4/language filters).
+"""spark-submit entry: extracted/v=V → clean/v=V (normalised text, PII redacted, boilerplate
+lines removed, language, Gopher quality/repetition, C4 and FineWeb filters).
 
     spark-submit spark_jobs/jobs/clean.py --version demo --langs en --min-lang-score 0.5
+    spark-submit spark_jobs/jobs/clean.py --version demo --filter-profile paper \
+        --filter-config '{"gopher_quality": {"min_words": 100}}'
+
+The manifest adds ``pii_redactions`` (per type) and ``text_edits`` (lines removed per rule,
+redactions per type), summed over every row the stage wrote, removed/ included.
 """
 import os
 import sys
@@ -16,24 +22,77 @@ def build_parser():
     p = base_parser("clean", "Normalise text and drop low-quality documents with named reasons.")
     p.add_argument("--langs", default="en", help="comma-separated language allow-list (ISO 639-1)")
     p.add_argument("--min-lang-score", type=float, default=0.5, help="least language-ID probability to keep")
+    p.add_argument("--filter-profile", default="docs", choices=("docs", "paper"),
+                   help="threshold profile: 'paper' (the papers' values) or 'docs' (relaxed repetition rules "
+                        "for software documentation; see spark_jobs/clean/steps.py)")
+    p.add_argument("--filter-config", type=_json_object, default={},
+                   help="JSON overrides per step on top of the profile, e.g. "
+                        "'{\"fineweb_quality\": {\"max_char_dup_ratio\": 0.05}}'")
+    p.add_argument("--no-pii-redaction", dest="redact_pii", action="store_false",
+                   help="keep e-mails, IP addresses and phone numbers as they are")
     return p
+
+
+def _json_object(value: str) -> dict:
+    import argparse
+    import json
+
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}); pass an object keyed by step name") \
+            from None
+    if not isinstance(parsed, dict) or not all(isinstance(v, dict) for v in parsed.values()):
+        raise argparse.ArgumentTypeError(
+            'must be a JSON object of objects, e.g. \'{"gopher_quality": {"min_words": 100}}\'')
+    return parsed
+
+
+def sum_text_edits(spark, folder: str) -> dict[str, int]:
+    """Sum the per-row ``text_edits`` maps over every parquet file of a staged version."""
+    from pathlib import Path
+
+    from pyspark.sql import functions as F
+
+    from spark_jobs.clean.boilerplate import EDITS_KEY
+
+    files = sorted(str(p) for p in Path(folder).rglob("part-*.parquet"))
+    if not files:
+        return {}
+    edits = F.from_json(F.col(EDITS_KEY), "map<string,bigint>")
+    rows = (spark.read.parquet(*files).select(F.explode(edits).alias("key", "n"))
+            .groupBy("key").agg(F.sum("n").alias("n")).collect())
+    return {r["key"]: int(r["n"]) for r in sorted(rows, key=lambda r: r["key"])}
 
 
 def main(argv=None, spark=None) -> dict:
     from ops.datasets import DatasetVersion
+    from spark_jobs.clean.boilerplate import EDITS_KEY
+    from spark_jobs.clean.pii import PLACEHOLDERS
     from spark_jobs.clean.signals import SIGNALS_KEY
-    from spark_jobs.clean.steps import default_steps
+    from spark_jobs.clean.steps import default_steps, step_settings
     from spark_jobs.records import columns
-    from spark_jobs.runner import get_spark, run_stage
+    from spark_jobs.runner import apply_steps_df, get_spark, publish_version, schema_dict, spread, write_rows
+    from spark_jobs.staging import Staging
 
     args = parse(build_parser(), argv)
     langs = tuple(code.strip() for code in args.langs.split(",") if code.strip())
+    # built before Spark starts, so bad settings fail fast
+    steps = default_steps(langs, args.min_lang_score, overrides=args.filter_config,
+                          redact_pii=args.redact_pii, profile=args.filter_profile)
     spark = spark or get_spark("crawl2model-clean")
     df, parents = input_frame(spark, args, "extracted")
     out = DatasetVersion(args.root, "clean", args.version)
-    steps = default_steps(langs, args.min_lang_score)
-    manifest = run_stage(spark, df, steps, columns((SIGNALS_KEY, "string")), out,
-                         parents=parents, config=common_config(args))
+    config = {**common_config(args), "filters": step_settings(args.filter_profile, args.filter_config)}
+    rows_in = df.count()
+    result = apply_steps_df(spread(df), steps, columns((SIGNALS_KEY, "string"), (EDITS_KEY, "string")))
+    with Staging(out) as staging:
+        counts = write_rows(spark, result, staging)
+        edits = sum_text_edits(spark, staging.path)
+        pii = {kind: edits.get(f"pii_{kind}", 0) for kind in PLACEHOLDERS}
+        manifest = publish_version(staging, rows_in=rows_in, counts=counts, parents=parents, config=config,
+                                   schema=schema_dict(result.schema),
+                                   extra={"pii_redactions": pii, "text_edits": edits})
     print_summary(manifest)
     return manifest
 

@@ -2,6 +2,10 @@
 
     spark-submit spark_jobs/jobs/extract.py --version demo
     spark-submit spark_jobs/jobs/extract.py --version mine --input-jsonl pages.jsonl  # id, text or html
+    spark-submit spark_jobs/jobs/extract.py --version cc --warc-glob '/crawls/CC-MAIN-*/*.warc.gz'
+
+WARC and WET files (Common Crawl layout) are read directly with ``--warc-glob``, or from
+raw/v=V (written by the crawl or ingest stage). Damaged records count as ``corrupt_record``.
 """
 import os
 import sys
@@ -17,13 +21,15 @@ def build_parser():
     p = base_parser("extract", "Extract main text, title and language from crawled HTML.")
     p.add_argument("--max-page-bytes", type=int, default=2 * 1024 * 1024,
                    help="skip larger pages as too_large (extraction time grows with size)")
+    p.add_argument("--warc-glob", default=None,
+                   help="read existing WARC/WET files (local or s3:// glob) instead of raw/v=V")
     return p
 
 
 def main(argv=None, spark=None) -> dict:
     from ops.datasets import DatasetVersion
     from spark_jobs.extract.steps import default_steps
-    from spark_jobs.extract.warc_reader import warc_frame
+    from spark_jobs.extract.warc_reader import SOURCE_WARC, warc_frame
     from spark_jobs.records import columns
     from spark_jobs.runner import get_spark, run_stage
     from spark_jobs.staging import local_input
@@ -32,9 +38,12 @@ def main(argv=None, spark=None) -> dict:
     spark = spark or get_spark("crawl2model-extract")
     if args.input_jsonl:
         df, parents = input_frame(spark, args, "raw", extra_jsonl=("html",))
+    elif args.warc_glob:
+        df, parents = warc_frame(spark, args.warc_glob, source=SOURCE_WARC), [args.warc_glob]
     else:
         raw = DatasetVersion(args.root, "raw", args.input_version)
-        df, parents = warc_frame(spark, local_input(raw)), [raw.uri]
+        source = raw.read_manifest().get("source", "crawl")  # "warc" when the ingest stage wrote it
+        df, parents = warc_frame(spark, local_input(raw), source=source), [raw.uri]
     out = DatasetVersion(args.root, "extracted", args.version)
     manifest = run_stage(spark, df, default_steps(args.max_page_bytes), columns(), out,
                          parents=parents, config=common_config(args))

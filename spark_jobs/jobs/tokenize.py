@@ -1,6 +1,12 @@
-"""spark-submit entry: corpus/v=V → shards/v=V (byte-level BPE, packed uint16 sequences).
+"""spark-submit entry: corpus/v=V → shards/v=V (tokenizer training, encoding, packed sequences).
 
     spark-submit spark_jobs/jobs/tokenize.py --version demo --vocab-size 4096 --seq-len 128
+    spark-submit spark_jobs/jobs/tokenize.py --version demo --tokenizer wordpiece --vocab-size 8000
+
+The tokenizer (byte-level BPE by default, or WordPiece / Unigram) is trained on the driver
+over a ``--sample-fraction`` of the documents, or reused from ``--tokenizer-file`` so that
+successive corpus versions share one vocabulary. Shards are uint16, or uint32 once the
+vocabulary outgrows 65,535 ids; each file's sha256 goes into the manifest.
 """
 import os
 import sys
@@ -14,13 +20,27 @@ from spark_jobs.jobs._args import base_parser, common_config, input_frame, parse
 
 
 def build_parser():
-    p = base_parser("tokenize", "Train a byte-level BPE on the corpus and write packed token shards.")
+    from spark_jobs.tokenize.trainers import BPE, KINDS, NORMALIZERS
+
+    p = base_parser("tokenize", "Train a tokenizer on the corpus and write packed token shards.")
+    p.add_argument("--tokenizer", choices=KINDS, default=BPE,
+                   help="bpe (GPT-2 byte-level), wordpiece (BERT) or unigram (SentencePiece/T5)")
+    p.add_argument("--tokenizer-file", default=None,
+                   help="reuse this tokenizer.json instead of training one (keeps the vocabulary stable)")
     p.add_argument("--vocab-size", type=int, default=4096)
+    p.add_argument("--normalizer", choices=NORMALIZERS, default="auto",
+                   help="text normalisation before tokenizing (auto: none for bpe, bert for wordpiece, "
+                        "nfkc for unigram)")
+    p.add_argument("--extra-ids", type=int, default=32,
+                   help="sentinel tokens reserved for span corruption (T5's <extra_id_N>)")
+    p.add_argument("--special-tokens", default="",
+                   help="more special tokens, comma separated, added after the family's own")
     p.add_argument("--seq-len", type=int, default=128, help="tokens per packed sequence")
     p.add_argument("--val-fraction", type=float, default=0.05, help="share of documents (by id hash) for val")
     p.add_argument("--sample-fraction", type=float, default=1.0,
                    help="share of documents the tokenizer is trained on (all are encoded)")
-    p.add_argument("--min-frequency", type=int, default=2, help="least pair count for a BPE merge")
+    p.add_argument("--min-frequency", type=int, default=2,
+                   help="least pair count for a BPE/WordPiece merge (Unigram ignores it)")
     p.add_argument("--shard-tokens", type=int, default=50_000_000,
                    help="target tokens per shard file (decides the number of files)")
     return p
@@ -34,9 +54,10 @@ def main(argv=None, spark=None) -> dict:
     from ops.datasets import DatasetVersion
     from spark_jobs.runner import DROP, KEPT, get_spark, publish_version, schema_dict, write_rows
     from spark_jobs.staging import Staging
-    from spark_jobs.tokenize.bpe import sha256_hex, special_ids, train_bpe
+    from spark_jobs.tokenize.bpe import sha256_hex
     from spark_jobs.tokenize.pack import dtype_for
     from spark_jobs.tokenize.shards import encode_df, ensure_val, finalize_shards, pack_partitions
+    from spark_jobs.tokenize.trainers import describe
 
     args = parse(build_parser(), argv)
     if not 0.0 <= args.val_fraction < 1.0 or not 0.0 < args.sample_fraction <= 1.0 or args.seq_len < 2:
@@ -44,17 +65,18 @@ def main(argv=None, spark=None) -> dict:
     spark = spark or get_spark("crawl2model-tokenize")
     corpus, parents = input_frame(spark, args, "corpus")
     rows_in = corpus.count()
+    if rows_in == 0:
+        raise SystemExit(f"the input corpus ({parents[0]}) has no documents: nothing to tokenize. "
+                         "Check the dedup stage's output or the --input-jsonl file.")
 
-    sample = corpus.select("id", "text").where(F.col("text").isNotNull())
-    if args.sample_fraction < 1.0:
-        sample = sample.sample(fraction=args.sample_fraction, seed=0)
-    texts = (row["text"] for row in sample.orderBy("id").toLocalIterator())  # fixed order: same merges
-    tokenizer = train_bpe(texts, args.vocab_size, args.min_frequency)
+    tokenizer = _tokenizer(args, corpus)
     tokenizer_json = tokenizer.to_str()
-    eos_id, pad_id = special_ids(tokenizer)
+    vocab = describe(tokenizer)
+    roles = vocab["special_tokens"]
+    eos_id, pad_id = roles["eos"], roles["pad"]
     vocab_size = tokenizer.get_vocab_size()
 
-    persisted = encode_df(corpus, tokenizer_json, args.val_fraction).persist()
+    persisted = encode_df(corpus, tokenizer_json, args.val_fraction, roles.get("unk")).persist()
     encoded = ensure_val(persisted, args.val_fraction)
     out = DatasetVersion(args.root, "shards", args.version)
     try:
@@ -64,26 +86,58 @@ def main(argv=None, spark=None) -> dict:
             index = encoded.select("id", "split", "n_tokens", DROP)
             counts = write_rows(spark, index, staging)  # doc index part-*.parquet; removed/empty_tokens/
             kept = encoded.filter(F.col(DROP).isNull())
-            total = kept.agg(F.sum("n_tokens")).first()[0] or 0
+            sums = kept.agg(F.sum("n_tokens").alias("tokens"), F.sum("n_unk").alias("unk"),
+                            F.sum((F.col("n_tokens") > LONG_DOC_FACTOR * args.seq_len).cast("int"))
+                            .alias("long")).first()
+            total = sums["tokens"] or 0
             partitions = max(1, min(256, math.ceil(total / args.shard_tokens)))
             parts = pack_partitions(kept, staging.path, args.seq_len, eos_id, vocab_size, partitions)
             splits = finalize_shards(staging.path, parts)
             if sum(s["docs"] for s in splits.values()) != counts.get(KEPT, 0):
                 raise RuntimeError("packed document count differs from the encoded count; this is a bug")
+            if not splits["train"]["sequences"]:
+                raise SystemExit(f"no full {args.seq_len}-token training sequence from {total} tokens; "
+                                 "lower --seq-len or tokenize more text")
             manifest = publish_version(
                 staging, rows_in=rows_in, counts=counts, parents=parents, config=common_config(args),
                 schema=schema_dict(index.schema),
                 extra={"seq_len": args.seq_len, "dtype": dtype_for(vocab_size).name,
                        "vocab_size": vocab_size, "eos_id": eos_id, "pad_id": pad_id,
+                       **vocab,
                        "tokenizer": "tokenizer.json",
                        "tokenizer_sha256": sha256_hex(tokenizer_json.encode("utf-8")),
                        "splits": splits, "parent": parents[0],
-                       "tokens_dropped": sum(s["tokens_dropped"] for s in splits.values())},
+                       "tokens_dropped": sum(s["tokens_dropped"] for s in splits.values()),
+                       "unk_tokens": int(sums["unk"] or 0), "long_docs": int(sums["long"] or 0)},
             )
     finally:
         persisted.unpersist()
     print_summary(manifest)
     return manifest
+
+
+LONG_DOC_FACTOR = 100  # documents over 100 x seq_len tokens are kept, but counted in the manifest
+
+
+def _tokenizer(args, corpus):
+    """The ``--tokenizer-file`` tokenizer, or one trained on a sample of the corpus."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs.tokenize.trainers import train_tokenizer
+
+    if args.tokenizer_file:
+        from tokenizers import Tokenizer
+
+        from ops import storage
+
+        return Tokenizer.from_str(storage.read_text(args.tokenizer_file))
+    sample = corpus.select("id", "text").where(F.col("text").isNotNull())
+    if args.sample_fraction < 1.0:
+        sample = sample.sample(fraction=args.sample_fraction, seed=0)
+    texts = (row["text"] for row in sample.orderBy("id").toLocalIterator())  # fixed order: same merges
+    extra = [t.strip() for t in args.special_tokens.split(",") if t.strip()]
+    return train_tokenizer(texts, args.tokenizer, args.vocab_size, min_frequency=args.min_frequency,
+                           extra_ids=args.extra_ids, normalizer=args.normalizer, extra_special=extra)
 
 
 if __name__ == "__main__":

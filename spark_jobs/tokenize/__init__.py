@@ -1,1 +1,1 @@
-"""Byte-level BPE training, encoding, packing into fixed-length token shards."""
+"""Tokenizer training (byte-level BPE, WordPiece, Unigram), encoding, packing into fixed-length token shards."""

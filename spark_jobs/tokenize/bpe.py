@@ -1,4 +1,4 @@
-"""Train the byte-level BPE tokenizer (HF tokenizers) on the driver.
+"""The byte-level BPE tokenizer (HF tokenizers), trained on the driver.
 
 Byte-level means every byte has a token, so no text is ever out of vocabulary. The two
 special tokens come first, so their ids are fixed: ``<|endoftext|>`` = 0 separates
@@ -15,23 +15,10 @@ SPECIAL_TOKENS = [EOS, PAD]
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2):
-    """A trained tokenizers.Tokenizer; ``texts`` is consumed once (an iterator is fine)."""
-    try:
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    except ImportError as exc:  # pragma: no cover - depends on the venv
-        raise RuntimeError("tokenizer training needs tokenizers: pip install 'crawl2model[spark]'") from exc
-    if vocab_size < 256 + len(SPECIAL_TOKENS):
-        raise ValueError(f"--vocab-size {vocab_size} is below the 256 byte tokens + specials; "
-                         "use 512 or more")
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer=trainer)
-    return tokenizer
+    """A trained byte-level BPE (see :mod:`spark_jobs.tokenize.trainers` for the other families)."""
+    from spark_jobs.tokenize.trainers import BPE, train_tokenizer
+
+    return train_tokenizer(texts, BPE, vocab_size, min_frequency=min_frequency)
 
 
 def special_ids(tokenizer) -> tuple[int, int]:

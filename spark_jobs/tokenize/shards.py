@@ -14,11 +14,32 @@ from spark_jobs.runner import DROP
 from spark_jobs.tokenize.pack import TRAIN, VAL, Packer, dtype_for, split_bucket
 
 EMPTY_TOKENS = "empty_tokens"
-ENCODED_DDL = f"id string, bucket double, split string, n_tokens int, tokens array<int>, {DROP} string"
+ENCODED_DDL = (f"id string, bucket double, split string, n_tokens int, n_unk int, tokens array<int>, "
+               f"{DROP} string")
 
 
-def encode_df(df, tokenizer_json: str, val_fraction: float):
-    """Per document: split, token ids, and ``empty_tokens`` for documents with none."""
+class HashingWriter:
+    """A file wrapper that keeps the sha256 of everything written (the manifest's shard checksum)."""
+
+    def __init__(self, fh):
+        import hashlib
+
+        self.fh, self.sha256 = fh, hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        return self.fh.write(data)
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def encode_df(df, tokenizer_json: str, val_fraction: float, unk_id: int | None = None):
+    """Per document: split, token ids, how many are ``unk_id``, and ``empty_tokens`` for none.
+
+    Characters a WordPiece/Unigram vocabulary never saw become the unknown token; they
+    are counted (``n_unk``) rather than dropped, so the manifest says how much text was lost.
+    """
     spark = df.sparkSession
     shared = spark.sparkContext.broadcast(tokenizer_json)
 
@@ -36,6 +57,7 @@ def encode_df(df, tokenizer_json: str, val_fraction: float):
                 "bucket": buckets,
                 "split": [VAL if b < val_fraction else TRAIN for b in buckets],
                 "n_tokens": [len(x) for x in ids],
+                "n_unk": [x.count(unk_id) if unk_id is not None else 0 for x in ids],
                 "tokens": ids,
                 DROP: [None if x else EMPTY_TOKENS for x in ids],
             })
@@ -69,7 +91,7 @@ def pack_partitions(kept, folder: str, seq_len: int, eos_id: int, vocab_size: in
         for row in rows:
             if row["split"] not in packers:
                 name = f"_{row['split']}-p{index:05d}.bin"
-                fh = open(os.path.join(folder, name), "wb")
+                fh = HashingWriter(open(os.path.join(folder, name), "wb"))
                 packers[row["split"]] = (Packer(fh, seq_len, eos_id, dtype), fh, name)
             packers[row["split"]][0].add(row["tokens"])
         for split, (packer, fh, name) in packers.items():
@@ -77,7 +99,7 @@ def pack_partitions(kept, folder: str, seq_len: int, eos_id: int, vocab_size: in
             fh.close()
             yield {"split": split, "partition": index, "file": name, "docs": packer.docs,
                    "sequences": packer.sequences, "tokens": packer.sequences * seq_len,
-                   "tokens_dropped": dropped}
+                   "tokens_dropped": dropped, "sha256": fh.sha256.hexdigest()}
 
     ordered = (kept.select("id", "split", "tokens").repartition(partitions, "id")
                .sortWithinPartitions("split", "id"))
@@ -85,12 +107,17 @@ def pack_partitions(kept, folder: str, seq_len: int, eos_id: int, vocab_size: in
 
 
 def finalize_shards(folder: str, parts: list[dict]) -> dict[str, dict]:
-    """Rename partition files to contiguous names; summarise each split for the manifest."""
+    """Rename partition files to contiguous names; summarise each split for the manifest.
+
+    Each split lists its ``files`` and their ``sha256`` (computed while writing), which
+    the training loader checks before it reads a shard.
+    """
     splits: dict[str, dict] = {}
     for split in (TRAIN, VAL):
         mine = sorted((p for p in parts if p["split"] == split), key=lambda p: p["partition"])
-        files = []
-        summary = {"files": files, "sequences": 0, "tokens": 0, "tokens_dropped": 0, "docs": 0}
+        files, sums = [], {}
+        summary = {"files": files, "sha256": sums, "sequences": 0, "tokens": 0, "tokens_dropped": 0,
+                   "docs": 0}
         for part in mine:
             src = os.path.join(folder, part["file"])
             if part["sequences"] == 0:
@@ -99,6 +126,7 @@ def finalize_shards(folder: str, parts: list[dict]) -> dict[str, dict]:
                 name = f"{split}-{len(files):05d}.bin"
                 os.rename(src, os.path.join(folder, name))
                 files.append(name)
+                sums[name] = part["sha256"]
             for key in ("sequences", "tokens", "tokens_dropped", "docs"):
                 summary[key] += part[key]
         splits[split] = summary

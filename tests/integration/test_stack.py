@@ -1,17 +1,30 @@
-"""The walking skeleton end to end: the real stack, the real DAGs, driven over REST.
+"""The platform end to end: the real stack, the real DAGs, driven over REST.
 
 Starts Airflow, MLflow and a small generated website on free ports with a temporary stack dir
-and data root, runs the demo's ``tiny`` profile (data_refresh → asset-triggered pretrain →
-finetune) through Airflow's REST API, and checks the runs and MLflow's registry. The stack is
-stopped by PID at the end, whatever happens.
+and data root (never the default ports), then, in order:
 
-Run with: .venv-airflow/bin/pytest -m integration tests/integration  (about 5-10 minutes)
+1. every DAG parses, and Params outside their schema are refused with HTTP 400 naming the field;
+2. a finetune run whose job fails (a base model that does not exist) retries, fails, and its
+   task log ends with the failure summary and the job's last output lines;
+3. the demo's ``tiny`` profile (data_refresh → asset-triggered pretrain → finetune) succeeds,
+   models are registered, and each MLflow run sits in its DAG's experiment, is named after
+   its Airflow task and tagged with its DAG run URL, while the DAG run's note links back;
+4. ``end_to_end`` triggers the three DAGs in turn and waits for each, without the corpus
+   Asset starting a second pretrain run;
+5. ``hpo`` fans two trial tasks out over one Optuna study, nested under one MLflow parent run,
+   and ``compress`` quantises the fine-tuned model.
+
+The stack is stopped by PID at the end, whatever happens.
+
+Run with: .venv-airflow/bin/pytest -m integration tests/integration  (about 6-10 minutes)
 """
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -85,16 +98,21 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(request):
     from ops import services
     from ops.settings import get_settings
 
-    base = tmp_path_factory.mktemp("c2m-stack")
+    # Not pytest's tmp_path: other sessions on this machine rotate those away, logs and all.
+    # Kept when a test fails (the path is printed), removed when all pass.
+    base = Path(tempfile.mkdtemp(prefix="c2m-integration-"))
+    failed_before = request.session.testsfailed
     mp = pytest.MonkeyPatch()
     mp.setenv("C2M_STACK_DIR", str(base / "stack"))
     mp.setenv("C2M_DATA_ROOT", str(base / "data"))
     mp.setenv("C2M_SITE_ROOT", str(make_site(base / "site")))
     mp.setenv("C2M_SITE_CRAWL_DELAY", "0")
+    mp.setenv("C2M_RETRY_DELAY_S", "1")  # parsed into every DAG's retry_delay: failures retry at once
+    mp.delenv("C2M_LAUNCHER", raising=False)
     for var in ("C2M_AIRFLOW_PORT", "C2M_MLFLOW_PORT", "C2M_SITE_PORT"):
         mp.setenv(var, str(_free_port()))
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -108,22 +126,78 @@ def stack(tmp_path_factory):
     finally:
         services.down(s)
         mp.undo()
+        if request.session.testsfailed == failed_before:
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            print(f"kept the stack's logs and data for inspection: {base}")
+
+
+ALL_DAGS = ["data_refresh", "pretrain", "finetune", "hpo", "compress", "end_to_end"]
+
+
+def _client(stack):
+    from ops import services
+    from ops.airflow_api import AirflowClient
+
+    return AirflowClient(stack.airflow_url, services.airflow_home(stack))
+
+
+def _events(path: Path) -> str:
+    """An Airflow 3 task log (JSON lines) as plain text, one event per line."""
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            out.append(str(json.loads(line).get("event", "")))
+        except ValueError:
+            out.append(line)
+    return "\n".join(out)
+
+
+def test_every_dag_parses_and_bad_params_are_refused_naming_the_field(stack):
+    from ops import services
+    from ops.airflow_api import AirflowAPIError
+
+    assert services.up(stack, echo=lambda m: None) == {}, "up() on a healthy stack must do nothing"
+    client = _client(stack)
+    client.wait_for_dags(ALL_DAGS)
+    assert client.import_errors() == []
+    for dag_id, conf, field in [("data_refresh", {"max_pages": -1}, "max_pages"),
+                                ("pretrain", {"lr": 5.0}, "lr"),
+                                ("finetune", {"base_model": "/tmp/model"}, "base_model"),
+                                ("hpo", {"sampler": "grid"}, "sampler"),
+                                ("compress", {"method": "zip"}, "method")]:
+        with pytest.raises(AirflowAPIError) as bad:
+            client.trigger(dag_id, conf)
+        assert bad.value.status == 400, (dag_id, bad.value)
+        assert f"param {field}" in str(bad.value.detail), (dag_id, bad.value.detail)
+        assert client.list_runs(dag_id) == [], f"{dag_id}: a refused conf must not create a run"
+
+
+def test_a_failing_job_retries_and_its_last_lines_reach_the_task_log(stack):
+    from ops.demo import task_log_path
+
+    client = _client(stack)
+    client.set_paused("finetune", False)
+    run = client.trigger("finetune", {"base_model": "models:/c2m-missing@champion", "np": 1})
+    final = client.wait_for_run("finetune", run["dag_run_id"], timeout=600, progress=None)
+    assert final["state"] == "failed"
+    (ti,) = client.task_instances("finetune", run["dag_run_id"])
+    assert ti["state"] == "failed" and ti["try_number"] == 2, ti  # one retry, with backoff
+    first = _events(task_log_path(stack, "finetune", run["dag_run_id"], "train", 1))
+    last = _events(task_log_path(stack, "finetune", run["dag_run_id"], "train", 2))
+    assert "finetune.train failed, will retry (try 1 of 2" in first
+    assert "[crawl2model] finetune.train FAILED (try 2 of 2" in last
+    assert "lines of the job's output" in last and "    | " in last
+    summary = last[last.index("[crawl2model] finetune.train FAILED"):]
+    assert "c2m-missing" in summary, summary[:3000]  # the job's own error, in the summary's tail
 
 
 def test_tiny_demo_runs_every_dag_and_registers_models(stack):
-    from ops import services
-    from ops.airflow_api import AirflowAPIError, AirflowClient
     from ops.demo import run_demo
-    from ops.mlflow_helpers import alias_version, get_run
+    from ops.mlflow_helpers import alias_version, experiment_name, get_run, run_tags
+    from ops.dag_support import dag_run_url
 
-    assert services.up(stack, echo=lambda m: None) == {}, "up() on a healthy stack must do nothing"
-
-    client = AirflowClient(stack.airflow_url, services.airflow_home(stack))
-    client.wait_for_dags(["data_refresh", "pretrain", "finetune"])
-    with pytest.raises(AirflowAPIError) as bad:
-        client.trigger("data_refresh", {"max_pages": -1})
-    assert bad.value.status == 400
-
+    client = _client(stack)
     result = run_demo("tiny", stack)
     assert result.ok, result.failure
     assert {d: r["state"] for d, r in result.runs.items()} == {
@@ -136,12 +210,93 @@ def test_tiny_demo_runs_every_dag_and_registers_models(stack):
     assert tok["tokens"]["train"] > 0
     # No scheduled duplicate of the weekly refresh was started next to the demo's run.
     assert [r["run_type"] for r in client.list_runs("data_refresh")] == ["manual"]
+    refresh_id = result.runs["data_refresh"]["dag_run_id"]
+    assert client.task_states("data_refresh", refresh_id)["package.publish"] == "success"
 
     pre, fin = result.outputs["pretrain"], result.outputs["finetune"]
-    assert get_run(stack.mlflow_uri, pre["run_id"])["info"]["status"] == "FINISHED"
-    assert get_run(stack.mlflow_uri, fin["run_id"])["info"]["status"] == "FINISHED"
+    for dag_id, out in (("pretrain", pre), ("finetune", fin)):
+        run_id = result.runs[dag_id]["dag_run_id"]
+        mlrun = get_run(stack.mlflow_uri, out["run_id"])
+        assert mlrun["info"]["status"] == "FINISHED"
+        assert experiment_name(stack.mlflow_uri, mlrun["info"]["experiment_id"]) == dag_id  # one per DAG
+        assert mlrun["info"]["run_name"] == f"{dag_id}.train@{run_id}"
+        tags = run_tags(mlrun)
+        assert tags["airflow.dag_run_url"] == dag_run_url(stack.airflow_url, dag_id, run_id)
+        assert tags["airflow.task_id"] == "train"
+        assert out["mlflow_run_url"].endswith(f"/runs/{out['run_id']}")
+        note = client.get_run(dag_id, run_id).get("note") or ""
+        assert out["mlflow_run_url"] in note, note  # and the DAG run links back
     base = alias_version(stack.mlflow_uri, "c2m-base", "champion")
     sentiment = alias_version(stack.mlflow_uri, "c2m-sentiment", "champion")
     assert base is not None and str(base["version"]) == str(pre["model_version"])
     assert sentiment is not None and str(sentiment["version"]) == str(fin["model_version"])
     assert 0.0 <= fin["accuracy"] <= 1.0
+
+
+def test_end_to_end_chains_the_three_dags(stack):
+    from ops.demo import PROFILES, explain_failure
+
+    client = _client(stack)
+    asset_runs = len(client.list_runs("pretrain", run_type="asset_triggered"))
+    tiny = PROFILES["tiny"]
+    # The demo's corpus already holds these pages: dedup against it would leave nothing to train on.
+    data = {k: v for k, v in tiny.data.items() if k not in ("pretrain", "max_pages")}
+    data["dedup_against"] = "none"
+    conf = {"seeds": [f"{stack.site_url}/"], "max_pages": tiny.data["max_pages"],
+            "max_steps": tiny.data["pretrain"]["max_steps"], "epochs": 1, "refresh_conf": data,
+            "pretrain_conf": {"batch_size": tiny.data["pretrain"]["batch_size"]},
+            "finetune_conf": {k: v for k, v in tiny.finetune.items() if k != "epochs"}}
+    client.set_paused("end_to_end", False)
+    run = client.trigger("end_to_end", conf)
+    final = client.wait_for_run("end_to_end", run["dag_run_id"], timeout=1800)
+    children = {d: f"{run['dag_run_id']}__{d}" for d in ("data_refresh", "pretrain", "finetune")}
+    if final["state"] != "success":
+        from ops.airflow_api import AirflowAPIError
+
+        why = [explain_failure(client, stack, "end_to_end", run["dag_run_id"])]
+        for dag_id, child_id in children.items():
+            try:
+                if client.get_run(dag_id, child_id)["state"] == "failed":
+                    why.append(explain_failure(client, stack, dag_id, child_id))
+            except AirflowAPIError:
+                pass
+        pytest.fail("\n".join(why))
+    for dag_id, child_id in children.items():
+        child = client.get_run(dag_id, child_id)
+        assert child["state"] == "success" and child["run_type"] in ("manual", "operator_triggered")
+    refresh = client.task_states("data_refresh", f"{run['dag_run_id']}__data_refresh")
+    assert refresh["package.publish"] == "skipped"  # so the corpus Asset started no second pretrain
+    pre = client.xcom("pretrain", f"{run['dag_run_id']}__pretrain", "train")
+    tok = client.xcom("data_refresh", f"{run['dag_run_id']}__data_refresh", "package.tokenize")
+    assert pre["shards_uri"] == tok["uri"]
+    assert len(client.list_runs("pretrain", run_type="asset_triggered")) == asset_runs
+
+
+def test_hpo_fans_trials_out_and_compress_quantizes(stack):
+    from ops.demo import explain_failure
+    from ops.mlflow_helpers import child_runs, experiment_name, get_run
+
+    client = _client(stack)
+    for dag_id in ("hpo", "compress"):
+        client.set_paused(dag_id, False)
+    run = client.trigger("hpo", {"n_trials": 2, "parallel_trials": 2, "epochs": 1, "max_examples": 256,
+                                 "sampler": "random", "pruner": "none"})
+    final = client.wait_for_run("hpo", run["dag_run_id"], timeout=1200)
+    assert final["state"] == "success", explain_failure(client, stack, "hpo", run["dag_run_id"])
+    tis = client.task_instances("hpo", run["dag_run_id"])
+    trials = [t for t in tis if t["task_id"] == "search.trial"]
+    assert sorted(t["map_index"] for t in trials) == [0, 1] and {t["state"] for t in trials} == {"success"}
+    best = client.xcom("hpo", run["dag_run_id"], "search.finalize")
+    parent = get_run(stack.mlflow_uri, best["run_id"])
+    exp = parent["info"]["experiment_id"]
+    assert experiment_name(stack.mlflow_uri, exp) == "hpo"
+    assert len(child_runs(stack.mlflow_uri, exp, best["run_id"])) >= 2  # one nested run per trial
+    assert best["mlflow_run_url"] in (client.get_run("hpo", run["dag_run_id"]).get("note") or "")
+
+    run = client.trigger("compress", {"method": "quantize", "max_examples": 256})
+    final = client.wait_for_run("compress", run["dag_run_id"], timeout=900)
+    assert final["state"] == "success", explain_failure(client, stack, "compress", run["dag_run_id"])
+    out = client.xcom("compress", run["dag_run_id"], "compress")
+    mlrun = get_run(stack.mlflow_uri, out["run_id"])
+    assert experiment_name(stack.mlflow_uri, mlrun["info"]["experiment_id"]) == "compress"
+    assert out.get("model_version")

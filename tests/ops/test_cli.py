@@ -41,10 +41,25 @@ def test_bad_np_is_an_error():
 
 
 @pytest.mark.parametrize("stage", ["evaluate", "hpo", "compress"])
-def test_unbuilt_stages_say_so_and_exit_2(stage, capsys, calls):
-    assert cli.main([stage, "--anything"]) == 2
-    assert "not built yet" in capsys.readouterr().err
-    assert calls == []
+def test_single_process_stages_run_the_module_in_the_jobs_venv(stage, monkeypatch, calls):
+    from ops.settings import get_settings
+
+    ran = []
+    monkeypatch.setattr(launchers, "run", lambda cmd, env=None, what="": ran.append((cmd, env, what)))
+    assert cli.main([stage, "--model", "models:/m@champion", "--np", "2"]) == 0
+    (cmd, env, what), = ran
+    assert cmd == [str(get_settings().jobs_python), "-m", f"training.{stage}",
+                   "--model", "models:/m@champion", "--np", "2"]  # flags pass through verbatim
+    assert env["MLFLOW_TRACKING_URI"] and what == f"training.{stage}" and calls == []
+
+
+def test_single_process_stage_failure_exits_1(monkeypatch, capsys):
+    def boom(cmd, env=None, what=""):
+        raise launchers.LaunchError("training.hpo failed with exit code 2")
+
+    monkeypatch.setattr(launchers, "run", boom)
+    assert cli.main(["hpo", "--trials", "1"]) == 1
+    assert "exit code 2" in capsys.readouterr().err
 
 
 def test_launch_errors_exit_1(monkeypatch, capsys):

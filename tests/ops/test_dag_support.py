@@ -1,7 +1,9 @@
 """The plain helpers behind the DAGs: versions, job flags, manifest summaries."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +102,225 @@ def test_training_args(tmp_path):
     ft = {"base_model": "models:/c2m-base@champion", "task": "sentiment", "epochs": 1}
     f = ds.finetune_args(ft, tmp_path)
     assert f[f.index("--register-name") + 1] == "c2m-sentiment"
+
+
+# ---------------------------------------------------------------- Params, failures, launch, MLflow links
+
+def test_param_choices_come_from_the_training_code():
+    from training import config
+
+    assert ds.model_names() == tuple(config.MODEL_SIZES) and set(ds.MODEL_SIZES) <= set(config.MODEL_SIZES)
+    assert ds.training_choice("no.such.module", "X", ("fallback",)) == ("fallback",)
+    tasks = pytest.importorskip("training.tasks.config", reason="fine-tuning tasks not in this checkout")
+    assert ds.finetune_tasks() == tuple(tasks.TASKS) and set(ds.FINETUNE_TASKS) == set(tasks.TASKS)
+    assert set(ds.PROMOTE_MODES) == set(tasks.PROMOTE)
+
+
+def test_every_param_spec_is_a_complete_form_field():
+    from ops.settings import Settings
+
+    s = Settings()
+    for dag_id, specs in ((d, f(s)) for d, f in ds.PARAM_SPECS.items()):
+        for name, spec in specs.items():
+            assert {"default", "title", "description", "type"} <= set(spec), f"{dag_id}.{name}"
+
+
+def test_model_uri_pattern():
+    import re
+
+    ok = ["models:/c2m-base@champion", "models:/c2m-base/12", "runs:/" + "0" * 32 + "/model"]
+    bad = ["models:/c2m-base", "/tmp/model", "models:/@champion", "runs:/xyz/model", "s3://b/m"]
+    assert all(re.match(ds.MODEL_URI_PATTERN, u) for u in ok)
+    assert not any(re.match(ds.MODEL_URI_PATTERN, u) for u in bad)
+
+
+def test_dedup_flags_only_when_not_the_default():
+    assert ds.stage_args("dedup", {"near_dedup": True, "dedup_threshold": None, "dedup_against": "earlier"},
+                         "/d", "v") == ["--root", "/d", "--version", "v", "--input-version", "v"]
+    args = ds.stage_args("dedup", {"near_dedup": False, "dedup_threshold": 0.8, "dedup_against": "none"},
+                         "/d", "v")
+    assert args[6:] == ["--no-near-dedup", "--threshold", "0.8", "--dedup-against", "none"]
+
+
+def test_clean_stage_gets_language_flags():
+    args = ds.stage_args("clean", {"langs": ["en", "de"], "min_lang_score": 0.7}, "/d", "v")
+    assert args[-4:] == ["--langs", "en,de", "--min-lang-score", "0.7"]
+
+
+def test_task_defaults_back_off_exponentially_and_report(monkeypatch):
+    from datetime import timedelta
+
+    monkeypatch.delenv(ds.RETRY_DELAY_ENV, raising=False)
+    d = ds.task_defaults(ds.OWNER_ML, retries=2, timeout=timedelta(hours=1))
+    assert d["retry_exponential_backoff"] == 2.0 and d["retry_delay"] == timedelta(minutes=1)
+    assert d["on_failure_callback"] is ds.report_failure and d["execution_timeout"] == timedelta(hours=1)
+    monkeypatch.setenv(ds.RETRY_DELAY_ENV, "2")
+    d = ds.task_defaults(ds.OWNER_ML, retries=1, timeout=timedelta(hours=1))
+    assert d["retry_delay"] == timedelta(seconds=2) and d["max_retry_delay"] == timedelta(seconds=8)
+
+
+class _TI:
+    dag_id, task_id, run_id, try_number, max_tries, map_index = "pretrain", "train", "manual__1", 2, 2, -1
+
+
+def test_failure_summary_names_dag_task_try_and_the_jobs_last_lines(monkeypatch, caplog):
+    from ops.launchers import LaunchError
+
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://af:8080")
+    exc = LaunchError("training training.pretrain failed with exit code 1. Command: horovodrun ...",
+                      tail=["step 3 ...", "ShardError: no train-*.bin under /d/shards/v=1"])
+    text = ds.failure_summary({"ti": _TI(), "exception": exc})
+    assert text.splitlines()[0] == "[crawl2model] pretrain.train FAILED (try 2 of 3, run manual__1)"
+    assert "error: LaunchError: training training.pretrain failed with exit code 1" in text
+    assert "last 2 lines of the job's output:" in text and "| ShardError: no train-*.bin" in text
+    assert "task: http://af:8080/dags/pretrain/runs/manual__1/tasks/train" in text
+    assert text.count("ShardError") == 1  # the tail is shown once, not again inside the message
+    with caplog.at_level("WARNING", logger="crawl2model"):
+        ds.report_retry({"ti": _TI(), "exception": ValueError("bad\nsecond line")})
+    assert "failed, will retry" in caplog.text and "ValueError: bad" in caplog.text
+
+
+def test_failure_summary_explains_a_timeout():
+    class AirflowTaskTimeout(Exception):
+        pass
+
+    text = ds.failure_summary({"ti": _TI(), "exception": AirflowTaskTimeout("Timeout, PID: 1")})
+    assert "execution_timeout" in text
+
+
+def test_tracking_env_tags_the_mlflow_run_with_the_airflow_links():
+    env = ds.tracking_env("finetune", "manual__2026-01-01T00:00:00+00:00", "train", 1, "http://af:8080")
+    tags = json.loads(env["MLFLOW_RUN_CONTEXT"])
+    url = "http://af:8080/dags/finetune/runs/manual__2026-01-01T00:00:00+00:00"
+    assert tags["airflow.dag_run_url"] == url
+    assert tags["airflow.task_id"] == "train" and env["C2M_AIRFLOW_RUN_URL"] == tags["airflow.dag_run_url"]
+    assert ds.mlflow_run_name("finetune", "r1", "train") == "finetune.train@r1"
+    assert ds.mlflow_run_name("hpo", "r1", "trial", 3) == "hpo.trial[3]@r1"
+
+
+def test_result_location_is_local_or_on_the_data_root(tmp_path):
+    from ops.settings import Settings
+
+    s = Settings(stack_dir=tmp_path, data_root="s3://b/data")
+    local = ds.result_location(s, "local", "pretrain", "r:1", "train")
+    assert local == str(tmp_path / "results/pretrain/r_1/train.json")
+    assert ds.result_location(s, "kubernetes", "pretrain", "r:1", "train") == \
+        "s3://b/data/_airflow/results/pretrain/r_1/train.json"
+
+
+def test_task_launcher_reads_the_variable_at_run_time(monkeypatch):
+    from ops.launch_cluster import KubernetesLauncher
+    from ops.launchers import LocalLauncher
+    from ops.settings import Settings
+
+    monkeypatch.delenv("C2M_LAUNCHER", raising=False)
+    variables = {}
+    assert isinstance(ds.task_launcher(Settings(), variables.get), LocalLauncher)
+    variables.update(c2m_launcher="kubernetes", c2m_cluster='{"namespace": "ml", "workers": 4}')
+    launcher = ds.task_launcher(Settings(), variables.get)
+    assert isinstance(launcher, KubernetesLauncher) and launcher.cfg.workers == 4
+    assert ds.airflow_variable("c2m_launcher") is None  # outside a task: no Variable, no error
+
+
+def test_training_task_launches_with_tags_and_returns_the_result(tmp_path, monkeypatch):
+    from ops.settings import Settings
+
+    class FakeLauncher:
+        kind = "local"
+
+        def train(self, module, args, np=None, *, name="", env=None):
+            self.seen = (module, args, np, name, env)
+            result = Path(args[args.index("--result-file") + 1])
+            result.write_text(json.dumps({"run_id": "abc", "model_version": 3}))
+
+    monkeypatch.setattr(ds, "mlflow_url", lambda uri, run_id: f"http://mlflow/#/runs/{run_id}")
+    launcher = FakeLauncher()
+    job = ds.TrainingTask({"ti": _TI()}, Settings(stack_dir=tmp_path), launcher)
+    Path(job.result_file).parent.mkdir(parents=True)
+    Path(job.result_file).write_text("stale")  # a result left by an earlier try is removed first
+    result = job.run("training.pretrain", ["--result-file", job.result_file], 2)
+    assert result == {"run_id": "abc", "model_version": 3, "mlflow_run_url": "http://mlflow/#/runs/abc"}
+    module, _, np, name, env = launcher.seen
+    assert (module, np) == ("training.pretrain", 2) and "MLFLOW_RUN_CONTEXT" in env
+    assert job.run_name == "pretrain.train@manual__1"
+    note = ds.mlflow_note("pretrain", result)
+    assert "[abc](http://mlflow/#/runs/abc)" in note and "model: `3`" in note
+
+
+def test_a_missing_job_module_fails_before_launch(tmp_path):
+    from ops.settings import Settings
+
+    with pytest.raises(RuntimeError, match="training.hpo is not available"):
+        ds.require_module(Settings(repo_root=tmp_path), "training.hpo", "Build it first.")
+
+
+def test_finetune_and_hpo_flags():
+    p = {"base_model": "models:/c2m-base@champion", "task": "pos", "subset": "wsj", "data": None,
+         "max_examples": 64, "lr": None, "batch_size": 8, "freeze_layers": 0, "promote": "never", "epochs": 1,
+         "extra_args": ["--lr", "0.01"]}
+    more = ds.finetune_optional_args(p)
+    assert more == ["--subset", "wsj", "--max-examples", "64", "--batch-size", "8", "--freeze-layers", "0",
+                    "--promote", "never"]
+    args = ds.finetune_args(p, "/r.json", more + ["--run-name", "x"])
+    assert args[-4:] == ["--run-name", "x", "--lr", "0.01"]  # the user's extra flags come last and win
+    hp = {**p, "n_trials": 4, "sampler": "tpe", "pruner": "median", "lr_min": 1e-5, "lr_max": 1e-3,
+          "extra_args": []}
+    setup = ds.hpo_args(hp, "pos-r1", "sqlite:////s/optuna/pos-r1.db", "hpo@r1", "/r.json", trials=0)
+    flags = dict(zip(setup[::2], setup[1::2]))
+    assert flags["--trials"] == "0" and flags["--storage"] == "sqlite:////s/optuna/pos-r1.db"
+    assert flags["--experiment"] == "hpo" and flags["--study-name"] == "pos-r1" and "--no-finalize" in setup
+    assert "--parent-run-id" not in setup
+    trial = ds.hpo_args(hp, "pos-r1", "sqlite:///x", "hpo@r1", "/r.json", trials=3, parent_run_id="p1")
+    assert trial[trial.index("--parent-run-id") + 1] == "p1" and "--no-finalize" in trial
+    final = ds.hpo_args(hp, "pos-r1", "sqlite:///x", "hpo@r1", "/r.json", trials=0, parent_run_id="p1",
+                        finalize=True)
+    assert "--no-finalize" not in final
+
+
+def test_trials_are_split_evenly_over_the_mapped_tasks():
+    assert ds.split_trials(8, 3) == [3, 3, 2]
+    assert ds.split_trials(2, 5) == [1, 1]
+    assert ds.split_trials(4, 1) == [4]
+
+
+def test_compress_flags_follow_the_method():
+    base = {"model": "models:/c2m-sentiment@champion", "register_name": None, "max_examples": None,
+            "sparsity": 0.5, "structured": True, "student_layers": 1, "temperature": 2.0, "alpha": 0.5,
+            "finetune_epochs": 1, "extra_args": []}
+    q = ds.compress_args({**base, "method": "quantize"}, "n", "/r.json")
+    assert "--sparsity" not in q and "--temperature" not in q and "--finetune-epochs" not in q
+    pr = ds.compress_args({**base, "method": "prune"}, "n", "/r.json")
+    assert pr[pr.index("--sparsity") + 1] == "0.5" and "--structured" in pr and "--alpha" not in pr
+    di = ds.compress_args({**base, "method": "distill"}, "n", "/r.json")
+    assert di[di.index("--student-layers") + 1] == "1" and "--sparsity" not in di
+
+
+def test_cross_field_checks():
+    with pytest.raises(ValueError, match="data"):
+        ds.check_training_params({"task": "tagging", "data": None})
+    with pytest.raises(ValueError, match="does not belong"):
+        ds.check_training_params({"task": "sentiment", "subset": "wsj"})
+    with pytest.raises(ValueError, match="lr_min"):
+        ds.check_training_params({"task": "sentiment", "lr_min": 1e-3, "lr_max": 1e-4})
+    ds.check_training_params({"task": "pos", "subset": "oanc", "lr_min": 1e-5, "lr_max": 1e-3})
+
+
+def test_optuna_storage_is_shared_sqlite_here_or_from_env(tmp_path, monkeypatch):
+    from ops.settings import Settings
+
+    monkeypatch.delenv("C2M_OPTUNA_STORAGE", raising=False)
+    assert ds.optuna_storage(Settings(stack_dir=tmp_path), "s/1") == f"sqlite:///{tmp_path}/optuna/s_1.db"
+    monkeypatch.setenv("C2M_OPTUNA_STORAGE", "postgresql://optuna@db/optuna")
+    assert ds.optuna_storage(Settings(stack_dir=tmp_path), "s") == "postgresql://optuna@db/optuna"
+
+
+def test_end_to_end_confs_chain_the_version_without_publishing():
+    p = {"seeds": ["http://x/"], "max_pages": 5, "model": "tiny", "max_steps": 3, "task": "sentiment",
+         "epochs": 1, "refresh_conf": {"delay": 0.0, "publish": True}, "pretrain_conf": {"np": 1},
+         "finetune_conf": {"extra_args": ["--max-examples", "8"]}}
+    confs = ds.end_to_end_confs(p, "e2e_1", "/data")
+    assert confs["data_refresh"] == {"delay": 0.0, "seeds": ["http://x/"], "max_pages": 5, "version": "e2e_1",
+                                     "publish": False}
+    assert confs["pretrain"] == {"np": 1, "model": "tiny", "max_steps": 3,
+                                 "shards_uri": "/data/shards/v=e2e_1"}
+    assert confs["finetune"] == {"extra_args": ["--max-examples", "8"], "task": "sentiment", "epochs": 1}

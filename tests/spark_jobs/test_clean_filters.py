@@ -56,7 +56,7 @@ def test_too_few_alpha_words():
 
 
 def test_too_few_punctuated_lines():
-    lines = "\n".join(f"Menu item number {i} goes here now" for i in range(20))
+    lines = "\n".join(line.rstrip(".") for line in english(1, sentences=20).split("\n"))  # no punctuation
     assert _reason(lines) == f.TOO_FEW_PUNCTUATED_LINES
 
 

@@ -22,7 +22,7 @@ def test_named_sizes_and_overrides():
     [
         (lambda: model_config("tiny", d_model=65), "not divisible by n_head"),
         (lambda: OptimConfig(lr=0), "optim.lr"),
-        (lambda: OptimConfig(schedule="linear"), "choose one of cosine, constant"),
+        (lambda: OptimConfig(schedule="step"), "choose one of cosine, linear, constant"),
         (lambda: TrainConfig(max_steps=0), "train.max_steps"),
         (lambda: TrainConfig(keep_last=0), "keep at least one"),
         (lambda: FinetuneConfig(task="ner"), "task='ner'"),

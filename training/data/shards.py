@@ -12,8 +12,9 @@ resumes with a different number of ranks.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +41,34 @@ class ShardInfo:
     dtype: str
     splits: dict
     manifest: dict
+    tokenizer_type: str = "bpe"
+    special_tokens: dict = field(default_factory=dict)  # role (eos, pad, mask, unk, cls, sep) -> id
+    sentinel_ids: tuple = ()  # span-corruption sentinels, in order
 
     @property
     def tokenizer_path(self) -> Path:
         return Path(self.uri) / "tokenizer.json"
+
+    def special_ids(self) -> list[int]:
+        """Every special id (roles and sentinels): never masked, never a random replacement."""
+        return sorted(set(self.special_tokens.values()) | set(self.sentinel_ids))
+
+
+def _vocab_roles(uri: str, m: dict) -> dict:
+    """Family, role ids and sentinels: from the manifest, or (older shards) the tokenizer itself."""
+    if "special_tokens" in m:
+        return {"tokenizer_type": m.get("tokenizer_type", "bpe"),
+                "special_tokens": {k: int(v) for k, v in m["special_tokens"].items()},
+                "sentinel_ids": tuple(int(i) for i in m.get("sentinel_ids", ()))}
+    path = Path(uri) / "tokenizer.json"
+    if not path.exists():
+        return {"special_tokens": {"eos": int(m["eos_id"]), "pad": int(m["pad_id"])}}
+    from tokenizers import Tokenizer
+
+    from spark_jobs.tokenize.trainers import describe
+
+    found = describe(Tokenizer.from_file(str(path)))
+    return {**found, "sentinel_ids": tuple(found["sentinel_ids"])}
 
 
 def read_shard_info(uri: str) -> ShardInfo:
@@ -64,20 +89,57 @@ def read_shard_info(uri: str) -> ShardInfo:
         raise ShardError(f"{manifest_path}: dtype {m['dtype']!r} unknown; expected one of {list(DTYPES)}")
     return ShardInfo(uri=str(uri), seq_len=int(m["seq_len"]), vocab_size=int(m["vocab_size"]),
                      eos_id=int(m["eos_id"]), pad_id=int(m["pad_id"]), dtype=m["dtype"],
-                     splits=m["splits"], manifest=m)
+                     splits=m["splits"], manifest=m, **_vocab_roles(uri, m))
+
+
+_VERIFIED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256 checked this process
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_checksum(path: Path, expected: str) -> None:
+    """Refuse a shard whose sha256 differs from the manifest's; each file is hashed once per process."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if _VERIFIED.get(key) == expected:
+        return
+    actual = file_sha256(path)
+    if actual != expected:
+        raise ShardError(
+            f"{path}: sha256 {actual[:16]}... differs from the manifest's {expected[:16]}...; the shard is "
+            "corrupt or was changed after tokenizing. Re-run the tokenize stage for this version "
+            "(or restore the file)."
+        )
+    _VERIFIED[key] = expected
 
 
 class ShardDataset:
-    """All sequences of one split, addressable by a global row index."""
+    """All sequences of one split, addressable by a global row index.
 
-    def __init__(self, info: ShardInfo, split: str):
+    With ``verify`` (the default) each file's sha256 is checked against the manifest
+    (when the manifest has one) before it is mapped.
+    """
+
+    def __init__(self, info: ShardInfo, split: str, verify: bool = True):
         if split not in info.splits:
             raise ShardError(f"{info.uri}: no {split!r} split in the manifest (has {sorted(info.splits)})")
         dtype = DTYPES[info.dtype]
         self.seq_len = info.seq_len
         self.arrays = []
+        checksums = info.splits[split].get("sha256") or {}
         for name in info.splits[split]["files"]:
             path = Path(info.uri) / name
+            if not path.is_file():
+                raise ShardError(f"{path} is missing but listed in {info.uri}/_manifest.json; "
+                                 "re-run the tokenize stage for this version")
+            if verify and name in checksums:
+                verify_checksum(path, checksums[name])
             nbytes = path.stat().st_size
             if nbytes % (dtype.itemsize * info.seq_len):
                 raise ShardError(f"{path}: {nbytes} bytes is not a whole number of {info.seq_len}-token sequences")
@@ -173,3 +235,40 @@ class ShardLoader:
 
     def load_state_dict(self, state: dict) -> None:
         self.sampler.load_state_dict(state)
+
+
+EVAL_STREAM = 1 << 30  # keeps eval batch seeds apart from training positions
+
+
+class CollatedLoader(ShardLoader):
+    """Batches of any objective: sampled rows passed through a collator (training/data/collators.py).
+
+    The collator's generators are seeded from (seed, epoch, position) - plus the rank for
+    the per-rank one - so batches depend only on the sampler position, which the
+    checkpoint stores: a resumed job sees exactly the batches it would have seen.
+    """
+
+    def __init__(self, dataset: ShardDataset, collator, batch_size: int, rank: int = 0, size: int = 1,
+                 seed: int = 0):
+        super().__init__(dataset, batch_size, rank, size, seed)
+        self.collator, self.seed = collator, seed
+
+    def _collate(self, rows: np.ndarray, key: list[int]) -> dict:
+        return self.collator(rows, np.random.default_rng(key + [self.rank]), np.random.default_rng(key))
+
+    def next_batch(self) -> dict:
+        indices = self.sampler.next_indices()
+        key = [self.seed, self.sampler.epoch, self.sampler.consumed]  # unique per step, saved in checkpoints
+        return self._collate(self.dataset.rows(indices), key)
+
+    def eval_batches(self, count: int, collator=None):
+        """The same ``count`` batches (rows and masks) on every call; ``collator`` overrides the loader's."""
+        n = len(self.dataset)
+        if n == 0:
+            raise ShardError("the val split is empty; tokenize with a larger --val-fraction")
+        collate = collator or self.collator
+        for k in range(count):
+            start = (k * self.size + self.rank) * self.batch_size
+            rows = self.dataset.rows(np.arange(start, start + self.batch_size) % n)
+            key = [self.seed, EVAL_STREAM, k]
+            yield collate(rows, np.random.default_rng(key + [self.rank]), np.random.default_rng(key))

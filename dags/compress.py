@@ -1,0 +1,61 @@
+"""Compress a fine-tuned model, triggered by hand: distillation, int8 quantisation or pruning.
+
+The Params form picks the registered model (``models:/c2m-sentiment@champion`` by default),
+the method and its settings (student size, temperature and soft-target weight for
+distillation; target sparsity and structured/unstructured for pruning; recovery epochs).
+``compress`` runs ``python -m training.compress`` on the configured launcher; the job logs
+to the MLflow experiment ``compress`` (run ``compress.compress@<run id>``, tagged with this
+DAG run's URL), registers the compressed model with its comparison table (accuracy, size,
+parameters, latency) and returns the result JSON. The DAG run's note links to the MLflow
+run.
+
+Job contract (``ops.dag_support.compress_args``): ``--model --method --experiment --run-name
+--result-file`` plus, as they apply, ``--register-name --max-examples --sparsity
+--structured --student-layers --temperature --alpha --finetune-epochs``; rank 0 writes JSON
+with ``run_id`` and ``model_version``.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from ops.dag_support import OWNER_ML, compress_params, task_defaults
+from ops.settings import get_settings
+
+PARAMS = {name: Param(**spec) for name, spec in compress_params(get_settings()).items()}
+COMPRESS_MODULE = "training.compress"
+
+
+@dag(
+    schedule=None,
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    default_args=task_defaults(OWNER_ML, retries=1, timeout=timedelta(hours=12)),
+    params=PARAMS,
+    tags=["crawl2model", "training", "compression"],
+)
+def compress():
+    """Distil, quantise or prune ``model`` and register the result with its comparison table."""
+
+    @task(task_id="compress")
+    def compress_model() -> dict:
+        """Run training.compress on the launcher and return its result JSON with the MLflow link."""
+        from ops import dag_support as ds
+
+        ctx = get_current_context()
+        s = get_settings()
+        params = dict(ctx["params"])
+        job = ds.TrainingTask(ctx, s)
+        if job.launcher.kind == "local":
+            ds.require_module(s, COMPRESS_MODULE, "Compression comes with issue 6.")
+        result = {**job.run(COMPRESS_MODULE, ds.compress_args(params, job.run_name, job.result_file),
+                            params["np"]), "model": params["model"], "method": params["method"]}
+        job.note(ds.mlflow_note(f"compress ({params['method']})", result))
+        return result
+
+    compress_model()
+
+
+compress()

@@ -1,0 +1,133 @@
+"""spark-submit entry: existing WARC/WET files (e.g. Common Crawl) → raw/v=V, as the crawler lays it out.
+
+    spark-submit spark_jobs/jobs/ingest.py --version cc-2026-11 --warc-glob '/data/cc/*.warc.gz'
+    spark-submit spark_jobs/jobs/ingest.py --version cc-2026-11 --warc-glob 's3://bucket/cc/*.warc.wet.gz'
+
+One Spark task per input file copies every readable document record (``response``, or
+WET ``conversion``) verbatim into ``part-NNNNN.warc.gz`` (plain WARC records are gzipped
+on the way), so extract, and everything after it, runs unchanged. Damaged or truncated
+stretches are skipped and counted as ``corrupt_record`` (see
+:mod:`spark_jobs.extract.warc_scan`); the copy resumes at the next record boundary.
+
+Layout: ``part-*.warc.gz``; ``fetch_log/part-*.parquet``, one row per document record or
+damaged stretch (the crawler's columns; ``reason`` is ok or corrupt_record);
+``removed/corrupt_record/``. rows_in = document records + damaged stretches, rows_out =
+records copied. Records that are not documents (warcinfo, request, metadata, revisit)
+are not rows; the manifest counts them in ``skipped_record_types``. The output files are
+written by the executors into the staging folder, so the job runs in local mode (or
+with a shared filesystem) for local and s3:// roots alike.
+"""
+import os
+import sys
+
+# spark-submit puts this folder first on sys.path, where jobs/tokenize.py would shadow the stdlib.
+if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
+
+from spark_jobs.jobs._args import base_parser, common_config, parse, print_summary  # noqa: E402
+
+OK = "ok"
+CORRUPT_RECORD = "corrupt_record"
+SKIPPED = "not_a_document"
+ROW_SCHEMA = ("url string, final_url string, status int, reason string, bytes bigint, seconds double, "
+              "depth int, fetched_at string, content_type string, host string, rec_type string, file string")
+LOG_COLUMNS = ["url", "final_url", "status", "reason", "bytes", "seconds", "depth", "fetched_at",
+               "content_type", "host"]
+
+
+def build_parser():
+    p = base_parser("ingest", "Copy the readable records of existing WARC/WET files into raw/v=V.",
+                    jsonl=False)
+    p.add_argument("--warc-glob", required=True,
+                   help="WARC/WET files to ingest: a local glob or s3://bucket/prefix/*.warc.gz")
+    return p
+
+
+def copy_records(src: str, dest: str) -> list[dict]:
+    """Copy one file's document records to ``dest`` (gzip members); one row per record or damage."""
+    import gzip
+    from urllib.parse import urlsplit
+
+    from spark_jobs.extract.warc_scan import DOCUMENT_TYPES, open_sized, scan_warc
+
+    rows = []
+    scan_fh, size = open_sized(src)
+    copy_fh, _ = open_sized(src)
+    gz = copy_fh.read(2) == b"\x1f\x8b"
+    tmp = dest + ".tmp"
+    with scan_fh, copy_fh, open(tmp, "wb") as out:
+        for item in scan_warc(scan_fh, size, read_cap=0):
+            if item.kind == "corrupt":
+                rows.append({"url": f"{src}#offset={item.offset}", "reason": CORRUPT_RECORD, "file": src})
+                continue
+            if item.rec_type not in DOCUMENT_TYPES:
+                rows.append({"reason": SKIPPED, "rec_type": item.rec_type, "file": src})
+                continue
+            copy_fh.seek(item.offset)
+            raw = copy_fh.read(item.length)
+            if not gz:
+                raw = gzip.compress(raw if raw.endswith(b"\r\n\r\n") else raw + b"\r\n\r\n")
+            out.write(raw)
+            rows.append({"url": item.url, "final_url": item.url, "status": item.http_status, "reason": OK,
+                         "bytes": item.length, "fetched_at": item.date, "content_type": item.content_type,
+                         "host": urlsplit(item.url or "").hostname, "rec_type": item.rec_type, "file": src})
+    os.replace(tmp, dest)  # a retried task rewrites its own file whole
+    return rows
+
+
+def main(argv=None, spark=None) -> dict:
+    import shutil
+
+    from pyspark.sql import functions as F
+
+    from ops.datasets import DatasetVersion
+    from spark_jobs.crawl.output import LOG_SCHEMA
+    from spark_jobs.extract.warc_reader import SOURCE_WARC, warc_files
+    from spark_jobs.runner import KEPT, get_spark, publish_version
+    from spark_jobs.staging import Staging
+
+    args = parse(build_parser(), argv)
+    files = warc_files(args.warc_glob)
+    if not files:
+        raise FileNotFoundError(f"--warc-glob {args.warc_glob!r} matches no files; check the pattern")
+    spark = spark or get_spark("crawl2model-ingest")
+    out = DatasetVersion(args.root, "raw", args.version)
+    with Staging(out) as staging:
+        names = {f: f"part-{i:05d}.warc.gz" for i, f in enumerate(files)}
+        dest_dir = staging.path
+        columns = [c.split()[0] for c in ROW_SCHEMA.split(", ")]
+
+        def copy(batches):
+            import pandas as pd
+
+            for pdf in batches:
+                for src in pdf["path"]:
+                    rows = copy_records(src, os.path.join(dest_dir, names[src]))
+                    yield pd.DataFrame([[r.get(c) for c in columns] for r in rows], columns=columns)
+
+        paths = spark.createDataFrame(spark.sparkContext.parallelize([(f,) for f in files], len(files)),
+                                      "path string")
+        work = staging.join("work")
+        paths.mapInPandas(copy, ROW_SCHEMA).write.parquet(work)  # copies happen here, once
+        rows = spark.read.parquet(work)
+        documents = rows.where(F.col("reason") != SKIPPED)
+        documents.select(*LOG_COLUMNS).write.parquet(staging.join("fetch_log"))
+        corrupt = documents.where(F.col("reason") == CORRUPT_RECORD)
+        counts = {r["reason"]: r["count"] for r in documents.groupBy("reason").count().collect()}
+        if counts.get(CORRUPT_RECORD):
+            corrupt.select(*LOG_COLUMNS).write.parquet(staging.join("removed", CORRUPT_RECORD))
+        skipped = {r["rec_type"]: r["count"] for r in
+                   rows.where(F.col("reason") == SKIPPED).groupBy("rec_type").count().collect()}
+        shutil.rmtree(work, ignore_errors=True)
+        manifest = publish_version(
+            staging, rows_in=sum(counts.values()),
+            counts={(KEPT if k == OK else k): v for k, v in counts.items()},
+            parents=files, config=common_config(args), schema={c: LOG_SCHEMA[c] for c in LOG_COLUMNS},
+            extra={"source": SOURCE_WARC, "warc_files": sorted(names.values()), "fetch_log": "fetch_log/",
+                   "skipped_record_types": dict(sorted(skipped.items())), "pages_stored": counts.get(OK, 0)})
+    print_summary(manifest)
+    return manifest
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,121 @@
+"""Compression of a registered classifier: int8, pruning, distillation; each registered with its table."""
+
+import pytest
+import torch
+
+from test_finetune_tasks import ensure_experiments, finetune_args, register_base, write_classification_jsonl
+
+
+@pytest.fixture(scope="module")
+def teacher(mlflow_uri, shards_uri, tmp_path_factory):
+    from mlflow import MlflowClient
+
+    from training import finetune
+
+    root = tmp_path_factory.mktemp("compress")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+        ensure_experiments(mlflow_uri, root, "finetune-test", "compress-test")
+        base = register_base(mlflow_uri, shards_uri, "c2m-base-compress", root)
+        data = write_classification_jsonl(root / "cls")
+        trained = finetune.main(
+            finetune_args(
+                base, "c2m-cmp-test", "--task", "classification", "--data", str(data), "--epochs", "3"
+            )
+        )
+        yield trained, MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
+
+
+def _compress(method, *extra):
+    from training import compress
+
+    return compress.main(
+        [
+            "--model",
+            "models:/c2m-cmp-test@champion",
+            "--method",
+            method,
+            "--experiment",
+            "compress-test",
+            "--latency-repeats",
+            "5",
+            "--batch-size",
+            "16",
+            *extra,
+        ]
+    )
+
+
+def _load(uri):
+    from training import tracking
+    from training.tasks import export
+
+    return export.load_module(tracking.load_model_bundle(uri))
+
+
+def test_int8_quantisation_keeps_accuracy_and_registers_with_a_table(teacher):
+    trained, client = teacher
+    result = _compress("quantize")
+    assert result["register_name"] == "c2m-cmp-test-quantize" and result["model_version"] == 1
+    assert abs(result["delta_accuracy"]) <= 0.05 and result["original"]["accuracy"] == trained["accuracy"]
+    assert (
+        result["size_ratio"] < 0.7 and result["compressed"]["parameters"] == result["original"]["parameters"]
+    )
+    for row in (result["original"], result["compressed"]):
+        assert all(row[f"latency_b{b}_{q}_ms"] > 0 for b in (1, 32) for q in ("p50", "p95"))
+    arts = sorted(f.path for f in client.list_artifacts(result["run_id"], "comparison"))
+    assert arts == ["comparison/comparison.csv", "comparison/comparison.json", "comparison/comparison.md"]
+    version = client.get_model_version("c2m-cmp-test-quantize", "1")
+    assert version.tags["c2m.compression"] == "dynamic-int8" and version.tags["c2m.gate"] == "promoted"
+    model = _load("models:/c2m-cmp-test-quantize/1")
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
+    assert model(torch.tensor([[5, 6, 7]])).shape == (1, 2)
+
+
+@pytest.mark.parametrize("structured", [False, True], ids=["unstructured", "structured"])
+def test_magnitude_pruning_reaches_the_target_and_is_permanent(teacher, structured):
+    result = _compress(
+        "prune", "--sparsity", "0.5", "--finetune-epochs", "1", *(["--structured"] if structured else [])
+    )
+    assert result["pruned_layers_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert result["recovery_steps"] > 0 and 0 < result["sparsity"] < 0.5  # embeddings are not pruned
+    model = _load(result["model_uri"])
+    assert not any(k.endswith(("weight_orig", "weight_mask")) for k in model.state_dict())
+    qkv = model.backbone.blocks[0].attn.qkv.weight
+    zero_rows = int((qkv.abs().sum(dim=1) == 0).sum())
+    assert (zero_rows == qkv.size(0) // 2) if structured else (0 < (qkv == 0).float().mean() < 1)
+
+
+def test_distillation_to_half_the_layers_keeps_most_accuracy(teacher):
+    trained, _ = teacher
+    result = _compress(
+        "distill", "--finetune-epochs", "3", "--lr", "3e-3", "--temperature", "2", "--alpha", "0.5"
+    )
+    assert result["compressed"]["parameters"] < result["original"]["parameters"]
+    assert result["compressed"]["accuracy"] >= 0.95 * trained["accuracy"]
+    student = _load(result["model_uri"])
+    assert len(student.backbone.blocks) == 1
+
+
+def test_soft_target_loss_and_bad_arguments():
+    from training import compress
+
+    class Task:
+        kind = "classification"
+
+        def inputs(self, split, idx):
+            return torch.zeros(len(idx), 3, dtype=torch.long)
+
+        data = type("D", (), {"targets": {"train": [0, 1]}})()
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    hard_only = compress.DistillTask(Task(), model, temperature=2.0, alpha=0.0).loss(model, [0, 1])
+    expected = torch.nn.functional.cross_entropy(
+        model(torch.zeros(2, 3, dtype=torch.long)), torch.tensor([0, 1])
+    )
+    assert hard_only.item() == pytest.approx(expected.item())
+    soft_only = compress.DistillTask(Task(), model, temperature=2.0, alpha=1.0).loss(model, [0, 1])
+    assert soft_only.item() == pytest.approx(0.0, abs=1e-6)  # a model distilled into itself
+    with pytest.raises(SystemExit):
+        compress.parse_args(["--model", "models:/x@champion", "--method", "prune", "--sparsity", "1.5"])

@@ -1,0 +1,413 @@
+"""Compress a fine-tuned model (distil, int8-quantise or prune) and register the result.
+
+    python -m training.compress --model models:/c2m-sentiment@champion --method quantize
+
+Methods:
+
+- ``distill``: a student with half the blocks (``--student-layers``), initialised from
+  the teacher's embeddings, every other block and head, trained on the teacher's soft
+  targets at temperature T plus the hard labels:
+  ``loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, label)``
+  (Hinton et al.; T^2 keeps the soft gradients' scale independent of T).
+- ``quantize``: post-training dynamic int8 quantisation of every Linear layer
+  (``torch.ao.quantization.quantize_dynamic``): weights stored as int8, activations
+  quantised on the fly, no calibration data needed.
+- ``prune``: magnitude pruning to ``--sparsity``, unstructured (smallest |w| anywhere in
+  the blocks, global ranking) or ``--structured`` (whole output rows by L2 norm, per
+  layer); ``--finetune-epochs`` of recovery training with the masks held, then the masks
+  are made permanent (``prune.remove``).
+
+Each result is registered (default name ``<model>-<method>``) with a comparison table
+artefact against the uncompressed model: test metric, size on disk (raw and gzipped),
+parameter count (and non-zeros), CPU latency p50/p95 at batch 1 and 32. The promotion
+gate then decides whether it becomes that name's champion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gzip
+import io
+import json
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ops import storage
+from training import distributed
+from training.config import OptimConfig
+
+METHODS = ("distill", "quantize", "prune")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.compress", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--model", required=True, help="registered task model, e.g. models:/c2m-sentiment@champion"
+    )
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--register-name", default="", help="default: <model name>-<method>")
+    p.add_argument("--max-examples", type=int, default=0, help="a fixed subset of the task data (0 = all)")
+    p.add_argument("--student-layers", type=int, default=0, help="distill: blocks in the student (0 = half)")
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--alpha", type=float, default=0.5, help="distill: weight of the soft-target loss")
+    p.add_argument("--sparsity", type=float, default=0.5, help="prune: share of weights set to zero")
+    p.add_argument(
+        "--structured", action="store_true", help="prune whole output rows (L2) instead of weights"
+    )
+    p.add_argument("--finetune-epochs", type=int, default=1, help="distill/prune: training epochs afterwards")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--latency-repeats", type=int, default=30, help="timed forward passes per batch size")
+    p.add_argument("--promote", default="gate", choices=("gate", "always", "never"))
+    p.add_argument("--gate-margin", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--experiment", default="compress")
+    p.add_argument("--run-name", default="")
+    p.add_argument("--result-file", default="")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (latency is measured with these)")
+    args = p.parse_args(argv)
+    if not 0 <= args.sparsity < 1:
+        p.error(f"--sparsity {args.sparsity}: must be in [0, 1)")
+    if args.temperature <= 0 or not 0 <= args.alpha <= 1:
+        p.error("--temperature must be > 0 and --alpha in [0, 1]")
+    return args
+
+
+# --- measurement -------------------------------------------------------------------------------
+
+
+def parameter_counts(model: nn.Module) -> tuple[int, int]:
+    """(parameters, non-zero parameters), counting int8 packed Linear weights as parameters too."""
+    tensors = {id(p): p.detach() for p in model.parameters()}
+    for m in model.modules():
+        if callable(getattr(m, "weight", None)):  # dynamically quantised Linear: weight() unpacks
+            w = m.weight()
+            tensors[id(w)] = w.dequantize() if w.is_quantized else w
+            if callable(getattr(m, "bias", None)) and m.bias() is not None:
+                tensors[id(m.bias())] = m.bias()
+    total = sum(t.numel() for t in tensors.values())
+    return total, sum(int(torch.count_nonzero(t)) for t in tensors.values())
+
+
+def size_on_disk(model: nn.Module) -> tuple[int, int]:
+    """(bytes of the saved state dict, bytes gzipped): what pruning's zeros buy when compressed."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    raw = buf.getvalue()
+    return len(raw), len(gzip.compress(raw, compresslevel=6))
+
+
+@torch.no_grad()
+def latency_ms(
+    models: list[nn.Module], inputs: torch.Tensor, repeats: int, warmup: int = 3
+) -> list[tuple[float, float]]:
+    """p50 and p95 forward-pass wall time (ms) per model, timed in alternation.
+
+    Alternating the models within each repeat exposes them to the same background load,
+    so their ratio is fair on a shared machine even when absolute times drift.
+    """
+    for model in models:
+        model.eval()
+        for _ in range(warmup):
+            model(inputs)
+    times: list[list[float]] = [[] for _ in models]
+    for _ in range(repeats):
+        for model, samples in zip(models, times):
+            t0 = time.perf_counter()
+            model(inputs)
+            samples.append((time.perf_counter() - t0) * 1000)
+    return [(float(np.percentile(t, 50)), float(np.percentile(t, 95))) for t in times]
+
+
+def latency_inputs(task, batch: int) -> torch.Tensor:
+    """``batch`` test examples (repeated if the split is small), padded to one width."""
+    n = task.size("test")
+    rows = [i % n for i in range(batch)]
+    if task.kind == "classification":
+        return task.inputs("test", rows)
+    return task.batch("test", rows)[0]
+
+
+def measure(models: dict[str, nn.Module], task, repeats: int) -> list[dict]:
+    """One table row per model: test scores, parameters, size on disk, latency at batch 1 and 32."""
+    rows = []
+    for name, model in models.items():
+        scores = task.evaluate(model, "test")
+        params, nonzero = parameter_counts(model)
+        raw, zipped = size_on_disk(model)
+        rows.append(
+            {
+                "model": name,
+                **{k: round(v, 6) for k, v in scores.items()},
+                "parameters": params,
+                "nonzero_parameters": nonzero,
+                "size_mb": round(raw / 2**20, 4),
+                "size_mb_gzip": round(zipped / 2**20, 4),
+            }
+        )
+    for batch in (1, 32):
+        timed = latency_ms(
+            list(models.values()),
+            latency_inputs(task, batch),
+            repeats if batch == 1 else max(5, repeats // 3),
+        )
+        for row, (p50, p95) in zip(rows, timed):
+            row[f"latency_b{batch}_p50_ms"], row[f"latency_b{batch}_p95_ms"] = round(p50, 4), round(p95, 4)
+    return rows
+
+
+def comparison(base: dict, new: dict, metric: str) -> dict:
+    """The compressed model relative to the original (speed-up > 1 is faster, size ratio < 1 smaller)."""
+    return {
+        f"delta_{metric}": round(new[metric] - base[metric], 6),
+        "size_ratio": round(new["size_mb"] / base["size_mb"], 4),
+        "speedup_b1_p50": round(base["latency_b1_p50_ms"] / new["latency_b1_p50_ms"], 3),
+        "speedup_b32_p50": round(base["latency_b32_p50_ms"] / new["latency_b32_p50_ms"], 3),
+        "sparsity": round(1 - new["nonzero_parameters"] / new["parameters"], 4),
+    }
+
+
+# --- methods -------------------------------------------------------------------------------------
+
+
+def prunable_linears(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    """The transformer blocks' Linear layers: the head is tiny, the embeddings are shared with lm_head."""
+    return [(m, "weight") for m in model.backbone.blocks.modules() if isinstance(m, nn.Linear)]
+
+
+def apply_pruning(model: nn.Module, sparsity: float, structured: bool) -> None:
+    from torch.nn.utils import prune
+
+    targets = prunable_linears(model)
+    if structured:
+        for module, name in targets:
+            prune.ln_structured(module, name, amount=sparsity, n=2, dim=0)
+    else:
+        prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=sparsity)
+
+
+def make_permanent(model: nn.Module) -> None:
+    from torch.nn.utils import prune
+
+    for module, name in prunable_linears(model):
+        if prune.is_pruned(module):
+            prune.remove(module, name)
+
+
+def make_student(teacher: nn.Module, n_layer: int) -> nn.Module:
+    """The teacher with ``n_layer`` evenly spaced blocks kept (a warm start that distils much faster)."""
+    student = copy.deepcopy(teacher)
+    teacher_layers = len(teacher.backbone.blocks)
+    if not 0 < n_layer < teacher_layers:
+        raise ValueError(
+            f"--student-layers {n_layer}: must be between 1 and the teacher's {teacher_layers - 1}"
+        )
+    keep = np.linspace(0, teacher_layers - 1, n_layer).round().astype(int).tolist()
+    student.backbone.blocks = nn.ModuleList(student.backbone.blocks[i] for i in keep)
+    student.backbone.cfg = replace(teacher.backbone.cfg, n_layer=n_layer)
+    return student
+
+
+class DistillTask:
+    """The task, with a loss that mixes the teacher's soft targets and the hard labels."""
+
+    def __init__(self, task, teacher: nn.Module, temperature: float, alpha: float):
+        if task.kind != "classification":
+            raise ValueError(
+                "distillation is implemented for classification models; quantize or prune taggers"
+            )
+        self.task, self.teacher, self.t, self.alpha = task, teacher.eval(), temperature, alpha
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+    def loss(self, model, indices, split: str = "train") -> torch.Tensor:
+        x = self.task.inputs(split, indices)
+        with torch.no_grad():
+            soft = F.softmax(self.teacher(x) / self.t, dim=-1)
+        logits = model(x)
+        kd = F.kl_div(F.log_softmax(logits / self.t, dim=-1), soft, reduction="batchmean") * self.t**2
+        hard = F.cross_entropy(logits, torch.tensor([self.task.data.targets[split][i] for i in indices]))
+        return self.alpha * kd + (1 - self.alpha) * hard
+
+
+def recover(args, task, model, dist, epochs: int) -> dict:
+    """A short fine-tune (best val epoch kept) after pruning or for the student."""
+    from training.tasks.config import TaskConfig
+    from training.tasks.loop import fit
+
+    if epochs == 0:
+        return {}
+    cfg = TaskConfig(
+        optim=OptimConfig(lr=args.lr, warmup_steps=0, weight_decay=0.0),
+        task="sentiment",
+        base_model="models:/unused",
+        epochs=epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    fitted = fit(cfg, task, model, dist)
+    return {"recovery_steps": fitted.steps, "recovery_best_epoch": fitted.best_epoch}
+
+
+def compress(args, bundle, teacher, task, dist) -> tuple[nn.Module, dict, dict]:
+    """(compressed model, its model_config changes, details)."""
+    from training.tasks.export import INT8, quantize_int8
+
+    torch.manual_seed(args.seed)
+    if args.method == "quantize":
+        return quantize_int8(copy.deepcopy(teacher)), {"compression": INT8}, {}
+    if args.method == "prune":
+        model = copy.deepcopy(teacher)
+        apply_pruning(model, args.sparsity, args.structured)
+        details = recover(args, task, model.train(), dist, args.finetune_epochs)
+        make_permanent(model)
+        weights = [m.weight for m, _ in prunable_linears(model)]
+        zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+        details["pruned_layers_sparsity"] = round(zeros, 4)
+        kind = "structured-l2-rows" if args.structured else "unstructured-l1-global"
+        return model.eval(), {"compression": f"prune-{kind}", "sparsity": args.sparsity}, details
+    n_layer = args.student_layers or max(1, len(teacher.backbone.blocks) // 2)
+    student = make_student(teacher, n_layer)
+    details = recover(
+        args,
+        DistillTask(task, teacher, args.temperature, args.alpha),
+        student.train(),
+        dist,
+        max(args.finetune_epochs, 1),
+    )
+    model_cfg = {**bundle.config["model"], "n_layer": n_layer}
+    return (
+        student.eval(),
+        {
+            "compression": "distilled",
+            "model": model_cfg,
+            "teacher": args.model,
+            "temperature": args.temperature,
+            "alpha": args.alpha,
+        },
+        details,
+    )
+
+
+# --- orchestration ------------------------------------------------------------------------------
+
+
+def write_table(rows: list[dict], ratios: dict, out: Path) -> None:
+    (out / "comparison.json").write_text(
+        json.dumps({"rows": rows, "compressed_vs_original": ratios}, indent=2)
+    )
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
+    lines += ["", "compressed vs original: " + ", ".join(f"{k} {v}" for k, v in ratios.items())]
+    (out / "comparison.md").write_text("\n".join(lines) + "\n")
+    with open(out / "comparison.csv", "w") as fh:
+        fh.write(",".join(keys) + "\n")
+        fh.writelines(",".join(str(r.get(k, "")) for k in keys) + "\n" for r in rows)
+
+
+def run(args, dist) -> dict:
+    import mlflow
+
+    from training import finetune, registry_gate, tracking
+    from training.tasks import export, split_digest, task_for_model
+
+    bundle = tracking.load_model_bundle(args.model)
+    task = task_for_model(bundle, max_examples=args.max_examples)
+    teacher = export.load_module(bundle)
+    metric = task.primary_metric
+    name = (
+        args.register_name
+        or f"{args.model.removeprefix('models:/').split('@')[0].split('/')[0]}-{args.method}"
+    )
+    if dist.is_main:
+        mlflow.set_experiment(args.experiment)
+        mlflow.start_run(
+            run_name=args.run_name or f"{args.method}-{name}",
+            tags={"c2m.job": "compress", "c2m.method": args.method, "c2m.source_model": args.model},
+        )
+    try:
+        model, config_changes, details = compress(args, bundle, teacher, task, dist)
+        if not dist.is_main:
+            return {}
+        rows = measure({"original": teacher, args.method: model}, task, args.latency_repeats)
+        ratios = comparison(rows[0], rows[1], metric)
+        tracking.log_config({k: v for k, v in vars(args).items() if k != "result_file"})
+        mlflow.log_metrics(
+            {f"{r['model']}/{k}": float(v) for r in rows for k, v in r.items() if k != "model"}
+        )
+        mlflow.log_metrics({f"compressed_vs_original/{k}": float(v) for k, v in ratios.items()})
+        with tempfile.TemporaryDirectory(prefix="c2m-compress-") as tmp:
+            write_table(rows, ratios, Path(tmp))
+            mlflow.log_artifacts(tmp, artifact_path="comparison")
+        config = {
+            **bundle.config,
+            **config_changes,
+            "source_model": args.model,
+            "source_model_version": bundle.version,
+        }
+        logged = export.log_model(
+            model,
+            config,
+            bundle.tokenizer_path,
+            registered_name=name,
+            tags={"c2m.compression": config["compression"], "c2m.source_model": args.model},
+        )
+        decision = registry_gate.gate(
+            name,
+            logged["model_version"],
+            metric,
+            rows[1][metric],
+            split_digest(task, "test"),
+            args.gate_margin,
+            args.promote,
+            rescore=finetune.rescorer(task),
+        )
+        result = {
+            "run_id": mlflow.active_run().info.run_id,
+            **logged,
+            "register_name": name,
+            "method": args.method,
+            "metric": metric,
+            "original": rows[0],
+            "compressed": rows[1],
+            **ratios,
+            **details,
+            "promoted": decision.promoted,
+            "gate": decision.reason,
+        }
+        mlflow.end_run()
+        return result
+    except BaseException:
+        if dist.is_main:
+            mlflow.end_run(status="FAILED")
+        raise
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    dist = distributed.init(num_threads=args.threads or None)
+    try:
+        result = run(args, dist)
+        if dist.is_main:
+            if args.result_file:
+                storage.write_text(args.result_file, json.dumps(result, indent=2, sort_keys=True))
+            print(f"[compress] done: {json.dumps(result, sort_keys=True)}", flush=True)
+        dist.barrier()
+        return result
+    finally:
+        dist.shutdown()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,334 @@
+"""Hyperparameter search for fine-tuning: ``python -m training.hpo --task sentiment --trials 20``.
+
+Optuna's TPE sampler proposes values from a declared search space (:data:`SEARCH_SPACE`:
+lr, warmup, weight decay, batch size, dropout, frozen layers); the median pruner stops a
+trial whose validation metric after an epoch is below the median of earlier trials at
+that epoch. Trials optimise the *validation* metric; the test split is touched once, by
+the final model. The study lives in an Optuna RDB storage (SQLite locally, Postgres on a
+cluster), so several processes (Airflow mapped tasks) can add trials to one study; pass
+``--parent-run-id`` to hang all their trials under one MLflow parent run.
+
+MLflow: one parent run per search, one nested run per trial (its params, per-epoch
+metrics; pruned trials end KILLED). Finally the best trial's params and model are
+logged on the parent, registered, and handed to the promotion gate. When the best trial
+ran in another process, its params are retrained here (same seed) rather than copied.
+``--trials 0`` does just that final step, for the fan-in task after a fan-out.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from ops import storage
+from training import distributed
+
+# name -> (kind, low, high) or ("categorical", choices). freeze_layers' high is capped at the base's depth.
+SEARCH_SPACE: dict[str, tuple] = {
+    "lr": ("log_float", 1e-5, 3e-3),
+    "warmup_steps": ("int", 0, 100),
+    "weight_decay": ("float", 0.0, 0.1),
+    "batch_size": ("categorical", [8, 16, 32]),
+    "dropout": ("float", 0.0, 0.3),
+    "freeze_layers": ("int", 0, 6),
+}
+OPTIM_KEYS = ("lr", "warmup_steps", "weight_decay")
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError as exc:
+        raise RuntimeError(
+            "HPO needs optuna: `pip install 'optuna>=4'` into .venv-jobs (it is in the `train` extra)"
+        ) from exc
+    return optuna
+
+
+def parse_args(argv: list[str] | None):
+    from training.finetune import build_parser
+
+    p = build_parser("python -m training.hpo", __doc__.splitlines()[0])
+    p.set_defaults(experiment="hpo", promote="gate")
+    p.add_argument(
+        "--trials",
+        "--n-trials",
+        dest="trials",
+        type=int,
+        default=20,
+        help="trials to run in this process (0 = finalize only)",
+    )
+    p.add_argument("--sampler", default="tpe", choices=("tpe", "random"))
+    p.add_argument("--pruner", default="median", choices=("median", "none"))
+    p.add_argument("--lr-min", type=float, default=None, help="lower end of the (log) lr range")
+    p.add_argument("--lr-max", type=float, default=None, help="upper end of the (log) lr range")
+    p.add_argument("--timeout", type=float, default=0, help="stop starting trials after this many seconds")
+    p.add_argument("--study-name", default="", help="default: finetune-<task>")
+    p.add_argument(
+        "--storage", default="", help="Optuna RDB URL (default sqlite:///{data root}/hpo/optuna.db)"
+    )
+    p.add_argument("--space", default="", help="JSON (or a .json file) replacing parts of the search space")
+    p.add_argument("--startup-trials", type=int, default=5, help="random trials before TPE models the space")
+    p.add_argument("--prune-warmup-epochs", type=int, default=0, help="never prune before this many epochs")
+    p.add_argument("--parent-run-id", default="", help="attach trials to this MLflow run (fan-out)")
+    p.add_argument("--no-finalize", action="store_true", help="run trials only; register nothing")
+    return p.parse_args(argv)
+
+
+def load_space(
+    text: str, max_freeze: int, lr_min: float | None = None, lr_max: float | None = None
+) -> dict[str, tuple]:
+    """The default space with ``--space`` (and ``--lr-min/--lr-max``) overrides; unknown names are errors."""
+    space = dict(SEARCH_SPACE)
+    if lr_min is not None or lr_max is not None:
+        low, high = lr_min or SEARCH_SPACE["lr"][1], lr_max or SEARCH_SPACE["lr"][2]
+        if not 0 < low < high:
+            raise ValueError(f"--lr-min {low} must be positive and below --lr-max {high}")
+        space["lr"] = ("log_float", low, high)
+    if text:
+        override = json.loads(Path(text).read_text() if text.endswith(".json") else text)
+        unknown = set(override) - set(SEARCH_SPACE)
+        if unknown:
+            raise ValueError(f"--space names {sorted(unknown)}; searchable: {sorted(SEARCH_SPACE)}")
+        space.update({k: tuple(v) for k, v in override.items()})
+    for name, spec in space.items():
+        if spec[0] not in ("log_float", "float", "int", "categorical", "fixed"):
+            raise ValueError(
+                f"--space {name}: kind {spec[0]!r} is not log_float, float, int, categorical or fixed"
+            )
+    if space["freeze_layers"][0] == "int":
+        space["freeze_layers"] = (
+            "int",
+            space["freeze_layers"][1],
+            min(space["freeze_layers"][2], max_freeze),
+        )
+    return space
+
+
+def suggest(trial, space: dict[str, tuple]) -> dict:
+    out = {}
+    for name, spec in space.items():
+        kind = spec[0]
+        if kind == "log_float":
+            out[name] = trial.suggest_float(name, spec[1], spec[2], log=True)
+        elif kind == "float":
+            out[name] = trial.suggest_float(name, spec[1], spec[2])
+        elif kind == "int":
+            out[name] = trial.suggest_int(name, spec[1], spec[2])
+        elif kind == "categorical":
+            out[name] = trial.suggest_categorical(name, list(spec[1]))
+        else:  # fixed: recorded, not searched
+            out[name] = spec[1]
+    return out
+
+
+def trial_config(base_cfg, params: dict, number: int):
+    optim = replace(base_cfg.optim, **{k: params[k] for k in OPTIM_KEYS if k in params})
+    rest = {k: v for k, v in params.items() if k not in OPTIM_KEYS}
+    return replace(base_cfg, optim=optim, run_name=f"trial-{number:03d}", checkpoint_dir="", **rest)
+
+
+def pruning_callback(trial, metric: str):
+    """Report each epoch's val metric; raise StopTraining when the pruner says so."""
+    from training.tasks.loop import StopTraining
+
+    def on_epoch(epoch: int, val: dict) -> None:
+        trial.report(val[metric], epoch)
+        if trial.should_prune():
+            raise StopTraining(f"trial {trial.number} pruned after epoch {epoch}: {metric} {val[metric]:.4f}")
+
+    return on_epoch
+
+
+class Search:
+    """Runs trials in this process and remembers the best model it trained itself."""
+
+    def __init__(self, base_cfg, space, dist, data):
+        from training.metrics import ACCURACY, ENTITY_F1, TOKEN_ACCURACY, is_bio_tags
+
+        self.base_cfg, self.space, self.dist, self.data = base_cfg, space, dist, data
+        self.best = None  # (trial number, result, model, task)
+        # The task's primary metric, the one trials are pruned and ranked on.
+        self.metric = (
+            ACCURACY
+            if base_cfg.kind == "classification"
+            else ENTITY_F1
+            if is_bio_tags(data.labels)
+            else TOKEN_ACCURACY
+        )
+
+    def objective(self, trial) -> float:
+        optuna = _optuna()
+        from training.finetune import train
+        from training.tasks.loop import StopTraining
+
+        params = suggest(trial, self.space)
+        cfg = trial_config(self.base_cfg, params, trial.number)
+        try:
+            result, model, task = train(
+                cfg,
+                self.dist,
+                register=False,
+                nested=True,
+                data=self.data,
+                on_epoch=pruning_callback(trial, self.metric),
+            )
+        except StopTraining as exc:
+            print(f"[hpo] {exc}", flush=True)
+            raise optuna.TrialPruned(str(exc)) from exc
+        metric = result["metric"]
+        value = result[f"val_{metric}"]
+        trial.set_user_attr("run_id", result.get("run_id", ""))
+        trial.set_user_attr(f"test_{metric}", result[metric])
+        if self.best is None or value > self.best[1][f"val_{metric}"]:
+            self.best = (trial.number, result, model, task)
+        print(f"[hpo] trial {trial.number}: val {metric} {value:.4f} with {params}", flush=True)
+        return value
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    dist = distributed.init(num_threads=args.threads or None)
+    if dist.size > 1:
+        raise RuntimeError(
+            "run HPO as one process per worker (trials are independent); launch several "
+            "processes on one --storage instead of horovodrun -np > 1"
+        )
+    result = run(args, dist)
+    if args.result_file:
+        storage.write_text(args.result_file, json.dumps(result, indent=2, sort_keys=True))
+    print(f"[hpo] done: {json.dumps(result, sort_keys=True)}", flush=True)
+    return result
+
+
+def make_sampler(args, seed: int):
+    optuna = _optuna()
+    if args.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=args.startup_trials)
+
+
+def default_storage() -> str:
+    from ops.settings import get_settings
+
+    path = Path(get_settings().data_root) / "hpo" / "optuna.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def run(args, dist) -> dict:
+    import mlflow
+
+    from training import finetune, tracking
+    from training.tasks import load_data
+
+    optuna = _optuna()
+    base_cfg = finetune.build_config(args)
+    bundle = tracking.load_model_bundle(base_cfg.base_model)
+    space = load_space(args.space, bundle.config["model"]["n_layer"], args.lr_min, args.lr_max)
+    data = load_data(base_cfg.task, base_cfg.subset, base_cfg.data, base_cfg.max_examples)
+    study_name = args.study_name or f"finetune-{base_cfg.task}"
+    storage_url = args.storage or default_storage()
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=args.prune_warmup_epochs)
+        if args.pruner == "median"
+        else optuna.pruners.NopPruner()
+    )
+    study = optuna.create_study(
+        storage=storage_url,
+        study_name=study_name,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=make_sampler(args, base_cfg.seed),
+        pruner=pruner,
+    )
+    if study.trials:  # a process joining a study: a different seed, so it does not replay the first trials
+        study.sampler = make_sampler(args, base_cfg.seed + len(study.trials))
+    search = Search(base_cfg, space, dist, data)
+
+    mlflow.set_experiment(base_cfg.experiment)
+    parent = (
+        mlflow.start_run(run_id=args.parent_run_id)
+        if args.parent_run_id
+        else mlflow.start_run(
+            run_name=args.run_name or f"hpo-{study_name}",
+            tags={"c2m.job": "hpo", "c2m.task": base_cfg.task, "c2m.study": study_name},
+        )
+    )
+    try:
+        if not args.parent_run_id:
+            tracking.log_config(
+                {
+                    "study": study_name,
+                    "storage": storage_url,
+                    "space": json.dumps(space),
+                    "base": base_cfg.to_dict(),
+                }
+            )
+        if args.trials:
+            study.optimize(
+                search.objective,
+                n_trials=args.trials,
+                timeout=args.timeout or None,
+                catch=(),
+                gc_after_trial=True,
+            )
+        summary = summarize(study)
+        mlflow.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, (int, float))})
+        result = {
+            "study": study_name,
+            "storage": storage_url,
+            "run_id": parent.info.run_id,
+            "parent_run_id": parent.info.run_id,
+            **summary,
+        }
+        if not args.no_finalize and summary.get("best_trial") is not None:
+            result.update(finalize(study.best_trial, search, base_cfg, bundle, dist))
+        mlflow.end_run()
+        return result
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+
+
+def summarize(study) -> dict:
+    states = [t.state.name for t in study.trials]
+    out = {
+        "trials": len(states),
+        "complete": states.count("COMPLETE"),
+        "pruned": states.count("PRUNED"),
+        "failed": states.count("FAIL"),
+    }
+    try:
+        best = study.best_trial
+    except ValueError:  # no completed trial yet
+        return {**out, "best_trial": None}
+    return {**out, "best_trial": best.number, "best_value": best.value, "best_params": dict(best.params)}
+
+
+def finalize(best, search: Search, base_cfg, bundle, dist) -> dict:
+    """Log the best trial's params and model on the parent run, register it and let the gate decide."""
+    import mlflow
+
+    from training import finetune
+
+    mlflow.log_params({f"best.{k}": v for k, v in best.params.items()})
+    if search.best is not None and search.best[0] == best.number:
+        _, result, model, task = search.best
+        cfg = trial_config(base_cfg, best.params, best.number)
+    else:  # the best trial ran elsewhere: retrain its params here (same seed, same data)
+        cfg = replace(
+            trial_config(base_cfg, best.params, best.number), run_name=f"best-retrain-{best.number:03d}"
+        )
+        result, model, task = finetune.train(cfg, dist, register=False, nested=True, data=search.data)
+    metric = result["metric"]
+    mlflow.log_metrics({f"best/test_{metric}": result[metric], f"best/val_{metric}": result[f"val_{metric}"]})
+    cfg = replace(cfg, register_name=base_cfg.register_name, promote=base_cfg.promote)
+    registered = finetune.register_and_gate(cfg, task, model, bundle, result[metric])
+    return {"best_" + metric: result[metric], "best_val_" + metric: result[f"val_{metric}"], **registered}
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

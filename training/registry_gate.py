@@ -1,0 +1,174 @@
+"""The promotion gate: a new model version becomes ``champion`` only if it beats the current one.
+
+Consumers load ``models:/<name>@champion``, so moving that alias is a deployment. The gate
+compares the new version's test metric with the champion's *on the same test split*
+(identified by a digest of its examples, stored as a version tag). A champion whose
+number is missing or was measured on another split is re-scored by the caller's
+``rescore`` callback on this split; without one the gate refuses rather than compare
+apples with pears. The new version is promoted when it wins by more than ``margin``
+(direction from the metric: perplexity and loss go down); otherwise it gets the alias
+``challenger``. Either way it is tagged with the comparison, so the registry UI shows why.
+
+Tags written on the new version: ``c2m.test.<metric>``, ``c2m.test.split``,
+``c2m.gate`` (promoted|challenger|forced|not-promoted) and ``c2m.gate.reason``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+from training.metrics import higher_is_better
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+TAG_SPLIT = "c2m.test.split"
+TAG_GATE = "c2m.gate"
+TAG_REASON = "c2m.gate.reason"
+
+
+def metric_tag(metric: str) -> str:
+    return f"c2m.test.{metric}"
+
+
+@dataclass
+class GateDecision:
+    promoted: bool
+    reason: str
+    metric: str
+    value: float
+    champion_version: int | None = None
+    champion_value: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def beats(value: float, champion_value: float, metric: str, margin: float = 0.0) -> bool:
+    """True when ``value`` is better than ``champion_value`` by more than ``margin``."""
+    if higher_is_better(metric):
+        return value > champion_value + margin
+    return value < champion_value - margin
+
+
+def _champion(client, name: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:  # no alias yet (or no such model): nothing to beat
+        return None
+
+
+def record_metric(client, name: str, version: int | str, metric: str, value: float, split_id: str) -> None:
+    client.set_model_version_tag(name, str(version), metric_tag(metric), repr(float(value)))
+    client.set_model_version_tag(name, str(version), TAG_SPLIT, split_id)
+
+
+def champion_score(
+    client, champion, metric: str, split_id: str, rescore: Callable[[str], float] | None
+) -> float | None:
+    """The champion's metric on this split: from its tags, else re-scored (and recorded), else None."""
+    tags = champion.tags or {}
+    if tags.get(TAG_SPLIT) == split_id and metric_tag(metric) in tags:
+        return float(tags[metric_tag(metric)])
+    if rescore is None:
+        return None
+    value = float(rescore(f"models:/{champion.name}/{champion.version}"))
+    record_metric(client, champion.name, champion.version, metric, value, split_id)
+    return value
+
+
+def decide(
+    client,
+    name: str,
+    version: int,
+    metric: str,
+    value: float,
+    split_id: str,
+    margin: float = 0.0,
+    rescore: Callable[[str], float] | None = None,
+) -> GateDecision:
+    """Compare without changing any alias (the decision alone; :func:`apply` acts on it)."""
+    champion = _champion(client, name)
+    if champion is None:
+        return GateDecision(True, f"no {CHAMPION} yet", metric, value)
+    if int(champion.version) == int(version):
+        return GateDecision(
+            True, f"version {version} is already {CHAMPION}", metric, value, int(version), value
+        )
+    try:
+        old = champion_score(client, champion, metric, split_id, rescore)
+    except Exception as exc:  # e.g. the champion was trained on other labels: not comparable
+        return GateDecision(
+            False,
+            f"could not score {CHAMPION} v{champion.version} on this split ({exc})",
+            metric,
+            value,
+            int(champion.version),
+        )
+    if old is None:
+        return GateDecision(
+            False,
+            f"{CHAMPION} v{champion.version} has no {metric} on this test split "
+            "and no re-scoring was offered; evaluate it first",
+            metric,
+            value,
+            int(champion.version),
+        )
+    sign = ">" if higher_is_better(metric) else "<"
+    wins = beats(value, old, metric, margin)
+    verdict = "beats" if wins else "does not beat"
+    reason = (
+        f"{metric} {value:.4f} {verdict} {CHAMPION} v{champion.version}'s {old:.4f} "
+        f"(needs {sign} {old:.4f} {'+' if sign == '>' else '-'} margin {margin:g})"
+    )
+    return GateDecision(wins, reason, metric, value, int(champion.version), old)
+
+
+def apply(
+    client, name: str, version: int, decision: GateDecision, split_id: str, mode: str = "gate"
+) -> GateDecision:
+    """Tag the version with the comparison and move the aliases. ``mode``: gate, always or never."""
+    record_metric(client, name, version, decision.metric, decision.value, split_id)
+    promote = decision.promoted if mode == "gate" else mode == "always"
+    if mode == "always" and not decision.promoted:
+        status = "forced"
+    elif promote:
+        status = "promoted"
+    else:
+        status = CHALLENGER if mode == "gate" else "not-promoted"
+    client.set_model_version_tag(name, str(version), TAG_GATE, status)
+    client.set_model_version_tag(name, str(version), TAG_REASON, decision.reason[:5000])
+    if promote:
+        client.set_registered_model_alias(name, CHAMPION, str(version))
+    elif mode == "gate":
+        client.set_registered_model_alias(name, CHALLENGER, str(version))
+    return GateDecision(**{**decision.to_dict(), "promoted": promote})
+
+
+def gate(
+    name: str,
+    version: int,
+    metric: str,
+    value: float,
+    split_id: str,
+    margin: float = 0.0,
+    mode: str = "gate",
+    rescore: Callable[[str], float] | None = None,
+    client=None,
+) -> GateDecision:
+    """Decide and apply in one call (the entry point jobs use)."""
+    if client is None:
+        from mlflow import MlflowClient
+
+        client = MlflowClient()
+    if mode not in ("gate", "always", "never"):
+        raise ValueError(f"promotion mode {mode!r}: choose gate, always or never")
+    # Forced modes still compare (without re-scoring), so the tags say what the gate would have done.
+    decision = decide(
+        client, name, version, metric, value, split_id, margin, rescore if mode == "gate" else None
+    )
+    if mode != "gate":
+        decision.reason = f"promotion mode {mode!r}; the gate says: {decision.reason}"
+    return apply(client, name, version, decision, split_id, mode)

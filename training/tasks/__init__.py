@@ -1,0 +1,99 @@
+"""Fine-tuning tasks: classification and tagging, behind one small interface.
+
+A task object owns its data (splits, labels, tokenisation) and answers what the loop,
+evaluation, HPO and compression ask: ``size(split)``, ``build_model(backbone)``,
+``loss(model, indices)``, ``evaluate(model, split, dist)`` and ``primary_metric``. It
+is made either from a config and a base model (fine-tuning) or from a registered task
+model's ``model_config.json`` (evaluation, compression, re-scoring a champion), so a
+model is always scored on text tokenised exactly as it was trained.
+
+Importing this package (and ``training.tasks.config``) loads no torch: the Airflow side
+reads the task names from the config module when it builds the DAG forms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from training.tasks.config import TASKS
+
+
+def _module(task: str):
+    if TASKS[task] == "classification":
+        from training.tasks import classification
+
+        return classification
+    from training.tasks import tagging
+
+    return tagging
+
+
+def load_data(task: str, subset: str = "", data: str = "", max_examples: int = 0):
+    return _module(task).load_data(task, subset, data, max_examples)
+
+
+def make_task(
+    task: str,
+    data,
+    tokenizer_path,
+    eos_id: int,
+    pad_id: int,
+    max_len: int,
+    dropout: float = 0.1,
+    crf: bool = False,
+):
+    module = _module(task)
+    if module.__name__.endswith("classification"):
+        encoder = module.Encoder(tokenizer_path, eos_id, pad_id, max_len)
+        return module.ClassificationTask(data, encoder, dropout)
+    return module.TaggingTask(data, module.WordEncoder(tokenizer_path, pad_id, max_len), dropout, crf)
+
+
+def task_for_model(bundle, data=None, max_examples: int = 0, data_dir: str | None = None):
+    """The task a registered task model was trained on, tokenised with its own tokenizer.
+
+    ``data`` reuses already loaded splits (they must carry the model's labels); otherwise
+    the model's recorded task/subset/data folder are loaded (``data_dir`` overrides the folder).
+    """
+    c = bundle.config
+    if c.get("kind") not in ("gpt-classifier", "gpt-tagger") or "task" not in c:
+        raise ValueError(
+            f"{bundle.local_dir} is a {c.get('kind')!r} model without a recorded task; "
+            "evaluate task models registered by training.finetune (or pass an LM to --shards)"
+        )
+    if data is None:
+        data = load_data(
+            c["task"],
+            c.get("subset", ""),
+            data_dir if data_dir is not None else c.get("data", ""),
+            max_examples,
+        )
+    if list(data.labels) != list(c["labels"]):
+        raise ValueError(
+            f"the data's labels {list(data.labels)} differ from the model's {c['labels']}; "
+            "evaluate on the data set the model was trained on"
+        )
+    return make_task(
+        c["task"],
+        data,
+        bundle.tokenizer_path,
+        c.get("eos_id", c["pad_id"]),
+        c["pad_id"],
+        c["max_len"],
+        c.get("dropout", 0.1),
+        c.get("crf", False),
+    )
+
+
+def split_digest(task, split: str) -> str:
+    """Identifies a split's examples and labels (not their tokenisation): the gate's "same test set"."""
+    h = hashlib.sha256()
+    if task.kind == "classification":
+        rows = zip(task.data.texts[split], task.data.targets[split])
+        items = ([text, task.labels[t]] for text, t in rows)
+    else:
+        items = ([list(s.tokens), list(s.tags)] for s in task.data.splits[split])
+    for item in items:
+        h.update(json.dumps(item).encode("utf-8"))
+    return f"{task.data.name}:{split}:{h.hexdigest()[:16]}"

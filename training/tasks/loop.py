@@ -1,0 +1,114 @@
+"""The fine-tuning loop shared by every task: epochs of steps, validation, the best weights kept.
+
+Linear on purpose: set the (scaled) lr, take this rank's slice of the global batch, loss,
+backward, average gradients and step; after each epoch score the validation split
+(counts summed over ranks) and keep a copy of the weights when the task's primary
+metric improves. The best weights, not the last, are what the caller tests and
+registers (model selection on validation). ``on_epoch`` lets HPO report each epoch to
+Optuna and prune a hopeless trial by raising.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from training import distributed
+from training.data.shards import ShardSampler
+from training.optim import get_lr
+from training.tasks.backbone import build_optimizer, set_scaled_lr
+
+
+class StopTraining(Exception):
+    """Raised by an ``on_epoch`` callback to end a run on purpose (an HPO trial pruned)."""
+
+
+@dataclass
+class FitResult:
+    steps: int
+    seconds: float
+    best_epoch: int
+    best_val: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def save_best(state: dict, directory: str, meta: dict) -> Path:
+    """Write best.pt atomically (temp file, then rename): a crash never leaves half a file."""
+    path = Path(directory) / "best.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    torch.save({"model": state, **meta}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def fit(
+    cfg,
+    task,
+    model: torch.nn.Module,
+    dist: distributed.Distributed,
+    log: Callable[..., None] | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``task``'s train split per ``cfg`` (a TaskConfig); leave the best weights in it."""
+    n_train = task.size("train")
+    steps_per_epoch = n_train // (cfg.batch_size * dist.size)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"only {n_train} training examples, but one step needs batch_size={cfg.batch_size} "
+            f"x {dist.size} ranks; lower --batch-size or use more examples"
+        )
+    n_layer = len(model.backbone.blocks)
+    optimizer = dist.wrap_optimizer(build_optimizer(model, n_layer, cfg.optim, cfg.layer_lr_decay), model)
+    dist.broadcast_state(model, optimizer)  # the new head's init must match on every rank
+    sampler = ShardSampler(n_train, cfg.batch_size, dist.rank, dist.size, cfg.seed)
+    total_steps = steps_per_epoch * cfg.epochs
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    step, t0 = 0, time.perf_counter()
+    best_state, best_val, best_epoch, history, stale = None, {}, 0, [], 0
+    model.train()
+    for epoch in range(1, cfg.epochs + 1):
+        for _ in range(steps_per_epoch):
+            set_scaled_lr(optimizer, get_lr(step, cfg.optim, total_steps))
+            loss = task.loss(model, sampler.next_indices())
+            loss.backward()
+            dist.step(optimizer, params, cfg.optim.grad_clip)
+            dist.zero_grad(optimizer)
+            step += 1
+            if log:
+                log(step, **{"train/loss": loss.item()})  # rank 0's batch: indicative, no collective
+        val = task.evaluate(model, "val", dist)
+        history.append({"epoch": epoch, **val})
+        if log:
+            log(step, epoch=epoch, **{f"val/{k}": v for k, v in val.items()})
+        score = val[task.primary_metric]
+        if best_state is None or score > best_val[task.primary_metric]:
+            best_state = copy.deepcopy(model.state_dict())
+            best_val, best_epoch, stale = val, epoch, 0
+            if cfg.checkpoint_dir and dist.is_main:
+                save_best(
+                    best_state, cfg.checkpoint_dir, {"epoch": epoch, "val": val, "config": cfg.to_dict()}
+                )
+        else:
+            stale += 1
+        if on_epoch:
+            on_epoch(epoch, val)
+        if cfg.patience and stale >= cfg.patience:
+            break
+    model.load_state_dict(best_state)
+    return FitResult(
+        steps=step,
+        seconds=time.perf_counter() - t0,
+        best_epoch=best_epoch,
+        best_val=best_val,
+        history=history,
+        stopped_early=epoch < cfg.epochs,
+    )
