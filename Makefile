@@ -77,7 +77,7 @@ demo: venvs
 
 # Unit tests run where their libraries live: data and training tests in the jobs venv,
 # DAG and stack tests in the Airflow venv.
-test-unit: venvs
+test-unit: venvs k8s-tools
 	$(JOBS_VENV)/bin/python -m pytest -q tests/ops tests/spark_jobs tests/training
 	$(AIRFLOW_VENV)/bin/python -m pytest -q tests/dags
 

@@ -174,13 +174,23 @@ def resolve_pretrain(params: dict[str, Any], run_type: str, event_extra: dict[st
     return params, shards
 
 
+ENCODER_OBJECTIVES = ("mlm", "contrastive")
+
+
+def register_name_for(objective: str | None) -> str:
+    """GPT objectives register ``c2m-base`` (what finetune loads); BERT ones ``c2m-bert``, so an
+    encoder never becomes the decoder's champion."""
+    return "c2m-bert" if objective in ENCODER_OBJECTIVES else "c2m-base"
+
+
 def pretrain_args(p: dict[str, Any], shards_uri: str, root: str, run_name: str,
                   result_file: Path | str, more: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Flags for training.pretrain; ``more`` goes before the user's ``extra_args`` (which win)."""
     args = [
         "--shards", shards_uri, "--model", str(p["model"]), "--max-steps", str(p["max_steps"]),
         "--checkpoint-dir", storage.join(root, "checkpoints", "pretrain", run_name),
-        "--experiment", "pretrain", "--register-name", "c2m-base", "--result-file", str(result_file),
+        "--experiment", "pretrain", "--register-name", register_name_for(p.get("objective")),
+        "--result-file", str(result_file),
     ]
     if p.get("batch_size"):
         args += ["--batch-size", str(p["batch_size"])]

@@ -324,3 +324,13 @@ def test_end_to_end_confs_chain_the_version_without_publishing():
     assert confs["pretrain"] == {"np": 1, "model": "tiny", "max_steps": 3,
                                  "shards_uri": "/data/shards/v=e2e_1"}
     assert confs["finetune"] == {"extra_args": ["--max-examples", "8"], "task": "sentiment", "epochs": 1}
+
+
+def test_encoder_objectives_register_under_their_own_name():
+    from ops.dag_support import pretrain_args
+
+    base = {"model": "tiny", "max_steps": 5}
+    for objective, name in ((None, "c2m-base"), ("clm", "c2m-base"), ("span", "c2m-base"),
+                            ("mlm", "c2m-bert"), ("contrastive", "c2m-bert")):
+        args = pretrain_args({**base, "objective": objective}, "s", "/r", "run", "/res.json")
+        assert args[args.index("--register-name") + 1] == name, objective
