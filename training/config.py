@@ -337,50 +337,6 @@ def model_diff(saved: dict[str, Any], current: ModelConfig) -> dict[str, tuple[A
     return {k: (before[k], now[k]) for k in now if before[k] != now[k]}
 
 
-TASKS = ("sentiment",)
-
-
-@dataclass
-class FinetuneConfig:
-    """Fine-tuning a registered base model on a labelled task, for a few epochs."""
-
-    optim: OptimConfig = field(
-        default_factory=lambda: OptimConfig(lr=3e-4, warmup_steps=10, weight_decay=0.01)
-    )
-    base_model: str = "models:/c2m-base@champion"
-    task: str = "sentiment"
-    subset: str = "sentences"  # polarity subset: short "sentences" or long "reviews"
-    epochs: int = 3
-    batch_size: int = 16  # examples per rank per step
-    max_examples: int = 0  # 0 = all; otherwise a deterministic subset (for tests and smoke runs)
-    max_len: int = 0  # tokens per example incl. eos; 0 = the base model's block_size
-    seed: int = 1337
-    experiment: str = "finetune"
-    register_name: str = "c2m-sentiment"
-    run_name: str = ""
-
-    def __post_init__(self):
-        _require(self.task in TASKS, f"task={self.task!r}: choose one of {', '.join(TASKS)}")
-        _require(
-            self.base_model.startswith(("models:/", "runs:/")) or "/" in self.base_model,
-            f"base_model={self.base_model!r}: give an MLflow model URI such as models:/c2m-base@champion",
-        )
-        _require(self.epochs > 0, f"epochs={self.epochs}: must be positive")
-        _require(self.batch_size > 0, f"batch_size={self.batch_size}: must be positive")
-        _require(self.max_examples >= 0, f"max_examples={self.max_examples}: must be >= 0 (0 = all)")
-        _require(
-            self.max_len == 0 or self.max_len > 1,
-            f"max_len={self.max_len}: need at least 2 tokens (0 = auto)",
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FinetuneConfig":
-        return _from_dict(cls, data, {"optim": OptimConfig})
-
-
 def _from_dict(cls, data: dict[str, Any], nested: dict[str, type]):
     known = {f.name for f in fields(cls)}
     unknown = set(data) - known

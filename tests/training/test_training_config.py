@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from training.config import FinetuneConfig, JobConfig, OptimConfig, TrainConfig, flatten, model_config
+from training.tasks.config import TaskConfig
+from training.config import JobConfig, OptimConfig, TrainConfig, flatten, model_config
 from training.models.gpt import GPT
 from training.optim import build_adamw, get_lr
 
@@ -25,7 +26,7 @@ def test_named_sizes_and_overrides():
         (lambda: OptimConfig(schedule="step"), "choose one of cosine, linear, constant"),
         (lambda: TrainConfig(max_steps=0), "train.max_steps"),
         (lambda: TrainConfig(keep_last=0), "keep at least one"),
-        (lambda: FinetuneConfig(task="ner"), "task='ner'"),
+        (lambda: TaskConfig(task="nope"), "task='nope'"),
     ],
 )
 def test_invalid_values_fail_with_the_field_name(build, message):
@@ -45,8 +46,8 @@ def test_job_config_round_trip_and_flatten():
     )
     with pytest.raises(ValueError, match="unknown config keys"):
         JobConfig.from_dict({**cfg.to_dict(), "nope": 1})
-    ft = FinetuneConfig(epochs=2)
-    assert FinetuneConfig.from_dict(ft.to_dict()) == ft
+    ft = TaskConfig(epochs=2)
+    assert TaskConfig.from_dict(ft.to_dict()) == ft
 
 
 def test_lr_warmup_then_cosine_to_floor():

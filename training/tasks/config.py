@@ -1,10 +1,9 @@
 """The fine-tuning job's typed config: what to train on, from which base, and how gently.
 
-It extends ``training.config.FinetuneConfig`` (same fields, same defaults, same flat
-MLflow params) with the transfer-learning options of the task modules: tagging tasks,
-frozen layers, layer-wise learning-rate decay, dropout, an optional CRF, model selection
-on the validation metric and the promotion gate. Kept here, next to the tasks that read
-it, until ``training/config.py`` absorbs it.
+Besides the base model, task and data, it holds the transfer-learning options of the task
+modules: tagging tasks, frozen layers, layer-wise learning-rate decay, dropout, an optional
+CRF, model selection on the validation metric and the promotion gate. It lives next to the
+tasks that read it and imports nothing heavy, so the DAGs can read ``TASKS`` at parse time.
 """
 
 from __future__ import annotations
