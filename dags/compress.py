@@ -20,7 +20,8 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from ops.dag_support import OWNER_ML, compress_params, task_defaults
+from ops.dag_params import compress_params
+from ops.dag_support import OWNER_ML, task_defaults
 from ops.settings import get_settings
 
 PARAMS = {name: Param(**spec) for name, spec in compress_params(get_settings()).items()}

@@ -21,8 +21,8 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task, task_group
 
-from ops.dag_support import (EXTRA_PRETRAIN, EXTRA_SHARDS_URI, OWNER_DATA, data_refresh_params,
-                             derive_version, task_defaults)
+from ops.dag_params import data_refresh_params
+from ops.dag_support import EXTRA_PRETRAIN, EXTRA_SHARDS_URI, OWNER_DATA, derive_version, task_defaults
 from ops.settings import get_settings
 
 CORPUS = Asset("corpus")

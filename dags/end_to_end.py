@@ -22,7 +22,8 @@ from datetime import datetime, timedelta, timezone
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 
-from ops.dag_support import OWNER_ML, end_to_end_params, task_defaults
+from ops.dag_params import end_to_end_params
+from ops.dag_support import OWNER_ML, task_defaults
 from ops.settings import get_settings
 
 PARAMS = {name: Param(**spec) for name, spec in end_to_end_params(get_settings()).items()}

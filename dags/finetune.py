@@ -17,7 +17,8 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from ops.dag_support import OWNER_ML, finetune_params, task_defaults
+from ops.dag_params import finetune_params
+from ops.dag_support import OWNER_ML, task_defaults
 from ops.settings import get_settings
 
 PARAMS = {name: Param(**spec) for name, spec in finetune_params(get_settings()).items()}

@@ -26,7 +26,8 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 
-from ops.dag_support import OWNER_ML, hpo_params, task_defaults
+from ops.dag_params import hpo_params
+from ops.dag_support import OWNER_ML, task_defaults
 from ops.settings import get_settings
 
 PARAMS = {name: Param(**spec) for name, spec in hpo_params(get_settings()).items()}

@@ -18,7 +18,8 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from ops.dag_support import OWNER_ML, pretrain_params, task_defaults
+from ops.dag_params import pretrain_params
+from ops.dag_support import OWNER_ML, task_defaults
 from ops.settings import get_settings
 
 CORPUS = Asset("corpus")

@@ -175,7 +175,7 @@ def test_every_param_has_a_form(dagbag):
 def test_enums_and_patterns_where_users_pick_names(dagbag):
     from training.config import MODEL_SIZES
 
-    from ops.dag_support import FINETUNE_TASKS
+    from ops.dag_params import FINETUNE_TASKS
 
     models = dagbag.dags["pretrain"].params.get_param("model").schema["enum"]
     assert models == list(MODEL_SIZES) and {"tiny", "small"} <= set(models)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ops import dag_params as dp
 from ops import dag_support as ds
 from ops.datasets import DatasetVersion, check_version
 
@@ -109,18 +110,18 @@ def test_training_args(tmp_path):
 def test_param_choices_come_from_the_training_code():
     from training import config
 
-    assert ds.model_names() == tuple(config.MODEL_SIZES) and set(ds.MODEL_SIZES) <= set(config.MODEL_SIZES)
-    assert ds.training_choice("no.such.module", "X", ("fallback",)) == ("fallback",)
+    assert dp.model_names() == tuple(config.MODEL_SIZES) and set(dp.MODEL_SIZES) <= set(config.MODEL_SIZES)
+    assert dp.training_choice("no.such.module", "X", ("fallback",)) == ("fallback",)
     tasks = pytest.importorskip("training.tasks.config", reason="fine-tuning tasks not in this checkout")
-    assert ds.finetune_tasks() == tuple(tasks.TASKS) and set(ds.FINETUNE_TASKS) == set(tasks.TASKS)
-    assert set(ds.PROMOTE_MODES) == set(tasks.PROMOTE)
+    assert dp.finetune_tasks() == tuple(tasks.TASKS) and set(dp.FINETUNE_TASKS) == set(tasks.TASKS)
+    assert set(dp.PROMOTE_MODES) == set(tasks.PROMOTE)
 
 
 def test_every_param_spec_is_a_complete_form_field():
     from ops.settings import Settings
 
     s = Settings()
-    for dag_id, specs in ((d, f(s)) for d, f in ds.PARAM_SPECS.items()):
+    for dag_id, specs in ((d, f(s)) for d, f in dp.PARAM_SPECS.items()):
         for name, spec in specs.items():
             assert {"default", "title", "description", "type"} <= set(spec), f"{dag_id}.{name}"
 
@@ -130,8 +131,8 @@ def test_model_uri_pattern():
 
     ok = ["models:/c2m-base@champion", "models:/c2m-base/12", "runs:/" + "0" * 32 + "/model"]
     bad = ["models:/c2m-base", "/tmp/model", "models:/@champion", "runs:/xyz/model", "s3://b/m"]
-    assert all(re.match(ds.MODEL_URI_PATTERN, u) for u in ok)
-    assert not any(re.match(ds.MODEL_URI_PATTERN, u) for u in bad)
+    assert all(re.match(dp.MODEL_URI_PATTERN, u) for u in ok)
+    assert not any(re.match(dp.MODEL_URI_PATTERN, u) for u in bad)
 
 
 def test_dedup_flags_only_when_not_the_default():
