@@ -17,30 +17,32 @@ class MlflowLookupError(RuntimeError):
     """MLflow answered with an error or could not be reached."""
 
 
-def _get(tracking_uri: str, path: str, **query: str) -> dict[str, Any]:
-    url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(query)}"
-    try:
-        with urllib.request.urlopen(url, timeout=15) as resp:
-            return json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        body = exc.read().decode(errors="replace")
-        raise MlflowLookupError(f"MLflow {path} {query} -> HTTP {exc.code}: {body[:300]}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise MlflowLookupError(f"MLflow at {tracking_uri} is unreachable ({exc}); is the stack up?") from exc
-
-
-def _post(tracking_uri: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+def _request(tracking_uri: str, path: str, query: dict[str, str] | None = None,
+             body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """GET (``query``) or POST (``body``) one MLflow REST call; errors say where and why."""
     url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/{path}"
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+    if query:
+        url += f"?{urllib.parse.urlencode(query)}"
+    req = urllib.request.Request(url)
+    if body is not None:
+        req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=15) as resp:
             return json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         text = exc.read().decode(errors="replace")
-        raise MlflowLookupError(f"MLflow {path} -> HTTP {exc.code}: {text[:300]}") from exc
+        raise MlflowLookupError(f"MLflow {path} {query or ''} -> HTTP {exc.code}: {text[:300]}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise MlflowLookupError(f"MLflow at {tracking_uri} is unreachable ({exc}); is the stack up?") from exc
+
+
+def _get(tracking_uri: str, path: str, **query: str) -> dict[str, Any]:
+    return _request(tracking_uri, path, query=query)
+
+
+def _post(tracking_uri: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    return _request(tracking_uri, path, body=body)
 
 
 def child_runs(tracking_uri: str, experiment_id: str, parent_run_id: str) -> list[dict[str, Any]]:
