@@ -308,6 +308,7 @@ def report_retry(context: dict[str, Any]) -> None:
 
 LAUNCHER_VARIABLE = "c2m_launcher"  # Airflow Variable: local | kubernetes
 CLUSTER_VARIABLE = "c2m_cluster"  # Airflow Variable: JSON of ops.launch_cluster.ClusterConfig fields
+S3_CONNECTION = "c2m_s3"  # Airflow connection (aws): keys, extra endpoint_url / region_name
 
 
 def airflow_variable(key: str) -> str | None:
@@ -322,9 +323,43 @@ def airflow_variable(key: str) -> str | None:
         return None
 
 
+def airflow_connection(conn_id: str):
+    """An Airflow connection from inside a running task; None outside one or when it does not exist."""
+    try:
+        from airflow.sdk import BaseHook
+    except ImportError:
+        return None
+    try:
+        return BaseHook.get_connection(conn_id)
+    except Exception:  # not defined, or no task context (CLI, tests)
+        return None
+
+
+def apply_s3_connection(connection: Callable[[str], Any] = airflow_connection) -> bool:
+    """Export the Airflow connection ``c2m_s3`` (type aws) as AWS_* variables of this task.
+
+    Storage calls in the task and every job it launches then use it; values that are already
+    set in the environment (e.g. by ``crawl2model up --s3``) are left alone. The values are
+    never logged: only the variable names are.
+    """
+    conn = connection(S3_CONNECTION)
+    if conn is None:
+        return False
+    added = {k: v for k, v in storage.env_from_airflow_connection(conn).items() if not os.environ.get(k)}
+    os.environ.update(added)
+    if added:
+        log.info("S3 settings from Airflow connection %s: %s", S3_CONNECTION, ", ".join(sorted(added)))
+    return True
+
+
 def task_launcher(s: Settings, variable: Callable[[str], str | None] = airflow_variable):
-    """The launcher for this task, chosen at run time: Variable c2m_launcher, else $C2M_LAUNCHER."""
+    """The launcher for this task, chosen at run time: Variable c2m_launcher, else $C2M_LAUNCHER.
+
+    Also exports the ``c2m_s3`` connection (if any) so the launched job can reach the lake.
+    """
     from ops.launchers import get_launcher, launcher_kind
+
+    apply_s3_connection()
 
     kind = launcher_kind(variable(LAUNCHER_VARIABLE))
     if kind == "local":

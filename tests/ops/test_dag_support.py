@@ -223,6 +223,27 @@ def test_task_launcher_reads_the_variable_at_run_time(monkeypatch):
     assert ds.airflow_variable("c2m_launcher") is None  # outside a task: no Variable, no error
 
 
+def test_s3_connection_becomes_the_task_environment_without_logging_the_secret(monkeypatch, caplog):
+    class Conn:
+        login, password = "AKIDCONN", "conn-secret-5e1f"
+        extra_dejson = {"endpoint_url": "http://127.0.0.1:9000", "region_name": "eu-west-1"}
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(name, "")  # recorded, so the test's exports are undone afterwards
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # already set: the environment wins
+    caplog.set_level("INFO", logger="crawl2model")
+    assert ds.apply_s3_connection({"c2m_s3": Conn()}.get)
+    import os
+
+    assert (os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]) == ("AKIDCONN", "conn-secret-5e1f")
+    assert os.environ["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9000"
+    assert os.environ["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert "AWS_SECRET_ACCESS_KEY" in caplog.text and "conn-secret-5e1f" not in caplog.text
+    assert not ds.apply_s3_connection({}.get)  # no connection: nothing to do
+    assert ds.airflow_connection("c2m_s3") is None  # outside a task: no error
+
+
 def test_training_task_launches_with_tags_and_returns_the_result(tmp_path, monkeypatch):
     from ops.settings import Settings
 
