@@ -33,10 +33,14 @@ PARAMS = {name: Param(**spec) for name, spec in data_refresh_params(get_settings
 
 def _run_stage(stage: str, plan: dict) -> dict:
     """Run one Spark stage for this run's version and return its manifest summary."""
-    from ops.dag_support import manifest_summary, stage_args, task_launcher
+    import os
 
-    params = get_current_context()["params"]
-    task_launcher(get_settings()).spark(stage, stage_args(stage, params, plan["root"], plan["version"]))
+    from ops.dag_support import manifest_summary, stage_args, task_launcher, task_tracking_env
+
+    ctx = get_current_context()
+    s = get_settings()
+    os.environ.update(task_tracking_env(ctx, s))  # the job's MLflow run (tokenize's data card) links back
+    task_launcher(s).spark(stage, stage_args(stage, ctx["params"], plan["root"], plan["version"]))
     return manifest_summary(plan["root"], stage, plan["version"])
 
 

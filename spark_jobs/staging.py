@@ -7,10 +7,16 @@ after publishing (by :meth:`ops.datasets.DatasetVersion.write_manifest`), and on
 folder with a manifest counts as finished.
 
 For ``s3://`` roots the staging folder is a local temp dir that ``publish()`` uploads
-(after deleting the old objects); Spark here has no s3a jars (ARCHITECTURE.md §5).
+(after deleting the old objects) through :func:`ops.storage.upload_file` (multipart for
+large files, retried on throttling); inputs on S3 are downloaded the same way. The temp
+dir is under ``$C2M_STAGING_DIR`` when set: on a cluster that must be a volume every
+Spark executor mounts (executors write their part files into it), locally the system
+temp dir is fine. Readers trust a version only once its manifest exists, so a publish
+that dies half-way is never read; the next run deletes and rewrites the version.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -32,7 +38,7 @@ class Staging:
         self.out = out
         self.remote = storage.is_s3(out.root)
         if self.remote:
-            self.path = tempfile.mkdtemp(prefix=f"c2m-{out.stage}-v{out.version}-")
+            self.path = tempfile.mkdtemp(prefix=f"c2m-{out.stage}-v{out.version}-", dir=staging_dir())
         else:
             stage_dir = Path(out.root, out.stage)
             stage_dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +71,7 @@ class Staging:
             for local in sorted(Path(self.path).rglob("*")):
                 if local.is_file():
                     rel = local.relative_to(self.path).as_posix()
-                    storage.write_bytes(self.out.path(rel), local.read_bytes())
+                    storage.upload_file(local, self.out.path(rel))
             shutil.rmtree(self.path, ignore_errors=True)
         else:
             target = Path(self.out.uri)
@@ -92,12 +98,19 @@ def local_input(dv: DatasetVersion) -> str:
     dv.read_manifest()  # raises with a hint when the version is unfinished
     if not storage.is_s3(dv.root):
         return dv.uri
-    local = tempfile.mkdtemp(prefix=f"c2m-in-{dv.stage}-v{dv.version}-")
+    local = tempfile.mkdtemp(prefix=f"c2m-in-{dv.stage}-v{dv.version}-", dir=staging_dir())
+    atexit.register(shutil.rmtree, local, True)  # Spark reads it lazily: keep it until the job ends
     for uri in storage.list_files(dv.uri):
         rel = uri[len(dv.uri):].lstrip("/")
         if rel.startswith(f"{REMOVED}/"):
             continue
-        dest = Path(local, rel)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(storage.read_bytes(uri))
+        storage.download_file(uri, Path(local, rel))
     return local
+
+
+def staging_dir() -> str | None:
+    """Where S3 versions are staged and downloaded: ``$C2M_STAGING_DIR`` or the system temp dir."""
+    folder = os.environ.get("C2M_STAGING_DIR")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    return folder or None

@@ -113,6 +113,9 @@ def main(argv=None, spark=None) -> dict:
     finally:
         persisted.unpersist()
     print_summary(manifest)
+    from spark_jobs.lineage import log_data_card
+
+    log_data_card(out.read_manifest(), tokenizer_json)  # as stored: the digest training logs too
     return manifest
 
 

@@ -1,0 +1,76 @@
+"""The data card: the tokenize stage's MLflow run with the whole chain of manifests."""
+from __future__ import annotations
+
+import pytest
+
+from ops.datasets import DatasetVersion
+from spark_jobs import lineage
+
+mlflow = pytest.importorskip("mlflow")
+
+
+def _chain(root: str) -> dict:
+    """raw → extracted → clean → corpus(dedup) → shards, as the stages write them."""
+    specs = [("raw", 12, 10, {"robots_disallowed": 2}, []),
+             ("extracted", 10, 9, {"empty_after_extract": 1}, ["raw"]),
+             ("clean", 9, 6, {"gopher_short_doc": 2, "c4_lorem_ipsum": 1}, ["extracted"]),
+             ("corpus", 6, 5, {"near_duplicate": 1}, ["clean"]),
+             ("shards", 5, 5, {}, ["corpus"])]
+    uris: dict[str, str] = {}
+    manifest = {}
+    for stage, rows_in, rows_out, dropped, parents in specs:
+        dv = DatasetVersion(root, stage, "7")
+        extra = {}
+        if stage == "shards":
+            extra = {"tokenizer_sha256": "ab" * 32, "tokenizer_type": "bpe", "vocab_size": 512, "seq_len": 16,
+                     "dtype": "uint16", "splits": {"train": {"tokens": 800, "sequences": 50, "docs": 4},
+                                                   "val": {"tokens": 160, "sequences": 10, "docs": 1}}}
+        manifest = dv.write_manifest(rows_in=rows_in, rows_out=rows_out, dropped=dropped,
+                                     parents=[uris[p] for p in parents], config={"seq_len": 16, "lang": ["en"]},
+                                     extra=extra)
+        uris[stage] = dv.uri
+    return DatasetVersion(root, "shards", "7").read_manifest()
+
+
+def test_lineage_walks_back_to_the_first_stage(tmp_path):
+    chain = lineage.lineage(_chain(str(tmp_path / "lake")))
+    assert [m["stage"] for m in chain] == ["shards", "corpus", "clean", "extracted", "raw"]
+    metrics = lineage.card_metrics(chain)
+    assert metrics["clean/dropped/gopher_short_doc"] == 2 and metrics["raw/rows_in"] == 12
+    assert metrics["tokens/train"] == 800 and metrics["sequences/val"] == 10
+    card = lineage.card_markdown(chain)
+    assert card.index("| raw |") < card.index("| clean |") < card.index("| shards |")
+    assert "c4_lorem_ipsum: 1" in card and "sha256 `" + "ab" * 32 in card
+
+
+def test_data_card_run_logs_the_shards_as_training_does(tmp_path, monkeypatch):
+    from training.tracking import digest_json
+
+    manifest = _chain(str(tmp_path / "lake"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.create_experiment(lineage.EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = lineage.log_data_card(manifest, tokenizer_json='{"model": {}}')
+    assert run_id
+    run = mlflow.get_run(run_id)
+    assert run.data.metrics["corpus/dropped/near_duplicate"] == 1
+    assert run.data.tags["c2m.tokenizer_sha256"] == "ab" * 32
+    assert run.data.params["tokenize.seq_len"] == "16" and "tokenize.lang" not in run.data.params
+    inputs = {d.dataset.name: d.dataset for d in run.inputs.dataset_inputs}
+    shards = inputs[lineage.shards_dataset_name(manifest["uri"])]
+    assert shards.digest == digest_json(manifest)[:36]  # the digest every pretrain run logs
+    assert "corpus-v=7" in inputs
+    files = {f.path for f in mlflow.MlflowClient().list_artifacts(run_id, "data_card")}
+    assert files == {"data_card/data_card.md", "data_card/lineage.json", "data_card/tokenizer.json"}
+
+
+def test_no_tracking_uri_or_a_dead_server_never_fails_the_stage(tmp_path, monkeypatch, capsys):
+    manifest = _chain(str(tmp_path / "lake"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert lineage.log_data_card(manifest) is None
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    assert lineage.log_data_card(manifest) is None
+    assert "could not log the data card" in capsys.readouterr().out
