@@ -317,8 +317,37 @@ def test_platform_configmap_carries_the_settings_ops_reads():
     assert data["MLFLOW_TRACKING_URI"] == f"http://{RELEASE}-crawl2model-mlflow:5000"
     settings_src = (REPO / "ops" / "settings.py").read_text()
     for key in data:
-        if key.startswith("C2M_"):
+        if key.startswith("C2M_") and not key.startswith("C2M_K8S_"):  # C2M_K8S_*: the test below
             assert key in settings_src or key in (REPO / "ops" / "launchers.py").read_text(), key
+
+
+def test_platform_configmap_configures_the_cluster_launcher_as_the_chart_deploys():
+    """Tasks read ClusterConfig from C2M_K8S_*; it must match the images and MPIJob the chart renders."""
+    from ops.launch_cluster import ClusterConfig
+    from ops.launchers import launcher_kind
+
+    docs = render(*VALUE_SETS["gpu-cluster"])
+    data = one(docs, "ConfigMap", "-platform")["data"]
+    assert launcher_kind(data["C2M_LAUNCHER"]) == "kubernetes"
+    cfg = ClusterConfig.from_env(data)  # every C2M_K8S_* key is a known field with a valid value
+    assert sorted(k for k in data if k.startswith("C2M_K8S_")) == sorted(
+        f"C2M_K8S_{k.upper()}" for k in [
+            "namespace", "service_account", "platform_configmap", "image_pull_secrets", "spark_master",
+            "spark_image", "spark_venv", "executor_instances", "executor_cores", "executor_memory",
+            "s3_endpoint", "s3_region", "s3_path_style", "s3_secret", "trainer_image", "trainer_venv",
+            "workers", "gpu_per_worker", "cpu_slots_per_worker", "gpu_resource", "network_interfaces",
+            "node_selector", "tolerations", "worker_resources", "launcher_resources", "env", "shm_size",
+            "ttl_seconds_after_finished"])
+    mpijob = yaml.safe_load(one(docs, "ConfigMap", "-training-job")["data"]["mpijob.yaml"])
+    worker = mpijob["spec"]["mpiReplicaSpecs"]["Worker"]
+    wpod = worker["template"]["spec"]
+    assert cfg.trainer_image == wpod["containers"][0]["image"]
+    assert cfg.workers == worker["replicas"] and cfg.slots_per_worker == mpijob["spec"]["slotsPerWorker"]
+    assert cfg.node_selector == wpod.get("nodeSelector", {}) and list(cfg.tolerations) == wpod.get("tolerations", [])
+    assert cfg.platform_configmap == one(docs, "ConfigMap", "-platform")["metadata"]["name"]
+    assert cfg.spark_master == data["C2M_SPARK_MASTER"] and cfg.gpu_per_worker >= 1
+    cpu = ClusterConfig.from_env(one(render("--set", "training.gpu.enabled=false"), "ConfigMap", "-platform")["data"])
+    assert cpu.gpu_per_worker == 0
 
 
 # --- bad values fail with a message naming the keys --------------------------------------------
