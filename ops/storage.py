@@ -8,8 +8,8 @@ Configuration comes from the environment, never from code: ``AWS_ENDPOINT_URL``,
 (or whatever else boto3's credential chain finds; :func:`env_from_airflow_connection`
 turns an Airflow connection into those variables). ``C2M_S3_MAX_ATTEMPTS`` (default 8)
 bounds botocore's *standard* retries, which back off with jitter on throttling
-(SlowDown, 503) and on 5xx and connection errors. ``C2M_S3_MULTIPART_MB`` (default 64)
-is the size above which uploads go multipart, in parts of that size.
+(SlowDown, 503) and on 5xx and connection errors. ``C2M_S3_MULTIPART_MB`` (default 8)
+is the size above which transfers go multipart, in parts of that size, 10 at a time.
 
 Writes are atomic: local files are written to a temp name and renamed; an S3 PUT or a
 completed multipart upload is atomic per object (a failed multipart upload is aborted,
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 DEFAULT_MAX_ATTEMPTS = 8
-DEFAULT_MULTIPART_MB = 64
+DEFAULT_MULTIPART_MB = 8  # boto3's own default; it grows parts itself past 10,000 parts
 
 
 class StorageError(RuntimeError):
@@ -377,7 +377,7 @@ def _transfer_config():
 
     part = int(float(os.environ.get("C2M_S3_MULTIPART_MB", DEFAULT_MULTIPART_MB)) * (1 << 20))
     part = max(part, 5 << 20)  # S3's minimum part size
-    return TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=4,
+    return TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=10,
                           use_threads=True)
 
 
