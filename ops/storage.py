@@ -169,6 +169,24 @@ def exists(uri: str) -> bool:
     return Path(uri).exists()
 
 
+def is_file(uri: str) -> bool:
+    """True when exactly this file or object exists (:func:`exists` also matches a prefix)."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        from botocore.exceptions import ClientError
+
+        try:
+            s3_client().head_object(Bucket=bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return False
+            raise _translate(exc, "stat", bucket, key) from None
+        except Exception as exc:
+            raise _translate(exc, "stat", bucket, key) from None
+    return Path(uri).is_file()
+
+
 def read_bytes(uri: str) -> bytes:
     if is_s3(uri):
         bucket, key = split_s3(uri)

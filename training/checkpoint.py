@@ -1,9 +1,19 @@
 """Checkpoints that resume a job exactly: model, optimiser, fp16 scaler, step, data position, RNG, config.
 
-Each checkpoint is one file ``step-00000100.pt`` written to a temp name and renamed, so a
-crash mid-write never leaves a half file under a real name; the newest ``keep_last``
-are kept. Loading walks from the newest down and skips any file that does not load
-(say, a disk filled up), so one bad file costs a few steps, not the run.
+Each checkpoint is one file ``step-00000100.pt`` in a local folder or under an ``s3://``
+prefix, made visible only when whole: locally a temp file is renamed; on S3 the file is
+written locally first and uploaded by one PUT or a completed multipart upload (atomic per
+object). The newest ``keep_last`` are kept.
+
+On S3 each checkpoint also has a digest object ``step-00000100.pt.sha256`` ("<sha256>
+<bytes>"), uploaded before the checkpoint, so a checkpoint is never visible without it:
+an object truncated or changed on the server (by another tool, a bad copy, a faulty
+server) is caught by its size before downloading, or by its sha256 after. Locally the
+rename is the guarantee and a damaged file fails to load.
+
+Loading walks from the newest down and skips any checkpoint whose size or digest is wrong
+or that does not load (a disk filled up, an object truncated), so one bad file costs a
+few steps, not the run. An S3 checkpoint without its digest is not trusted.
 
 Everything stored is tensors and plain Python values, so files load with
 ``torch.load(weights_only=True)``: a checkpoint can't run code when it is read.
@@ -11,27 +21,24 @@ Everything stored is tensors and plain Python values, so files load with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 from ops import storage
+from training.data.shard_cache import file_sha256
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^step-(\d{8})\.pt$")
-
-
-def _dir(uri: str) -> Path:
-    if storage.is_s3(uri):
-        raise ValueError(f"{uri}: checkpoints on s3:// are not supported yet; use a local --checkpoint-dir")
-    return Path(uri)
+DIGEST_SUFFIX = ".sha256"
 
 
 def rng_state() -> dict[str, Any]:
@@ -63,48 +70,130 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def list_checkpoints(directory: str) -> list[Path]:
-    """Checkpoint files, oldest first."""
-    d = _dir(directory)
+def _name(uri: str | Path) -> str:
+    return str(uri).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _children(directory: str, suffix: str) -> list:
+    """Files directly in ``directory`` (not in sub-folders) ending in ``suffix``, sorted."""
+    if storage.is_s3(directory):
+        base = str(directory).rstrip("/")
+        return [u for u in storage.list_files(base, suffix=suffix) if u.rsplit("/", 1)[0] == base]
+    d = Path(directory)
     if not d.exists():
         return []
-    return sorted(p for p in d.iterdir() if _NAME.match(p.name))
+    return sorted(p for p in d.iterdir() if p.name.endswith(suffix))
 
 
-def save(directory: str, step: int, state: dict[str, Any], keep_last: int = 2) -> Path:
-    """Write ``state`` (plus the step) atomically as the checkpoint of ``step``; prune old ones."""
-    d = _dir(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    final = d / f"step-{step:08d}.pt"
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save({**state, "step": step}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    for old in list_checkpoints(directory)[:-keep_last]:
-        old.unlink(missing_ok=True)
+def list_checkpoints(directory: str) -> list:
+    """Checkpoints, oldest first: Paths in a local folder, URIs (str) under an s3:// prefix."""
+    return [c for c in _children(directory, ".pt") if _NAME.match(_name(c))]
+
+
+def _digest_line(path: Path) -> str:
+    return f"{file_sha256(path)} {path.stat().st_size}\n"
+
+
+def _write_local(path: Path, state: dict[str, Any]) -> None:
+    with open(path, "wb") as fh:
+        torch.save(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def save(directory: str, step: int, state: dict[str, Any], keep_last: int = 2) -> Path | str:
+    """Write ``state`` (plus the step) atomically as the checkpoint of ``step``; prune old ones.
+
+    Returns the checkpoint's Path (local) or URI (s3://).
+    """
+    name = f"step-{step:08d}.pt"
+    payload = {**state, "step": step}
+    if storage.is_s3(directory):
+        final: Path | str = storage.join(directory, name)
+        with tempfile.TemporaryDirectory(prefix="c2m-ckpt-") as tmp:
+            local = Path(tmp, name)
+            _write_local(local, payload)
+            storage.write_text(final + DIGEST_SUFFIX, _digest_line(local))
+            storage.upload_file(local, final)  # multipart above C2M_S3_MULTIPART_MB; visible when complete
+    else:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        final = d / name
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=d)
+        os.close(fd)
+        try:
+            _write_local(Path(tmp), payload)
+            os.replace(tmp, final)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    prune(directory, keep_last)
     return final
 
 
-def load_latest(directory: str) -> dict[str, Any] | None:
-    """The newest checkpoint that loads, or None when there is none."""
-    for path in reversed(list_checkpoints(directory)):
+def prune(directory: str, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` checkpoints, and digests whose checkpoint is gone."""
+    checkpoints = list_checkpoints(directory)
+    for old in checkpoints[:-keep_last] if keep_last > 0 else []:
+        storage.remove(str(old))  # the checkpoint first: it never exists without its digest
+        storage.remove(str(old) + DIGEST_SUFFIX)
+    kept = {str(c) for c in list_checkpoints(directory)}
+    for digest in map(str, _children(directory, DIGEST_SUFFIX)):
+        checkpoint = digest[: -len(DIGEST_SUFFIX)]
+        if _NAME.match(_name(checkpoint)) and checkpoint not in kept:
+            storage.remove(digest)  # left by a crash between writing a digest and its checkpoint
+
+
+def _expected(uri: str) -> tuple[str, int] | None:
+    """(sha256, bytes) from the checkpoint's digest file; None when it has none (local checkpoints)."""
+    try:
+        sha, size = storage.read_text(uri + DIGEST_SUFFIX).split()
+        return sha, int(size)
+    except FileNotFoundError:
+        return None
+    except ValueError:  # unreadable digest file: treat as a digest nothing matches
+        return "", -1
+
+
+@contextlib.contextmanager
+def _local_copy(checkpoint: Path | str) -> Iterator[Path]:
+    """The checkpoint as a local file: itself, or an S3 object downloaded to a temp folder."""
+    if not storage.is_s3(str(checkpoint)):
+        yield Path(checkpoint)
+        return
+    with tempfile.TemporaryDirectory(prefix="c2m-resume-") as tmp:
+        yield storage.download_file(str(checkpoint), Path(tmp, _name(checkpoint)))
+
+
+def _load_checked(checkpoint: Path | str) -> tuple[dict[str, Any] | None, str]:
+    """(state, "") for a whole checkpoint, else (None, why it can't be used)."""
+    uri = str(checkpoint)
+    expected = _expected(uri)
+    if expected is None and storage.is_s3(uri):
+        return None, f"it has no digest object {_name(uri)}{DIGEST_SUFFIX} (not written by this code?)"
+    size = storage.size(uri) if expected else None  # a truncated object is seen before downloading it
+    if expected and size != expected[1]:
+        return None, f"{size} bytes, its digest says {expected[1]} (truncated?)"
+    with _local_copy(checkpoint) as local:
+        if expected and file_sha256(local) != expected[0]:
+            return None, "its sha256 differs from its digest (corrupt or changed after writing)"
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a truncated or corrupt file: fall back to the previous one
-            log.warning(
-                "checkpoint %s does not load (%s: %s); trying an older one", path, type(exc).__name__, exc
-            )
+            state = torch.load(local, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            return None, f"it does not load ({type(exc).__name__}: {exc})"
+    if not isinstance(state, dict) or "step" not in state:
+        return None, "it holds no step"
+    return state, ""
+
+
+def load_latest(directory: str) -> dict[str, Any] | None:
+    """The newest checkpoint that is whole and loads, or None when there is none."""
+    for checkpoint in reversed(list_checkpoints(directory)):
+        state, problem = _load_checked(checkpoint)
+        if problem:
+            log.warning("checkpoint %s is skipped: %s; trying an older one", checkpoint, problem)
             continue
-        if not isinstance(state, dict) or "step" not in state:
-            log.warning("checkpoint %s holds no step; trying an older one", path)
-            continue
-        state["path"] = str(path)
+        state["path"] = str(checkpoint)
         return state
     return None

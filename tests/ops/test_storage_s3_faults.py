@@ -134,6 +134,13 @@ def test_missing_object_is_a_clear_file_not_found(lake, tmp_path):
     assert not (tmp_path / "x.bin").exists() and list(tmp_path.iterdir()) == []  # no temp file left
 
 
+def test_is_file_is_exact_where_exists_matches_a_prefix(lake):
+    storage.write_text(storage.join(lake, "ckpt", "step-50.pt.sha256"), "x")
+    assert storage.exists(storage.join(lake, "ckpt", "step-50.pt"))  # a prefix of the digest's key
+    assert not storage.is_file(storage.join(lake, "ckpt", "step-50.pt"))
+    assert storage.is_file(storage.join(lake, "ckpt", "step-50.pt.sha256"))
+
+
 def test_missing_bucket_says_how_to_create_it(lake):
     with pytest.raises(storage.StorageError, match="bucket 'other' does not exist"):
         storage.write_text("s3://other/x", "1")

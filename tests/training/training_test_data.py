@@ -39,7 +39,7 @@ def train_tokenizer(docs: list[str], vocab_size: int, path: Path, kind: str = "b
     from spark_jobs.tokenize.trainers import train_tokenizer as train
 
     tok = train(iter(docs), kind, vocab_size, extra_ids=extra_ids)
-    tok.save(str(path))
+    path.write_text(tok.to_str(), encoding="utf-8")  # the compact form, as the tokenize stage writes it
     return tok
 
 

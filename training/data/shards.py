@@ -9,6 +9,10 @@ next ``size * batch_size`` indices of that permutation and rank r keeps chunk r.
 union over ranks equals what a single process with ``size * batch_size`` would see, and
 the position is one number (sequences consumed this epoch) that stays valid when a job
 resumes with a different number of ranks.
+
+Shards on ``s3://`` are read the same way: the manifest is read from the bucket, and each
+file (and the tokenizer) is fetched once per host into a cache keyed by its sha256
+(training/data/shard_cache.py) and memory-mapped from there.
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ import numpy as np
 import torch
 
 from ops import storage
+from training.data import shard_cache
+from training.data.shard_cache import file_sha256  # noqa: F401  (re-exported: older imports)
 
 DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
 
@@ -47,11 +53,71 @@ class ShardInfo:
 
     @property
     def tokenizer_path(self) -> Path:
-        return Path(self.uri) / "tokenizer.json"
+        """A local tokenizer.json: the version's own file, or its cached copy for s3:// shards."""
+        if not storage.is_s3(self.uri):
+            return Path(self.uri) / "tokenizer.json"
+        return _cached_tokenizer(self.uri, self.manifest)
+
+    def local_file(self, name: str, verify: bool = True) -> Path:
+        """A local path holding shard file ``name``, checked against the manifest's sha256.
+
+        Local shards are read in place (hashed once per process when ``verify``); s3://
+        shards come from the digest-keyed cache, which always checks what it downloads.
+        """
+        digest = _file_digests(self.splits).get(name)
+        if storage.is_s3(self.uri):
+            if not digest:
+                raise ShardError(f"{self.uri}/_manifest.json has no sha256 for {name}, which s3:// shards "
+                                 "need (it keys the local cache); re-run the tokenize stage for this version")
+            try:
+                return shard_cache.fetch(storage.join(self.uri, name), digest, verify=verify)
+            except shard_cache.DigestMismatch as exc:
+                raise ShardError(str(exc)) from None
+            except storage.MissingObject as exc:
+                raise ShardError(f"{exc}; it is listed in {self.uri}/_manifest.json, so the version is "
+                                 "incomplete: re-run the tokenize stage for this version") from None
+        path = Path(self.uri) / name
+        if not path.is_file():
+            raise ShardError(f"{path} is missing but listed in {self.uri}/_manifest.json; "
+                             "re-run the tokenize stage for this version")
+        if verify and digest:
+            verify_checksum(path, digest)
+        return path
 
     def special_ids(self) -> list[int]:
         """Every special id (roles and sentinels): never masked, never a random replacement."""
         return sorted(set(self.special_tokens.values()) | set(self.sentinel_ids))
+
+
+def _file_digests(splits: dict) -> dict[str, str]:
+    return {name: digest for split in splits.values() for name, digest in (split.get("sha256") or {}).items()}
+
+
+def _tokenizer_matches(path: Path, sha256: str) -> bool:
+    """The manifest's tokenizer_sha256 is of the compact JSON (``Tokenizer.to_str()``), which is what
+    the tokenize stage writes. A pretty-printed copy (``Tokenizer.save``) matches once re-serialised
+    for BPE and WordPiece; a Unigram's float scores may not round-trip, so such a copy is refused."""
+    if shard_cache.file_sha256(path) == sha256:
+        return True
+    from tokenizers import Tokenizer
+
+    try:
+        canonical = Tokenizer.from_file(str(path)).to_str()
+    except Exception:  # not a tokenizer at all: a corrupt download
+        return False
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest() == sha256
+
+
+def _cached_tokenizer(uri: str, m: dict) -> Path:
+    digest = m.get("tokenizer_sha256")
+    if not digest:
+        raise ShardError(f"{uri}/_manifest.json has no tokenizer_sha256, which s3:// shards need (it keys "
+                         "the local cache); re-run the tokenize stage for this version")
+    try:
+        return shard_cache.fetch(storage.join(uri, m.get("tokenizer") or "tokenizer.json"), digest,
+                                 matches=_tokenizer_matches)
+    except shard_cache.DigestMismatch as exc:
+        raise ShardError(str(exc)) from None
 
 
 def _vocab_roles(uri: str, m: dict) -> dict:
@@ -60,7 +126,7 @@ def _vocab_roles(uri: str, m: dict) -> dict:
         return {"tokenizer_type": m.get("tokenizer_type", "bpe"),
                 "special_tokens": {k: int(v) for k, v in m["special_tokens"].items()},
                 "sentinel_ids": tuple(int(i) for i in m.get("sentinel_ids", ()))}
-    path = Path(uri) / "tokenizer.json"
+    path = _cached_tokenizer(uri, m) if storage.is_s3(uri) else Path(uri) / "tokenizer.json"
     if not path.exists():
         return {"special_tokens": {"eos": int(m["eos_id"]), "pad": int(m["pad_id"])}}
     from tokenizers import Tokenizer
@@ -72,16 +138,20 @@ def _vocab_roles(uri: str, m: dict) -> dict:
 
 
 def read_shard_info(uri: str) -> ShardInfo:
-    """Read and check ``_manifest.json`` of a shards version (local paths for now)."""
-    if storage.is_s3(uri):
-        raise ShardError(f"{uri}: reading shards from s3:// is not supported yet; copy the folder locally first")
-    manifest_path = Path(uri) / "_manifest.json"
-    if not manifest_path.exists():
+    """Read and check ``_manifest.json`` of a shards version, on a local path or s3://.
+
+    The manifest itself is never cached: it is small, and it is what says which bytes
+    (digests) the version holds now.
+    """
+    uri = str(uri)
+    manifest_path = storage.join(uri, "_manifest.json")
+    try:
+        m = json.loads(storage.read_text(manifest_path))
+    except FileNotFoundError:  # storage.MissingObject too
         raise ShardError(
             f"{uri} has no _manifest.json: the tokenize stage has not finished for this version. "
             "Run `crawl2model tokenize --version V` (or pass the right --shards folder)."
-        )
-    m = json.loads(manifest_path.read_text())
+        ) from None
     missing = [k for k in ("seq_len", "dtype", "vocab_size", "eos_id", "pad_id", "splits") if k not in m]
     if missing:
         raise ShardError(f"{manifest_path} lacks {missing}; it was not written by the tokenize stage")
@@ -92,38 +162,26 @@ def read_shard_info(uri: str) -> ShardInfo:
                      splits=m["splits"], manifest=m, **_vocab_roles(uri, m))
 
 
-_VERIFIED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256 checked this process
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_checksum(path: Path, expected: str) -> None:
     """Refuse a shard whose sha256 differs from the manifest's; each file is hashed once per process."""
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if _VERIFIED.get(key) == expected:
+    if shard_cache.is_verified(path, expected):
         return
-    actual = file_sha256(path)
+    actual = shard_cache.file_sha256(path)
     if actual != expected:
         raise ShardError(
             f"{path}: sha256 {actual[:16]}... differs from the manifest's {expected[:16]}...; the shard is "
             "corrupt or was changed after tokenizing. Re-run the tokenize stage for this version "
             "(or restore the file)."
         )
-    _VERIFIED[key] = expected
+    shard_cache.mark_verified(path, expected)
 
 
 class ShardDataset:
     """All sequences of one split, addressable by a global row index.
 
     With ``verify`` (the default) each file's sha256 is checked against the manifest
-    (when the manifest has one) before it is mapped.
+    (when the manifest has one) before it is mapped; s3:// files are always checked when
+    they are downloaded into the cache.
     """
 
     def __init__(self, info: ShardInfo, split: str, verify: bool = True):
@@ -132,14 +190,8 @@ class ShardDataset:
         dtype = DTYPES[info.dtype]
         self.seq_len = info.seq_len
         self.arrays = []
-        checksums = info.splits[split].get("sha256") or {}
         for name in info.splits[split]["files"]:
-            path = Path(info.uri) / name
-            if not path.is_file():
-                raise ShardError(f"{path} is missing but listed in {info.uri}/_manifest.json; "
-                                 "re-run the tokenize stage for this version")
-            if verify and name in checksums:
-                verify_checksum(path, checksums[name])
+            path = info.local_file(name, verify)
             nbytes = path.stat().st_size
             if nbytes % (dtype.itemsize * info.seq_len):
                 raise ShardError(f"{path}: {nbytes} bytes is not a whole number of {info.seq_len}-token sequences")
