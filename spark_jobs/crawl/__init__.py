@@ -1,1 +1,2 @@
-"""Polite BFS crawler: robots.txt, per-host delay, scope, SSRF guard, WARC output."""
+"""Polite, resumable BFS crawler: robots.txt, per-host delay, retries with backoff, scope,
+SSRF guard, WARC output; progress checkpointed per round (see crawl/state.py)."""

@@ -1,12 +1,19 @@
-"""The crawl's driver loop: breadth-first levels, fetched in Spark, one host per partition.
+"""The crawl's driver loop: breadth-first levels, fetched in Spark rounds, resumable.
 
 Per level the driver (1) fetches robots.txt for hosts it has not seen and caches the
-rules, (2) records robots-disallowed URLs without fetching them, (3) groups the rest by
-host and runs one Spark partition per host, which fetches its URLs one after another
-with the host's delay, (4) collects the results in frontier order, writes stored pages
-to WARC and adds new in-scope links (normalised, deduplicated, depth+1) to the next
-level. ``max_pages`` caps the number of URLs fetched. The host's delay also holds
-between its robots.txt fetch and its first page, and from one level to the next.
+rules, (2) plans the level: robots-disallowed URLs are logged without a fetch, the rest
+are fetched in frontier order until ``max_pages`` URLs have been tried, (3) fetches the
+plan in rounds: each round is one Spark job with one partition per host (at most
+``checkpoint_every`` of that host's URLs, one after another at the host's delay), so
+hosts run in parallel across executors while each host sees one request at a time,
+(4) commits each round (WARC bytes, then fetch-log rows) to the crawl state, and (5) at
+the end of the level adds new in-scope links (normalised, deduplicated, depth+1) to the
+next level, in frontier order, and checkpoints.
+
+Politeness across rounds and levels: each host's last request time travels in the
+checkpoint, and a host's next job starts no earlier than that plus its delay (the larger
+of ``--delay``, default 1 s, and the robots.txt ``Crawl-delay``). How the state is laid
+out and why a kill loses at most one round: :mod:`spark_jobs.crawl.state`.
 """
 from __future__ import annotations
 
@@ -18,11 +25,12 @@ from typing import Any
 from spark_jobs.crawl import fetcher
 from spark_jobs.crawl.fetcher import OK, ROBOTS_DISALLOWED, FetchConfig, HostJob, Pacer
 from spark_jobs.crawl.robots import RobotsRules
+from spark_jobs.crawl.state import CrawlState, fingerprint
 from spark_jobs.crawl.urls import host_key, in_scope, normalize_url, origin
-from spark_jobs.crawl.warc import WarcSink
+from spark_jobs.crawl.warc import encode_responses
 
 LOG_COLUMNS = ["url", "final_url", "status", "reason", "bytes", "seconds", "depth", "fetched_at",
-               "content_type", "host"]
+               "content_type", "host", "attempts"]
 
 
 @dataclass
@@ -33,7 +41,8 @@ class CrawlConfig:
     allow_domains: list[tuple[str, int | None]] = field(default_factory=list)
     max_pages: int = 200
     max_depth: int = 3
-    delay: float = 1.0
+    delay: float = 1.0  # seconds between requests to one host: at most 1 request/s by default
+    checkpoint_every: int = 20  # URLs per host per round; a kill loses at most one round
     fetch: FetchConfig = field(default_factory=FetchConfig)
 
     def __post_init__(self):
@@ -42,16 +51,27 @@ class CrawlConfig:
         if bad or not self.seeds:
             raise ValueError(f"seeds must be http(s) URLs; got {bad or 'none'}")
         self.seeds = list(OrderedDict.fromkeys(normalised))
-        if self.max_pages < 1 or self.max_depth < 0 or self.delay < 0:
-            raise ValueError("need --max-pages >= 1, --max-depth >= 0 and --delay >= 0")
+        if self.max_pages < 1 or self.max_depth < 0 or self.delay < 0 or self.checkpoint_every < 1:
+            raise ValueError("need --max-pages >= 1, --max-depth >= 0, --delay >= 0 "
+                             "and --checkpoint-every >= 1")
+
+    def scope(self) -> list[tuple[str, int | None]]:
+        return self.allow_domains or [_host_port(s) for s in self.seeds]
+
+    def fingerprint(self) -> str:
+        """What a resumed crawl must share with the crawl it continues."""
+        return fingerprint({"seeds": self.seeds, "scope": [list(a) for a in self.scope()],
+                            "max_pages": self.max_pages, "max_depth": self.max_depth,
+                            "user_agent": self.fetch.user_agent})
 
 
 @dataclass
 class CrawlResult:
     log: list[dict[str, Any]]
     counts: Counter
-    warc_files: list[str]
+    rounds: list[tuple[int, int]]  # (round number, WARC records) of rounds that stored pages, in order
     robots: dict[str, str]
+    checkpoint: dict[str, Any]
 
 
 def fetch_robots(host_origin: str, cfg: CrawlConfig) -> RobotsRules:
@@ -66,66 +86,145 @@ def fetch_robots(host_origin: str, cfg: CrawlConfig) -> RobotsRules:
         return RobotsRules("allow_all")  # the page fetches will fail with this reason themselves
     if res["reason"] == OK:
         return RobotsRules.from_fetch(res["status"], res["body"])
-    return RobotsRules.from_fetch(res["status"] if res["status"] and res["status"] < 500 else None, None)
+    status = res["status"]
+    unavailable = status is None or status >= 500 or status == 429  # 429: the server is overloaded
+    return RobotsRules.from_fetch(None if unavailable else status, None)
 
 
 def run_level(spark, jobs: list[HostJob]) -> list[dict[str, Any]]:
-    """Fetch a level: one partition per host, results back on the driver."""
+    """Fetch one round in Spark: one partition per host, results back on the driver."""
     if not jobs:
         return []
     rdd = spark.sparkContext.parallelize(jobs, len(jobs))
     return rdd.mapPartitions(fetcher.fetch_host_jobs).collect()
 
 
-def crawl(spark, cfg: CrawlConfig, warc: WarcSink, level_runner=run_level) -> CrawlResult:
-    allowed = cfg.allow_domains or [(_host_port(s)) for s in cfg.seeds]
+def run_inline(spark, jobs: list[HostJob]) -> list[dict[str, Any]]:
+    """Fetch one round in this process, host after host (debugging, tests without Spark)."""
+    return list(fetcher.fetch_host_jobs(iter(jobs)))
+
+
+def new_checkpoint(cfg: CrawlConfig) -> dict[str, Any]:
+    return {"fingerprint": cfg.fingerprint(), "level": 0, "fetched": 0, "robots": {}, "last_request": {},
+            "seen": list(cfg.seeds), "frontier": [[u, 0] for u in cfg.seeds if in_scope(u, cfg.scope())],
+            "finished": False}
+
+
+def plan_level(frontier: list[tuple[str, int]], robots: dict[str, RobotsRules], fetched: int,
+               cfg: CrawlConfig) -> tuple[list[tuple[int, str, int]], list[tuple[int, str, int]]]:
+    """(skipped by robots, to fetch) as (frontier position, url, depth); pure, so a resume replans alike."""
+    skipped, to_fetch = [], []
+    for position, (url, depth) in enumerate(frontier):
+        if not robots[host_key(url)].can_fetch(cfg.fetch.user_agent, url):
+            skipped.append((position, url, depth))
+        elif fetched + len(to_fetch) < cfg.max_pages:
+            to_fetch.append((position, url, depth))
+        # else: not attempted, the page budget is spent
+    return skipped, to_fetch
+
+
+def crawl(spark, cfg: CrawlConfig, state: CrawlState, level_runner=run_level) -> CrawlResult:
+    """Crawl until the frontier is empty or ``max_pages`` URLs were tried, resuming saved progress."""
+    allowed = cfg.scope()
     fetch_cfg = FetchConfig(**{**cfg.fetch.__dict__, "allowed": tuple(allowed)})
-    robots: dict[str, RobotsRules] = {}
-    last_request: dict[str, float] = {}  # host -> epoch seconds of its latest request
-    seen = set(cfg.seeds)
-    frontier = [(url, 0) for url in cfg.seeds if in_scope(url, allowed)]
-    log: list[dict[str, Any]] = []
-    fetched = 0
-    while frontier and fetched < cfg.max_pages:
-        for url, _ in frontier:
-            key = host_key(url)
-            if key not in robots:
-                robots[key] = fetch_robots(origin(url), cfg)
-                last_request[key] = time.time()
-        by_host: dict[str, list[tuple[int, str, int]]] = OrderedDict()
-        for url, depth in frontier:
-            rules = robots[host_key(url)]
-            if not rules.can_fetch(fetch_cfg.user_agent, url):
-                log.append(_skipped(url, depth, ROBOTS_DISALLOWED))
-                continue
-            if fetched >= cfg.max_pages:
-                break  # not attempted: the page budget is spent
-            fetched += 1
-            host_urls = by_host.setdefault(host_key(url), [])
-            host_urls.append((len(host_urls), url, depth))
-        jobs = []
-        for host, urls in by_host.items():
-            delay = max(cfg.delay, robots[host].crawl_delay(fetch_cfg.user_agent))
-            jobs.append(HostJob(host, tuple(urls), delay, robots[host], fetch_cfg,
-                                not_before=last_request.get(host, 0.0) + delay))
-        host_order = {host: i for i, host in enumerate(by_host)}
-        results = level_runner(spark, jobs)
-        results.sort(key=lambda r: (host_order[r["host"]], r["position"]))  # frontier order, deterministic
-        next_frontier = []
-        for res in results:
-            last_request[res["host"]] = max(last_request.get(res["host"], 0.0), res.get("ended_at", 0.0))
-            log.append({c: res.get(c) for c in LOG_COLUMNS})
-            if res["reason"] == OK:
-                warc.write(res)
-            seen.add(res["final_url"])
-            for link in res["outlinks"]:
-                if link not in seen and res["depth"] + 1 <= cfg.max_depth and in_scope(link, allowed):
-                    seen.add(link)
-                    next_frontier.append((link, res["depth"] + 1))
-        frontier = next_frontier
-    warc.close()
+    ckpt = state.load_checkpoint(cfg.fingerprint()) or new_checkpoint(cfg)
+    rounds = state.rounds()
+    for r in rounds:  # rounds after the checkpoint know later requests: keep the hosts' delay after a resume
+        for host, when in (r.get("last_request") or {}).items():
+            ckpt["last_request"][host] = max(ckpt["last_request"].get(host, 0.0), when)
+    robots = {h: RobotsRules(mode, text) for h, (mode, text) in ckpt["robots"].items()}
+    while ckpt["frontier"] and ckpt["fetched"] < cfg.max_pages:
+        frontier = [(u, d) for u, d in ckpt["frontier"]]
+        new_hosts = list(OrderedDict.fromkeys(host_key(u) for u, _ in frontier if host_key(u) not in robots))
+        for key in new_hosts:
+            robots[key] = fetch_robots(origin(next(u for u, _ in frontier if host_key(u) == key)), cfg)
+            ckpt["last_request"][key] = time.time()
+        if new_hosts:
+            ckpt["robots"] = {h: [r.mode, r.text] for h, r in robots.items()}
+            state.save_checkpoint(ckpt)
+        skipped, to_fetch = plan_level(frontier, robots, ckpt["fetched"], cfg)
+        level = ckpt["level"]
+        done = {row["position"] for r in rounds if r["level"] == level for row in r["rows"]}
+        todo_skips = [s for s in skipped if s[0] not in done]
+        if todo_skips:
+            rows = [_skipped(url, depth, position, ROBOTS_DISALLOWED) for position, url, depth in todo_skips]
+            rounds.append(state.write_round(_next(rounds), level, rows, None, 0))
+        todo = [f for f in to_fetch if f[0] not in done]
+        while todo:
+            batch, todo = _take_round(todo, cfg.checkpoint_every)
+            rounds.append(_fetch_round(spark, batch, level, robots, ckpt, cfg, fetch_cfg, state, rounds,
+                                       level_runner))
+        level_rows = sorted((row for r in rounds if r["level"] == level for row in r["rows"]),
+                            key=lambda row: row["position"])
+        ckpt["frontier"] = _next_frontier(level_rows, ckpt, cfg, allowed)
+        for row in level_rows:
+            row.pop("outlinks", None)  # in the next frontier now; the driver need not hold them
+        ckpt["fetched"] += len(to_fetch)
+        ckpt["level"] = level + 1
+        state.save_checkpoint(ckpt)
+    ckpt["finished"] = True
+    state.save_checkpoint(ckpt)
+    ordered = sorted(((r["level"], row["position"], row) for r in rounds for row in r["rows"]),
+                     key=lambda item: item[:2])
+    log = [{c: row.get(c) for c in LOG_COLUMNS} for _, _, row in ordered]
     counts = Counter(row["reason"] for row in log)
-    return CrawlResult(log, counts, list(warc.files), {h: r.mode for h, r in robots.items()})
+    return CrawlResult(log, counts, [(r["number"], r["records"]) for r in rounds if r["records"]],
+                       {h: r.mode for h, r in robots.items()}, ckpt)
+
+
+def _next(rounds: list[dict[str, Any]]) -> int:
+    return rounds[-1]["number"] + 1 if rounds else 0
+
+
+def _take_round(todo: list[tuple[int, str, int]], per_host: int):
+    """The next round: each host's first ``per_host`` remaining URLs; the rest wait."""
+    taken: Counter = Counter()
+    batch, rest = [], []
+    for item in todo:
+        key = host_key(item[1])
+        (batch if taken[key] < per_host else rest).append(item)
+        taken[key] += 1
+    return batch, rest
+
+
+def _fetch_round(spark, batch, level, robots, ckpt, cfg, fetch_cfg, state, rounds, level_runner):
+    by_host: dict[str, list[tuple[int, str, int]]] = OrderedDict()
+    for item in batch:
+        by_host.setdefault(host_key(item[1]), []).append(item)
+    jobs = []
+    for host, urls in by_host.items():
+        delay = max(cfg.delay, robots[host].crawl_delay(fetch_cfg.user_agent))
+        jobs.append(HostJob(host, tuple(urls), delay, robots[host], fetch_cfg,
+                            not_before=ckpt["last_request"].get(host, 0.0) + delay))
+    results = sorted(level_runner(spark, jobs), key=lambda r: r["position"])
+    for res in results:
+        host = res["host"]
+        ckpt["last_request"][host] = max(ckpt["last_request"].get(host, 0.0), res.get("ended_at", 0.0))
+    stored = [res for res in results if res["reason"] == OK]
+    rows = [{**{c: res.get(c) for c in LOG_COLUMNS}, "position": res["position"], "outlinks": res["outlinks"]}
+            for res in results]
+    return state.write_round(_next(rounds), level, rows, encode_responses(stored) if stored else None,
+                             len(stored), last_request={h: ckpt["last_request"][h] for h in by_host})
+
+
+def _next_frontier(level_rows, ckpt, cfg, allowed) -> list[list[Any]]:
+    """New in-scope links of a level's pages, in frontier order, each URL once per crawl."""
+    seen = set(ckpt["seen"])
+    added: list[str] = []
+    frontier = []
+    for row in level_rows:
+        for url in [row["final_url"]] + [link for link in row.get("outlinks") or []]:
+            is_link = url != row["final_url"]
+            if url in seen:
+                continue
+            if is_link and not (row["depth"] + 1 <= cfg.max_depth and in_scope(url, allowed)):
+                continue
+            seen.add(url)
+            added.append(url)
+            if is_link:
+                frontier.append([url, row["depth"] + 1])
+    ckpt["seen"] = ckpt["seen"] + added
+    return frontier
 
 
 def _host_port(url: str) -> tuple[str, int | None]:
@@ -135,10 +234,10 @@ def _host_port(url: str) -> tuple[str, int | None]:
     return (parts.hostname, parts.port or fetcher.DEFAULT_PORTS[parts.scheme])
 
 
-def _skipped(url: str, depth: int, reason: str) -> dict[str, Any]:
+def _skipped(url: str, depth: int, position: int, reason: str) -> dict[str, Any]:
     from spark_jobs.records import utc_now_iso
 
     row = dict.fromkeys(LOG_COLUMNS)
     row.update(url=url, final_url=url, reason=reason, bytes=0, seconds=0.0, depth=depth,
-               fetched_at=utc_now_iso(), host=host_key(url))
-    return row
+               fetched_at=utc_now_iso(), host=host_key(url), attempts=0)
+    return {**row, "position": position, "outlinks": []}

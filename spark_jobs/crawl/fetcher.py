@@ -1,10 +1,14 @@
 """Fetch one host's URLs politely and safely; runs inside a Spark task.
 
-Each fetch: resolve and refuse internal addresses, follow at most ``max_redirects``
-same-host redirects (checking robots and address on every hop), refuse non-HTML content
+Each attempt: resolve and refuse internal addresses, follow at most ``max_redirects``
+same-host redirects (checking robots and address on every hop, and failing with
+``redirect_loop`` when a hop returns to a URL of the same chain), refuse non-HTML content
 types before reading the body, stream the body with a byte cap and a wall-clock cap.
-Every outcome is a result dict with a named ``reason``; ``ok`` means stored. A failure
-of one URL never stops the crawl.
+A 429, 5xx or timeout is retried with backoff within the URL's time budget
+(:mod:`spark_jobs.crawl.retry`); every request, retries included, waits for the host's
+pacer, so the per-host rate limit holds. Every outcome is a result dict with a named
+``reason`` and the number of ``attempts``; ``ok`` means stored. A failure of one URL
+never stops the crawl.
 """
 from __future__ import annotations
 
@@ -13,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-from spark_jobs.crawl import safety
+from spark_jobs.crawl import retry, safety
 from spark_jobs.crawl.links import extract_links
+from spark_jobs.crawl.retry import RetryPolicy
 from spark_jobs.crawl.robots import RobotsRules
 from spark_jobs.crawl.urls import DEFAULT_PORTS, host_key, in_scope, normalize_url
 from spark_jobs.records import utc_now_iso
@@ -30,6 +35,9 @@ CONNECTION_ERROR = "connection_error"
 CONTENT_TYPE = "content_type"
 TOO_LARGE = "too_large"
 TOO_MANY_REDIRECTS = "too_many_redirects"
+REDIRECT_LOOP = "redirect_loop"
+HTTP_429_EXHAUSTED = "http_429_exhausted"  # still 429 after every retry
+BUDGET_EXHAUSTED = "budget_exhausted"  # the next retry wait would pass the URL's time budget
 REDIRECT_OUT_OF_SCOPE = "redirect_out_of_scope"
 REDIRECTED_OFFHOST = "redirected_offhost"  # target goes back to the frontier as a new URL
 DNS_ERROR = safety.DNS_ERROR
@@ -51,6 +59,7 @@ class FetchConfig:
     allow_private: bool = False
     allowed: tuple[tuple[str, int | None], ...] = field(default_factory=tuple)
     content_types: tuple[str, ...] = HTML_TYPES
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 class Pacer:
@@ -90,7 +99,43 @@ def _mime(content_type: str | None) -> str:
 
 def fetch_url(session, url: str, cfg: FetchConfig, pacer: Pacer, robots: RobotsRules | None = None,
               content_types: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Fetch one URL; always returns a result dict (never raises for network trouble)."""
+    """Fetch one URL, retrying 429/5xx/timeouts (see retry.py); always returns a result dict."""
+    policy = cfg.retry
+    rng = retry.rng_for(url)
+    start = time.monotonic()
+    attempt = 0
+    while True:
+        remaining = policy.budget - (time.monotonic() - start)
+        result = _fetch_once(session, url, cfg, pacer, robots, content_types, min(cfg.timeout, remaining))
+        result["attempts"] = attempt + 1
+        if not _retryable(result):
+            break
+        if attempt >= policy.max_retries:
+            result["reason"] = _exhausted_reason(result)
+            break
+        wait = retry.next_wait(attempt, result.pop("retry_after", None), policy, rng, time.time())
+        if time.monotonic() - start + wait >= policy.budget:
+            result["reason"] = BUDGET_EXHAUSTED
+            break
+        time.sleep(wait)
+        attempt += 1
+    result.pop("retry_after", None)
+    result["seconds"] = round(time.monotonic() - start, 4)
+    return result
+
+
+def _retryable(result: dict[str, Any]) -> bool:
+    return result["reason"] == TIMEOUT or (
+        result["reason"] in (HTTP_4XX, HTTP_5XX, HTTP_OTHER) and result["status"] in retry.RETRY_STATUSES)
+
+
+def _exhausted_reason(result: dict[str, Any]) -> str:
+    return HTTP_429_EXHAUSTED if result["status"] == 429 else result["reason"]
+
+
+def _fetch_once(session, url: str, cfg: FetchConfig, pacer: Pacer, robots: RobotsRules | None,
+                content_types: tuple[str, ...] | None, timeout: float) -> dict[str, Any]:
+    """One attempt: the redirect chain from ``url`` to a stored page or a named failure."""
     import requests
 
     allowed_types = cfg.content_types if content_types is None else content_types
@@ -99,6 +144,7 @@ def fetch_url(session, url: str, cfg: FetchConfig, pacer: Pacer, robots: RobotsR
                               "outlinks": [], "fetched_at": utc_now_iso()}
     start = time.monotonic()
     current = url
+    chain = {url}
     try:
         for hop in range(cfg.max_redirects + 1):
             parts = urlsplit(current)
@@ -108,14 +154,18 @@ def fetch_url(session, url: str, cfg: FetchConfig, pacer: Pacer, robots: RobotsR
                 return _done(result, refused, start)
             pacer.wait()
             result["fetched_at"] = utc_now_iso()
-            with session.get(current, timeout=(cfg.timeout, cfg.timeout), allow_redirects=False,
+            with session.get(current, timeout=(timeout, timeout), allow_redirects=False,
                              stream=True) as resp:
                 result.update(final_url=current, status=resp.status_code,
-                              content_type=resp.headers.get("Content-Type"))
+                              content_type=resp.headers.get("Content-Type"),
+                              retry_after=resp.headers.get("Retry-After"))
                 if resp.status_code in REDIRECT_CODES and resp.headers.get("Location"):
                     target = normalize_url(resp.headers["Location"], current)
                     if target is None:
                         return _done(result, HTTP_OTHER, start)
+                    if target in chain:
+                        return _done(result, REDIRECT_LOOP, start)
+                    chain.add(target)
                     if cfg.allowed and not in_scope(target, list(cfg.allowed)):
                         return _done(result, REDIRECT_OUT_OF_SCOPE, start)
                     if host_key(target) != host_key(current):

@@ -1,23 +1,29 @@
-"""Run a crawl into a staging folder and publish raw/v=V with its manifest.
+"""Run (or resume) a crawl and publish raw/v=V with its manifest.
 
 Layout: ``part-*.warc.gz`` (stored pages), ``fetch_log/part-00000.parquet`` (every
 attempted URL with its reason), ``removed/{reason}/part-00000.parquet`` (the fetch-log
 rows of each failure reason). rows_in = URLs attempted, rows_out = pages stored.
+
+Progress lives in the crawl state (:mod:`spark_jobs.crawl.state`) until the version is
+published; the WARC files are then assembled from the rounds' records in round order.
+Rerunning a published crawl returns its manifest and fetches nothing.
 """
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from spark_jobs.crawl.bfs import LOG_COLUMNS, CrawlConfig, crawl
+from ops.datasets import DatasetVersion
+from spark_jobs.crawl.bfs import LOG_COLUMNS, CrawlConfig, CrawlResult, crawl, run_level
 from spark_jobs.crawl.fetcher import OK
+from spark_jobs.crawl.state import CrawlState
 from spark_jobs.crawl.warc import WarcSink
 from spark_jobs.runner import KEPT, publish_version
 from spark_jobs.staging import Staging
 
 LOG_SCHEMA = {"url": "string", "final_url": "string", "status": "int", "reason": "string", "bytes": "bigint",
               "seconds": "double", "depth": "int", "fetched_at": "string", "content_type": "string",
-              "host": "string"}
+              "host": "string", "attempts": "int"}
 
 
 def _log_table(rows: list[dict[str, Any]]):
@@ -28,12 +34,31 @@ def _log_table(rows: list[dict[str, Any]]):
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def write_crawl(spark, cfg: CrawlConfig, staging: Staging, config: dict[str, Any], level_runner=None) -> dict:
+def run_crawl(spark, cfg: CrawlConfig, out: DatasetVersion, state: CrawlState, config: dict[str, Any],
+              level_runner=run_level) -> dict:
+    """Crawl (resuming ``state``), publish ``out``, then drop the rounds; idempotent on rerun."""
+    ckpt = state.load_checkpoint(cfg.fingerprint())
+    if ckpt and ckpt.get("published"):
+        if out.is_complete():
+            print(f"[crawl2model] crawl v={out.version} is already published; nothing to fetch "
+                  "(use --restart to crawl it again)", flush=True)
+            return out.read_manifest()
+        state.discard()  # the version was deleted since: crawl it afresh
+    result = crawl(spark, cfg, state, level_runner=level_runner)
+    with Staging(out) as staging:
+        manifest = publish_crawl(result, cfg, state, staging, config)
+    state.mark_published(result.checkpoint)
+    return manifest
+
+
+def publish_crawl(result: CrawlResult, cfg: CrawlConfig, state: CrawlState, staging: Staging,
+                  config: dict[str, Any]) -> dict:
     import pyarrow.parquet as pq
 
     sink = WarcSink(staging.path)
-    kwargs = {"level_runner": level_runner} if level_runner else {}
-    result = crawl(spark, cfg, sink, **kwargs)
+    for number, records in result.rounds:
+        sink.write_encoded(state.read_round_warc(number), records)
+    sink.close()
     os.makedirs(staging.join("fetch_log"))
     pq.write_table(_log_table(result.log), staging.join("fetch_log", "part-00000.parquet"))
     for reason in sorted(set(result.counts) - {OK}):
@@ -44,6 +69,6 @@ def write_crawl(spark, cfg: CrawlConfig, staging: Staging, config: dict[str, Any
     return publish_version(
         staging, rows_in=len(result.log), counts=counts, parents=list(cfg.seeds), config=config,
         schema=LOG_SCHEMA,
-        extra={"warc_files": result.warc_files, "fetch_log": "fetch_log/part-00000.parquet",
+        extra={"warc_files": list(sink.files), "fetch_log": "fetch_log/part-00000.parquet",
                "robots": result.robots, "pages_stored": result.counts.get(OK, 0)},
     )

@@ -1,7 +1,9 @@
 """Stored pages as WARC response records (warcio, gzip per record).
 
 Files rotate every ``max_records`` records: ``part-00000.warc.gz``, ``part-00001…``, so
-the extract stage gets one task per file. The body is stored decoded (requests undoes
+the extract stage gets one task per file. Because every record is its own gzip member,
+records encoded elsewhere (a crawl round, :func:`encode_responses`) are appended to a
+file byte for byte (:meth:`WarcSink.write_encoded`). The body is stored decoded (requests undoes
 Content-Encoding), so Content-Encoding/Transfer-Encoding are dropped from the stored
 headers and Content-Length is set to the stored length: a WARC reader then sees a
 consistent record.
@@ -41,22 +43,46 @@ class WarcSink:
 
     def write(self, result: dict[str, Any]) -> None:
         """Write one stored page (a fetch result with reason 'ok')."""
-        from warcio.statusandheaders import StatusAndHeaders
-
         if self._writer is None or self._count >= self.max_records:
             self._open()
-        body = result["body"] or b""
-        headers = [(k, v) for k, v in result["headers"]] + [("Content-Length", str(len(body)))]
-        http_headers = StatusAndHeaders(f"{result['status']} OK", headers, protocol="HTTP/1.1")
-        record = self._writer.create_warc_record(
-            result["final_url"], "response", payload=BytesIO(body), length=len(body),
-            http_headers=http_headers, warc_headers_dict={"WARC-Date": result["fetched_at"]},
-        )
-        self._writer.write_record(record)
+        _write_response(self._writer, result)
         self._count += 1
+
+    def write_encoded(self, data: bytes, records: int) -> None:
+        """Append ``records`` records already encoded as gzip members (one crawl round)."""
+        if not records:
+            return
+        if self._writer is None or self._count >= self.max_records:
+            self._open()
+        self._fh.write(data)
+        self._count += records
 
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
             self._writer = None
+
+
+def encode_responses(results: list[dict[str, Any]]) -> bytes:
+    """Stored pages as concatenated gzip-member WARC records, without a warcinfo header."""
+    from warcio.warcwriter import WARCWriter
+
+    buf = BytesIO()
+    writer = WARCWriter(buf, gzip=True)
+    for result in results:
+        _write_response(writer, result)
+    return buf.getvalue()
+
+
+def _write_response(writer, result: dict[str, Any]) -> None:
+    from warcio.statusandheaders import StatusAndHeaders
+
+    body = result["body"] or b""
+    headers = [(k, v) for k, v in result["headers"]] + [("Content-Length", str(len(body)))]
+    http_headers = StatusAndHeaders(f"{result['status']} OK", headers, protocol="HTTP/1.1")
+    record = writer.create_warc_record(
+        result["final_url"], "response", payload=BytesIO(body), length=len(body),
+        http_headers=http_headers, warc_headers_dict={"WARC-Date": result["fetched_at"]},
+    )
+    writer.write_record(record)

@@ -9,7 +9,8 @@ import json
 import logging
 from typing import Any
 
-from spark_jobs.extract.decode import DecodeError, decode_html, looks_binary
+from spark_jobs.extract.decode import DecodeError, InvalidUtf8, decode_html, looks_binary
+from spark_jobs.extract.timelimit import PageTimeout, time_limit
 from spark_jobs.steps import Drop
 
 # Drop reasons (stat keys)
@@ -17,8 +18,11 @@ NOT_HTML = "not_html"
 BINARY_CONTENT = "binary_content"
 HTTP_STATUS = "http_status"
 TOO_LARGE = "too_large"
+EMPTY_DOCUMENT = "empty_document"  # no bytes, or only whitespace, before any parsing
 DECODE_ERROR = "decode_error"
+INVALID_UTF8 = "invalid_utf8"  # declared UTF-8 (or a UTF-8 BOM) but too many bytes are not
 EXTRACTION_ERROR = "extraction_error"
+EXTRACT_TIMEOUT = "extract_timeout"
 EMPTY_AFTER_EXTRACTION = "empty_after_extraction"
 CORRUPT_RECORD = "corrupt_record"
 
@@ -68,6 +72,8 @@ class HtmlPayloadFilter:
         size = doc.get("html_bytes") or len(html)
         if size > self.max_bytes:
             return TOO_LARGE
+        if not html.strip():
+            return EMPTY_DOCUMENT
         if isinstance(html, (bytes, bytearray)) and looks_binary(html):
             return BINARY_CONTENT
         return None
@@ -86,6 +92,8 @@ class DecodeHtml:
         if isinstance(html, (bytes, bytearray)):
             try:
                 doc["html"] = decode_html(bytes(html), doc.get("content_type"), self.max_replacement_ratio)
+            except InvalidUtf8:
+                raise Drop(INVALID_UTF8) from None
             except DecodeError:
                 raise Drop(DECODE_ERROR) from None
         return doc
@@ -95,19 +103,25 @@ class ExtractMainText:
     """Main text and title with trafilatura; boilerplate (menus, footers) goes.
 
     Comments are left out (``include_comments=False``): they are rarely the page's prose.
-    Date extraction is kept cheap; only the title is used from the metadata.
+    Date extraction is kept cheap; only the title is used from the metadata. A page that
+    takes longer than ``timeout`` seconds is dropped as ``extract_timeout`` (see
+    extract/timelimit.py); 30 s is some 700 times the average page here (23 pages/s,
+    ARCHITECTURE.md §5).
     """
 
     name = "extract_main_text"
 
-    def __init__(self, include_tables: bool = True, include_comments: bool = False):
+    def __init__(self, include_tables: bool = True, include_comments: bool = False, timeout: float = 30.0):
         self.include_tables = include_tables
         self.include_comments = include_comments
+        self.timeout = timeout
 
     def map(self, doc: dict[str, Any]) -> dict[str, Any]:
         html = doc.pop("html", None)
         if html is not None:
             doc["text"], doc["title"] = self._extract(html, doc.get("url"))
+        elif not (doc.get("text") or "").strip():
+            raise Drop(EMPTY_DOCUMENT)  # a JSONL record without text
         if not (doc.get("text") or "").strip():
             raise Drop(EMPTY_AFTER_EXTRACTION)
         return doc
@@ -120,10 +134,13 @@ class ExtractMainText:
                                "pip install 'crawl2model[spark]'") from exc
         logging.getLogger("trafilatura").setLevel(logging.ERROR)
         try:
-            out = trafilatura.extract(html, url=url, output_format="json", with_metadata=True,
-                                      include_tables=self.include_tables,
-                                      include_comments=self.include_comments,
-                                      date_extraction_params=_FAST_DATES)
+            with time_limit(self.timeout):
+                out = trafilatura.extract(html, url=url, output_format="json", with_metadata=True,
+                                          include_tables=self.include_tables,
+                                          include_comments=self.include_comments,
+                                          date_extraction_params=_FAST_DATES)
+        except PageTimeout:
+            raise Drop(EXTRACT_TIMEOUT) from None
         except Exception:  # trafilatura/lxml raise many types on hostile markup
             raise Drop(EXTRACTION_ERROR) from None
         if not out:
@@ -166,6 +183,6 @@ class IdentifyLanguage:
         return doc
 
 
-def default_steps(max_bytes: int = 2 * 1024 * 1024) -> list[object]:
-    return [WarcRecordFilter(), HtmlPayloadFilter(max_bytes=max_bytes), DecodeHtml(), ExtractMainText(),
-            IdentifyLanguage()]
+def default_steps(max_bytes: int = 2 * 1024 * 1024, page_timeout: float = 30.0) -> list[object]:
+    return [WarcRecordFilter(), HtmlPayloadFilter(max_bytes=max_bytes), DecodeHtml(),
+            ExtractMainText(timeout=page_timeout), IdentifyLanguage()]

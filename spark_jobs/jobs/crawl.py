@@ -2,6 +2,9 @@
 
     spark-submit spark_jobs/jobs/crawl.py --version demo --seeds http://127.0.0.1:28000/ \
         --allow-private --max-pages 100 --delay 0.05
+
+Rerunning with the same --version resumes a killed crawl from its last round (progress
+in raw/_crawl-v=V/, see spark_jobs/crawl/state.py); --restart starts over.
 """
 import os
 import sys
@@ -29,6 +32,19 @@ def build_parser():
                    help="allow loopback/private addresses (the local demo site is on 127.0.0.1)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     p.add_argument("--max-bytes", type=int, default=5 * 1024 * 1024, help="largest page to store")
+    p.add_argument("--max-retries", type=int, default=3, help="retries of a 429, 5xx or timeout per URL")
+    p.add_argument("--backoff-base", type=float, default=1.0,
+                   help="seconds: retry n waits between half and all of base * 2^n (capped by --backoff-max)")
+    p.add_argument("--backoff-max", type=float, default=60.0, help="longest backoff wait in seconds "
+                   "(a server's Retry-After is honoured even when longer, within --retry-budget)")
+    p.add_argument("--retry-budget", type=float, default=120.0,
+                   help="seconds per URL for all attempts and waits; "
+                   "past it the URL fails as budget_exhausted")
+    p.add_argument("--checkpoint-every", type=int, default=20,
+                   help="URLs per host between checkpoints: a killed crawl refetches at most one such round")
+    p.add_argument("--restart", action="store_true",
+                   help="discard the saved progress of this --version and crawl from the seeds "
+                   "(by default a rerun resumes, and a published crawl is not fetched again)")
     return p
 
 
@@ -36,23 +52,30 @@ def main(argv=None, spark=None) -> dict:
     from ops.datasets import DatasetVersion
     from spark_jobs.crawl.bfs import CrawlConfig
     from spark_jobs.crawl.fetcher import FetchConfig
-    from spark_jobs.crawl.output import write_crawl
+    from spark_jobs.crawl.output import run_crawl
+    from spark_jobs.crawl.retry import RetryPolicy
+    from spark_jobs.crawl.state import CrawlState
     from spark_jobs.crawl.urls import parse_allowed
     from spark_jobs.runner import get_spark
-    from spark_jobs.staging import Staging
 
     args = parse(build_parser(), argv)
+    retry = RetryPolicy(max_retries=args.max_retries, base_delay=args.backoff_base,
+                        max_delay=args.backoff_max, budget=args.retry_budget)
     cfg = CrawlConfig(
         seeds=[s for s in args.seeds.split(",") if s.strip()],
         allow_domains=parse_allowed(args.allow_domains.split(",")),
         max_pages=args.max_pages, max_depth=args.max_depth, delay=args.delay,
+        checkpoint_every=args.checkpoint_every,
         fetch=FetchConfig(user_agent=args.user_agent, timeout=args.timeout, max_bytes=args.max_bytes,
-                          allow_private=args.allow_private),
+                          allow_private=args.allow_private, retry=retry),
     )
+    state = CrawlState.for_version(args.root, args.version)
+    if args.restart:
+        state.discard()
     spark = spark or get_spark("crawl2model-crawl")
     out = DatasetVersion(args.root, "raw", args.version)
-    with Staging(out) as staging:
-        manifest = write_crawl(spark, cfg, staging, config=common_config(args))
+    config = {k: v for k, v in common_config(args).items() if k != "restart"}
+    manifest = run_crawl(spark, cfg, out, state, config=config)
     print_summary(manifest)
     return manifest
 

@@ -5,7 +5,8 @@
     spark-submit spark_jobs/jobs/extract.py --version cc --warc-glob '/crawls/CC-MAIN-*/*.warc.gz'
 
 WARC and WET files (Common Crawl layout) are read directly with ``--warc-glob``, or from
-raw/v=V (written by the crawl or ingest stage). Damaged records count as ``corrupt_record``.
+raw/v=V (written by the crawl or ingest stage). Damaged records count as ``corrupt_record``;
+a page whose extraction runs past --page-timeout as ``extract_timeout``.
 """
 import os
 import sys
@@ -21,6 +22,9 @@ def build_parser():
     p = base_parser("extract", "Extract main text, title and language from crawled HTML.")
     p.add_argument("--max-page-bytes", type=int, default=2 * 1024 * 1024,
                    help="skip larger pages as too_large (extraction time grows with size)")
+    p.add_argument("--page-timeout", type=float, default=30.0,
+                   help="seconds to extract one page; slower pages are dropped as extract_timeout "
+                   "(0 = no limit)")
     p.add_argument("--warc-glob", default=None,
                    help="read existing WARC/WET files (local or s3:// glob) instead of raw/v=V")
     return p
@@ -45,7 +49,7 @@ def main(argv=None, spark=None) -> dict:
         source = raw.read_manifest().get("source", "crawl")  # "warc" when the ingest stage wrote it
         df, parents = warc_frame(spark, local_input(raw), source=source), [raw.uri]
     out = DatasetVersion(args.root, "extracted", args.version)
-    manifest = run_stage(spark, df, default_steps(args.max_page_bytes), columns(), out,
+    manifest = run_stage(spark, df, default_steps(args.max_page_bytes, args.page_timeout), columns(), out,
                          parents=parents, config=common_config(args))
     print_summary(manifest)
     return manifest

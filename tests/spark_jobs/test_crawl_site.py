@@ -9,18 +9,22 @@ import pytest
 from ops.datasets import DatasetVersion
 from spark_jobs.crawl.bfs import CrawlConfig, crawl
 from spark_jobs.crawl.fetcher import FetchConfig
-from spark_jobs.crawl.warc import WarcSink
+from spark_jobs.crawl.retry import RetryPolicy
+from spark_jobs.crawl.state import CrawlState
 
 pytestmark = pytest.mark.spark
 
 
+NO_RETRY = RetryPolicy(max_retries=0, budget=5.0)  # retries have their own tests (test_crawl_retry.py)
+
+
 def _config(site, **kw):
-    fetch = FetchConfig(timeout=0.5, allow_private=kw.pop("allow_private", True))
+    fetch = FetchConfig(timeout=0.5, allow_private=kw.pop("allow_private", True), retry=NO_RETRY)
     return CrawlConfig(seeds=[site + "/"], max_depth=kw.pop("max_depth", 2), delay=0.0, fetch=fetch, **kw)
 
 
 def test_crawl_outcomes(spark, site, tmp_path):
-    result = crawl(spark, _config(site), WarcSink(str(tmp_path)))
+    result = crawl(spark, _config(site), CrawlState(str(tmp_path / "state")))
     by_url = {row["url"].replace(site, ""): row for row in result.log}
     assert by_url["/"]["reason"] == "ok"
     assert by_url["/a.html"]["reason"] == "ok"
@@ -40,12 +44,12 @@ def test_crawl_outcomes(spark, site, tmp_path):
 
 
 def test_private_addresses_refused_without_flag(spark, site, tmp_path):
-    result = crawl(spark, _config(site, allow_private=False), WarcSink(str(tmp_path)))
+    result = crawl(spark, _config(site, allow_private=False), CrawlState(str(tmp_path / "state")))
     assert [row["reason"] for row in result.log] == ["private_address"]
 
 
 def test_max_pages_caps_fetches(spark, site, tmp_path):
-    result = crawl(spark, _config(site, max_pages=3), WarcSink(str(tmp_path)))
+    result = crawl(spark, _config(site, max_pages=3), CrawlState(str(tmp_path / "state")))
     fetched = [row for row in result.log if row["reason"] != "robots_disallowed"]
     assert len(fetched) == 3
 
@@ -54,7 +58,7 @@ def test_crawl_job_writes_raw_version(spark, site, tmp_path):
     from spark_jobs.jobs import crawl as crawl_job
 
     argv = ["--root", str(tmp_path), "--version", "t", "--seeds", site + "/", "--allow-private",
-            "--delay", "0", "--timeout", "0.5", "--max-depth", "1"]
+            "--delay", "0", "--timeout", "0.5", "--max-depth", "1", "--max-retries", "0"]
     manifest = crawl_job.main(argv, spark=spark)
     raw = DatasetVersion(str(tmp_path), "raw", "t")
     assert raw.is_complete()
@@ -71,12 +75,13 @@ def test_crawl_job_writes_raw_version(spark, site, tmp_path):
 def test_fetch_caps_bytes_and_redirects(site):
     from spark_jobs.crawl.fetcher import Pacer, fetch_url, new_session
 
-    cfg = FetchConfig(max_bytes=100, allow_private=True, timeout=2)
+    cfg = FetchConfig(max_bytes=100, allow_private=True, timeout=2, retry=NO_RETRY)
     session = new_session(cfg)
     assert fetch_url(session, site + "/a.html", cfg, Pacer(0))["reason"] == "too_large"
-    no_redirects = FetchConfig(max_redirects=0, allow_private=True, timeout=2)
+    no_redirects = FetchConfig(max_redirects=0, allow_private=True, timeout=2, retry=NO_RETRY)
     assert fetch_url(session, site + "/moved", no_redirects, Pacer(0))["reason"] == "too_many_redirects"
-    ok = fetch_url(session, site + "/moved", FetchConfig(allow_private=True, timeout=2), Pacer(0))
+    plain = FetchConfig(allow_private=True, timeout=2, retry=NO_RETRY)
+    ok = fetch_url(session, site + "/moved", plain, Pacer(0))
     assert ok["reason"] == "ok" and ok["body"].startswith(b"<!DOCTYPE html>")
 
 
@@ -98,6 +103,27 @@ def test_crawl_delay_from_robots_wins_when_larger(monkeypatch, tmp_path):
         seen_jobs.clear()
         cfg = CrawlConfig(seeds=["http://h.test/"], delay=delay)
         started = time.time()
-        bfs.crawl(None, cfg, WarcSink(str(tmp_path)), level_runner=record)
+        bfs.crawl(None, cfg, CrawlState(str(tmp_path / f"state-{delay}")), level_runner=record)
         assert [job.delay for job in seen_jobs] == [expected]
         assert seen_jobs[0].not_before >= started + expected  # the delay also follows the robots.txt fetch
+
+
+def test_hosts_run_in_parallel_partitions_each_at_its_delay(spark, tmp_path):
+    """Two hosts, one Spark partition each: they overlap in time, and each keeps its delay."""
+    from crawl_server import Site, links_page, page
+
+    def routes(name):
+        pages = {f"/{name}{i}": page(links_page(f"{name}{i}", [])) for i in range(3)}
+        return {"/": page(links_page(name, list(pages))), **pages}
+
+    with Site(routes("a")) as a, Site(routes("b")) as b:
+        fetch = FetchConfig(timeout=2, allow_private=True, retry=NO_RETRY)
+        cfg = CrawlConfig(seeds=[a.url + "/", b.url + "/"], max_depth=1, delay=0.3, fetch=fetch)
+        result = crawl(spark, cfg, CrawlState(str(tmp_path / "state")))
+        assert result.counts["ok"] == 8
+        for site in (a, b):
+            times = sorted(t for _, t in site.requests)
+            # robots.txt included; 50 ms for when the server's thread sees each request (CPU shared)
+            assert min(y - x for x, y in zip(times, times[1:])) >= 0.3 - 0.05
+        a_times, b_times = [t for _, t in a.requests], [t for _, t in b.requests]
+        assert min(b_times) < max(a_times) and min(a_times) < max(b_times)  # concurrent, not in turn

@@ -48,7 +48,79 @@ def test_too_large():
 
 def test_decode_error():
     junk = b"<html><body>" + bytes(range(0x80, 0x100)) * 20 + b"</body></html>"
-    assert _run(_doc(junk, content_type="text/html; charset=utf-8"))[1] == ex.DECODE_ERROR
+    # no charset declared, and neither valid UTF-8 nor windows-1252
+    assert _run(_doc(junk, content_type="text/html"))[1] == ex.DECODE_ERROR
+
+
+@pytest.mark.parametrize("where", ["header", "meta", "bom"])
+def test_invalid_utf8(where):
+    cp1252_text = ("Über die Straße, café, naïve, déjà vu. " * 30).encode("cp1252")  # not UTF-8
+    head = b"<meta charset='utf-8'>" if where == "meta" else b""
+    bom = b"\xef\xbb\xbf" if where == "bom" else b""
+    page = bom + b"<html><head>" + head + b"</head><body><p>" + cp1252_text + b"</p></body></html>"
+    ctype = "text/html; charset=UTF-8" if where == "header" else "text/html"
+    assert _run(_doc(page, content_type=ctype))[1] == ex.INVALID_UTF8
+
+
+def test_a_stray_invalid_byte_in_utf8_is_replaced_not_dropped():
+    page = html_page("Stray", english(7)).replace(b"</body>", b"<p>\xff</p></body>")
+    doc, reason = _run(_doc(page, content_type="text/html; charset=utf-8"))
+    assert reason is None and doc["lang"] == "en"
+
+
+@pytest.mark.parametrize("body", [b"", b"   \n\t  \r\n ", "\u3000 \n".encode("utf-8")])
+def test_empty_and_whitespace_documents(body):
+    # U+3000 (ideographic space) is not ASCII whitespace: it gets as far as extraction
+    expected = ex.EMPTY_AFTER_EXTRACTION if body.strip() else ex.EMPTY_DOCUMENT
+    assert _run(_doc(body))[1] == expected
+
+
+@pytest.mark.parametrize("body", [
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200),  # an image served as text/html
+    bytes([0x1f, 0x8b, 0x08, 0x00]) + bytes(range(256)),  # gzip without Content-Encoding
+    bytes(range(1, 32)) * 40,  # control bytes without a single NUL
+])
+def test_binary_bodies_under_text_html(body):
+    assert _run(_doc(body, content_type="text/html; charset=utf-8"))[1] == ex.BINARY_CONTENT
+
+
+def _slow_page(paragraphs: int = 1500) -> bytes:
+    para = english(1).encode()[:200]
+    return b"<html><body>" + b"".join(b"<div><p>%d " % i + para + b"</p></div>" for i in range(paragraphs)) \
+        + b"</body></html>"
+
+
+def test_extract_timeout_drops_a_slow_page_on_time():
+    import time
+
+    page = _slow_page()
+    steps = [ex.HtmlPayloadFilter(), ex.DecodeHtml(), ex.ExtractMainText(timeout=0.05)]
+    started = time.monotonic()
+    assert apply_steps(_doc(page), steps)[1] == ex.EXTRACT_TIMEOUT
+    assert time.monotonic() - started < 0.5  # trafilatura alone needs far longer on this page
+    # the alarm is disarmed: the same page extracts fully with a generous limit, and nothing fires later
+    doc, reason = apply_steps(_doc(page), [ex.DecodeHtml(), ex.ExtractMainText(timeout=60)])
+    assert reason is None and "1499" in doc["text"]
+    time.sleep(0.1)
+
+
+def test_time_limit_is_off_outside_the_main_thread():
+    import threading
+
+    from spark_jobs.extract.timelimit import time_limit
+
+    armed = []
+
+    def worker():
+        with time_limit(0.01) as on:
+            armed.append(on)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    with time_limit(5) as on:
+        armed.append(on)
+    assert armed == [False, True]
 
 
 def test_empty_after_extraction():
@@ -69,7 +141,7 @@ def test_extraction_error(monkeypatch):
 def test_jsonl_text_record_skips_to_language_id():
     doc, reason = _run({"id": "j1", "text": english(3), "html": None})
     assert reason is None and doc["lang"] == "en"
-    assert _run({"id": "j2", "text": "   ", "html": None})[1] == ex.EMPTY_AFTER_EXTRACTION
+    assert _run({"id": "j2", "text": "   ", "html": None})[1] == ex.EMPTY_DOCUMENT
 
 
 @pytest.mark.parametrize("body, content_type, expected", [

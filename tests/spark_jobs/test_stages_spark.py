@@ -22,7 +22,7 @@ def chain(spark, site, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("data"))
     common = ["--root", root, "--version", V]
     manifests = {
-        "raw": crawl.main(common + ["--seeds", site + "/", "--allow-private", "--delay", "0",
+        "raw": crawl.main(common + ["--seeds", site + "/", "--allow-private", "--delay", "0", "--max-retries", "0",
                                     "--timeout", "0.5", "--max-depth", "2"], spark=spark),
         "extracted": extract.main(common, spark=spark),
         "clean": clean.main(common, spark=spark),
