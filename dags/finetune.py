@@ -4,8 +4,9 @@ Triggered by hand with the Params form. The job loads ``base_model`` (by default
 registry alias ``models:/c2m-base@champion``), trains a task head, logs to the MLflow
 experiment ``finetune`` (run ``finetune.train@<run id>``, tagged with this DAG run's URL),
 registers ``c2m-<task>`` and lets the promotion gate move ``champion``. The task returns
-the job's result JSON (accuracy, F1, model version) plus ``mlflow_run_url``, and the DAG
-run's note links to the MLflow run.
+the job's result JSON (accuracy, F1 or, for ``generation``, BLEU; model version) plus
+``mlflow_run_url``, and the DAG run's note links to the MLflow run. ``generation``
+(prompt -> completion) registers ``c2m-generation`` and gates on test BLEU.
 
 Params that leave a value empty use the job's own default. Cross-field rules (a data folder
 for ``classification``/``tagging``, a subset that belongs to the task) are checked before

@@ -16,7 +16,7 @@ from ops.settings import Settings
 # safe to import while a DAG file is parsed); these are the fallbacks if that import fails.
 MODEL_SIZES = ("tiny", "small")
 OBJECTIVES = ("clm",)
-FINETUNE_TASKS = ("sentiment", "ner", "pos", "classification", "tagging")
+FINETUNE_TASKS = ("sentiment", "ner", "pos", "classification", "tagging", "generation")
 PROMOTE_MODES = ("gate", "always", "never")
 FINETUNE_SUBSETS = ("sentences", "reviews", "oanc", "wsj")
 COMPRESS_METHODS = ("distill", "quantize", "prune")
@@ -154,11 +154,13 @@ def _task_fields() -> dict[str, dict]:
         "base_model": _p("models:/c2m-base@champion", "Base model", "Registered model: "
                          "models:/<name>@<alias>, models:/<name>/<version> or runs:/<id>/<path>.", "Task",
                          type="string", pattern=MODEL_URI_PATTERN),
-        "task": _p("sentiment", "Task", "Labelled task; classification/tagging need a data folder.", "Task",
+        "task": _p("sentiment", "Task", "Labelled task (generation: prompt -> completion, BLEU); "
+                   "classification/tagging need a data folder.", "Task",
                    type="string", enum=list(finetune_tasks())),
         "subset": _p(None, "Subset", "sentiment: sentences|reviews; pos: oanc|wsj; empty = the default.",
                      "Task", type=NULL_STR, enum=[None, *FINETUNE_SUBSETS]),
-        "data": _p(None, "Task data", "Folder with train/val/test .jsonl (text,label or tokens,tags).",
+        "data": _p(None, "Task data", "Folder with train/val/test .jsonl (text,label; tokens,tags; "
+                     "or prompt,completion).",
                    "Task", type=NULL_STR, pattern=DATA_URI_PATTERN),
         "max_examples": _p(None, "Max examples", "Use a fixed subset of this many examples; empty = all.",
                            "Task", type=NULL_INT, minimum=1),

@@ -363,6 +363,26 @@ def run(args, dist) -> dict:
             registered_name=name,
             tags={"c2m.compression": config["compression"], "c2m.source_model": args.model},
         )
+        tracking.describe_registration(  # lineage: the source model's corpus, task data and tokenizer
+            name,
+            logged["model_version"],
+            model_description=(
+                f"{name}: {args.method}-compressed versions of {args.model.split('@')[0]} "
+                "(training.compress). "
+                f"Consume models:/{name}@champion; the champion alias moves only when a version beats it on "
+                f"the test {metric} (tags c2m.gate.*). Versions name the source model, its corpus "
+                "(c2m.corpus.*), task data (c2m.task_data.*) and tokenizer (c2m.tokenizer_sha256)."
+            ),
+            version_description=(
+                f"{args.method} of {args.model} (v{bundle.version}): {metric} {rows[1][metric]:.4f} against "
+                f"{rows[0][metric]:.4f}; MLflow run {mlflow.active_run().info.run_id}"
+            ),
+            tags={
+                **tracking.inherited_lineage(args.model, bundle),
+                "c2m.source_model_version": str(bundle.version),
+                "c2m.run_id": mlflow.active_run().info.run_id,
+            },
+        )
         decision = registry_gate.gate(
             name,
             logged["model_version"],

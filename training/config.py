@@ -213,7 +213,11 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (worth it on GPUs)
     activation_checkpointing: bool = False  # recompute blocks in backward: less memory, ~30% more compute
     verify_shards: bool = True  # check each shard's sha256 against the manifest before reading
-    promote: str = "gate"  # champion alias: gate (only when val loss beats it), always, never
+    promote: str = "gate"  # champion alias: gate (only when the new model beats it), always, never
+    # The gate's margin: a GPT must beat the champion's bits per byte by more than this (a
+    # BERT, its val loss). bpb is measured on up to bpb_max_bytes of held-out raw text.
+    promote_margin: float = 0.0
+    bpb_max_bytes: int = 300_000
 
     def __post_init__(self):
         _require(
@@ -231,6 +235,11 @@ class TrainConfig:
         _require(
             self.promote in PROMOTE_MODES,
             f"train.promote={self.promote!r}: choose one of {', '.join(PROMOTE_MODES)}",
+        )
+        _require(self.promote_margin >= 0, f"train.promote_margin={self.promote_margin}: must be >= 0")
+        _require(
+            self.bpb_max_bytes > 0,
+            f"train.bpb_max_bytes={self.bpb_max_bytes}: must be positive (try 300000)",
         )
         _require(self.max_steps > 0, f"train.max_steps={self.max_steps}: must be positive")
         _require(self.batch_size > 0, f"train.batch_size={self.batch_size}: must be positive")

@@ -9,15 +9,34 @@ Model and loop code never ask which backend runs them. ``init()`` picks:
 
 Gradients are averaged across ranks inside :meth:`Distributed.step`, after the
 backward passes and before clipping, so a clipped update is identical on every rank.
+
+A rank that dies must fail the job, not hang it. A rank that exits is noticed at once
+(its sockets close; horovodrun and torchrun then stop the others). A rank that hangs
+(a lost host, a stopped process) is caught by explicit timeouts, set here so that every
+launcher gets them (the environment overrides each):
+
+- Horovod: Gloo operations time out after ``HOROVOD_GLOO_TIMEOUT_SECONDS`` (30 s; the
+  background thread talks every cycle, so a slow rank 0 in MLflow is not a timeout),
+  and a collective that only some ranks joined shuts Horovod down after
+  ``HOROVOD_STALL_SHUTDOWN_TIME_SECONDS`` (1800 s: longer than any rank-0-only work).
+- torch.distributed: collectives time out after ``C2M_DIST_TIMEOUT_S`` (1800 s, as long,
+  because its barrier blocks while rank 0 registers the model).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from datetime import timedelta
 from typing import Iterable
 
 import torch
+
+HOROVOD_TIMEOUTS = {
+    "HOROVOD_GLOO_TIMEOUT_SECONDS": "30",
+    "HOROVOD_STALL_CHECK_TIME_SECONDS": "60",
+    "HOROVOD_STALL_SHUTDOWN_TIME_SECONDS": "1800",
+}
 
 
 class Distributed:
@@ -122,6 +141,8 @@ class HorovodDistributed(Distributed):
                 "build it with ops/install/build_horovod.sh (into .venv-jobs)"
             ) from exc
         self.hvd = hvd
+        for key, value in HOROVOD_TIMEOUTS.items():  # read by hvd.init(); an explicit setting wins
+            os.environ.setdefault(key, value)
         hvd.init()
         self.rank, self.size, self.local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
 
@@ -176,7 +197,8 @@ class TorchDistributed(Distributed):
 
         self.dist = dist
         if not dist.is_initialized():
-            dist.init_process_group(backend="gloo")
+            timeout = timedelta(seconds=float(os.environ.get("C2M_DIST_TIMEOUT_S", "1800")))
+            dist.init_process_group(backend="gloo", timeout=timeout)
         self.rank, self.size = dist.get_rank(), dist.get_world_size()
         self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
 

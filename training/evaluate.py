@@ -6,6 +6,8 @@ What is measured follows the model's kind (from its ``model_config.json``):
 
 - classifier: accuracy, macro-F1, per-class scores, a confusion-matrix PNG;
 - tagger: entity-level F1 with seqeval semantics (BIO tag sets) and token accuracy;
+- generator (``--task generation``): corpus BLEU and chrF of its decoded continuations,
+  and the perplexity of the reference completions;
 - language model: perplexity on a shards split (``--shards``), and BLEU of greedy
   continuations against references (``--generation FILE.jsonl`` of prompt/target).
 
@@ -124,6 +126,11 @@ def eval_tagger(task, model, split: str, batch_size: int, worst_k: int, out: Pat
     return scores, rows[:worst_k]
 
 
+def eval_generator(task, model, split: str, batch_size: int, worst_k: int, out: Path) -> tuple[dict, list]:
+    """Fine-tuned generation: BLEU, chrF, completion perplexity; worst rows by sentence BLEU."""
+    return task.error_rows(model, split, worst_k, batch_size)
+
+
 @torch.no_grad()
 def eval_perplexity(
     model, bundle, shards_uri: str, split: str, batch_size: int, max_batches: int, worst_k: int
@@ -237,7 +244,7 @@ def score(args: argparse.Namespace, bundle, out: Path) -> tuple[dict, list, obje
             write_rows(gen_rows, out, "worst_generations")
         return scores, rows, None
     task = task_for_model(bundle, max_examples=args.max_examples, data_dir=args.data)
-    fn = eval_classifier if task.kind == "classification" else eval_tagger
+    fn = {"classification": eval_classifier, "generation": eval_generator}.get(task.kind, eval_tagger)
     scores, rows = fn(task, model, args.split, args.batch_size, args.worst_k, out)
     return {**scores, "metric": task.primary_metric}, rows, task
 

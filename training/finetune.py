@@ -1,7 +1,9 @@
 """Fine-tune a registered base GPT on a labelled task: ``python -m training.finetune --task sentiment``.
 
 Tasks: ``sentiment`` (movie-review polarity), ``ner`` (Twitter NER, BIO tags), ``pos``
-(OANC/WSJ part-of-speech), or ``classification``/``tagging`` on a JSONL folder (``--data``).
+(OANC/WSJ part-of-speech), ``generation`` (prompt -> completion, scored with BLEU; built-in:
+Python-docs signature -> first sentence), or ``classification``/``tagging``/``generation``
+on a JSONL folder (``--data``).
 The base (``models:/c2m-base@champion`` by default) brings weights, config and tokenizer;
 a head is added and the whole model trained gently: a small lr, a few epochs, optionally
 the first k layers frozen and lower rates for lower layers. After every epoch the
@@ -39,7 +41,9 @@ def build_parser(prog: str = "python -m training.finetune", description: str = "
     p.add_argument("--task", default=d.task, choices=list(TASKS))
     p.add_argument("--subset", default=d.subset, help="sentiment: sentences|reviews; pos: oanc|wsj")
     p.add_argument(
-        "--data", default=d.data, help="folder of train/val/test .jsonl (text,label or tokens,tags)"
+        "--data",
+        default=d.data,
+        help="folder of train/val/test .jsonl (text,label; tokens,tags; prompt,completion)",
     )
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per rank per step")
@@ -64,6 +68,9 @@ def build_parser(prog: str = "python -m training.finetune", description: str = "
     )
     p.add_argument("--dropout", type=float, default=d.dropout)
     p.add_argument("--crf", action="store_true", help="tagging: a linear-chain CRF on top of the head")
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="generation: decode budget")
+    p.add_argument("--top-k", type=int, default=d.top_k, help="generation: sample from the top k (0 = all)")
+    p.add_argument("--temperature", type=float, default=d.temperature, help="generation: 0 = greedy")
     p.add_argument(
         "--patience", type=int, default=d.patience, help="early stop after k epochs w/o improvement"
     )
@@ -102,6 +109,9 @@ def build_config(args: argparse.Namespace) -> TaskConfig:
         layer_lr_decay=args.layer_lr_decay,
         dropout=args.dropout,
         crf=args.crf,
+        max_new_tokens=args.max_new_tokens,
+        top_k=args.top_k,
+        temperature=args.temperature,
         patience=args.patience,
         init=args.init,
         promote=args.promote,
@@ -134,6 +144,12 @@ def prepare(cfg: TaskConfig, bundle, data=None):
         cfg.max_len or block_size,
         cfg.dropout,
         cfg.crf,
+        decoding={
+            "max_new_tokens": cfg.max_new_tokens,
+            "top_k": cfg.top_k,
+            "temperature": cfg.temperature,
+            "seed": cfg.seed,
+        },
     )
     model = task.build_model(build_backbone(bundle, cfg.dropout, pretrained=cfg.init == "pretrained"))
     freeze_layers(model.backbone, cfg.freeze_layers)
@@ -259,6 +275,7 @@ def register_and_gate(cfg: TaskConfig, task, model, bundle, value: float) -> dic
     logged = export.log_model(
         model, registered_config(cfg, task, bundle), bundle.tokenizer_path, registered_name=cfg.register_name
     )
+    describe_version(cfg, task, bundle, logged["model_version"])
     decision = registry_gate.gate(
         cfg.register_name,
         logged["model_version"],
@@ -275,6 +292,40 @@ def register_and_gate(cfg: TaskConfig, task, model, bundle, value: float) -> dic
         flush=True,
     )
     return {**logged, "promoted": decision.promoted, "gate": decision.reason}
+
+
+def describe_version(cfg: TaskConfig, task, bundle, version: int) -> None:
+    """Registry description and lineage tags: the task data, and the base model's corpus and tokenizer."""
+    import mlflow
+
+    from training import tracking
+
+    digest = tracking.digest_json([split_digest(task, s) for s in ("train", "val", "test")])
+    tags = {
+        **tracking.inherited_lineage(cfg.base_model, bundle),
+        **tracking.task_data_tags(str(task.data.source), task.data.name, digest),
+        "c2m.base_model": cfg.base_model,
+        "c2m.base_model_version": str(bundle.version),
+        "c2m.run_id": mlflow.active_run().info.run_id,
+    }
+    tracking.describe_registration(
+        cfg.register_name,
+        version,
+        model_description=(
+            f"{cfg.register_name}: a crawl2model {task.kind} model for the task {cfg.task!r}, fine-tuned "
+            "(training.finetune) from a pretrained c2m base model. "
+            f"Consume models:/{cfg.register_name}@champion; "
+            f"the champion alias moves only when a version beats it on the test {task.primary_metric} "
+            "(tags c2m.gate.*). Versions name their task data (c2m.task_data.*), the base model's corpus "
+            "(c2m.corpus.*) and the tokenizer (c2m.tokenizer_sha256)."
+        ),
+        version_description=(
+            f"{cfg.task} on {task.data.name} ({task.data.source}) from {cfg.base_model} "
+            f"(v{bundle.version}, corpus {tags.get(tracking.TAG_CORPUS_URI, '?')}); "
+            f"MLflow run {tags['c2m.run_id']}"
+        ),
+        tags=tags,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,6 +1,7 @@
-"""Stopping rules of the training loop: divergence (NaN/Inf) and early stopping on val loss.
+"""Stopping rules of the training loop: divergence (NaN/Inf), early stopping on val loss, and
+a fault-injection hook that lets tests kill a rank on cue (fail-fast checks).
 
-Both decide from values that are identical on every rank (all-reduced losses, the norm
+The two stopping rules decide from values that are identical on every rank (all-reduced losses, the norm
 of the averaged gradients, the all-reduced val loss), so all ranks stop at the same step
 and none is left waiting in a collective.
 """
@@ -8,6 +9,9 @@ and none is left waiting in a collective.
 from __future__ import annotations
 
 import math
+import os
+import signal
+import sys
 from dataclasses import asdict, dataclass
 
 
@@ -60,3 +64,33 @@ class EarlyStopping:
     def load_state_dict(self, state: dict) -> None:
         self.best, self.bad_evals = float(state["best"]), int(state["bad_evals"])
         self.stopped = bool(state["stopped"])
+
+
+FAULT_ENV = "C2M_TEST_FAULT"  # "RANK:STEP:MODE", for fault-injection tests only
+FAULT_MODES = ("exit", "freeze")
+
+
+def inject_fault(step: int, rank: int) -> None:
+    """Make this rank die at ``step`` when ``$C2M_TEST_FAULT`` asks for it (tests of fail-fast only).
+
+    ``exit`` ends the process at once (``os._exit``: no cleanup, no goodbye to the other
+    ranks, like an OOM kill); ``freeze`` stops it with SIGSTOP (a hung host: its sockets
+    stay open, so only the collective timeout can tell). A real component cannot be
+    asked to fail on cue, hence this hook; unset, it costs one dict lookup per step.
+    """
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    try:
+        want_rank, want_step, mode = spec.split(":")
+        want_rank, want_step = int(want_rank), int(want_step)
+    except ValueError:
+        raise ValueError(f"{FAULT_ENV}={spec!r}: expected RANK:STEP:MODE, e.g. 1:3:exit") from None
+    if mode not in FAULT_MODES:
+        raise ValueError(f"{FAULT_ENV}={spec!r}: mode must be one of {', '.join(FAULT_MODES)}")
+    if rank != want_rank or step != want_step:
+        return
+    print(f"[fault] rank {rank} {mode} at step {step} ({FAULT_ENV})", file=sys.stderr, flush=True)
+    if mode == "exit":
+        os._exit(17)
+    os.kill(os.getpid(), signal.SIGSTOP)

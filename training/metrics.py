@@ -24,8 +24,10 @@ MACRO_F1 = "f1"
 ENTITY_F1 = "entity_f1"
 TOKEN_ACCURACY = "token_accuracy"
 BLEU = "bleu"
+CHRF = "chrf"
 PERPLEXITY = "perplexity"
-LOWER_IS_BETTER = frozenset({PERPLEXITY, "loss"})
+BPB = "bpb"  # bits per byte (training/bpb.py)
+LOWER_IS_BETTER = frozenset({PERPLEXITY, "loss", BPB})
 
 
 # --- classification --------------------------------------------------------------------------
@@ -147,8 +149,7 @@ def token_accuracy(true_seqs: Sequence[Sequence[str]], pred_seqs: Sequence[Seque
 # --- generation and language modelling -------------------------------------------------------
 
 
-def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
-    """Corpus BLEU (0-100) with sacrebleu's standard 13a tokenisation, one reference each."""
+def _sacrebleu():
     try:
         import sacrebleu
     except ImportError as exc:
@@ -156,9 +157,59 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
             "BLEU needs sacrebleu: `pip install 'sacrebleu>=2.4'` into .venv-jobs "
             "(it is in the `train` extra)"
         ) from exc
+    return sacrebleu
+
+
+def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """Corpus BLEU (0-100) with sacrebleu's standard 13a tokenisation, one reference each."""
+    sacrebleu = _sacrebleu()
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
     return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score)
+
+
+# Corpus BLEU and chrF are functions of summed per-sentence statistics, so ranks can score
+# their slices and all-reduce the sums. sacrebleu computes them with two underscored but
+# long-stable methods (2.x); tests check the sums reproduce its corpus scores exactly.
+BLEU_STATS = 10  # n-gram matches and totals for n = 1..4, hypothesis and reference lengths
+CHRF_STATS = 18  # chrF (char order 6, no word n-grams): hyp, ref, match counts per order
+
+
+def _check_pairs(hypotheses: Sequence[str], references: Sequence[str]) -> None:
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+
+
+def bleu_stats(hypotheses: Sequence[str], references: Sequence[str]) -> np.ndarray:
+    """(N, BLEU_STATS) sufficient statistics; sum the rows (over ranks too) for corpus BLEU."""
+    _check_pairs(hypotheses, references)
+    stats = _sacrebleu().metrics.BLEU()._extract_corpus_statistics(list(hypotheses), [list(references)])
+    return np.asarray(stats, dtype=np.float64).reshape(-1, BLEU_STATS)
+
+
+def bleu_from_stats(stats: Sequence[float]) -> float:
+    return float(_sacrebleu().metrics.BLEU()._compute_score_from_stats([int(round(x)) for x in stats]).score)
+
+
+def sentence_bleu(hypothesis: str, reference: str) -> float:
+    """Smoothed (exp) sentence BLEU, for ranking examples in an error analysis only."""
+    return float(_sacrebleu().sentence_bleu(hypothesis, [reference]).score)
+
+
+def chrf_stats(hypotheses: Sequence[str], references: Sequence[str]) -> np.ndarray:
+    _check_pairs(hypotheses, references)
+    stats = _sacrebleu().metrics.CHRF()._extract_corpus_statistics(list(hypotheses), [list(references)])
+    return np.asarray(stats, dtype=np.float64).reshape(-1, CHRF_STATS)
+
+
+def chrf_from_stats(stats: Sequence[float]) -> float:
+    return float(_sacrebleu().metrics.CHRF()._compute_score_from_stats([int(round(x)) for x in stats]).score)
+
+
+def chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """Corpus chrF (0-100): character n-gram F-score, kinder than BLEU to near-miss words."""
+    _check_pairs(hypotheses, references)
+    return float(_sacrebleu().corpus_chrf(list(hypotheses), [list(references)]).score)
 
 
 def perplexity(total_nll: float, tokens: int) -> float:

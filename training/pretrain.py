@@ -5,8 +5,9 @@ linear: set the lr, run ``grad_accum`` micro-batches, average gradients across r
 clip, step; evaluate, log and checkpoint now and then. Rerunning the same command
 resumes from the newest checkpoint in ``--checkpoint-dir`` and continues the same
 MLflow run. At the end rank 0 registers the model (``c2m-base`` for a GPT), moves the
-alias champion if its val loss beats the champion's, and writes the result file that
-the DAG passes on.
+alias champion if it beats the champion (a GPT: bits per byte on the same held-out raw
+text, so models with different tokenizers compare; see training/pretrain_tracker.py), and
+writes the result file that the DAG passes on.
 
 ``--objective`` picks what is learnt (training/objectives.py): clm (default, GPT), span
 (T5 span corruption as a prefix LM on the GPT), mixture (clm/span/mlm by weight on the
@@ -49,7 +50,7 @@ from training.config import (
 )
 from training.data.collators import Mixture
 from training.data.shards import CollatedLoader, ShardDataset, ShardInfo, read_shard_info
-from training.guards import EarlyStopping, TrainingDiverged, first_non_finite
+from training.guards import EarlyStopping, TrainingDiverged, first_non_finite, inject_fault
 from training.models import build_model
 from training.objectives import build_collator, compute_loss
 from training.optim import build_optimizer, get_lr, set_lr
@@ -110,7 +111,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--promote",
         choices=PROMOTE_MODES,
         default=TrainConfig.promote,
-        help="champion alias: gate (only if val loss beats the champion's), always, never",
+        help="champion alias: gate (only if the new model beats the champion: bits per byte on the "
+        "same held-out text for a GPT, val loss for a BERT), always, never",
+    )
+    p.add_argument(
+        "--promote-margin",
+        type=float,
+        default=TrainConfig.promote_margin,
+        help="the gate promotes only a win by more than this (bits per byte for a GPT)",
+    )
+    p.add_argument(
+        "--bpb-max-bytes",
+        type=int,
+        default=TrainConfig.bpb_max_bytes,
+        help="UTF-8 bytes of held-out text that bits per byte is measured on",
     )
     p.add_argument("--result-file", default="", help="rank 0 writes a JSON summary here")
     p.add_argument("--threads", type=int, default=1, help="torch threads per rank (0 = torch's default)")
@@ -187,6 +201,8 @@ def build_config(args: argparse.Namespace, info: ShardInfo) -> JobConfig:
             activation_checkpointing=args.activation_checkpointing,
             verify_shards=not args.no_verify_shards,
             promote=args.promote,
+            promote_margin=args.promote_margin,
+            bpb_max_bytes=args.bpb_max_bytes,
         ),
         objective=objective,
         model_size=model_name,
@@ -372,6 +388,7 @@ def train(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed, peak_t
             dist.zero_grad(optimizer)
             step += 1
             steps_timed += 1
+            inject_fault(step, dist.rank)  # no-op unless a fail-fast test sets C2M_TEST_FAULT
             if not math.isfinite(grad_norm) and not scaler.is_enabled():  # fp16 skips such steps by design
                 raise TrainingDiverged(step, "the gradient norm", grad_norm, last_checkpoint)
             pending.append((step, loss_sum, lr, grad_norm))

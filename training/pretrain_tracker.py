@@ -1,8 +1,16 @@
 """Rank 0's MLflow side of pretraining: one run, batched metrics, lineage, register and gate.
 
 Imported only on rank 0 (other ranks never load mlflow). The model is registered on every
-run; the ``champion`` alias moves only when the new val loss beats the champion's on the
-same validation data and objective (training/registry_gate.py), or as ``--promote`` says.
+run; the ``champion`` alias moves as ``--promote`` says, by default only when the new model
+beats the champion (training/registry_gate.py):
+
+- a GPT on bits per byte over the same held-out raw text, scored by each model through
+  its own tokenizer (training/bpb.py), because the weekly refresh trains a new tokenizer
+  and per-token losses of different tokenizers are not comparable;
+- a BERT (MLM/contrastive: no per-byte likelihood) on val loss, comparable only with the
+  same tokenizer and val rows (:func:`val_split_id`); otherwise the gate refuses.
+
+Every version is described and tagged with its corpus version and tokenizer hash.
 """
 
 from __future__ import annotations
@@ -14,7 +22,14 @@ from pathlib import Path
 from training.config import JobConfig
 from training.data.shards import ShardInfo
 
-GATE_METRIC = "loss"  # registry_gate tag c2m.test.loss; lower is better
+GATE_METRIC = "loss"  # BERT: registry_gate tag c2m.test.loss; lower is better
+BPB_METRIC = "bpb"  # GPT: registry_gate tag c2m.test.bpb; lower is better
+MODEL_DESCRIPTION = (
+    "{name}: a {arch} pretrained by crawl2model (training.pretrain) on token shards of a web-crawl "
+    "corpus. Consume models:/{name}@champion. The champion alias moves only when a new version beats "
+    "it ({how}); the comparison is in the version tags c2m.gate.*. Each version names its corpus "
+    "(c2m.corpus.uri/version/digest, c2m.shards.uri) and tokenizer (c2m.tokenizer_sha256)."
+)
 
 
 def val_split_id(cfg: JobConfig, info: ShardInfo, world_size: int) -> str:
@@ -86,44 +101,51 @@ class PretrainTracker:
         print(f"[pretrain] step {step}: train {train_loss:.4f} val {val_loss:.4f} lr {lr:.2e}", flush=True)
 
     def finish(self, model, result: dict) -> dict:
-        from training import registry_gate
-
         t = self.tracking
         self.metrics.add(
             result["steps"],
             **{"perf/steps_per_s": result["steps_per_s"], "perf/tokens_per_s": result["tokens_per_s"]},
         )
+        gpt = self.cfg.model.arch == "gpt"
+        text = score = None
+        if gpt:  # bits per byte on held-out raw text: the tokenizer-free number the gate compares
+            from training import bpb
+
+            text = bpb.load_eval_text(self.info, self.cfg.train.bpb_max_bytes)
+            tokenizer = _tokenizer(self.info.tokenizer_path)
+            score = bpb.score_docs(model, tokenizer, text.docs, self.info.eos_id, self.cfg.model.block_size)
+            self.metrics.add(
+                result["steps"], **{"val/bpb": score.bpb, "val/tokens_per_byte": score.tokens_per_byte}
+            )
+            t.set_run_tags(bpb_tags(text, score))
+            result["val_bpb"] = score.bpb
         self.metrics.flush()
-        arch = self.cfg.model.arch
-        model_config = {
-            "kind": "gpt-lm" if arch == "gpt" else "bert-mlm",
-            "model": self.cfg.to_dict()["model"],
-            "objective": self.cfg.objective.name,
-            "eos_id": self.info.eos_id,
-            "pad_id": self.info.pad_id,
-            "special_tokens": self.info.special_tokens,
-            "sentinel_ids": list(self.info.sentinel_ids),
-            "tokenizer_type": self.info.tokenizer_type,
-            "tokenizer_sha256": self.info.manifest.get("tokenizer_sha256"),
-            "seq_len": self.info.seq_len,
-            "shards": self.info.uri,
-        }
         version, model_uri = t.log_and_register_model(
             model,
             registered_name=self.cfg.register_name,
             tokenizer_path=self.info.tokenizer_path,
-            model_config=model_config,
+            model_config=self.registered_config(),
             signature=t.lm_signature(self.cfg.model.vocab_size),
             set_champion=False,
         )
-        decision = registry_gate.gate(
-            self.cfg.register_name,
-            version,
-            GATE_METRIC,
-            result["val_loss"],
-            val_split_id(self.cfg, self.info, self.world_size),
-            mode=self.cfg.train.promote,
-        )
+        self.describe(version, result, text, score)
+        if gpt:
+            decision = gate_on_bpb(
+                self.cfg.register_name, version, score.bpb, text, self.cfg.train.promote_margin,
+                self.cfg.train.promote, device=next(model.parameters()).device,
+            )
+        else:
+            from training import registry_gate
+
+            decision = registry_gate.gate(
+                self.cfg.register_name,
+                version,
+                GATE_METRIC,
+                result["val_loss"],
+                val_split_id(self.cfg, self.info, self.world_size),
+                self.cfg.train.promote_margin,
+                mode=self.cfg.train.promote,
+            )
         print(
             f"[pretrain] {self.cfg.register_name} v{version}: "
             f"{'champion' if decision.promoted else 'not promoted'} ({decision.reason})",
@@ -136,7 +158,46 @@ class PretrainTracker:
             "model_version": version,
             "promoted": decision.promoted,
             "gate": decision.reason,
+            **({"val_bpb": score.bpb, "champion_bpb": decision.champion_value} if gpt else {}),
         }
+
+    def registered_config(self) -> dict:
+        """``model_config.json``: how to rebuild the module and which tokenizer goes with it."""
+        arch = self.cfg.model.arch
+        return {
+            "kind": "gpt-lm" if arch == "gpt" else "bert-mlm",
+            "model": self.cfg.to_dict()["model"],
+            "objective": self.cfg.objective.name,
+            "eos_id": self.info.eos_id,
+            "pad_id": self.info.pad_id,
+            "special_tokens": self.info.special_tokens,
+            "sentinel_ids": list(self.info.sentinel_ids),
+            "tokenizer_type": self.info.tokenizer_type,
+            "tokenizer_sha256": self.info.manifest.get("tokenizer_sha256"),
+            "seq_len": self.info.seq_len,
+            "shards": self.info.uri,
+        }
+
+    def describe(self, version: int, result: dict, text, score) -> None:
+        """The registered model's description, and the version's description and lineage tags."""
+        name, arch = self.cfg.register_name, self.cfg.model.arch
+        how = "bits per byte on the same held-out raw text" if text else "val loss on the same val rows"
+        tags = self.tracking.corpus_tags(self.info.uri, self.info.manifest)
+        tags["c2m.run_id"] = self.run_id
+        if text:
+            tags.update(bpb_tags(text, score))
+        measured = f"val bpb {score.bpb:.4f}" if score else f"val loss {result['val_loss']:.4f}"
+        self.tracking.describe_registration(
+            name,
+            version,
+            model_description=MODEL_DESCRIPTION.format(name=name, arch=arch.upper(), how=how),
+            version_description=(
+                f"{self.cfg.objective.name} on corpus {tags['c2m.corpus.uri']} "
+                f"(version {tags['c2m.corpus.version']}, shards {self.info.uri}), {self.cfg.model_size} "
+                f"model, {result['steps']} steps, {measured}; MLflow run {self.run_id}"
+            ),
+            tags=tags,
+        )
 
     def fail(self) -> None:
         self.metrics.flush()
@@ -146,3 +207,38 @@ class PretrainTracker:
 def perplexity(loss: float) -> float:
     """exp(loss), capped so a diverging early loss logs a large number instead of inf."""
     return math.exp(min(loss, 50.0)) if math.isfinite(loss) else float("inf")
+
+
+def _tokenizer(path):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(path))
+
+
+def bpb_tags(text, score) -> dict[str, str]:
+    """What a bits-per-byte number was measured on (run and version tags)."""
+    return {
+        "c2m.bpb.text_digest": text.digest,
+        "c2m.bpb.text_source": text.source,
+        "c2m.bpb.text_origin": text.origin,
+        "c2m.bpb.bytes": str(score.n_bytes),
+        "c2m.bpb.docs": str(score.docs),
+        "c2m.bpb.lossless_docs": str(score.lossless_docs),
+    }
+
+
+def gate_on_bpb(
+    name: str, version: int, value: float, text, margin: float, mode: str, device=None, client=None
+):
+    """Promote ``version`` only if its bpb beats the champion's on ``text`` by more than ``margin``.
+
+    The champion's number is read from its tags when it was measured on this very text
+    (same digest), otherwise its model and tokenizer are loaded from the registry and it is
+    scored here, and the number is recorded on the champion for the next comparison.
+    """
+    from training import bpb, registry_gate
+
+    def rescore(model_uri: str) -> float:
+        return bpb.score_registered(model_uri, text, device).bpb
+
+    return registry_gate.gate(name, version, BPB_METRIC, value, text.digest, margin, mode, rescore, client)

@@ -10,7 +10,11 @@ apples with pears. The new version is promoted when it wins by more than ``margi
 ``challenger``. Either way it is tagged with the comparison, so the registry UI shows why.
 
 Tags written on the new version: ``c2m.test.<metric>``, ``c2m.test.split``,
-``c2m.gate`` (promoted|challenger|forced|not-promoted) and ``c2m.gate.reason``.
+``c2m.gate`` (promoted|challenger|forced|not-promoted), ``c2m.gate.reason`` and the
+comparison itself: ``c2m.gate.metric``, ``c2m.gate.value``, ``c2m.gate.champion_version``,
+``c2m.gate.champion_value``, ``c2m.gate.margin`` and ``c2m.gate.split`` (the digest of
+what both numbers were measured on). The pretrain gate compares bits per byte on the
+same raw text (training/bpb.py), which stays comparable when the tokenizer changes.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ CHALLENGER = "challenger"
 TAG_SPLIT = "c2m.test.split"
 TAG_GATE = "c2m.gate"
 TAG_REASON = "c2m.gate.reason"
+TAG_COMPARISON = "c2m.gate."  # prefix of the comparison tags (metric, value, champion_*, margin, split)
 
 
 def metric_tag(metric: str) -> str:
@@ -39,6 +44,7 @@ class GateDecision:
     value: float
     champion_version: int | None = None
     champion_value: float | None = None
+    margin: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,10 +98,10 @@ def decide(
     """Compare without changing any alias (the decision alone; :func:`apply` acts on it)."""
     champion = _champion(client, name)
     if champion is None:
-        return GateDecision(True, f"no {CHAMPION} yet", metric, value)
+        return GateDecision(True, f"no {CHAMPION} yet", metric, value, margin=margin)
     if int(champion.version) == int(version):
         return GateDecision(
-            True, f"version {version} is already {CHAMPION}", metric, value, int(version), value
+            True, f"version {version} is already {CHAMPION}", metric, value, int(version), value, margin
         )
     try:
         old = champion_score(client, champion, metric, split_id, rescore)
@@ -106,6 +112,7 @@ def decide(
             metric,
             value,
             int(champion.version),
+            margin=margin,
         )
     if old is None:
         return GateDecision(
@@ -115,6 +122,7 @@ def decide(
             metric,
             value,
             int(champion.version),
+            margin=margin,
         )
     sign = ">" if higher_is_better(metric) else "<"
     wins = beats(value, old, metric, margin)
@@ -123,7 +131,22 @@ def decide(
         f"{metric} {value:.4f} {verdict} {CHAMPION} v{champion.version}'s {old:.4f} "
         f"(needs {sign} {old:.4f} {'+' if sign == '>' else '-'} margin {margin:g})"
     )
-    return GateDecision(wins, reason, metric, value, int(champion.version), old)
+    return GateDecision(wins, reason, metric, value, int(champion.version), old, margin)
+
+
+def comparison_tags(decision: GateDecision, split_id: str) -> dict[str, str]:
+    """What was compared, as version tags: both numbers, the margin and what they were measured on."""
+    tags = {
+        "metric": decision.metric,
+        "value": repr(float(decision.value)),
+        "margin": repr(float(decision.margin)),
+        "split": split_id,
+    }
+    if decision.champion_version is not None:
+        tags["champion_version"] = str(decision.champion_version)
+    if decision.champion_value is not None:
+        tags["champion_value"] = repr(float(decision.champion_value))
+    return {TAG_COMPARISON + k: v for k, v in tags.items()}
 
 
 def apply(
@@ -140,6 +163,8 @@ def apply(
         status = CHALLENGER if mode == "gate" else "not-promoted"
     client.set_model_version_tag(name, str(version), TAG_GATE, status)
     client.set_model_version_tag(name, str(version), TAG_REASON, decision.reason[:5000])
+    for key, value in comparison_tags(decision, split_id).items():
+        client.set_model_version_tag(name, str(version), key, value)
     if promote:
         client.set_registered_model_alias(name, CHAMPION, str(version))
     elif mode == "gate":

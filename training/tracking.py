@@ -68,6 +68,11 @@ def end_run(status: str = "FINISHED") -> None:
     mlflow.end_run(status=status)
 
 
+def set_run_tags(tags: dict[str, str]) -> None:
+    """Tag the active run (one batched call)."""
+    mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
 def log_config(config: dict[str, Any]) -> None:
     """Log a nested config once, flattened to ``section.key`` params (one batched call)."""
     params = {k: str(v)[:_MAX_PARAM_LEN] for k, v in flatten(config).items()}
@@ -220,3 +225,78 @@ def load_model_bundle(model_uri: str) -> ModelBundle:
     return ModelBundle(
         local_dir=local, config=json.loads(config_path.read_text()), version=resolve_version(model_uri)
     )
+
+
+# --- registry metadata: descriptions and lineage tags ---------------------------------------------
+
+# Every registered version names the data it came from (issue 7: "version tags naming the
+# corpus version"), so the registry UI answers "what was this trained on?" without the run.
+TAG_CORPUS_URI = "c2m.corpus.uri"  # the corpus/v=N folder the shards were tokenized from
+TAG_CORPUS_VERSION = "c2m.corpus.version"
+TAG_CORPUS_DIGEST = "c2m.corpus.digest"  # sha256 of the shards manifest (the run input's digest)
+TAG_SHARDS_URI = "c2m.shards.uri"
+TAG_TOKENIZER = "c2m.tokenizer_sha256"
+TAG_TASK_DATA = "c2m.task_data."  # uri, name, digest of a fine-tuning data set
+LINEAGE_PREFIXES = ("c2m.corpus.", "c2m.shards.", TAG_TOKENIZER, TAG_TASK_DATA)
+
+
+def corpus_tags(
+    shards_uri: str, manifest: dict[str, Any], tokenizer_sha256: str | None = None
+) -> dict[str, str]:
+    """Lineage tags of a model trained on a shards version (its manifest says which corpus)."""
+    return {
+        TAG_CORPUS_URI: str(manifest.get("parent") or shards_uri),
+        TAG_CORPUS_VERSION: str(manifest.get("version") or Path(shards_uri).name.removeprefix("v=")),
+        TAG_CORPUS_DIGEST: digest_json(manifest),
+        TAG_SHARDS_URI: str(shards_uri),
+        TAG_TOKENIZER: str(tokenizer_sha256 or manifest.get("tokenizer_sha256") or ""),
+    }
+
+
+def task_data_tags(uri: str, name: str, digest: str) -> dict[str, str]:
+    return {
+        f"{TAG_TASK_DATA}uri": str(uri),
+        f"{TAG_TASK_DATA}name": str(name),
+        f"{TAG_TASK_DATA}digest": digest,
+    }
+
+
+def inherited_lineage(model_uri: str, bundle: "ModelBundle") -> dict[str, str]:
+    """The lineage tags of the registered model a new one was made from (fine-tuned or compressed).
+
+    Read from that version's tags; versions registered before these tags existed fall back
+    to what their ``model_config.json`` recorded (the shards URI) and the tokenizer file's hash.
+    """
+    tags: dict[str, str] = {}
+    name = model_uri.removeprefix("models:/").split("@")[0].split("/")[0]
+    if model_uri.startswith("models:/") and bundle.version is not None:
+        try:
+            source = MlflowClient().get_model_version(name, str(bundle.version)).tags or {}
+            tags = {k: v for k, v in source.items() if k.startswith(LINEAGE_PREFIXES)}
+        except mlflow.exceptions.MlflowException:
+            tags = {}
+    shards = bundle.config.get("shards")
+    if shards and TAG_CORPUS_URI not in tags:
+        tags.update({TAG_SHARDS_URI: str(shards), TAG_CORPUS_URI: str(shards),
+                     TAG_CORPUS_VERSION: Path(str(shards)).name.removeprefix("v=")})
+    if not tags.get(TAG_TOKENIZER):
+        tags[TAG_TOKENIZER] = str(bundle.config.get("tokenizer_sha256") or digest_file(bundle.tokenizer_path))
+    return tags
+
+
+def describe_registration(
+    name: str,
+    version: int,
+    *,
+    model_description: str,
+    version_description: str,
+    tags: dict[str, str],
+    client: MlflowClient | None = None,
+) -> None:
+    """Describe a registered model (only while it has none: hand edits stay); describe and tag a version."""
+    client = client or MlflowClient()
+    if not (client.get_registered_model(name).description or "").strip():
+        client.update_registered_model(name, description=model_description)
+    client.update_model_version(name, str(version), description=version_description)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, str(value))

@@ -1,4 +1,4 @@
-"""Fine-tuning tasks: classification and tagging, behind one small interface.
+"""Fine-tuning tasks: classification, tagging and generation, behind one small interface.
 
 A task object owns its data (splits, labels, tokenisation) and answers what the loop,
 evaluation, HPO and compression ask: ``size(split)``, ``build_model(backbone)``,
@@ -20,6 +20,10 @@ from training.tasks.config import TASKS
 
 
 def _module(task: str):
+    if TASKS[task] == "generation":
+        from training.tasks import generation
+
+        return generation
     if TASKS[task] == "classification":
         from training.tasks import classification
 
@@ -42,8 +46,13 @@ def make_task(
     max_len: int,
     dropout: float = 0.1,
     crf: bool = False,
+    decoding: dict | None = None,
 ):
+    """``decoding`` (generation only): max_new_tokens, top_k, temperature, seed."""
     module = _module(task)
+    if module.__name__.endswith("generation"):
+        encoder = module.PairEncoder(tokenizer_path, eos_id, pad_id, max_len)
+        return module.GenerationTask(data, encoder, dropout, **(decoding or {}))
     if module.__name__.endswith("classification"):
         encoder = module.Encoder(tokenizer_path, eos_id, pad_id, max_len)
         return module.ClassificationTask(data, encoder, dropout)
@@ -57,7 +66,7 @@ def task_for_model(bundle, data=None, max_examples: int = 0, data_dir: str | Non
     the model's recorded task/subset/data folder are loaded (``data_dir`` overrides the folder).
     """
     c = bundle.config
-    if c.get("kind") not in ("gpt-classifier", "gpt-tagger") or "task" not in c:
+    if c.get("kind") not in ("gpt-classifier", "gpt-tagger", "gpt-generator") or "task" not in c:
         raise ValueError(
             f"{bundle.local_dir} is a {c.get('kind')!r} model without a recorded task; "
             "evaluate task models registered by training.finetune (or pass an LM to --shards)"
@@ -69,7 +78,7 @@ def task_for_model(bundle, data=None, max_examples: int = 0, data_dir: str | Non
             data_dir if data_dir is not None else c.get("data", ""),
             max_examples,
         )
-    if list(data.labels) != list(c["labels"]):
+    if list(data.labels) != list(c.get("labels", [])):
         raise ValueError(
             f"the data's labels {list(data.labels)} differ from the model's {c['labels']}; "
             "evaluate on the data set the model was trained on"
@@ -83,13 +92,16 @@ def task_for_model(bundle, data=None, max_examples: int = 0, data_dir: str | Non
         c["max_len"],
         c.get("dropout", 0.1),
         c.get("crf", False),
+        {k: c[k] for k in ("max_new_tokens", "top_k", "temperature", "seed") if k in c},
     )
 
 
 def split_digest(task, split: str) -> str:
     """Identifies a split's examples and labels (not their tokenisation): the gate's "same test set"."""
     h = hashlib.sha256()
-    if task.kind == "classification":
+    if task.kind == "generation":
+        items = ([p.prompt, p.completion] for p in task.data.splits[split])
+    elif task.kind == "classification":
         rows = zip(task.data.texts[split], task.data.targets[split])
         items = ([text, task.labels[t]] for text, t in rows)
     else:

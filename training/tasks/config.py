@@ -20,6 +20,7 @@ TASKS = {
     "ner": "tagging",
     "pos": "tagging",
     "tagging": "tagging",
+    "generation": "generation",  # prompt -> completion (built-in: Python docs signatures)
 }
 PROMOTE = ("gate", "always", "never")
 INIT = ("pretrained", "random")
@@ -58,6 +59,10 @@ class TaskConfig:
     experiment: str = "finetune"
     register_name: str = ""  # "" = c2m-<task>
     run_name: str = ""
+    # generation only: decoding for validation/test (greedy unless temperature > 0)
+    max_new_tokens: int = 32
+    top_k: int = 0  # sample from the k likeliest tokens (0 = all) when temperature > 0
+    temperature: float = 0.0  # 0 = greedy; > 0 samples, seeded per example from ``seed``
 
     def __post_init__(self):
         _require(self.task in TASKS, f"task={self.task!r}: choose one of {', '.join(TASKS)}")
@@ -88,12 +93,15 @@ class TaskConfig:
         _require(self.init in INIT, f"init={self.init!r}: choose one of {', '.join(INIT)}")
         _require(self.promote in PROMOTE, f"promote={self.promote!r}: choose one of {', '.join(PROMOTE)}")
         _require(self.gate_margin >= 0, f"gate_margin={self.gate_margin}: must be >= 0")
+        _require(self.max_new_tokens > 0, f"max_new_tokens={self.max_new_tokens}: must be positive")
+        _require(self.top_k >= 0, f"top_k={self.top_k}: must be >= 0 (0 = no cut)")
+        _require(self.temperature >= 0, f"temperature={self.temperature}: must be >= 0 (0 = greedy)")
         if not self.register_name:
             self.register_name = f"c2m-{self.task}"
 
     @property
     def kind(self) -> str:
-        """``classification`` or ``tagging``: which task module trains this config."""
+        """``classification``, ``tagging`` or ``generation``: which task module trains this config."""
         return TASKS[self.task]
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ either. The difference: this never moves the ``champion`` alias; that is
 :mod:`training.registry_gate`'s decision, made on the test metric.
 
 ``model_config.json`` says how to rebuild the module (``kind``: gpt-lm, gpt-classifier,
-gpt-tagger; ``compression``: dynamic-int8 for quantised models), so evaluation and
+gpt-tagger, gpt-generator; ``compression``: dynamic-int8 for quantised models), so evaluation and
 compression work from a registry URI alone, without unpickling code.
 """
 
@@ -104,9 +104,14 @@ def build_module(config: dict) -> nn.Module:
         )
     elif kind == "gpt-tagger":
         model = TokenTagger(backbone, config["labels"], config.get("dropout", 0.1), config.get("crf", False))
+    elif kind == "gpt-generator":
+        from training.tasks.generation import GenerationLM
+
+        model = GenerationLM(backbone)
     else:
         raise ValueError(
-            f"model kind {kind!r} is not one crawl2model builds (gpt-lm, gpt-classifier, gpt-tagger)"
+            f"model kind {kind!r} is not one crawl2model builds "
+            "(gpt-lm, gpt-classifier, gpt-tagger, gpt-generator)"
         )
     if config.get("compression") == INT8:
         model = quantize_int8(model)
