@@ -1,6 +1,6 @@
 """``crawl2model``: one command for the local stack and every stage.
 
-    crawl2model up | down | status | demo [--profile tiny]
+    crawl2model up [--s3] | down | status | demo [--s3] [--profile tiny]
     crawl2model crawl|extract|clean|dedup|tokenize  <job flags ...>      (spark-submit)
     crawl2model pretrain|finetune [--np N]  <job flags ...>               (horovodrun)
     crawl2model evaluate|hpo|compress  <job flags ...>                    (one python process)
@@ -8,6 +8,11 @@
 Stage flags are passed verbatim to the job, so ``crawl2model crawl --help`` shows the job's own
 help; Airflow tasks call the same launchers. This module imports nothing heavy, so it runs
 from either venv.
+
+``--s3`` (or ``C2M_S3=1``) runs the stack in S3 mode: a local S3 server, data under
+``s3://$C2M_S3_BUCKET/data``, MLflow artefacts in the bucket. ``up``, ``status`` and ``demo``
+against a stack that is already up in S3 mode pick the mode up by themselves; stage commands
+(``crawl2model crawl`` ...) need ``C2M_S3=1`` in their shell.
 """
 from __future__ import annotations
 
@@ -70,11 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     up = sub.add_parser("up", help="start Airflow, MLflow and the demo site on 127.0.0.1")
     up.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for health checks")
+    up.add_argument("--s3", action="store_true",
+                    help="S3 mode: start a local S3 server (SeaweedFS) and keep data and artefacts in it")
     sub.add_parser("down", help="stop the local stack (by PID)")
     sub.add_parser("status", help="show which components run and are healthy")
     demo = sub.add_parser("demo", help="up, then run data_refresh → pretrain → finetune through Airflow")
     demo.add_argument("--profile", choices=("demo", "tiny"), default="demo",
                       help="'tiny' crawls a few pages and trains a few steps (tests)")
+    demo.add_argument("--s3", action="store_true", help="run the demo on the stack in S3 mode (see `up --s3`)")
     for name in DATA_STAGES:
         sub.add_parser(name, add_help=False,
                        help=f"spark-submit spark_jobs/jobs/{name}.py (flags passed through)")
@@ -85,6 +93,20 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser(name, add_help=False,
                        help=f"python -m training.{name} in the jobs venv (flags passed through)")
     return p
+
+
+def _select_mode(requested: bool) -> None:
+    """--s3 sets C2M_S3=1. Without it (and without C2M_S3), a stack that is already up keeps its
+    mode, bucket and data root: its recorded C2M_* values fill in what this shell does not set."""
+    import os
+
+    from ops import services
+
+    if requested:
+        os.environ["C2M_S3"] = "1"
+    elif "C2M_S3" not in os.environ:
+        for name, value in services.running_settings(services.get_settings()).items():
+            os.environ.setdefault(name, value)
 
 
 def _status() -> int:
@@ -113,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from ops import services
     from ops.airflow_api import AirflowAPIError
+    from ops.s3_server import S3ServerError
 
     try:
+        _select_mode(getattr(args, "s3", False))
         if args.command == "up":
             services.up(timeout=args.timeout)
             return 0
@@ -127,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             from ops.demo import run_demo
 
             return 0 if run_demo(profile=args.profile).ok else 1
-    except (services.StackError, AirflowAPIError) as exc:
+    except (services.StackError, AirflowAPIError, S3ServerError, ValueError) as exc:
         print(f"crawl2model {args.command}: {exc}", file=sys.stderr)
         return 1
     return 2

@@ -199,6 +199,7 @@ def summary(result: DemoResult, s: Settings) -> str:
     lines = [
         "",
         "crawl2model demo: done",
+        f"  data root       {s.data_root}" + (f"  (S3 server {s.s3_endpoint})" if s.s3_mode else ""),
         f"  pages crawled   {crawl.get('rows_out')} stored of {crawl.get('rows_in')} URLs tried "
         f"(dropped: {crawl.get('dropped')})",
         f"  documents kept  {kept}",

@@ -62,7 +62,8 @@ def check_java() -> None:
 
 
 def job_env(settings: Settings | None = None) -> dict[str, str]:
-    """Environment for jobs: loopback Spark, the jobs venv's python, MLflow URI, no telemetry."""
+    """Environment for jobs: loopback Spark, the jobs venv's python, MLflow URI, no telemetry;
+    in S3 mode also the stack's S3 endpoint and credentials (a real bucket's come from AWS_*)."""
     s = settings or get_settings()
     py = str(s.jobs_python)
     env = dict(os.environ)
@@ -75,6 +76,10 @@ def job_env(settings: Settings | None = None) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         C2M_DATA_ROOT=s.data_root,
     )
+    if s.s3_mode:  # the stack's own S3 server: endpoint and credentials, through the environment only
+        from ops import s3_server
+
+        s3_server.apply_client_env(env, s)
     env["PATH"] = f"{s.jobs_venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     # The airflow venv's own packages must not leak into the jobs venv's interpreter.
     env.pop("PYTHONPATH", None)
@@ -155,6 +160,10 @@ def horovodrun(module: str, args: list[str], np: int | None = None, settings: Se
     env = job_env(s)
     env.update(extra_env or {})
     env.setdefault("OMP_NUM_THREADS", "1")
+    # Fail fast, not hang: horovodrun gives up on starting the ranks after this long (its
+    # default 30 s is tight on a busy 2-core box); once they run, a rank that exits ends
+    # the job at once, and training/distributed.py sets the collective timeouts.
+    env.setdefault("HOROVOD_START_TIMEOUT", "120")
     # glibc otherwise mmaps/munmaps the large logits buffers every step: measured 135 -> 85 ms
     # per step for a T=128, vocab-4096 model on 2 cores.
     env.setdefault("MALLOC_MMAP_THRESHOLD_", "2147483647")

