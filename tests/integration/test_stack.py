@@ -14,123 +14,21 @@ and data root (never the default ports), then, in order:
 5. ``hpo`` fans two trial tasks out over one Optuna study, nested under one MLflow parent run,
    and ``compress`` quantises the fine-tuned model.
 
-The stack is stopped by PID at the end, whatever happens.
+The stack (conftest.py's session fixture, shared with the browser and fault tests) is stopped
+by PID at the end, whatever happens.
 
-Run with: .venv-airflow/bin/pytest -m integration tests/integration  (about 6-10 minutes)
+Run with: .venv-airflow/bin/pytest -m integration tests/integration  (about 8-12 minutes)
 """
 from __future__ import annotations
 
-import json
-import random
-import shutil
-import socket
-import tempfile
-import time
-from pathlib import Path
-
 import pytest
 
-from ops.settings import REPO_ROOT
+from stack_support import missing_requirements, task_log_text
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 
-NEEDS = {
-    "spark_jobs/jobs/tokenize.py": REPO_ROOT / "spark_jobs" / "jobs" / "tokenize.py",
-    "training/finetune.py": REPO_ROOT / "training" / "finetune.py",
-    ".venv-jobs/bin/horovodrun": REPO_ROOT / ".venv-jobs" / "bin" / "horovodrun",
-    ".venv-airflow/bin/airflow": REPO_ROOT / ".venv-airflow" / "bin" / "airflow",
-}
-_missing = [name for name, path in NEEDS.items() if not path.exists()]
-if shutil.which("java") is None:
-    _missing.append("java")
+_missing = missing_requirements()
 pytestmark.append(pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_missing)}"))
-
-# A small vocabulary for readable, varied English prose that passes quality filters.
-_SUBJECTS = ["The river", "A young engineer", "Our small team", "The old library", "Every gardener",
-             "The museum guide", "A careful reader", "The city council", "My neighbour", "The night train",
-             "A curious student", "The village baker", "This short report", "The mountain path",
-             "Each visitor"]
-_VERBS = ["describes", "follows", "remembers", "changes", "explains", "protects", "measures", "reaches",
-          "collects", "compares", "builds", "questions", "welcomes", "improves", "discovers"]
-_OBJECTS = ["the history of the valley", "a quiet morning by the lake", "the price of fresh bread",
-            "the rules of an old game", "the shape of the northern coast", "a letter from a distant friend",
-            "the sound of rain on the roof", "the plans for a new bridge", "the habits of migrating birds",
-            "a recipe for winter soup", "the stars above the harbour", "the cost of repairing the road",
-            "the names of forgotten streets", "the growth of young trees", "a map of the hidden caves"]
-_TAILS = ["before the sun goes down", "with great patience", "for the first time in years",
-          "while the children are at school", "because nobody else will", "in a clear and simple way",
-          "after a long and difficult winter", "and nobody seems surprised", "during the autumn festival",
-          "as the weather slowly improves", "without asking for any help", "to the delight of everyone"]
-
-
-def _paragraph(rng: random.Random, n: int = 6) -> str:
-    return " ".join(f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)} "
-                    f"{rng.choice(_TAILS)}." for _ in range(n))
-
-
-def make_site(root: Path, pages: int = 14, seed: int = 7) -> Path:
-    """index.html linking to ``pages`` article pages, plus a /whatsnew/ subtree robots.txt forbids."""
-    rng = random.Random(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "whatsnew").mkdir(exist_ok=True)
-    links = []
-    for i in range(pages):
-        title = f"Notes from the valley, part {i + 1}"
-        body = "\n".join(f"<p>{_paragraph(rng)}</p>" for _ in range(5))
-        nxt = f'<a href="page{(i + 1) % pages}.html">next</a>'
-        (root / f"page{i}.html").write_text(
-            f"<!doctype html><html lang='en'><head><title>{title}</title></head><body>"
-            f"<article><h1>{title}</h1>{body}</article><footer>{nxt}</footer></body></html>")
-        links.append(f'<li><a href="page{i}.html">{title}</a></li>')
-    (root / "whatsnew" / "index.html").write_text(
-        "<html><body><p>Forbidden by robots.txt; a polite crawler never fetches this.</p></body></html>")
-    (root / "index.html").write_text(
-        "<!doctype html><html lang='en'><head><title>Valley notes</title></head><body>"
-        f"<h1>Valley notes</h1><p>{_paragraph(rng)}</p><ul>{''.join(links)}</ul>"
-        '<a href="whatsnew/index.html">What is new</a></body></html>')
-    return root
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def stack(request):
-    from ops import services
-    from ops.settings import get_settings
-
-    # Not pytest's tmp_path: other sessions on this machine rotate those away, logs and all.
-    # Kept when a test fails (the path is printed), removed when all pass.
-    base = Path(tempfile.mkdtemp(prefix="c2m-integration-"))
-    failed_before = request.session.testsfailed
-    mp = pytest.MonkeyPatch()
-    mp.setenv("C2M_STACK_DIR", str(base / "stack"))
-    mp.setenv("C2M_DATA_ROOT", str(base / "data"))
-    mp.setenv("C2M_SITE_ROOT", str(make_site(base / "site")))
-    mp.setenv("C2M_SITE_CRAWL_DELAY", "0")
-    mp.setenv("C2M_RETRY_DELAY_S", "1")  # parsed into every DAG's retry_delay: failures retry at once
-    mp.delenv("C2M_LAUNCHER", raising=False)
-    for var in ("C2M_AIRFLOW_PORT", "C2M_MLFLOW_PORT", "C2M_SITE_PORT"):
-        mp.setenv(var, str(_free_port()))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    mp.delenv("C2M_DAGS_FOLDER", raising=False)
-    s = get_settings()
-    try:
-        t0 = time.monotonic()
-        services.up(s, timeout=300)
-        print(f"stack healthy in {time.monotonic() - t0:.1f} s; RSS MiB {services.memory_mib(s)}")
-        yield s
-    finally:
-        services.down(s)
-        mp.undo()
-        if request.session.testsfailed == failed_before:
-            shutil.rmtree(base, ignore_errors=True)
-        else:
-            print(f"kept the stack's logs and data for inspection: {base}")
-
 
 ALL_DAGS = ["data_refresh", "pretrain", "finetune", "hpo", "compress", "end_to_end"]
 
@@ -140,17 +38,6 @@ def _client(stack):
     from ops.airflow_api import AirflowClient
 
     return AirflowClient(stack.airflow_url, services.airflow_home(stack))
-
-
-def _events(path: Path) -> str:
-    """An Airflow 3 task log (JSON lines) as plain text, one event per line."""
-    out = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            out.append(str(json.loads(line).get("event", "")))
-        except ValueError:
-            out.append(line)
-    return "\n".join(out)
 
 
 def test_every_dag_parses_and_bad_params_are_refused_naming_the_field(stack):
@@ -183,8 +70,8 @@ def test_a_failing_job_retries_and_its_last_lines_reach_the_task_log(stack):
     assert final["state"] == "failed"
     (ti,) = client.task_instances("finetune", run["dag_run_id"])
     assert ti["state"] == "failed" and ti["try_number"] == 2, ti  # one retry, with backoff
-    first = _events(task_log_path(stack, "finetune", run["dag_run_id"], "train", 1))
-    last = _events(task_log_path(stack, "finetune", run["dag_run_id"], "train", 2))
+    first = task_log_text(task_log_path(stack, "finetune", run["dag_run_id"], "train", 1))
+    last = task_log_text(task_log_path(stack, "finetune", run["dag_run_id"], "train", 2))
     assert "finetune.train failed, will retry (try 1 of 2" in first
     assert "[crawl2model] finetune.train FAILED (try 2 of 2" in last
     assert "lines of the job's output" in last and "    | " in last
@@ -192,13 +79,12 @@ def test_a_failing_job_retries_and_its_last_lines_reach_the_task_log(stack):
     assert "c2m-missing" in summary, summary[:3000]  # the job's own error, in the summary's tail
 
 
-def test_tiny_demo_runs_every_dag_and_registers_models(stack):
-    from ops.demo import run_demo
+def test_tiny_demo_runs_every_dag_and_registers_models(stack, tiny_demo):
     from ops.mlflow_helpers import alias_version, experiment_name, get_run, run_tags
     from ops.dag_support import dag_run_url
 
     client = _client(stack)
-    result = run_demo("tiny", stack)
+    result = tiny_demo
     assert result.ok, result.failure
     assert {d: r["state"] for d, r in result.runs.items()} == {
         "data_refresh": "success", "pretrain": "success", "finetune": "success"}

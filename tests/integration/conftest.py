@@ -1,0 +1,99 @@
+"""One real stack per test session, shared by every integration test file.
+
+Starting Airflow, MLflow and the demo site, and running the tiny pipeline on them, costs
+minutes; the pipeline tests, the browser tests and the fault tests all need that same stack,
+so it is a session fixture here (``stack``), and the tiny demo's result is one too
+(``tiny_demo``): a file run on its own still gets a trained, registered model to look at.
+
+Order matters, because the tests share state: ``test_stack.py`` checks that a refused conf
+creates no run, so it must see the DAGs before anyone else triggers them, and the fault test
+kills the scheduler, so it goes last. ``pytest_collection_modifyitems`` runs the files on the
+shared stack in ``FILE_ORDER`` (whatever pytest's alphabetical order), after every other test
+of the session: the shared stack and its C2M_* variables stay until the session ends. Files
+not listed (those with a module-scoped stack of their own, like ``test_s3_stack.py``) go just
+before them, so that two stacks never run at once. A new file on the shared stack must be
+added to ``FILE_ORDER``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from stack_support import UNSET, stack_env
+
+FILE_ORDER = ("test_stack.py", "test_browser.py", "test_scheduler_restart.py")
+_HERE = Path(__file__).resolve().parent
+
+
+def _rank(item: pytest.Item) -> tuple[int, int]:
+    path = Path(str(item.fspath)).resolve()
+    if path.parent != _HERE:
+        return (0, 0)  # not an integration test: keep it first, in its own order
+    name = path.name
+    return (1, FILE_ORDER.index(name)) if name in FILE_ORDER else (1, -1)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: drives the real UIs in headless chromium (Playwright)")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    items.sort(key=_rank)  # stable: tests keep their order within a file
+
+
+@pytest.fixture(scope="session")
+def stack(request):
+    """Airflow, MLflow and the demo site on free ports, under a temporary folder."""
+    from ops import services
+    from ops.settings import get_settings
+
+    # Not pytest's tmp_path: other sessions on this machine rotate those away, logs and all.
+    # Kept when a test fails (the path is printed), removed when all pass.
+    base = Path(tempfile.mkdtemp(prefix="c2m-integration-"))
+    failed_before = request.session.testsfailed
+    mp = pytest.MonkeyPatch()
+    for var in UNSET:
+        mp.delenv(var, raising=False)
+    for var, value in stack_env(base).items():
+        mp.setenv(var, value)
+    s = get_settings()
+    try:
+        t0 = time.monotonic()
+        services.up(s, timeout=300)
+        print(f"stack healthy in {time.monotonic() - t0:.1f} s; RSS MiB {services.memory_mib(s)}")
+        yield s
+    finally:
+        services.down(s)
+        mp.undo()
+        if request.session.testsfailed == failed_before:
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            print(f"kept the stack's logs and data for inspection: {base}")
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(stack):
+    """The demo's ``tiny`` profile (data_refresh → asset-triggered pretrain → finetune), run once.
+
+    A failed run is returned too: ``test_stack.py`` asserts on it, and the tests that build on
+    its models fail with its failure through ``stack_support.require_demo``.
+    """
+    from ops.demo import run_demo
+
+    return run_demo("tiny", stack)
+
+
+@pytest.fixture(scope="session")
+def artefacts_dir() -> Path:
+    """Where screenshots go: $C2M_TEST_ARTEFACTS, else .stack/test-artefacts (gitignored), kept."""
+    from ops.settings import REPO_ROOT
+
+    root = Path(os.environ.get("C2M_TEST_ARTEFACTS") or REPO_ROOT / ".stack" / "test-artefacts")
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"test artefacts (screenshots): {root}")
+    return root
