@@ -116,11 +116,10 @@ def digest_json(data: Any) -> str:
 
 
 def digest_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """sha256 of a file, as the shard manifests record it."""
+    from training.data.shard_cache import file_sha256
+
+    return file_sha256(path)
 
 
 def lm_signature(vocab_size: int) -> ModelSignature:

@@ -17,14 +17,11 @@ added to ``FILE_ORDER``.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from stack_support import UNSET, stack_env
+from stack_support import UNSET, running_stack, stack_env
 
 FILE_ORDER = ("test_stack.py", "test_browser.py", "test_scheduler_restart.py")
 _HERE = Path(__file__).resolve().parent
@@ -49,31 +46,8 @@ def pytest_collection_modifyitems(session, config, items):
 @pytest.fixture(scope="session")
 def stack(request):
     """Airflow, MLflow and the demo site on free ports, under a temporary folder."""
-    from ops import services
-    from ops.settings import get_settings
-
-    # Not pytest's tmp_path: other sessions on this machine rotate those away, logs and all.
-    # Kept when a test fails (the path is printed), removed when all pass.
-    base = Path(tempfile.mkdtemp(prefix="c2m-integration-"))
-    failed_before = request.session.testsfailed
-    mp = pytest.MonkeyPatch()
-    for var in UNSET:
-        mp.delenv(var, raising=False)
-    for var, value in stack_env(base).items():
-        mp.setenv(var, value)
-    s = get_settings()
-    try:
-        t0 = time.monotonic()
-        services.up(s, timeout=300)
-        print(f"stack healthy in {time.monotonic() - t0:.1f} s; RSS MiB {services.memory_mib(s)}")
+    with running_stack(request, "c2m-integration-", UNSET, stack_env) as s:
         yield s
-    finally:
-        services.down(s)
-        mp.undo()
-        if request.session.testsfailed == failed_before:
-            shutil.rmtree(base, ignore_errors=True)
-        else:
-            print(f"kept the stack's logs and data for inspection: {base}")
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import socket
+import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 # A small vocabulary for readable, varied English prose that passes quality filters.
 _SUBJECTS = ["The river", "A young engineer", "Our small team", "The old library", "Every gardener",
@@ -94,6 +99,39 @@ def stack_env(base: Path) -> dict[str, str]:
     for var in ("C2M_AIRFLOW_PORT", "C2M_MLFLOW_PORT", "C2M_SITE_PORT"):
         env[var] = str(free_port())
     return env
+
+
+@contextmanager
+def running_stack(request, prefix: str, unset: tuple[str, ...], env_for: Callable[[Path], dict[str, str]],
+                  label: str = "stack") -> Iterator:
+    """A stack on free ports under a temp folder (not pytest's tmp_path: other sessions on this
+    machine rotate those away, logs and all), stopped by PID at the end. The folder is kept, and
+    its path printed, when a test failed meanwhile; otherwise it is removed."""
+    import pytest
+
+    from ops import services
+    from ops.settings import get_settings
+
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    failed_before = request.session.testsfailed
+    mp = pytest.MonkeyPatch()
+    for var in unset:
+        mp.delenv(var, raising=False)
+    for var, value in env_for(base).items():
+        mp.setenv(var, value)
+    s = get_settings()
+    try:
+        t0 = time.monotonic()
+        services.up(s, timeout=300)
+        print(f"{label} healthy in {time.monotonic() - t0:.1f} s; RSS MiB {services.memory_mib(s)}")
+        yield s
+    finally:
+        services.down(s)
+        mp.undo()
+        if request.session.testsfailed == failed_before:
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            print(f"kept the {label}'s logs and data for inspection: {base}")
 
 
 def task_log_text(path: Path) -> str:

@@ -21,14 +21,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
 from s3_stack import UNSET_S3, all_mlflow_runs, all_xcoms, files_containing, s3_stack_env
-from stack_support import missing_requirements
+from stack_support import missing_requirements, running_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 _missing = missing_requirements()
@@ -44,29 +42,9 @@ STAGES = ("raw", "extracted", "clean", "corpus", "shards")
 
 @pytest.fixture(scope="module")
 def s3_stack(request):
-    from ops import services
-
-    base = Path(tempfile.mkdtemp(prefix="c2m-s3-integration-"))
-    failed_before = request.session.testsfailed
-    mp = pytest.MonkeyPatch()
-    for var in UNSET_S3:
-        mp.delenv(var, raising=False)
-    for var, value in s3_stack_env(base).items():
-        mp.setenv(var, value)
-    s = get_settings()
-    assert s.s3_mode and s.data_root == f"s3://{s.s3_bucket}/data"
-    try:
-        t0 = time.monotonic()
-        services.up(s, timeout=300)
-        print(f"S3-mode stack healthy in {time.monotonic() - t0:.1f} s; RSS MiB {services.memory_mib(s)}")
+    with running_stack(request, "c2m-s3-integration-", UNSET_S3, s3_stack_env, label="S3-mode stack") as s:
+        assert s.s3_mode and s.data_root == f"s3://{s.s3_bucket}/data"
         yield s
-    finally:
-        services.down(s)
-        mp.undo()
-        if request.session.testsfailed == failed_before:
-            shutil.rmtree(base, ignore_errors=True)
-        else:
-            print(f"kept the S3 stack's logs and data for inspection: {base}")
 
 
 @pytest.fixture(scope="module")
