@@ -78,7 +78,7 @@ demo: venvs
 # Unit tests run where their libraries live: data and training tests in the jobs venv,
 # DAG and stack tests in the Airflow venv.
 test-unit: venvs k8s-tools
-	$(JOBS_VENV)/bin/python -m pytest -q tests/ops tests/spark_jobs tests/training
+	$(JOBS_VENV)/bin/python -m pytest -q tests/ops tests/spark_jobs tests/training tests/bench
 	$(AIRFLOW_VENV)/bin/python -m pytest -q tests/dags
 
 # -rs: a skipped test (no chromium, say) says why.
@@ -124,7 +124,7 @@ $(BENCH_STAMP): Makefile
 
 bench-venv: $(BENCH_STAMP)
 
-# CPU benchmarks at sizes that take about 15-25 min on 2 cores; results in bench/results/*.json.
+# CPU benchmarks (about 50 min on 2 cores shared with other work); results in bench/results/*.json.
 bench: system-deps $(JOBS_STAMP) $(HOROVOD_STAMP) $(BENCH_STAMP)
 	$(JOBS_VENV)/bin/python bench/corpus.py
 	$(JOBS_VENV)/bin/python bench/data_filters.py

@@ -54,10 +54,23 @@ def start_run(experiment: str, run_name: str, run_id: str | None = None, tags: d
     mlflow.set_experiment(experiment)
     if run_id:
         try:
-            return mlflow.start_run(run_id=run_id).info.run_id
+            resumed = mlflow.start_run(run_id=run_id).info.run_id
         except mlflow.exceptions.MlflowException as exc:  # e.g. a checkpoint from another tracking server
             print(f"[tracking] cannot resume MLflow run {run_id} ({exc}); starting a new run", flush=True)
+        else:
+            # MLflow applies MLFLOW_RUN_CONTEXT to new runs only: bring the tags up to date
+            # (a retry's airflow.try_number and task URL), so the run names the try that finished it.
+            mlflow.set_tags({**(tags or {}), **_run_context_tags()})
+            return resumed
     return mlflow.start_run(run_name=run_name, tags=tags or {}).info.run_id
+
+
+def _run_context_tags() -> dict[str, str]:
+    try:
+        tags = json.loads(os.environ.get("MLFLOW_RUN_CONTEXT") or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else {}
 
 
 def tracking_uri() -> str:

@@ -96,9 +96,13 @@ def test_rerun_resumes_from_the_newest_good_checkpoint_bit_for_bit(
     (ckpt / "step-00000030.pt").unlink()  # as if the job died after step 20
     (ckpt / "step-00000020.pt").write_bytes(b"corrupt")  # ...and the step-20 write was torn
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    monkeypatch.setenv("MLFLOW_RUN_CONTEXT", '{"airflow.try_number": "2"}')  # what an Airflow retry sets
     again = pretrain.main(_pretrain_args(shards_uri, tmp))
     assert again["params_sha256"] == first["params_sha256"]  # model, optimiser, data position, RNG restored
     assert again["run_id"] == first["run_id"]  # the same MLflow run continues
+    import mlflow
+
+    assert mlflow.MlflowClient(mlflow_uri).get_run(again["run_id"]).data.tags["airflow.try_number"] == "2"
     assert again["model_version"] == first["model_version"] + 1
 
 

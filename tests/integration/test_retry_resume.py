@@ -1,0 +1,103 @@
+"""A training task killed half-way is retried by Airflow and resumes where it was (issue 7.4).
+
+``kill -9`` of every process of the job (horovodrun and its ranks) is what a lost node or
+the OOM killer does. The task fails, Airflow retries it (the test stack's retry delay is
+1 s), and the retry must:
+
+- resume from the last checkpoint of this DAG run, not start again;
+- continue the same MLflow run, now tagged with the retry's try number, and finish it at
+  ``max_steps`` with one loss curve (no step logged from a restart at 0);
+- return the same kind of result as an uninterrupted run (a registered model version).
+
+Runs on the shared stack after the tiny demo (conftest.FILE_ORDER), which made the shards.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from stack_support import missing_requirements, require_demo, task_log_text
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
+_missing = missing_requirements()
+pytestmark.append(pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_missing)}"))
+
+MAX_STEPS = 300
+CHECKPOINT_STEP = 100  # training.config.TrainConfig.checkpoint_every
+
+
+def _job_pids(marker: str) -> list[int]:
+    """PIDs whose command line mentions ``marker`` (the run's own checkpoint folder)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _wait_for(path: Path, client, run_id: str, timeout: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        state = client.get_run("pretrain", run_id)["state"]
+        if state in ("success", "failed") or time.monotonic() > deadline:
+            pytest.fail(f"pretrain run {run_id} is {state} and {path} never appeared")
+        time.sleep(0.2)
+
+
+def test_a_killed_training_task_is_retried_and_resumes_its_checkpoint_and_mlflow_run(stack, tiny_demo):
+    from ops import dag_support, mlflow_helpers, services
+    from ops.airflow_api import AirflowClient
+    from ops.demo import explain_failure, task_log_path
+
+    require_demo(tiny_demo)
+    client = AirflowClient(stack.airflow_url, services.airflow_home(stack))
+    client.set_paused("pretrain", False)
+    run_id = client.trigger("pretrain", {"max_steps": MAX_STEPS, "batch_size": 4, "np": 2},
+                            note="retry-resume test")["dag_run_id"]
+    ckpt_dir = Path(stack.data_root, "checkpoints", "pretrain", dag_support.safe_name(run_id))
+    _wait_for(ckpt_dir / f"step-{CHECKPOINT_STEP:08d}.pt", client, run_id)
+
+    victims = _job_pids(str(ckpt_dir))
+    assert victims, f"no training process mentions {ckpt_dir}"
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    final = client.wait_for_run("pretrain", run_id, timeout=900, progress=None)
+    assert final["state"] == "success", explain_failure(client, stack, "pretrain", run_id)
+    (train,) = [t for t in client.task_instances("pretrain", run_id) if t["task_id"] == "train"]
+    assert train["try_number"] == 2, "the kill must fail the first try and the retry must succeed"
+
+    retry_log = task_log_text(task_log_path(stack, "pretrain", run_id, "train", 2))
+    assert "resumed from" in retry_log and ckpt_dir.name in retry_log, retry_log[-3000:]
+
+    result = client.xcom("pretrain", run_id, "train")
+    first_log = task_log_text(task_log_path(stack, "pretrain", run_id, "train", 1))
+    assert result["run_id"] in first_log, "the retry must continue the first try's MLflow run"
+    run = mlflow_helpers.get_run(stack.mlflow_uri, result["run_id"])
+    tags = mlflow_helpers.run_tags(run)
+    assert tags["airflow.run_id"] == run_id and tags["airflow.try_number"] == "2"
+    same_dag_run = mlflow_helpers._post(stack.mlflow_uri, "runs/search", {
+        "experiment_ids": [run["info"]["experiment_id"]], "max_results": 100,
+        "filter": f"tags.`airflow.run_id` = '{run_id}'"}).get("runs", [])
+    assert [r["info"]["run_id"] for r in same_dag_run] == [result["run_id"]], \
+        "one MLflow run per DAG run, retries included"
+
+    points = mlflow_helpers._get(stack.mlflow_uri, "metrics/get-history", run_id=result["run_id"],
+                                 metric_key="train/loss", max_results="25000").get("metrics", [])
+    steps = {int(p.get("step", 0)) for p in points}
+    assert max(steps) == MAX_STEPS and min(steps) >= 1
+    assert CHECKPOINT_STEP + 1 in steps  # the retry logged from just after the checkpoint on
+    assert result.get("model_version"), result
