@@ -207,10 +207,12 @@ class ShardDataset:
 
     def rows(self, indices: np.ndarray) -> np.ndarray:
         """Sequences at the given global indices, (len(indices), seq_len) int64."""
+        indices = np.asarray(indices, dtype=np.int64)
         out = np.empty((len(indices), self.seq_len), dtype=np.int64)
         files = np.searchsorted(self.starts, indices, side="right") - 1
-        for i, (f, g) in enumerate(zip(files, indices)):
-            out[i] = self.arrays[f][g - self.starts[f]]
+        for f in np.unique(files):  # one fancy-indexed gather per file, not one copy per row
+            mask = files == f
+            out[mask] = self.arrays[f][indices[mask] - self.starts[f]]
         return out
 
 
