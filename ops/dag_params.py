@@ -94,6 +94,13 @@ def data_refresh_params(s: Settings) -> dict[str, dict]:
                         type="integer", minimum=0, maximum=50),
         "delay": _p(1.0, "Delay (s)", "Seconds between requests to one host; a larger Crawl-delay wins.",
                     "Crawl", type="number", minimum=0, maximum=600),
+        "max_retries": _p(3, "Retries per URL", "Retries of a 429, 5xx or timeout, with exponential "
+                          "backoff and jitter (a Retry-After header is honoured).", "Crawl",
+                          type="integer", minimum=0, maximum=20),
+        "retry_budget": _p(120.0, "Retry budget (s)", "Most seconds one URL may spend in tries and waits.",
+                           "Crawl", type="number", minimum=1, maximum=3600),
+        "user_agent": _p(None, "User-Agent", "Sent with every request and matched against robots.txt; "
+                         "empty = the crawler's default.", "Crawl", type=NULL_STR, maxLength=300),
         "langs": _p(["en"], "Languages", "ISO 639-1 codes the clean stage keeps.", "Clean",
                     type="array", minItems=1, items={"type": "string", "pattern": "^[a-z]{2}$"}),
         "min_lang_score": _p(0.5, "Min language score", "Least language-ID probability to keep a document.",
