@@ -169,6 +169,12 @@ class AirflowClient:
         path = f"/api/v2/dags/{q(dag_id)}/dagRuns/{q(run_id)}/taskInstances?limit=1000"
         return self.request("GET", path)["task_instances"]
 
+    def clear_tasks(self, dag_id: str, run_id: str, task_ids: list[str]) -> list[dict]:
+        """Clear finished tasks of a run so the scheduler runs them again (the UI's "Clear")."""
+        body = {"dry_run": False, "dag_run_id": run_id, "task_ids": task_ids, "only_failed": False,
+                "reset_dag_runs": True, "include_upstream": False, "include_downstream": False}
+        return self.request("POST", f"/api/v2/dags/{q(dag_id)}/clearTaskInstances", body)["task_instances"]
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         return {ti["task_id"]: ti.get("state") for ti in self.task_instances(dag_id, run_id)}
 

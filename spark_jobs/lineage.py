@@ -120,7 +120,6 @@ def _log(manifest: dict[str, Any], tokenizer_json: str | None) -> str:
 
     chain = lineage(manifest)
     dv = DatasetVersion.from_uri(manifest["uri"])
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     mlflow.set_experiment(os.environ.get("C2M_DATA_EXPERIMENT", EXPERIMENT))
     tags = {"c2m.job": "data_card", "c2m.version": dv.version, "c2m.shards": manifest["uri"],
             "c2m.tokenizer_sha256": str(manifest.get("tokenizer_sha256", ""))}

@@ -17,10 +17,19 @@ Methods:
   layer); ``--finetune-epochs`` of recovery training with the masks held, then the masks
   are made permanent (``prune.remove``).
 
+Which methods fit which model (:data:`SUPPORTED`): all three for classifiers;
+quantisation and pruning for taggers and generation models (GPT prompt -> completion).
+Distillation needs a soft-target loss per task kind and is written for classifiers only;
+asking for it on another kind fails before anything runs, naming what is supported.
+
 Each result is registered (default name ``<model>-<method>``) with a comparison table
-artefact against the uncompressed model: test metric, size on disk (raw and gzipped),
-parameter count (and non-zeros), CPU latency p50/p95 at batch 1 and 32. The promotion
-gate then decides whether it becomes that name's champion.
+artefact against the uncompressed model: the test scores (generation: BLEU, chrF and
+perplexity), size on disk (raw and gzipped), parameter count (and non-zeros), CPU
+latency p50/p95 at batch 1 and 32. Latency is one forward pass; for generation over a
+fixed-length batch of ``max_len`` tokens (teacher-forced, no decoding: token-by-token
+decoding without a KV cache would time the loop, not the compression), and the table's
+``latency_input`` column says which. The promotion gate then decides whether the result
+becomes that name's champion.
 """
 
 from __future__ import annotations
@@ -46,6 +55,25 @@ from training import distributed
 from training.config import OptimConfig
 
 METHODS = ("distill", "quantize", "prune")
+# task kind -> the methods written for it (distillation's loss is classification-only).
+SUPPORTED = {
+    "classification": METHODS,
+    "tagging": ("quantize", "prune"),
+    "generation": ("quantize", "prune"),
+}
+# Recovery fine-tunes (prune, distill) reuse the loop; it wants a TaskConfig of the same kind.
+_RECOVERY_TASK = {"classification": "sentiment", "tagging": "ner", "generation": "generation"}
+
+
+def check_supported(method: str, kind: str) -> None:
+    """Fail before any work when ``method`` is not written for models of ``kind``, naming what is."""
+    allowed = SUPPORTED.get(kind, ())
+    if method not in allowed:
+        others = "; ".join(f"{k}: {', '.join(m)}" for k, m in SUPPORTED.items())
+        raise ValueError(
+            f"--method {method} is not supported for {kind} models (supported: {others}); "
+            f"use --method {' or --method '.join(allowed) or 'quantize'}"
+        )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -129,12 +157,27 @@ def latency_ms(
 
 
 def latency_inputs(task, batch: int) -> torch.Tensor:
-    """``batch`` test examples (repeated if the split is small), padded to one width."""
+    """``batch`` test examples (repeated if the split is small), padded to one width.
+
+    Generation pads (or cuts) to exactly ``max_len`` tokens: a fixed-length forward pass,
+    so batch 1 and batch 32 time the same sequence length whatever the test rows are.
+    """
     n = task.size("test")
     rows = [i % n for i in range(batch)]
     if task.kind == "classification":
         return task.inputs("test", rows)
-    return task.batch("test", rows)[0]
+    ids = task.batch("test", rows)[0]
+    if task.kind == "generation":
+        width = task.encoder.max_len
+        ids = F.pad(ids, (0, max(0, width - ids.size(1))), value=task.encoder.pad_id)[:, :width]
+    return ids
+
+
+def latency_input(task) -> str:
+    """What the latency columns time, in words, for the table."""
+    if task.kind == "generation":
+        return f"forward pass: batch x {task.encoder.max_len} tokens (teacher-forced; no decoding)"
+    return "forward pass: batch x padded test examples"
 
 
 def measure(models: dict[str, nn.Module], task, repeats: int) -> list[dict]:
@@ -152,6 +195,7 @@ def measure(models: dict[str, nn.Module], task, repeats: int) -> list[dict]:
                 "nonzero_parameters": nonzero,
                 "size_mb": round(raw / 2**20, 4),
                 "size_mb_gzip": round(zipped / 2**20, 4),
+                "latency_input": latency_input(task),
             }
         )
     for batch in (1, 32):
@@ -167,8 +211,10 @@ def measure(models: dict[str, nn.Module], task, repeats: int) -> list[dict]:
 
 def comparison(base: dict, new: dict, metric: str) -> dict:
     """The compressed model relative to the original (speed-up > 1 is faster, size ratio < 1 smaller)."""
+    keys = dict.fromkeys((metric, "perplexity"))  # generation: BLEU and perplexity both
+    deltas = {f"delta_{k}": round(new[k] - base[k], 6) for k in keys if k in new}
     return {
-        f"delta_{metric}": round(new[metric] - base[metric], 6),
+        **deltas,
         "size_ratio": round(new["size_mb"] / base["size_mb"], 4),
         "speedup_b1_p50": round(base["latency_b1_p50_ms"] / new["latency_b1_p50_ms"], 3),
         "speedup_b32_p50": round(base["latency_b32_p50_ms"] / new["latency_b32_p50_ms"], 3),
@@ -221,10 +267,7 @@ class DistillTask:
     """The task, with a loss that mixes the teacher's soft targets and the hard labels."""
 
     def __init__(self, task, teacher: nn.Module, temperature: float, alpha: float):
-        if task.kind != "classification":
-            raise ValueError(
-                "distillation is implemented for classification models; quantize or prune taggers"
-            )
+        check_supported("distill", task.kind)
         self.task, self.teacher, self.t, self.alpha = task, teacher.eval(), temperature, alpha
 
     def __getattr__(self, name):
@@ -247,9 +290,9 @@ def recover(args, task, model, dist, epochs: int) -> dict:
 
     if epochs == 0:
         return {}
-    cfg = TaskConfig(
+    cfg = TaskConfig(  # select_on follows the task kind's default (generation: val loss)
         optim=OptimConfig(lr=args.lr, warmup_steps=0, weight_decay=0.0),
-        task="sentiment",
+        task=_RECOVERY_TASK[task.kind],
         base_model="models:/unused",
         epochs=epochs,
         batch_size=args.batch_size,
@@ -324,6 +367,7 @@ def run(args, dist) -> dict:
 
     bundle = tracking.load_model_bundle(args.model)
     task = task_for_model(bundle, max_examples=args.max_examples)
+    check_supported(args.method, task.kind)
     teacher = export.load_module(bundle)
     metric = task.primary_metric
     name = (
@@ -344,7 +388,12 @@ def run(args, dist) -> dict:
         ratios = comparison(rows[0], rows[1], metric)
         tracking.log_config({k: v for k, v in vars(args).items() if k != "result_file"})
         mlflow.log_metrics(
-            {f"{r['model']}/{k}": float(v) for r in rows for k, v in r.items() if k != "model"}
+            {
+                f"{r['model']}/{k}": float(v)
+                for r in rows
+                for k, v in r.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
         )
         mlflow.log_metrics({f"compressed_vs_original/{k}": float(v) for k, v in ratios.items()})
         with tempfile.TemporaryDirectory(prefix="c2m-compress-") as tmp:

@@ -29,7 +29,7 @@ from training.config import OptimConfig
 from training.metrics import classification_metrics
 from training.tasks import export, load_data, make_task, split_digest, task_for_model
 from training.tasks.backbone import build_backbone, count_parameters, freeze_layers
-from training.tasks.config import INIT, PROMOTE, TASKS, TaskConfig
+from training.tasks.config import INIT, PROMOTE, SELECT_ON, TASKS, TaskConfig
 from training.tasks.loop import StopTraining, fit
 
 
@@ -75,6 +75,13 @@ def build_parser(prog: str = "python -m training.finetune", description: str = "
         "--patience", type=int, default=d.patience, help="early stop after k epochs w/o improvement"
     )
     p.add_argument(
+        "--select-on",
+        default="",
+        choices=("", *SELECT_ON),
+        help="what picks the best epoch: the task's primary metric or the val loss "
+        "(default: loss for generation, metric otherwise)",
+    )
+    p.add_argument(
         "--init", default=d.init, choices=INIT, help="random = same architecture, untrained (baseline)"
     )
     p.add_argument("--promote", default=d.promote, choices=PROMOTE, help="how the champion alias may move")
@@ -113,6 +120,7 @@ def build_config(args: argparse.Namespace) -> TaskConfig:
         top_k=args.top_k,
         temperature=args.temperature,
         patience=args.patience,
+        select_on=args.select_on,
         init=args.init,
         promote=args.promote,
         gate_margin=args.gate_margin,
@@ -241,6 +249,7 @@ def train(
             "metric_value": test[primary],
             **{f"val_{k}": v for k, v in fitted.best_val.items()},
             "best_epoch": fitted.best_epoch,
+            "selected_on": fitted.selected_on,
             "stopped_early": fitted.stopped_early,
             "steps": fitted.steps,
             "steps_per_s": fitted.steps / fitted.seconds if fitted.seconds else 0.0,
@@ -252,6 +261,7 @@ def train(
             "task": cfg.task,
         }
         if metrics:
+            mlflow.set_tag("c2m.selected_on", f"val/{fitted.selected_on}")
             metrics.add(
                 fitted.steps, best_epoch=fitted.best_epoch, **{f"test/{k}": v for k, v in test.items()}
             )

@@ -3,10 +3,14 @@
 Optuna's TPE sampler proposes values from a declared search space (:data:`SEARCH_SPACE`:
 lr, warmup, weight decay, batch size, dropout, frozen layers); the median pruner stops a
 trial whose validation metric after an epoch is below the median of earlier trials at
-that epoch. Trials optimise the *validation* metric; the test split is touched once, by
-the final model. The study lives in an Optuna RDB storage (SQLite locally, Postgres on a
-cluster), so several processes (Airflow mapped tasks) can add trials to one study; pass
-``--parent-run-id`` to hang all their trials under one MLflow parent run.
+that epoch. Trials optimise the *validation* value of the task's own primary metric, in
+its direction (:func:`objective`: accuracy, entity F1 or BLEU up; a lower-is-better metric
+such as perplexity down); a trial's value is that metric at the epoch its run selected
+(generation selects on val loss by default, so its BLEU is the lowest-loss epoch's). The
+test split is touched once, by the final model. The study lives in an Optuna RDB storage
+(SQLite locally, Postgres on a cluster), so several processes (Airflow mapped tasks) can
+add trials to one study; pass ``--parent-run-id`` to hang all their trials under one
+MLflow parent run.
 
 MLflow: one parent run per search, one nested run per trial (its params, per-epoch
 metrics; pruned trials end KILLED). Finally the best trial's params and model are
@@ -130,6 +134,23 @@ def trial_config(base_cfg, params: dict, number: int):
     return replace(base_cfg, optim=optim, run_name=f"trial-{number:03d}", checkpoint_dir="", **rest)
 
 
+def objective(task) -> tuple[str, str]:
+    """(metric, "maximize" | "minimize"): what trials are pruned and ranked on, from the task itself.
+
+    The task object knows its primary metric (a tagging task's depends on its labels), and
+    ``training.metrics`` knows which way is better, so a new task needs no change here.
+    """
+    from training.metrics import higher_is_better
+
+    metric = task.primary_metric
+    return metric, "maximize" if higher_is_better(metric) else "minimize"
+
+
+def better(value: float, best: float | None, direction: str) -> bool:
+    """Whether a trial's ``value`` beats ``best`` (None: no trial yet) in the study's direction."""
+    return best is None or (value > best if direction == "maximize" else value < best)
+
+
 def pruning_callback(trial, metric: str):
     """Report each epoch's val metric; raise StopTraining when the pruner says so."""
     from training.tasks.loop import StopTraining
@@ -145,19 +166,11 @@ def pruning_callback(trial, metric: str):
 class Search:
     """Runs trials in this process and remembers the best model it trained itself."""
 
-    def __init__(self, base_cfg, space, dist, data):
-        from training.metrics import ACCURACY, ENTITY_F1, TOKEN_ACCURACY, is_bio_tags
-
+    def __init__(self, base_cfg, space, dist, data, metric: str, direction: str):
         self.base_cfg, self.space, self.dist, self.data = base_cfg, space, dist, data
         self.best = None  # (trial number, result, model, task)
-        # The task's primary metric, the one trials are pruned and ranked on.
-        self.metric = (
-            ACCURACY
-            if base_cfg.kind == "classification"
-            else ENTITY_F1
-            if is_bio_tags(data.labels)
-            else TOKEN_ACCURACY
-        )
+        # The task's primary metric and its direction (see objective()): trials are pruned and ranked on it.
+        self.metric, self.direction = metric, direction
 
     def objective(self, trial) -> float:
         optuna = _optuna()
@@ -179,10 +192,14 @@ class Search:
             print(f"[hpo] {exc}", flush=True)
             raise optuna.TrialPruned(str(exc)) from exc
         metric = result["metric"]
+        if metric != self.metric:
+            raise RuntimeError(
+                f"trial {trial.number} reported {metric!r}, but the study ranks on {self.metric!r}"
+            )
         value = result[f"val_{metric}"]
         trial.set_user_attr("run_id", result.get("run_id", ""))
         trial.set_user_attr(f"test_{metric}", result[metric])
-        if self.best is None or value > self.best[1][f"val_{metric}"]:
+        if better(value, self.best[1][f"val_{metric}"] if self.best else None, self.direction):
             self.best = (trial.number, result, model, task)
         print(f"[hpo] trial {trial.number}: val {metric} {value:.4f} with {params}", flush=True)
         return value
@@ -229,6 +246,9 @@ def run(args, dist) -> dict:
     bundle = tracking.load_model_bundle(base_cfg.base_model)
     space = load_space(args.space, bundle.config["model"]["n_layer"], args.lr_min, args.lr_max)
     data = load_data(base_cfg.task, base_cfg.subset, base_cfg.data, base_cfg.max_examples)
+    task, _ = finetune.prepare(base_cfg, bundle, data)  # the task names its metric (tagging: by labels)
+    metric, direction = objective(task)
+    del task
     study_name = args.study_name or f"finetune-{base_cfg.task}"
     storage_url = args.storage or default_storage()
     pruner = (
@@ -239,14 +259,20 @@ def run(args, dist) -> dict:
     study = optuna.create_study(
         storage=storage_url,
         study_name=study_name,
-        direction="maximize",
+        direction=direction,
         load_if_exists=True,
         sampler=make_sampler(args, base_cfg.seed),
         pruner=pruner,
     )
+    if study.direction.name.lower() != direction:  # an existing study keeps its own direction
+        raise ValueError(
+            f"study {study_name!r} in {storage_url} was created to {study.direction.name.lower()}, but "
+            f"val {metric} must be {direction}d; pass a new --study-name"
+        )
     if study.trials:  # a process joining a study: a different seed, so it does not replay the first trials
         study.sampler = make_sampler(args, base_cfg.seed + len(study.trials))
-    search = Search(base_cfg, space, dist, data)
+    search = Search(base_cfg, space, dist, data, metric, direction)
+    print(f"[hpo] study {study_name}: {direction} val {metric}", flush=True)
 
     mlflow.set_experiment(base_cfg.experiment)
     parent = (
@@ -265,6 +291,7 @@ def run(args, dist) -> dict:
                     "storage": storage_url,
                     "space": json.dumps(space),
                     "base": base_cfg.to_dict(),
+                    "objective": f"{direction} val/{metric}",
                 }
             )
         if args.trials:

@@ -1,4 +1,8 @@
-"""A training task killed half-way is retried by Airflow and resumes where it was (issue 7.4).
+"""Retries are safe on the real stack (issue 7.4): a finished task run again, and a task killed half-way.
+
+A finished data task (``refine.dedup`` of the tiny demo's refresh), cleared and run again by the
+scheduler, replaces its version with the same one: same counts, same drop reasons, same number
+of files, no leftovers of the first attempt.
 
 ``kill -9`` of every process of the job (horovodrun and its ranks) is what a lost node or
 the OOM killer does. The task fails, Airflow retries it (the test stack's retry delay is
@@ -101,3 +105,39 @@ def test_a_killed_training_task_is_retried_and_resumes_its_checkpoint_and_mlflow
     assert max(steps) == MAX_STEPS and min(steps) >= 1
     assert CHECKPOINT_STEP + 1 in steps  # the retry logged from just after the checkpoint on
     assert result.get("model_version"), result
+
+
+def _version_facts(folder: Path) -> dict:
+    """What must not change when a version is rewritten (created_at and part-file names may)."""
+    import json
+
+    m = json.loads((folder / "_manifest.json").read_text())
+    return {"rows": (m["rows_in"], m["rows_out"]), "dropped": m["dropped"], "schema": m["schema"],
+            "n_files": len(m["files"]), "on_disk": sorted(p.name for p in folder.parent.iterdir()
+                                                          if p.name.startswith(("v=", "_tmp", "_old")))}
+
+
+def test_a_finished_data_task_run_again_rewrites_the_same_version(stack, tiny_demo):
+    from ops import services
+    from ops.airflow_api import AirflowClient
+    from ops.demo import explain_failure
+
+    require_demo(tiny_demo)
+    client = AirflowClient(stack.airflow_url, services.airflow_home(stack))
+    run_id = tiny_demo.runs["data_refresh"]["dag_run_id"]
+    dedup = [t for t in client.task_instances("data_refresh", run_id) if t["task_id"] == "refine.dedup"][0]
+    version = client.xcom("data_refresh", run_id, "refine.dedup")["version"]
+    folder = Path(stack.data_root, "corpus", f"v={version}")
+    before = _version_facts(folder)
+    files_before = {p.name for p in folder.rglob("*") if p.is_file()}
+
+    cleared = client.clear_tasks("data_refresh", run_id, ["refine.dedup"])
+    assert [t["task_id"] for t in cleared] == ["refine.dedup"]
+    final = client.wait_for_run("data_refresh", run_id, timeout=900, progress=None)
+    assert final["state"] == "success", explain_failure(client, stack, "data_refresh", run_id)
+    again = [t for t in client.task_instances("data_refresh", run_id) if t["task_id"] == "refine.dedup"][0]
+    assert again["try_number"] == dedup["try_number"] + 1, "the task must really have run again"
+
+    assert _version_facts(folder) == before  # replaced, not appended: no second copy, no temp folders
+    files_after = {p.name for p in folder.rglob("*") if p.is_file()}
+    assert len(files_after) == len(files_before)

@@ -209,11 +209,13 @@ def test_extract_timeout_fires_inside_a_spark_worker(spark):
     from spark_jobs.runner import DROP, apply_steps_df
 
     para = english(1).encode()[:200]
-    slow = b"<html><body>" + b"".join(b"<div><p>%d " % i + para + b"</p></div>" for i in range(1500)) \
+    # ~2.7 MB of markup: about 1 s of trafilatura on a quiet core, so 0.3 s always runs out
+    # (one page repeated would not do: the parser stops at the first </html>)
+    slow = b"<html><body>" + b"".join(b"<div><p>%d " % i + para + b"</p></div>" for i in range(12000)) \
         + b"</body></html>"
     fine = html_page("Fine", english(24))
     # the first page in a fresh worker also pays trafilatura's lazy set-up: it only warms up
-    rows = [("warm-up", fine, "text/html"), ("fine", fine, "text/html"), ("slow", slow * 2, "text/html")]
+    rows = [("warm-up", fine, "text/html"), ("fine", fine, "text/html"), ("slow", slow, "text/html")]
     df = spark.createDataFrame(rows, "id string, html binary, content_type string").coalesce(1)
     steps = [ex.DecodeHtml(), ex.ExtractMainText(timeout=0.3)]
     out = apply_steps_df(df, steps, [("id", "string"), ("text", "string")]).collect()

@@ -48,12 +48,12 @@ def test_data_card_run_logs_the_shards_as_training_does(tmp_path, monkeypatch):
 
     manifest = _chain(str(tmp_path / "lake"))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.create_experiment(lineage.EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri())
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # what the job sees; never mlflow.set_tracking_uri,
+    client = mlflow.MlflowClient(uri)               # which would outlive this test in the process
+    client.create_experiment(lineage.EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri())
     run_id = lineage.log_data_card(manifest, tokenizer_json='{"model": {}}')
     assert run_id
-    run = mlflow.get_run(run_id)
+    run = client.get_run(run_id)
     assert run.data.metrics["corpus/dropped/near_duplicate"] == 1
     assert run.data.tags["c2m.tokenizer_sha256"] == "ab" * 32
     assert run.data.params["tokenize.seq_len"] == "16" and "tokenize.lang" not in run.data.params
@@ -61,7 +61,7 @@ def test_data_card_run_logs_the_shards_as_training_does(tmp_path, monkeypatch):
     shards = inputs[lineage.shards_dataset_name(manifest["uri"])]
     assert shards.digest == digest_json(manifest)[:36]  # the digest every pretrain run logs
     assert "corpus-v=7" in inputs
-    files = {f.path for f in mlflow.MlflowClient().list_artifacts(run_id, "data_card")}
+    files = {f.path for f in client.list_artifacts(run_id, "data_card")}
     assert files == {"data_card/data_card.md", "data_card/lineage.json", "data_card/tokenizer.json"}
 
 

@@ -1,4 +1,8 @@
-"""Compression of a registered classifier: int8, pruning, distillation; each registered with its table."""
+"""Compression of registered task models (int8, pruning, distillation), each registered with its table.
+
+A classifier takes all three methods; a generation model takes int8 and pruning, and
+distillation of it fails before any work with the supported methods named.
+"""
 
 import pytest
 import torch
@@ -119,3 +123,83 @@ def test_soft_target_loss_and_bad_arguments():
     assert soft_only.item() == pytest.approx(0.0, abs=1e-6)  # a model distilled into itself
     with pytest.raises(SystemExit):
         compress.parse_args(["--model", "models:/x@champion", "--method", "prune", "--sparsity", "1.5"])
+
+
+# --- generation models -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generator(mlflow_uri, shards_uri, tmp_path_factory):
+    """A tiny GPT fine-tuned on the synthetic prompt -> completion task and registered."""
+    from mlflow import MlflowClient
+
+    from test_generation_task import write_generation_jsonl
+    from training import finetune
+
+    root = tmp_path_factory.mktemp("compress-gen")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+        ensure_experiments(mlflow_uri, root, "finetune-test", "compress-test")
+        base = register_base(mlflow_uri, shards_uri, "c2m-base-compress-gen", root)
+        data = write_generation_jsonl(root / "gen", n=120)
+        trained = finetune.main(
+            finetune_args(
+                base, "c2m-cmp-gen", "--task", "generation", "--data", str(data), "--epochs", "4",
+                "--max-new-tokens", "12",
+            )
+        )
+        yield trained, MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
+
+
+def _compress_gen(method, *extra):
+    return _compress(method, "--model", "models:/c2m-cmp-gen@champion", *extra)
+
+
+def test_int8_quantisation_of_a_generation_model_reports_bleu_perplexity_and_forward_latency(generator):
+    from training import tracking
+    from training.tasks import task_for_model
+    from training.tasks.generation import GenerationLM
+
+    trained, client = generator
+    result = _compress_gen("quantize")
+    original, compressed = result["original"], result["compressed"]
+    assert result["metric"] == "bleu" and result["register_name"] == "c2m-cmp-gen-quantize"
+    assert original["bleu"] == pytest.approx(trained["bleu"]) and trained["bleu"] > 10  # it learned
+    assert {"bleu", "chrf", "perplexity"} <= set(compressed) and "delta_perplexity" in result
+    assert abs(result["delta_bleu"]) <= 5 and compressed["perplexity"] < 1.05 * original["perplexity"]
+    assert result["size_ratio"] < 0.9 and compressed["parameters"] == original["parameters"]
+    for row in (original, compressed):
+        assert all(row[f"latency_b{b}_{q}_ms"] > 0 for b in (1, 32) for q in ("p50", "p95"))
+        assert row["latency_input"] == "forward pass: batch x 32 tokens (teacher-forced; no decoding)"
+    table = client.download_artifacts(result["run_id"], "comparison/comparison.md")
+    text = open(table).read()
+    assert "| latency_input |" in text.splitlines()[0] and "no decoding" in text and "perplexity" in text
+    version = client.get_model_version("c2m-cmp-gen-quantize", str(result["model_version"]))
+    assert version.tags["c2m.compression"] == "dynamic-int8" and version.tags["c2m.gate.metric"] == "bleu"
+
+    bundle = tracking.load_model_bundle(result["model_uri"])  # what was registered is what was measured
+    model = _load(result["model_uri"])
+    assert isinstance(model, GenerationLM)
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
+    rescored = task_for_model(bundle).evaluate(model, "test")
+    assert rescored["bleu"] == pytest.approx(compressed["bleu"], abs=1e-4)
+
+
+def test_magnitude_pruning_of_a_generation_model_recovers_on_val_loss(generator):
+    result = _compress_gen("prune", "--sparsity", "0.5", "--finetune-epochs", "1", "--lr", "3e-4")
+    assert result["metric"] == "bleu" and result["pruned_layers_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert result["recovery_steps"] > 0 and 0 < result["sparsity"] < 0.5
+    assert result["compressed"]["perplexity"] < float("inf")
+    model = _load(result["model_uri"])
+    assert not any(k.endswith(("weight_orig", "weight_mask")) for k in model.state_dict())
+    assert model(torch.tensor([[5, 6, 7]])).shape[:2] == (1, 3)
+
+
+def test_distillation_of_a_generation_model_fails_naming_what_is_supported(generator):
+    with pytest.raises(ValueError, match=r"distill is not supported for generation models.*quantize"):
+        _compress_gen("distill")
+    from training import compress
+
+    with pytest.raises(ValueError, match="use --method quantize or --method prune"):
+        compress.check_supported("distill", "tagging")
+    compress.check_supported("distill", "classification")

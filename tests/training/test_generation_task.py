@@ -198,8 +198,16 @@ def test_generation_finetunes_registers_bleu_and_gates_on_it(base, mlflow_uri, m
     v2 = client.get_model_version("c2m-generation-test", str(strong["model_version"]))
     assert float(v2.tags["c2m.test.bleu"]) == pytest.approx(strong["bleu"])
     assert v2.tags["c2m.gate"] == "promoted" and v2.tags["c2m.gate.champion_version"] == "1"
-    history = client.get_metric_history(strong["run_id"], "val/bleu")
-    assert len(history) == 6 and max(m.value for m in history) == pytest.approx(strong["val_bleu"])
+    # Generation selects the epoch on validation loss by default, and says so.
+    assert strong["selected_on"] == "loss"
+    run = client.get_run(strong["run_id"])
+    assert run.data.tags["c2m.selected_on"] == "val/loss" and run.data.params["select_on"] == "loss"
+    history = client.get_metric_history(strong["run_id"], "val/loss")
+    assert len(history) == 6 and min(m.value for m in history) == pytest.approx(strong["val_loss"])
+    best = [m.step for m in history if m.value == pytest.approx(strong["val_loss"])]
+    assert [m.value for m in client.get_metric_history(strong["run_id"], "epoch") if m.step in best] == [
+        strong["best_epoch"]
+    ]
 
     same = _finetune(base[0], data, "--epochs", "6", "--gate-margin", "5")  # no better: stays challenger
     assert not same["promoted"] and "does not beat" in same["gate"]

@@ -123,3 +123,50 @@ def test_pruning_callback_stops_a_trial_and_space_overrides_are_checked():
     assert space["dropout"] == ("fixed", 0.2) and space["freeze_layers"] == ("int", 0, 2)
     with pytest.raises(ValueError, match="searchable"):
         hpo.load_space('{"momentum": ["float", 0, 1]}', max_freeze=2)
+
+
+def test_generation_trials_rank_on_val_bleu_from_the_task(env):
+    """``hpo --task generation`` optimises the generation task's own metric (BLEU, maximised)."""
+    import optuna
+
+    from test_generation_task import write_generation_jsonl
+
+    base, root, client, _ = env
+    data = write_generation_jsonl(root / "gen", n=96)
+    common = ["--base-model", base, "--task", "generation", "--data", str(data), "--epochs", "2"]
+    common += ["--experiment", "hpo-test", "--storage", f"sqlite:///{root}/optuna.db"]
+    common += ["--max-new-tokens", "8", "--space", SPACE, "--startup-trials", "2"]
+    from training import hpo
+
+    result = hpo.main(
+        [*common, "--study-name", "gen", "--register-name", "c2m-hpo-gen-test", "--trials", "2"]
+    )
+    study = optuna.load_study(study_name="gen", storage=f"sqlite:///{root}/optuna.db")
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 2 and all("test_bleu" in t.user_attrs for t in done)
+    assert result["best_value"] == max(t.value for t in done) and "best_bleu" in result
+    parent = client.get_run(result["parent_run_id"])
+    assert parent.data.metrics["best/val_bleu"] == pytest.approx(result["best_value"])
+    assert parent.data.params["objective"] == "maximize val/bleu"
+    assert client.get_model_version("c2m-hpo-gen-test", "1").tags["c2m.gate.metric"] == "bleu"
+
+    # A study created for the other direction is refused rather than silently mis-ranked.
+    optuna.create_study(study_name="gen-min", storage=f"sqlite:///{root}/optuna.db", direction="minimize")
+    with pytest.raises(ValueError, match="pass a new --study-name"):
+        hpo.main([*common, "--study-name", "gen-min", "--trials", "1"])
+
+
+def test_the_objective_and_its_direction_come_from_the_task():
+    from training import hpo
+    from training.metrics import ACCURACY, BLEU, PERPLEXITY
+
+    class Task:
+        def __init__(self, metric):
+            self.primary_metric = metric
+
+    assert hpo.objective(Task(BLEU)) == (BLEU, "maximize")
+    assert hpo.objective(Task(ACCURACY)) == (ACCURACY, "maximize")
+    assert hpo.objective(Task(PERPLEXITY)) == (PERPLEXITY, "minimize")
+    assert hpo.better(30.0, 20.0, "maximize") and not hpo.better(30.0, 20.0, "minimize")
+    assert hpo.better(85.8, 110.0, "minimize") and hpo.better(1.0, None, "minimize")

@@ -16,8 +16,10 @@ tail and its eos; both are counted per split.
 Decoding is greedy by default (deterministic); ``top_k``/``temperature`` sample instead,
 seeded per example so a result does not depend on batching or ranks. It stops at eos or
 after ``max_new_tokens``. The primary metric is corpus BLEU (sacrebleu, 13a); chrF and
-completion perplexity come with it. Corpus BLEU and chrF are functions of summed
-sufficient statistics, so ranks score their slices and the statistics are all-reduced.
+completion perplexity come with it. The best epoch is picked on validation *loss* by
+default (``TaskConfig.select_on``): BLEU on a small split is noisy, the loss is not.
+Corpus BLEU and chrF are functions of summed sufficient statistics, so ranks score their
+slices and the statistics are all-reduced.
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 
 Linear on purpose: set the (scaled) lr, take this rank's slice of the global batch, loss,
 backward, average gradients and step; after each epoch score the validation split
-(counts summed over ranks) and keep a copy of the weights when the task's primary
-metric improves. The best weights, not the last, are what the caller tests and
-registers (model selection on validation). ``on_epoch`` lets HPO report each epoch to
-Optuna and prune a hopeless trial by raising.
+(counts summed over ranks) and keep a copy of the weights when the selection score
+improves: the task's primary metric, or with ``select_on="loss"`` the validation loss
+(generation's default: BLEU on a small split is noisy). Each is compared in its own
+direction (``training.metrics.higher_is_better``). The best weights, not the last, are
+what the caller tests and registers (model selection on validation). ``on_epoch`` lets
+HPO report each epoch to Optuna and prune a hopeless trial by raising.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 from training import distributed
 from training.data.shards import ShardSampler
+from training.metrics import higher_is_better
 from training.optim import get_lr
 from training.tasks.backbone import build_optimizer, set_scaled_lr
 
@@ -37,6 +40,21 @@ class FitResult:
     best_val: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
+    selected_on: str = ""  # the validation key that picked best_epoch, e.g. "loss" or "bleu"
+
+
+def selection_key(task, select_on: str = "metric") -> str:
+    """The validation key that picks the best epoch: the task's primary metric or ``loss``."""
+    if select_on not in ("metric", "loss"):
+        raise ValueError(f"select_on={select_on!r}: choose metric or loss")
+    return task.primary_metric if select_on == "metric" else "loss"
+
+
+def improves(score: float, best: float | None, key: str) -> bool:
+    """Whether ``score`` beats ``best`` (None: nothing yet) on ``key``, in that key's direction."""
+    if best is None:
+        return True
+    return score > best if higher_is_better(key) else score < best
 
 
 def save_best(state: dict, directory: str, meta: dict) -> Path:
@@ -72,6 +90,11 @@ def fit(
     total_steps = steps_per_epoch * cfg.epochs
     params = [p for p in model.parameters() if p.requires_grad]
 
+    key = selection_key(task, getattr(cfg, "select_on", "metric") or "metric")
+    if dist.is_main:
+        direction = "higher" if higher_is_better(key) else "lower"
+        print(f"[finetune] model selection on val/{key} ({direction} is better)", flush=True)
+
     step, t0 = 0, time.perf_counter()
     best_state, best_val, best_epoch, history, stale = None, {}, 0, [], 0
     model.train()
@@ -89,14 +112,17 @@ def fit(
         history.append({"epoch": epoch, **val})
         if log:
             log(step, epoch=epoch, **{f"val/{k}": v for k, v in val.items()})
-        score = val[task.primary_metric]
-        if best_state is None or score > best_val[task.primary_metric]:
+        if key not in val:
+            raise ValueError(
+                f"model selection on {key!r}, but the {task.kind} task's validation reports only "
+                f"{sorted(val)}; use --select-on metric"
+            )
+        if improves(val[key], best_val.get(key) if best_state is not None else None, key):
             best_state = copy.deepcopy(model.state_dict())
             best_val, best_epoch, stale = val, epoch, 0
             if cfg.checkpoint_dir and dist.is_main:
-                save_best(
-                    best_state, cfg.checkpoint_dir, {"epoch": epoch, "val": val, "config": cfg.to_dict()}
-                )
+                meta = {"epoch": epoch, "val": val, "selected_on": key, "config": cfg.to_dict()}
+                save_best(best_state, cfg.checkpoint_dir, meta)
         else:
             stale += 1
         if on_epoch:
@@ -111,4 +137,5 @@ def fit(
         best_val=best_val,
         history=history,
         stopped_early=epoch < cfg.epochs,
+        selected_on=key,
     )
