@@ -52,9 +52,10 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 def start_run(experiment: str, run_name: str, run_id: str | None = None, tags: dict | None = None) -> str:
     """Start (or, with ``run_id``, resume) the job's run in ``experiment``; return its id."""
     mlflow.set_experiment(experiment)
+    system = system_metrics_enabled()
     if run_id:
         try:
-            resumed = mlflow.start_run(run_id=run_id).info.run_id
+            resumed = mlflow.start_run(run_id=run_id, log_system_metrics=system).info.run_id
         except mlflow.exceptions.MlflowException as exc:  # e.g. a checkpoint from another tracking server
             print(f"[tracking] cannot resume MLflow run {run_id} ({exc}); starting a new run", flush=True)
         else:
@@ -62,7 +63,14 @@ def start_run(experiment: str, run_name: str, run_id: str | None = None, tags: d
             # (a retry's airflow.try_number and task URL), so the run names the try that finished it.
             mlflow.set_tags({**(tags or {}), **_run_context_tags()})
             return resumed
-    return mlflow.start_run(run_name=run_name, tags=tags or {}).info.run_id
+    return mlflow.start_run(run_name=run_name, tags=tags or {}, log_system_metrics=system).info.run_id
+
+
+def system_metrics_enabled() -> bool:
+    """MLflow's system metrics (``system/*``: CPU, memory, disk, network, and GPUs when pynvml is
+    installed), sampled by a background thread every 10 s (MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL).
+    On by default for the job's run; ``C2M_SYSTEM_METRICS=0`` turns them off."""
+    return os.environ.get("C2M_SYSTEM_METRICS", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def _run_context_tags() -> dict[str, str]:
