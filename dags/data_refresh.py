@@ -7,10 +7,15 @@ dataset URI and its counts. Every stage of a run writes the same dataset version
 logical date, or the run id for manual runs), so a retry or a rerun replaces its own
 outputs.
 
-Stages are grouped as **ingest** (crawl, extract), **refine** (clean, dedup) and
+Stages are grouped as **ingest** (shards, crawl, extract), **refine** (clean, dedup) and
 **package** (tokenize, publish). ``publish`` emits the Asset ``corpus`` with the shards URI
 in the event's extra; the ``pretrain`` DAG is scheduled on it. With the Param
 ``publish=false`` (used by ``end_to_end``) it is skipped and no pretrain run starts.
+
+The crawl fans out with dynamic task mapping: ``ingest.shards`` groups the seeds by host
+into at most ``crawl_shards`` shards, one mapped ``ingest.crawl`` task each, every shard
+writing a raw version of its own (``{version}-c{k}``; one shard writes ``{version}``, as
+before); ``extract`` reads them all into the run's one extracted version.
 
 Failures retry with exponential backoff; the task log ends with a summary naming the DAG,
 task and try, and the job's last output lines.
@@ -31,8 +36,12 @@ CORPUS = Asset("corpus")
 PARAMS = {name: Param(**spec) for name, spec in data_refresh_params(get_settings()).items()}
 
 
-def _run_stage(stage: str, plan: dict) -> dict:
-    """Run one Spark stage for this run's version and return its manifest summary."""
+def _run_stage(stage: str, plan: dict, args: list[str] | None = None, version: str | None = None) -> dict:
+    """Run one Spark stage and return its manifest summary.
+
+    By default the stage writes this run's version with the flags of :func:`stage_args`; a
+    crawl shard passes its own flags and raw version.
+    """
     import os
 
     from ops.dag_support import manifest_summary, stage_args, task_launcher, task_tracking_env
@@ -40,8 +49,9 @@ def _run_stage(stage: str, plan: dict) -> dict:
     ctx = get_current_context()
     s = get_settings()
     os.environ.update(task_tracking_env(ctx, s))  # the job's MLflow run (tokenize's data card) links back
-    task_launcher(s).spark(stage, stage_args(stage, ctx["params"], plan["root"], plan["version"]))
-    return manifest_summary(plan["root"], stage, plan["version"])
+    version = version or plan["version"]
+    task_launcher(s).spark(stage, args or stage_args(stage, ctx["params"], plan["root"], version))
+    return manifest_summary(plan["root"], stage, version)
 
 
 @dag(
@@ -65,19 +75,36 @@ def data_refresh():
 
     @task_group
     def ingest(p: dict) -> dict:
-        """Fetch pages and turn them into text records."""
+        """Fetch pages in parallel crawl shards and turn them into text records."""
 
         @task
-        def crawl(plan: dict) -> dict:
-            """Politely fetch pages into WARC files (raw/)."""
-            return _run_stage("crawl", plan)
+        def shards(plan: dict) -> list[dict]:
+            """Split the seeds into crawl shards by host (Param ``crawl_shards``; one by default)."""
+            from ops.dag_support import crawl_shards
+
+            return crawl_shards(get_current_context()["params"], plan["version"])
+
+        crawl_doc = ("Politely fetch one shard's pages into WARC files (raw/v={version}, or "
+                     "raw/v={version}-c{k} when the crawl is sharded); resumes its own raw version.")
+
+        @task(doc_md=crawl_doc)  # mapped tasks do not pick up the docstring by themselves
+        def crawl(plan: dict, shard: dict) -> dict:
+            from ops.dag_support import shard_crawl_args
+
+            args = shard_crawl_args(get_current_context()["params"], plan["root"], shard)
+            return _run_stage("crawl", plan, args, shard["version"])
 
         @task
-        def extract(plan: dict, upstream: dict) -> dict:
-            """HTML to text plus language ID (extracted/)."""
-            return _run_stage("extract", plan)
+        def extract(plan: dict, crawled: list) -> dict:
+            """HTML to text plus language ID from every crawl shard's raw version (extracted/)."""
+            from ops.dag_support import stage_args
 
-        return extract(p, crawl(p))
+            inputs = [c["version"] for c in crawled]  # in map-index order: shard 0 first
+            params = get_current_context()["params"]
+            return _run_stage("extract", plan,
+                              stage_args("extract", params, plan["root"], plan["version"], inputs=inputs))
+
+        return extract(p, crawl.partial(plan=p).expand(shard=shards(p)))
 
     @task_group
     def refine(p: dict, upstream: dict) -> dict:

@@ -178,10 +178,14 @@ class AirflowClient:
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         return {ti["task_id"]: ti.get("state") for ti in self.task_instances(dag_id, run_id)}
 
-    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
-        """A task's XCom value, decoded (None when the task pushed nothing)."""
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value",
+             map_index: int = -1) -> Any:
+        """A task's XCom value, decoded (None when the task pushed nothing); ``map_index`` picks one
+        task of a mapped task."""
         path = (f"/api/v2/dags/{q(dag_id)}/dagRuns/{q(run_id)}/taskInstances/{q(task_id)}"
                 f"/xcomEntries/{q(key)}")
+        if map_index >= 0:
+            path += f"?map_index={map_index}"
         try:
             value = self.request("GET", path)["value"]
         except AirflowAPIError as exc:

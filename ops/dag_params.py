@@ -90,6 +90,10 @@ def data_refresh_params(s: Settings) -> dict[str, dict]:
                             type="boolean"),
         "max_pages": _p(150, "Max pages", "Most URLs to fetch.", "Crawl",
                         type="integer", minimum=1, maximum=1_000_000),
+        "crawl_shards": _p(1, "Crawl shards", "Parallel crawl tasks (dynamic task mapping). Seeds are "
+                           "grouped by host, so a host is only ever crawled by one shard; at most one shard "
+                           "per host, and Max pages is shared out between them.", "Crawl",
+                           type="integer", minimum=1, maximum=64),
         "max_depth": _p(3, "Max depth", "Link hops from a seed.", "Crawl",
                         type="integer", minimum=0, maximum=50),
         "delay": _p(1.0, "Delay (s)", "Seconds between requests to one host; a larger Crawl-delay wins.",

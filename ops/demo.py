@@ -149,6 +149,35 @@ def _wait(client: AirflowClient, dag_id: str, run_id: str, result: DemoResult, s
     return True
 
 
+MAX_CRAWL_SHARDS = 64  # the crawl_shards Param's maximum
+
+
+def crawl_output(client: AirflowClient, run_id: str) -> dict | None:
+    """The crawl's summary: the mapped ``ingest.crawl`` tasks' XComs, in shard order, merged."""
+    parts = []
+    for index in range(MAX_CRAWL_SHARDS):
+        part = client.xcom("data_refresh", run_id, DATA_TASKS["crawl"], map_index=index)
+        if part is None:
+            break
+        parts.append(part)
+    return merge_crawl_summaries(parts)
+
+
+def merge_crawl_summaries(parts: list[dict]) -> dict | None:
+    """One summary for a sharded crawl: counts and drop reasons added up, every raw version
+    kept (``uris``); a single shard's summary is returned as it is."""
+    if len(parts) <= 1:
+        return parts[0] if parts else None
+    dropped: dict[str, int] = {}
+    for part in parts:
+        for reason, n in (part.get("dropped") or {}).items():
+            dropped[reason] = dropped.get(reason, 0) + (n or 0)
+    return {"stage": "crawl", "uri": parts[0].get("uri"), "uris": [p.get("uri") for p in parts],
+            "version": parts[0].get("version"), "versions": [p.get("version") for p in parts],
+            "rows_in": sum(p.get("rows_in") or 0 for p in parts),
+            "rows_out": sum(p.get("rows_out") or 0 for p in parts), "dropped": dropped}
+
+
 def run_demo(profile: str = "demo", s: Settings | None = None,
              echo: Callable[[str], None] = print) -> DemoResult:
     """Run the flow through Airflow; returns what ran and what it produced (``ok`` False on failure)."""
@@ -166,7 +195,10 @@ def run_demo(profile: str = "demo", s: Settings | None = None,
     if not _wait(client, "data_refresh", refresh["dag_run_id"], result, s, prof.timeout_s, echo):
         return result
     for stage, task_id in DATA_TASKS.items():
-        result.outputs[stage] = client.xcom("data_refresh", refresh["dag_run_id"], task_id)
+        if stage == "crawl":  # mapped: one XCom per crawl shard
+            result.outputs[stage] = crawl_output(client, refresh["dag_run_id"])
+        else:
+            result.outputs[stage] = client.xcom("data_refresh", refresh["dag_run_id"], task_id)
 
     started = result.runs["data_refresh"].get("start_date") or refresh.get("queued_at") or _now_iso()
     echo("waiting for the pretrain run started by the corpus Asset ...")

@@ -3,6 +3,7 @@
     spark-submit spark_jobs/jobs/extract.py --version demo
     spark-submit spark_jobs/jobs/extract.py --version mine --input-jsonl pages.jsonl  # id, text or html
     spark-submit spark_jobs/jobs/extract.py --version cc --warc-glob '/crawls/CC-MAIN-*/*.warc.gz'
+    spark-submit spark_jobs/jobs/extract.py --version v1 --input-versions v1-c0,v1-c1  # crawl shards
 
 WARC and WET files (Common Crawl layout) are read directly with ``--warc-glob``, or from
 raw/v=V (written by the crawl or ingest stage). Damaged records count as ``corrupt_record``;
@@ -27,7 +28,51 @@ def build_parser():
                    "(0 = no limit)")
     p.add_argument("--warc-glob", default=None,
                    help="read existing WARC/WET files (local or s3:// glob) instead of raw/v=V")
+    p.add_argument("--input-versions", type=_versions, default=None,
+                   help="comma-separated raw versions to read together (a sharded crawl), instead of "
+                   "--input-version; the manifest's parents list them in this order")
     return p
+
+
+def _versions(text: str) -> list[str]:
+    import argparse
+
+    from ops.datasets import check_version
+
+    try:
+        versions = [check_version(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not versions or len(set(versions)) != len(versions):
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more distinct versions, e.g. v1-c0,v1-c1")
+    return versions
+
+
+def raw_frame(spark, root: str, versions: list[str]):
+    """Rows of every finished raw version, unioned, and their URIs (first version first).
+
+    Each version keeps its own ``source`` ("warc" when the ingest stage wrote it). Of several
+    versions, one that stored no page (a crawl shard whose hosts were all down or disallowed)
+    is still a parent but adds no rows; a single empty version fails as before.
+    """
+    from functools import reduce
+
+    from ops.datasets import DatasetVersion
+    from spark_jobs.extract.warc_reader import warc_frame
+    from spark_jobs.staging import local_input
+
+    frames, parents = [], []
+    for version in versions:
+        raw = DatasetVersion(root, "raw", version)
+        manifest = raw.read_manifest()  # raises with a hint when the version is unfinished
+        parents.append(raw.uri)
+        if len(versions) > 1 and manifest.get("rows_out") == 0:
+            continue
+        frames.append(warc_frame(spark, local_input(raw), source=manifest.get("source", "crawl")))
+    if not frames:  # every shard stored nothing: the same error as one empty version
+        first = DatasetVersion(root, "raw", versions[0])
+        frames.append(warc_frame(spark, local_input(first)))
+    return reduce(lambda a, b: a.unionByName(b), frames), parents
 
 
 def main(argv=None, spark=None) -> dict:
@@ -36,7 +81,6 @@ def main(argv=None, spark=None) -> dict:
     from spark_jobs.extract.warc_reader import SOURCE_WARC, warc_frame
     from spark_jobs.records import columns
     from spark_jobs.runner import get_spark, run_stage
-    from spark_jobs.staging import local_input
 
     args = parse(build_parser(), argv)
     spark = spark or get_spark("crawl2model-extract")
@@ -45,9 +89,7 @@ def main(argv=None, spark=None) -> dict:
     elif args.warc_glob:
         df, parents = warc_frame(spark, args.warc_glob, source=SOURCE_WARC), [args.warc_glob]
     else:
-        raw = DatasetVersion(args.root, "raw", args.input_version)
-        source = raw.read_manifest().get("source", "crawl")  # "warc" when the ingest stage wrote it
-        df, parents = warc_frame(spark, local_input(raw), source=source), [raw.uri]
+        df, parents = raw_frame(spark, args.root, args.input_versions or [args.input_version])
     out = DatasetVersion(args.root, "extracted", args.version)
     manifest = run_stage(spark, df, default_steps(args.max_page_bytes, args.page_timeout), columns(), out,
                          parents=parents, config=common_config(args))

@@ -67,6 +67,22 @@ def test_data_refresh_is_weekly_and_linear_in_stage_groups(dagbag):
         assert t.retries == 2 and t.retry_delay.total_seconds() > 0
 
 
+def test_data_refresh_fans_the_crawl_out_over_mapped_shards(dagbag):
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    dag = dagbag.dags["data_refresh"]
+    crawl = dag.get_task("ingest.crawl")
+    assert isinstance(crawl, MappedOperator)
+    assert crawl.upstream_task_ids == {"plan", "ingest.shards"}
+    assert not isinstance(dag.get_task("ingest.extract"), MappedOperator)
+    assert dag.get_task("ingest.extract").upstream_task_ids == {"plan", "ingest.crawl"}
+    shards = dag.params.get_param("crawl_shards")
+    assert shards.resolve(1) == 1 and shards.value == 1
+    for bad in (0, 65, "two"):
+        with pytest.raises(ParamValidationError):
+            shards.resolve(bad)
+
+
 def test_data_refresh_emits_the_corpus_asset_last(dagbag):
     dag = dagbag.dags["data_refresh"]
     emitters = [t.task_id for t in dag.tasks if Asset("corpus") in t.outlets]

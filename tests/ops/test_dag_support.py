@@ -364,3 +364,102 @@ def test_encoder_objectives_register_under_their_own_name():
                             ("mlm", "c2m-bert"), ("contrastive", "c2m-bert")):
         args = pretrain_args({**base, "objective": objective}, "s", "/r", "run", "/res.json")
         assert args[args.index("--register-name") + 1] == name, objective
+
+
+# ---------------------------------------------------------------- crawl shards
+
+CRAWL = {"allow_domains": [], "max_pages": 100, "max_depth": 1, "delay": 0.5, "allow_private": True}
+SEEDS = ["http://b.test/", "http://a.test/x", "http://c.test:8080/", "http://a.test/y", "http://d.test/",
+         "http://e.test/"]
+
+
+def _hosts(shard: dict) -> set[str]:
+    return set(ds.seed_hosts(shard["seeds"]))
+
+
+def test_one_crawl_shard_is_todays_crawl():
+    for extra in ({}, {"crawl_shards": 1}, {"allow_domains": ["a.test", "b.test"]}):
+        params = {**CRAWL, "seeds": SEEDS, **extra}
+        (shard,) = ds.crawl_shards(params, "v1")
+        assert shard["version"] == "v1" and shard["index"] == 0
+        assert ds.shard_crawl_args(params, "/d", shard) == ds.stage_args("crawl", params, "/d", "v1")
+    today = ds.stage_args("extract", CRAWL, "/d", "v1")
+    assert ds.stage_args("extract", CRAWL, "/d", "v1", inputs=["v1"]) == today
+
+
+@pytest.mark.parametrize("requested", [2, 3, 5, 64])
+def test_crawl_shards_keep_hosts_together_and_share_max_pages(requested):
+    params = {**CRAWL, "seeds": SEEDS, "crawl_shards": requested}
+    shards = ds.crawl_shards(params, "v1")
+    assert len(shards) == min(requested, 5)  # five distinct hosts
+    assert sum(s["max_pages"] for s in shards) == 100 and min(s["max_pages"] for s in shards) >= 1
+    assert sorted(u for s in shards for u in s["seeds"]) == sorted(SEEDS)  # every seed, once
+    hosts = [_hosts(s) for s in shards]
+    assert sum(len(h) for h in hosts) == 5  # no host in two shards
+    for s in shards:
+        assert sorted(s["allow_domains"]) == sorted(ds.seed_hosts(s["seeds"]))  # the scope is its own hosts
+        assert s["version"] == f"v1-c{s['index']}" and check_version(s["version"])
+    a = next(s for s in shards if "a.test" in _hosts(s))
+    assert [u for u in a["seeds"] if "a.test" in u] == ["http://a.test/x", "http://a.test/y"]  # seed order
+    assert ds.crawl_shards(dict(params), "v1") == shards  # deterministic
+    assert ds.crawl_shards({**params, "seeds": list(reversed(SEEDS))}, "v1")[0]["allow_domains"] == \
+        shards[0]["allow_domains"]  # assignment does not depend on seed order
+
+
+def test_crawl_shards_never_exceed_max_pages():
+    shards = ds.crawl_shards({**CRAWL, "seeds": SEEDS, "crawl_shards": 8, "max_pages": 2}, "v")
+    assert [s["max_pages"] for s in shards] == [1, 1]
+
+
+def test_user_scope_is_split_so_no_host_is_in_two_shards():
+    params = {**CRAWL, "crawl_shards": 4, "seeds": ["http://a.test/", "http://x.a.test/", "http://b.test/",
+                                                      "http://nowhere.test/"],
+              "allow_domains": ["a.test", "x.a.test:80", "b.test", "links-only.test"]}
+    shards = ds.crawl_shards(params, "v")
+    assert len(shards) == 2  # a.test admits x.a.test: one unit; b.test another
+    scopes = [set(s["allow_domains"]) for s in shards]
+    assert set().union(*scopes) == set(params["allow_domains"]) and sum(map(len, scopes)) == 4
+    a = next(s for s in shards if "a.test" in s["allow_domains"])
+    assert set(a["allow_domains"]) >= {"a.test", "x.a.test:80"}
+    assert {"http://a.test/", "http://x.a.test/"} <= set(a["seeds"])
+    assert "http://nowhere.test/" in shards[0]["seeds"]  # out of scope anyway, as with one shard
+
+
+def test_shard_versions_stay_valid_and_distinct_for_long_versions():
+    long = "x" * 64
+    versions = {ds.shard_version(long, k) for k in range(64)}
+    assert len(versions) == 64 and all(check_version(v) == v for v in versions)
+
+
+def test_extract_reads_every_shard():
+    args = ds.stage_args("extract", CRAWL, "/d", "v", inputs=["v-c0", "v-c1"])
+    assert args == ["--root", "/d", "--version", "v", "--input-versions", "v-c0,v-c1"]
+    from spark_jobs.jobs.extract import build_parser
+
+    assert build_parser().parse_args(args).input_versions == ["v-c0", "v-c1"]
+
+
+def test_crawl_shards_param_is_bounded():
+    spec = dp.data_refresh_params(ds_settings())["crawl_shards"]
+    assert (spec["default"], spec["minimum"], spec["maximum"], spec["section"]) == (1, 1, 64, "Crawl")
+    assert spec["description"]
+
+
+def test_demo_merges_the_crawl_shards_summaries():
+    from ops.demo import merge_crawl_summaries
+
+    one = {"stage": "crawl", "uri": "/d/raw/v=v", "version": "v", "rows_in": 3, "rows_out": 2,
+           "dropped": {"robots_disallowed": 1}}
+    assert merge_crawl_summaries([one]) == one and merge_crawl_summaries([]) is None
+    two = {**one, "uri": "/d/raw/v=v-c1", "version": "v-c1",
+           "dropped": {"robots_disallowed": 2, "http_404": 1}}
+    merged = merge_crawl_summaries([one, two])
+    assert (merged["rows_in"], merged["rows_out"]) == (6, 4)
+    assert merged["dropped"] == {"robots_disallowed": 3, "http_404": 1}
+    assert merged["uris"] == ["/d/raw/v=v", "/d/raw/v=v-c1"]
+
+
+def ds_settings():
+    from ops.settings import get_settings
+
+    return get_settings()
