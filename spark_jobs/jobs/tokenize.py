@@ -47,27 +47,38 @@ def build_parser():
 
 
 def main(argv=None, spark=None) -> dict:
-    import math
-
-    from pyspark.sql import functions as F
-
-    from ops.datasets import DatasetVersion
-    from spark_jobs.runner import DROP, KEPT, get_spark, publish_version, schema_dict, write_rows
-    from spark_jobs.staging import Staging
-    from spark_jobs.tokenize.bpe import sha256_hex
-    from spark_jobs.tokenize.pack import dtype_for
-    from spark_jobs.tokenize.shards import encode_df, ensure_val, finalize_shards, pack_partitions
-    from spark_jobs.tokenize.trainers import describe
+    from spark_jobs.runner import get_spark
+    from spark_jobs.tokenize.shards import session_conf, split_input_conf
 
     args = parse(build_parser(), argv)
     if not 0.0 <= args.val_fraction < 1.0 or not 0.0 < args.sample_fraction <= 1.0 or args.seq_len < 2:
         raise SystemExit("need 0 <= --val-fraction < 1, 0 < --sample-fraction <= 1 and --seq-len >= 2")
     spark = spark or get_spark("crawl2model-tokenize")
+    with session_conf(spark, split_input_conf(spark)):
+        return _run(spark, args)
+
+
+def _run(spark, args) -> dict:
+    import math
+
+    from pyspark.sql import functions as F
+
+    from ops.datasets import DatasetVersion
+    from spark_jobs.runner import DROP, KEPT, publish_version, schema_dict, write_rows
+    from spark_jobs.staging import Staging
+    from spark_jobs.tokenize.bpe import sha256_hex
+    from spark_jobs.tokenize.pack import dtype_for
+    from spark_jobs.tokenize.phases import PhaseClock
+    from spark_jobs.tokenize.shards import (encode_df, ensure_val, finalize_shards, pack_partitions,
+                                            split_stats)
+    from spark_jobs.tokenize.trainers import describe
+
+    clock = PhaseClock()
     corpus, parents = input_frame(spark, args, "corpus")
-    rows_in = corpus.count()
-    if rows_in == 0:
+    if corpus.isEmpty():  # rows_in itself is counted over the encoding: no extra pass over the input
         raise SystemExit(f"the input corpus ({parents[0]}) has no documents: nothing to tokenize. "
                          "Check the dedup stage's output or the --input-jsonl file.")
+    clock.lap("read input")
 
     tokenizer = _tokenizer(args, corpus)
     tokenizer_json = tokenizer.to_str()
@@ -75,23 +86,30 @@ def main(argv=None, spark=None) -> dict:
     roles = vocab["special_tokens"]
     eos_id, pad_id = roles["eos"], roles["pad"]
     vocab_size = tokenizer.get_vocab_size()
+    clock.lap("tokenizer file" if args.tokenizer_file else "tokenizer training")
 
-    persisted = encode_df(corpus, tokenizer_json, args.val_fraction, roles.get("unk")).persist()
-    encoded = ensure_val(persisted, args.val_fraction)
+    # Encoded once and cached: every later action (stats, doc index, packing) reads the cache.
+    persisted = encode_df(corpus, tokenizer_json, args.val_fraction, roles.get("unk"), vocab_size).persist()
+    stats = split_stats(persisted, LONG_DOC_FACTOR * args.seq_len)
+    rows_in = stats["rows"]  # one encoded row per input row, dropped ones included
+    encoded = ensure_val(persisted, args.val_fraction, stats)
+    clock.lap("encode + cache + stats")
     out = DatasetVersion(args.root, "shards", args.version)
     try:
         with Staging(out) as staging:
             with open(staging.join("tokenizer.json"), "w", encoding="utf-8") as fh:
                 fh.write(tokenizer_json)
             index = encoded.select("id", "split", "n_tokens", DROP)
-            counts = write_rows(spark, index, staging)  # doc index part-*.parquet; removed/empty_tokens/
+            # doc index part-*.parquet and removed/empty_tokens/: one file per core, as before the input
+            # was read in smaller splits (coalesce reads the cache; nothing is encoded again)
+            cores = spark.sparkContext.defaultParallelism
+            counts = write_rows(spark, index.coalesce(cores), staging)
+            clock.lap("doc index")
             kept = encoded.filter(F.col(DROP).isNull())
-            sums = kept.agg(F.sum("n_tokens").alias("tokens"), F.sum("n_unk").alias("unk"),
-                            F.sum((F.col("n_tokens") > LONG_DOC_FACTOR * args.seq_len).cast("int"))
-                            .alias("long")).first()
-            total = sums["tokens"] or 0
+            total = stats["tokens"]
             partitions = max(1, min(256, math.ceil(total / args.shard_tokens)))
             parts = pack_partitions(kept, staging.path, args.seq_len, eos_id, vocab_size, partitions)
+            clock.lap("pack")
             splits = finalize_shards(staging.path, parts)
             if sum(s["docs"] for s in splits.values()) != counts.get(KEPT, 0):
                 raise RuntimeError("packed document count differs from the encoded count; this is a bug")
@@ -108,10 +126,12 @@ def main(argv=None, spark=None) -> dict:
                        "tokenizer_sha256": sha256_hex(tokenizer_json.encode("utf-8")),
                        "splits": splits, "parent": parents[0],
                        "tokens_dropped": sum(s["tokens_dropped"] for s in splits.values()),
-                       "unk_tokens": int(sums["unk"] or 0), "long_docs": int(sums["long"] or 0)},
+                       "unk_tokens": stats["unk"], "long_docs": stats["long"]},
             )
+            clock.lap("finalize + publish")
     finally:
         persisted.unpersist()
+    print(f"[tokenize] seconds by phase: {clock.line()}", flush=True)
     print_summary(manifest)
     from spark_jobs.lineage import log_data_card
 

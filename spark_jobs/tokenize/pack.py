@@ -32,7 +32,11 @@ def dtype_for(vocab_size: int) -> np.dtype:
 
 @dataclass
 class Packer:
-    """Streams documents into a file as full ``seq_len`` rows; keeps the remainder in memory."""
+    """Streams documents into a file as full ``seq_len`` rows; keeps the remainder in memory.
+
+    Tokens are held as numpy chunks and documents arrive many at a time (:meth:`add_docs`),
+    so packing costs a few array operations per Arrow batch, not a Python step per token.
+    """
 
     out: BinaryIO
     seq_len: int
@@ -41,27 +45,47 @@ class Packer:
     flush_tokens: int = 1 << 20
     sequences: int = 0
     docs: int = 0
-    _buffer: list[int] = field(default_factory=list)
+    _chunks: list[np.ndarray] = field(default_factory=list)
+    _pending: int = 0
 
     def add(self, tokens: Iterable[int]) -> None:
-        self._buffer.extend(tokens)
-        self._buffer.append(self.eos_id)
-        self.docs += 1
-        if len(self._buffer) >= self.flush_tokens:
+        """One document (its token ids, without the EOS that follows it)."""
+        ids = tokens if isinstance(tokens, (list, tuple, np.ndarray)) else list(tokens)
+        ids = np.asarray(ids, dtype=self.dtype)
+        self.add_docs(ids, np.array([ids.size]))
+
+    def add_docs(self, flat: np.ndarray, lengths: np.ndarray) -> None:
+        """Documents end to end in ``flat`` (of ``dtype``), ``lengths[i]`` tokens each; EOS after each."""
+        n = len(lengths)
+        if not n:
+            return
+        stream = np.empty(flat.size + n, dtype=self.dtype)
+        eos_at = np.cumsum(lengths) + np.arange(n)  # each EOS shifts the later documents by one
+        is_token = np.ones(stream.size, dtype=bool)
+        is_token[eos_at] = False
+        stream[is_token] = flat
+        stream[eos_at] = self.eos_id
+        self._chunks.append(stream)
+        self._pending += stream.size
+        self.docs += n
+        if self._pending >= self.flush_tokens:
             self._flush()
 
     def _flush(self) -> None:
-        full = len(self._buffer) // self.seq_len * self.seq_len
-        if full:
-            self.out.write(np.asarray(self._buffer[:full], dtype=self.dtype).tobytes())
-            self.sequences += full // self.seq_len
-            del self._buffer[:full]
+        full = self._pending // self.seq_len * self.seq_len
+        if not full:
+            return
+        stream = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+        self.out.write(stream[:full].tobytes())
+        self.sequences += full // self.seq_len
+        rest = stream[full:]
+        self._chunks, self._pending = ([rest] if rest.size else []), rest.size
 
     def close(self) -> int:
         """Write what fills whole sequences; return the number of tail tokens dropped."""
         self._flush()
-        dropped = len(self._buffer)
-        self._buffer.clear()
+        dropped = self._pending
+        self._chunks, self._pending = [], 0
         return dropped
 
 

@@ -49,3 +49,55 @@ def test_train_bpe_special_tokens_and_roundtrip():
     text = "Unseen wörds and émoji 🙂 still encode."
     assert tok.decode(tok.encode(text).ids) == text  # byte-level: nothing is out of vocabulary
     assert tok.get_vocab_size() <= 400
+
+
+def test_add_docs_packs_like_one_document_at_a_time():
+    rng = np.random.default_rng(0)
+    docs = [rng.integers(2, 500, size=n).tolist() for n in rng.integers(0, 40, size=60)]
+    one_by_one, batched = io.BytesIO(), io.BytesIO()
+    slow = Packer(one_by_one, seq_len=7, eos_id=0, dtype=np.dtype("<u2"), flush_tokens=5)
+    for doc in docs:
+        slow.add(doc)
+    fast = Packer(batched, seq_len=7, eos_id=0, dtype=np.dtype("<u2"), flush_tokens=50)
+    for lo in range(0, len(docs), 16):  # Arrow-batch-sized groups, flushes at other points
+        group = docs[lo:lo + 16]
+        fast.add_docs(np.array([t for d in group for t in d], dtype="<u2"), np.array([len(d) for d in group]))
+    assert (fast.close(), fast.sequences, fast.docs) == (slow.close(), slow.sequences, slow.docs)
+    assert batched.getvalue() == one_by_one.getvalue()
+    stream = [t for d in docs for t in d + [0]]
+    assert np.frombuffer(batched.getvalue(), "<u2").tolist() == stream[:len(stream) // 7 * 7]
+
+
+def test_encode_batch_keeps_ids_as_shard_bytes_and_counts_unknowns():
+    from spark_jobs.runner import DROP
+    from spark_jobs.tokenize.shards import EMPTY_TOKENS, encode_batch
+    from spark_jobs.tokenize.trainers import WORDPIECE, train_tokenizer
+
+    tok = train_tokenizer((english(i) for i in range(30)), WORDPIECE, 400)
+    unk = tok.token_to_id("[UNK]")
+    texts = [english(1), "", None, "unseen ☃ and ☃"]
+    batch = encode_batch(tok, ["a", "b", "c", "d"], texts, 0.5, unk, np.dtype("<u2")).to_pydict()
+    expected = [tok.encode(t or "", add_special_tokens=False).ids for t in texts]
+    assert [np.frombuffer(b, "<u2").tolist() for b in batch["tokens"]] == expected
+    assert batch["n_tokens"] == [len(e) for e in expected]
+    assert batch["n_unk"] == [e.count(unk) for e in expected] and batch["n_unk"][3] == 2
+    assert batch[DROP] == [None, EMPTY_TOKENS, EMPTY_TOKENS, None]
+    assert batch["split"] == [split_of(i, 0.5) for i in "abcd"]
+
+
+def test_pack_batches_writes_one_file_per_split_in_row_order(tmp_path):
+    import pyarrow as pa
+
+    from spark_jobs.tokenize.shards import pack_batches
+
+    rows = [("a", TRAIN, [5, 6, 7]), ("b", TRAIN, [8, 9]), ("c", VAL, [3, 3, 3, 3])]
+    batches = [pa.RecordBatch.from_pydict({
+        "id": [r[0] for r in part], "split": [r[1] for r in part],
+        "tokens": [np.array(r[2], "<u2").tobytes() for r in part]}) for part in (rows[:1], rows[1:])]
+    parts = {p["split"]: p for p in pack_batches(iter(batches), str(tmp_path), 3, seq_len=3, eos_id=0,
+                                                  dtype=np.dtype("<u2"))}
+    train = np.fromfile(tmp_path / "_train-p00003.bin", "<u2")
+    assert train.tolist() == pack_tokens([[5, 6, 7], [8, 9]], 3, 0).ravel().tolist()
+    assert (parts[TRAIN]["docs"], parts[TRAIN]["sequences"], parts[TRAIN]["tokens_dropped"]) == (2, 2, 1)
+    assert (parts[VAL]["docs"], parts[VAL]["sequences"], parts[VAL]["partition"]) == (1, 1, 3)
+    assert np.fromfile(tmp_path / parts[VAL]["file"], "<u2").tolist() == [3, 3, 3]
