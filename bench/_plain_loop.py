@@ -4,6 +4,11 @@ The same GPT module (training.models) and config as the trainer builds for these
 AdamW, grad clipping at 1.0, batches sliced straight out of an ``np.memmap``; no
 distributed wrapper, no checkpointing, no MLflow. Prints one JSON line: steps/s, tokens/s.
 
+The trainer raises glibc's mmap and trim thresholds (training/distributed.py
+``tune_malloc``), which removes per-step page faults on the large logits buffers; the loop
+does the same (three lines, no framework import) so the ratio measures the framework, not
+the allocator. ``--glibc-malloc`` keeps glibc's defaults, to measure what the setting gives.
+
     .venv-jobs/bin/python bench/_plain_loop.py SHARDS_DIR --steps 150 --batch-size 16 --threads 1
 """
 import argparse
@@ -25,7 +30,13 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--model", default="tiny")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--glibc-malloc", action="store_true", help="keep glibc's default mmap/trim thresholds")
     args = p.parse_args()
+    if not args.glibc_malloc and sys.platform == "linux" and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 30), libc.mallopt(-1, 1 << 30)  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
 
     import numpy as np
     import torch
@@ -60,7 +71,7 @@ def main():
     tokens = args.steps * args.batch_size * cfg.block_size
     print(json.dumps({"steps": args.steps, "seconds": seconds, "steps_per_s": args.steps / seconds,
                       "tokens_per_s": tokens / seconds, "params": sum(p.numel() for p in model.parameters()),
-                      "block_size": cfg.block_size}), flush=True)
+                      "block_size": cfg.block_size, "glibc_malloc": args.glibc_malloc}), flush=True)
 
 
 if __name__ == "__main__":

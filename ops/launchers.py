@@ -164,9 +164,8 @@ def horovodrun(module: str, args: list[str], np: int | None = None, settings: Se
     # default 30 s is tight on a busy 2-core box); once they run, a rank that exits ends
     # the job at once, and training/distributed.py sets the collective timeouts.
     env.setdefault("HOROVOD_START_TIMEOUT", "120")
-    # glibc otherwise mmaps/munmaps the large logits buffers every step: measured 135 -> 85 ms
-    # per step for a T=128, vocab-4096 model on 2 cores.
-    env.setdefault("MALLOC_MMAP_THRESHOLD_", "2147483647")
+    # No MALLOC_* default here: training/distributed.py raises glibc's mmap *and* trim
+    # thresholds in-process for every launcher, and an environment value would switch that off.
     run(horovodrun_command(module, args, np, s), env=env, what=f"training {module}")
 
 

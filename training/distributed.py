@@ -21,12 +21,18 @@ launcher gets them (the environment overrides each):
   ``HOROVOD_STALL_SHUTDOWN_TIME_SECONDS`` (1800 s: longer than any rank-0-only work).
 - torch.distributed: collectives time out after ``C2M_DIST_TIMEOUT_S`` (1800 s, as long,
   because its barrier blocks while rank 0 registers the model).
+
+``init()`` also keeps glibc from handing the large per-step buffers (logits, their
+gradients) back to the kernel after every step (:func:`tune_malloc`): on 2 CPU cores that
+page-fault churn cost a third of the step time (bench/README.md, train_throughput).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import sys
 from datetime import timedelta
 from typing import Iterable
 
@@ -37,6 +43,12 @@ HOROVOD_TIMEOUTS = {
     "HOROVOD_STALL_CHECK_TIME_SECONDS": "60",
     "HOROVOD_STALL_SHUTDOWN_TIME_SECONDS": "1800",
 }
+# CPU ranks only (GPU steps are short and want Horovod's low-latency default). Horovod's
+# background thread wakes every cycle to negotiate: at its default 1 ms its threads took
+# 0.7-0.8 s of CPU per 10 s per rank (tiny GPT, np=2, 2 cores), with 20 ms 0.2-0.3 s, and
+# whole np=2 runs spent 8-9 s instead of 13-15 s in the kernel (bench/README.md); a 20 ms
+# wait is a few % of a CPU step. An explicit setting in the environment wins.
+HOROVOD_CPU_DEFAULTS = {"HOROVOD_CYCLE_TIME": "20"}  # milliseconds
 
 
 class Distributed:
@@ -89,8 +101,11 @@ class Distributed:
         params: Iterable[torch.Tensor],
         max_grad_norm: float,
         scaler: "torch.amp.GradScaler | None" = None,
-    ) -> float:
+    ) -> torch.Tensor:
         """Average gradients over ranks, clip to ``max_grad_norm`` (0 = no clip), step; return the norm.
+
+        The norm is a 0-dim tensor on the gradients' device, so the caller chooses when to
+        read it: ``float(norm)`` every step would make a GPU wait for each step to finish.
 
         With an fp16 ``scaler`` the averaged gradients are unscaled before clipping, and the
         step is skipped (and the scale lowered) when they hold an inf or NaN; every rank sees
@@ -112,11 +127,13 @@ class Distributed:
         yield
 
 
-def _clip(params: Iterable[torch.Tensor], max_grad_norm: float) -> float:
+def _clip(params: Iterable[torch.Tensor], max_grad_norm: float) -> torch.Tensor:
     params = [p for p in params if p.grad is not None]
     if max_grad_norm > 0:
-        return float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm))
-    return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))) if params else 0.0
+        return torch.nn.utils.clip_grad_norm_(params, max_grad_norm).detach()
+    if not params:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
 
 
 def _as_tensor(value) -> tuple[torch.Tensor, bool]:
@@ -141,7 +158,8 @@ class HorovodDistributed(Distributed):
                 "build it with ops/install/build_horovod.sh (into .venv-jobs)"
             ) from exc
         self.hvd = hvd
-        for key, value in HOROVOD_TIMEOUTS.items():  # read by hvd.init(); an explicit setting wins
+        defaults = HOROVOD_TIMEOUTS | ({} if torch.cuda.is_available() else HOROVOD_CPU_DEFAULTS)
+        for key, value in defaults.items():  # read by hvd.init(); an explicit setting wins
             os.environ.setdefault(key, value)
         hvd.init()
         self.rank, self.size, self.local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
@@ -240,12 +258,40 @@ class TorchDistributed(Distributed):
         yield
 
 
+MALLOC_KEEP_BYTES = 1 << 30
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers (malloc.h)
+
+
+def tune_malloc(keep_bytes: int = MALLOC_KEEP_BYTES) -> bool:
+    """Let glibc keep up to ``keep_bytes`` of freed heap instead of unmapping it; True if applied.
+
+    glibc serves blocks above 32 MiB with mmap and returns them with munmap (and trims
+    the heap top above 128 KiB), so every step faults the logits and their gradients back
+    in page by page, zero-filled: kernel time measured at 35-50% of a tiny GPT's step on
+    2 cores, gone with both thresholds raised (bench/README.md). The cost: the process
+    keeps its peak heap instead of returning it (the bench's peak RSS rose by about 300 MB).
+    Skipped when the environment sets a threshold (``MALLOC_MMAP_THRESHOLD_``,
+    ``MALLOC_TRIM_THRESHOLD_``, ``GLIBC_TUNABLES``), so an explicit setting wins, when
+    ``C2M_TUNE_MALLOC=0``, and off Linux/glibc.
+    """
+    if sys.platform != "linux" or os.environ.get("C2M_TUNE_MALLOC", "1") == "0":
+        return False
+    if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # musl or no glibc: nothing to tune
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, keep_bytes)) and bool(mallopt(_M_TRIM_THRESHOLD, keep_bytes))
+
+
 def init(num_threads: int | None = 1) -> Distributed:
     """Start the backend that launched us; pin ``num_threads`` intra-op threads per rank.
 
     On a small machine, K ranks each using every core oversubscribe it badly, so one
     thread per rank is the default; pass ``None`` to keep torch's choice.
     """
+    tune_malloc()
     if num_threads:
         torch.set_num_threads(num_threads)
     if "HOROVOD_RANK" in os.environ:

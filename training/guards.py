@@ -36,6 +36,25 @@ def first_non_finite(values: list[tuple[int, float]]) -> tuple[int, float] | Non
     return next(((s, v) for s, v in values if not math.isfinite(v)), None)
 
 
+def raise_if_diverged(
+    steps: list[tuple[int, float, float, float]], check_norm: bool, last_checkpoint: str | None = None
+) -> None:
+    """Raise TrainingDiverged for the first of ``steps`` (step, loss, lr, grad norm) that is not finite.
+
+    The loop reads losses and norms once per log interval, not once per step (a per-step
+    read makes a GPU wait for every step), and calls this before anything is evaluated,
+    saved or logged: a diverged step never reaches a checkpoint, and the error names the
+    step where it happened. Within a step the norm is checked first, as it explains the
+    loss that follows; ``check_norm`` False (fp16, whose scaler skips inf-norm steps)
+    checks losses only.
+    """
+    for step, loss, _, norm in steps:
+        if check_norm and not math.isfinite(norm):
+            raise TrainingDiverged(step, "the gradient norm", norm, last_checkpoint)
+        if not math.isfinite(loss):
+            raise TrainingDiverged(step, "the training loss", loss, last_checkpoint)
+
+
 @dataclass
 class EarlyStopping:
     """Stop after ``patience`` evaluations in a row without a val loss below ``best - min_delta``.

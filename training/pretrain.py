@@ -50,7 +50,7 @@ from training.config import (
 )
 from training.data.collators import Mixture
 from training.data.shards import CollatedLoader, ShardDataset, ShardInfo, read_shard_info
-from training.guards import EarlyStopping, TrainingDiverged, first_non_finite, inject_fault
+from training.guards import EarlyStopping, TrainingDiverged, inject_fault, raise_if_diverged
 from training.models import build_model
 from training.objectives import build_collator, compute_loss
 from training.optim import build_optimizer, get_lr, set_lr
@@ -368,20 +368,24 @@ def train(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed, peak_t
 
     tokens_per_step = tc.batch_size * tc.grad_accum * dist.size * cfg.model.block_size
     flops_token = flops_per_token(cfg, model.num_parameters())
-    pending: list[tuple[int, float, float, float]] = []  # (step, loss, lr, grad norm) until the next flush
-    t_start, steps_timed, eval_seconds = time.perf_counter(), 0, 0.0
+    # (step, loss, lr, grad norm) until the next flush; loss and norm stay tensors so a
+    # step never waits for the device, and one collective per flush averages the losses.
+    pending: list[tuple[int, torch.Tensor, float, torch.Tensor]] = []
+    t_start, steps_timed = time.perf_counter(), 0
+    # Seconds spent on what is not a training step, kept out of tokens/s and reported apart.
+    side = {"eval_seconds": 0.0, "checkpoint_seconds": 0.0, "log_seconds": 0.0}
     t_interval = time.perf_counter()
     try:
         while step < tc.max_steps and not early.stopped:
             lr = get_lr(step, cfg.optim, tc.max_steps)
             set_lr(optimizer, lr)
-            loss_sum = 0.0
+            micro_losses = []
             for _ in range(tc.grad_accum):
                 batch = _to(train_loader.next_batch(), device)
                 with autocast_for(tc.precision, device):
                     loss = compute_loss(forward_model, batch, cfg.objective.temperature) / tc.grad_accum
                 scaler.scale(loss).backward()
-                loss_sum += loss.item()
+                micro_losses.append(loss.detach().double())  # summed in float64, as logged before
             grad_norm = dist.step(
                 optimizer, model.parameters(), cfg.optim.grad_clip, scaler if scaler.is_enabled() else None
             )
@@ -389,38 +393,40 @@ def train(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed, peak_t
             step += 1
             steps_timed += 1
             inject_fault(step, dist.rank)  # no-op unless a fail-fast test sets C2M_TEST_FAULT
-            if not math.isfinite(grad_norm) and not scaler.is_enabled():  # fp16 skips such steps by design
-                raise TrainingDiverged(step, "the gradient norm", grad_norm, last_checkpoint)
-            pending.append((step, loss_sum, lr, grad_norm))
+            pending.append((step, sum(micro_losses), lr, grad_norm))
 
             evaluating = step % tc.eval_every == 0 or step == tc.max_steps
             saving = step == tc.max_steps or (tc.checkpoint_every and step % tc.checkpoint_every == 0)
             if step % tc.log_every == 0 or evaluating or saving:
-                # One collective per flush: every pending step's loss, averaged over ranks.
-                losses = dist.allreduce_mean(
-                    torch.tensor([p[1] for p in pending], dtype=torch.float64)
-                ).tolist()
-                bad = first_non_finite([(p[0], v) for p, v in zip(pending, losses)])
-                if bad:
-                    raise TrainingDiverged(bad[0], "the training loss", bad[1], last_checkpoint)
-                train_loss = losses[-1]
+                # One allreduce and one device read per interval; checked before anything
+                # is evaluated, saved or logged, so a diverged step never reaches a checkpoint.
+                losses = dist.allreduce_mean(torch.stack([p[1] for p in pending]).double()).tolist()
+                norms = torch.stack([p[3] for p in pending]).double().tolist()
+                logged = [(st, loss, lr_, n) for (st, _, lr_, _), loss, n in zip(pending, losses, norms)]
+                raise_if_diverged(logged, not scaler.is_enabled(), last_checkpoint)
+                train_loss = logged[-1][1]
                 seconds = time.perf_counter() - t_interval
                 if tracker:
                     tokens_s = len(pending) * tokens_per_step / seconds if seconds > 0 else 0.0
                     perf = {"perf/tokens_per_s": tokens_s}
                     if peak_tflops:
                         perf["perf/mfu"] = tokens_s * flops_token / (peak_tflops * 1e12 * dist.size)
-                    tracker.log_steps(pending, losses, perf)
+                    t_log = time.perf_counter()
+                    tracker.log_steps(logged, perf)
+                    side["log_seconds"] += time.perf_counter() - t_log
                 pending = []
             if evaluating:
                 t_eval = time.perf_counter()
                 val_loss, parts = evaluate(model, val_loader, tc.eval_batches, dist, cfg, device)
-                eval_seconds += time.perf_counter() - t_eval
+                side["eval_seconds"] += time.perf_counter() - t_eval
                 if early.update(val_loss):
                     saving = True
                 if tracker:
+                    t_log = time.perf_counter()
                     tracker.log_eval(step, train_loss, val_loss, lr, parts)
+                    side["log_seconds"] += time.perf_counter() - t_log
             if dist.is_main and saving:
+                t_save = time.perf_counter()
                 ckpt = {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
@@ -433,9 +439,10 @@ def train(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed, peak_t
                     "losses": (train_loss, val_loss),
                 }
                 last_checkpoint = str(checkpoint.save(cfg.checkpoint_dir, step, ckpt, keep_last=tc.keep_last))
+                side["checkpoint_seconds"] += time.perf_counter() - t_save  # includes an fsync
             t_interval = time.perf_counter() if not pending else t_interval
 
-        train_seconds = time.perf_counter() - t_start - eval_seconds
+        train_seconds = time.perf_counter() - t_start - sum(side.values())
         steps_per_s = steps_timed / train_seconds if steps_timed and train_seconds > 0 else 0.0
         digest = params_digest(model)
         result = {
@@ -448,6 +455,7 @@ def train(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed, peak_t
             "tokens_seen": step * tokens_per_step,
             "steps_per_s": steps_per_s,
             "tokens_per_s": steps_per_s * tokens_per_step,
+            **{k: round(v, 3) for k, v in side.items()},
             "world_size": dist.size,
             "backend": dist.backend,
             "objective": cfg.objective.name,

@@ -82,11 +82,9 @@ class PretrainTracker:
             flush=True,
         )
 
-    def log_steps(
-        self, steps: list[tuple[int, float, float, float]], losses: list[float], perf: dict[str, float]
-    ) -> None:
-        """One log interval: per-step rank-averaged loss, lr and grad norm, plus throughput."""
-        for (step, _, lr, grad_norm), loss in zip(steps, losses):
+    def log_steps(self, steps: list[tuple[int, float, float, float]], perf: dict[str, float]) -> None:
+        """One log interval: per-step (step, rank-averaged loss, lr, grad norm), plus throughput."""
+        for step, loss, lr, grad_norm in steps:
             self.metrics.add(step, **{"train/loss": loss, "train/lr": lr, "train/grad_norm": grad_norm})
         self.metrics.add(steps[-1][0], **perf)
 
