@@ -94,7 +94,11 @@ def registry(mlflow_uri, tmp_path_factory):
         mp.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
         mlflow.set_tracking_uri(mlflow_uri)
         mlflow.set_registry_uri(mlflow_uri)
-        yield client
+        try:
+            yield client
+        finally:  # MLflow keeps these in module globals, which would outlive this module's tests
+            mlflow.set_tracking_uri(None)
+            mlflow.set_registry_uri(None)
 
 
 def register(name: str, model: GPT, tokenizer_path: Path, set_champion: bool = False) -> int:

@@ -19,11 +19,15 @@ def _run(tmp_path, monkeypatch, enabled: str) -> dict:
     client = mlflow.MlflowClient(uri)
     if client.get_experiment_by_name("sys") is None:
         client.create_experiment("sys", artifact_location=(tmp_path / "art").as_uri())
-    run_id = tracking.start_run("sys", f"system-metrics-{enabled}")
+    mlflow.set_tracking_uri(uri)  # a global another test may have set would win over the env
     try:
-        time.sleep(3)  # a few sampling intervals
+        run_id = tracking.start_run("sys", f"system-metrics-{enabled}")
+        try:
+            time.sleep(3)  # a few sampling intervals
+        finally:
+            tracking.end_run()
     finally:
-        tracking.end_run()
+        mlflow.set_tracking_uri(None)
     return client.get_run(run_id).data.metrics
 
 
