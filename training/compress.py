@@ -50,9 +50,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ops import storage
 from training import distributed
 from training.config import OptimConfig
+from training.job_result import finish
 
 METHODS = ("distill", "quantize", "prune")
 # task kind -> the methods written for it (distillation's loss is classification-only).
@@ -467,13 +467,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     dist = distributed.init(num_threads=args.threads or None)
     try:
-        result = run(args, dist)
-        if dist.is_main:
-            if args.result_file:
-                storage.write_text(args.result_file, json.dumps(result, indent=2, sort_keys=True))
-            print(f"[compress] done: {json.dumps(result, sort_keys=True)}", flush=True)
-        dist.barrier()
-        return result
+        return finish(dist, "compress", run(args, dist), args.result_file)
     finally:
         dist.shutdown()
 

@@ -17,15 +17,14 @@ summed over ranks. Rank 0 logs to MLflow and writes the result file.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import numpy as np
 import torch
 
-from ops import storage
 from training import distributed
 from training.config import OptimConfig
+from training.job_result import finish
 from training.metrics import classification_metrics
 from training.tasks import export, load_data, make_task, split_digest, task_for_model
 from training.tasks.backbone import build_backbone, count_parameters, freeze_layers
@@ -343,14 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
     dist = distributed.init(num_threads=args.threads or None)
     try:
         result, _, _ = train(build_config(args), dist)
-        if dist.is_main and args.result_file:
-            storage.write_text(args.result_file, json.dumps(result, indent=2, sort_keys=True))
-        if dist.is_main:
-            print(f"[finetune] done: {json.dumps(result, sort_keys=True)}", flush=True)
-        # Leave together: a rank that tears down its connections while rank 0 is still
-        # registering the model can abort the job (Gloo) or hang it.
-        dist.barrier()
-        return result
+        return finish(dist, "finetune", result, args.result_file)
     finally:
         dist.shutdown()
 

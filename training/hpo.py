@@ -26,8 +26,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ops import storage
 from training import distributed
+from training.job_result import finish
 
 # name -> (kind, low, high) or ("categorical", choices). freeze_layers' high is capped at the base's depth.
 SEARCH_SPACE: dict[str, tuple] = {
@@ -213,11 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
             "run HPO as one process per worker (trials are independent); launch several "
             "processes on one --storage instead of horovodrun -np > 1"
         )
-    result = run(args, dist)
-    if args.result_file:
-        storage.write_text(args.result_file, json.dumps(result, indent=2, sort_keys=True))
-    print(f"[hpo] done: {json.dumps(result, sort_keys=True)}", flush=True)
-    return result
+    return finish(dist, "hpo", run(args, dist), args.result_file)
 
 
 def make_sampler(args, seed: int):

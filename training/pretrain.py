@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import json
 import math
 import random
 import sys
@@ -51,6 +50,7 @@ from training.config import (
 from training.data.collators import Mixture
 from training.data.shards import CollatedLoader, ShardDataset, ShardInfo, read_shard_info
 from training.guards import EarlyStopping, TrainingDiverged, inject_fault, raise_if_diverged
+from training.job_result import finish
 from training.models import build_model
 from training.objectives import build_collator, compute_loss
 from training.optim import build_optimizer, get_lr, set_lr
@@ -482,14 +482,7 @@ def main(argv: list[str] | None = None) -> dict:
         info = read_shard_info(args.shards)
         cfg = build_config(args, info)
         result = train(cfg, info, dist, peak_tflops=args.peak_tflops)
-        if dist.is_main and args.result_file:
-            storage.write_text(args.result_file, json.dumps(result, indent=2, sort_keys=True))
-        if dist.is_main:
-            print(f"[pretrain] done: {json.dumps(result, sort_keys=True)}", flush=True)
-        # Leave together: a rank that tears down its connections while rank 0 is still
-        # registering the model can abort the job (Gloo) or hang it.
-        dist.barrier()
-        return result
+        return finish(dist, "pretrain", result, args.result_file)
     finally:
         dist.shutdown()
 
