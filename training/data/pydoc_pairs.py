@@ -60,10 +60,13 @@ class Pair:
 
 @dataclass
 class PairData:
+    """Prompt/completion splits, as every generation data set (built-in or JSONL) arrives."""
+
     name: str
     splits: dict[str, list[Pair]]
     source: Path
     dropped: dict[str, int] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()  # generation has none; present for callers that read it
 
 
 def source_dir() -> Path:

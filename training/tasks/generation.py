@@ -24,7 +24,7 @@ slices and the statistics are all-reduced.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from training import metrics as M
 from training.data import jsonl, pydoc_pairs
-from training.data.pydoc_pairs import Pair
+from training.data.pydoc_pairs import Pair, PairData as GenerationData
 from training.models.gpt import GPT
 
 IGNORE = -100
@@ -51,15 +51,6 @@ class GenerationLM(nn.Module):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Token ids (B, T) -> next-token logits (B, T, V)."""
         return self.backbone(idx)
-
-
-@dataclass
-class GenerationData:
-    name: str
-    splits: dict[str, list[Pair]]
-    source: Path
-    dropped: dict[str, int] = field(default_factory=dict)
-    labels: tuple[str, ...] = ()  # generation has none; present for callers that read it
 
 
 def load_jsonl(folder: str | Path) -> GenerationData:
@@ -88,8 +79,7 @@ def load_data(task: str, subset: str = "", data: str = "", max_examples: int = 0
         raise ValueError(
             f"generation subset {subset!r}: the built-in set is 'pydocs'; pass --data DIR for others"
         )
-    d = pydoc_pairs.load_splits(max_examples)
-    return GenerationData(d.name, d.splits, d.source, d.dropped)
+    return pydoc_pairs.load_splits(max_examples)
 
 
 @dataclass
