@@ -8,7 +8,10 @@ Methods:
   the teacher's embeddings, every other block and head, trained on the teacher's soft
   targets at temperature T plus the hard labels:
   ``loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, label)``
-  (Hinton et al.; T^2 keeps the soft gradients' scale independent of T).
+  (Hinton et al.; T^2 keeps the soft gradients' scale independent of T). For a
+  generation model the same loss is taken per token (word-level KD, Kim & Rush 2016)
+  over the completion positions only - the positions the generation task's own loss
+  supervises (completion and eos; prompt and padding masked) - averaged over tokens.
 - ``quantize``: post-training dynamic int8 quantisation of every Linear layer
   (``torch.ao.quantization.quantize_dynamic``): weights stored as int8, activations
   quantised on the fly, no calibration data needed.
@@ -17,19 +20,22 @@ Methods:
   layer); ``--finetune-epochs`` of recovery training with the masks held, then the masks
   are made permanent (``prune.remove``).
 
-Which methods fit which model (:data:`SUPPORTED`): all three for classifiers;
-quantisation and pruning for taggers and generation models (GPT prompt -> completion).
-Distillation needs a soft-target loss per task kind and is written for classifiers only;
-asking for it on another kind fails before anything runs, naming what is supported.
+Which methods fit which model (:data:`SUPPORTED`): all three for classifiers and
+generation models (GPT prompt -> completion); quantisation and pruning for taggers.
+Distillation needs a soft-target loss per task kind and a tagger has none written yet;
+asking for it there fails before anything runs, naming what is supported.
 
 Each result is registered (default name ``<model>-<method>``) with a comparison table
 artefact against the uncompressed model: the test scores (generation: BLEU, chrF and
 perplexity), size on disk (raw and gzipped), parameter count (and non-zeros), CPU
 latency p50/p95 at batch 1 and 32. Latency is one forward pass; for generation over a
-fixed-length batch of ``max_len`` tokens (teacher-forced, no decoding: token-by-token
-decoding without a KV cache would time the loop, not the compression), and the table's
-``latency_input`` column says which. The promotion gate then decides whether the result
-becomes that name's champion.
+fixed-length batch of ``max_len`` tokens (teacher-forced), and the table's
+``latency_input`` column says which. Generation models also get decode latency
+(``decode_b{1,32}_p{50,95}_ms``): greedy generation of ``--decode-tokens`` new tokens per
+row through the task's own decoder, eos ignored so every row makes exactly that many,
+described in ``decode_input`` (no KV cache: each new token re-reads the whole prefix, as
+serving does). The promotion gate then decides whether the result becomes that name's
+champion.
 """
 
 from __future__ import annotations
@@ -55,11 +61,11 @@ from training.config import OptimConfig
 from training.job_result import finish
 
 METHODS = ("distill", "quantize", "prune")
-# task kind -> the methods written for it (distillation's loss is classification-only).
+# task kind -> the methods written for it (distillation: a soft-target loss per kind; none for tagging).
 SUPPORTED = {
     "classification": METHODS,
     "tagging": ("quantize", "prune"),
-    "generation": ("quantize", "prune"),
+    "generation": METHODS,
 }
 # Recovery fine-tunes (prune, distill) reuse the loop; it wants a TaskConfig of the same kind.
 _RECOVERY_TASK = {"classification": "sentiment", "tagging": "ner", "generation": "generation"}
@@ -95,6 +101,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--latency-repeats", type=int, default=30, help="timed forward passes per batch size")
+    p.add_argument(
+        "--decode-tokens", type=int, default=32, help="generation: new tokens per timed greedy decode"
+    )
     p.add_argument("--promote", default="gate", choices=("gate", "always", "never"))
     p.add_argument("--gate-margin", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=1337)
@@ -107,6 +116,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--sparsity {args.sparsity}: must be in [0, 1)")
     if args.temperature <= 0 or not 0 <= args.alpha <= 1:
         p.error("--temperature must be > 0 and --alpha in [0, 1]")
+    if args.decode_tokens < 1:
+        p.error(f"--decode-tokens {args.decode_tokens}: must be at least 1")
     return args
 
 
@@ -134,24 +145,29 @@ def size_on_disk(model: nn.Module) -> tuple[int, int]:
     return len(raw), len(gzip.compress(raw, compresslevel=6))
 
 
+def _forward(model: nn.Module, inputs):
+    return model(inputs)
+
+
 @torch.no_grad()
 def latency_ms(
-    models: list[nn.Module], inputs: torch.Tensor, repeats: int, warmup: int = 3
+    models: list[nn.Module], inputs, repeats: int, warmup: int = 3, call=_forward
 ) -> list[tuple[float, float]]:
-    """p50 and p95 forward-pass wall time (ms) per model, timed in alternation.
+    """p50 and p95 wall time (ms) of ``call(model, inputs)`` (default: a forward pass) per model.
 
-    Alternating the models within each repeat exposes them to the same background load,
-    so their ratio is fair on a shared machine even when absolute times drift.
+    The models are timed in alternation: each repeat runs every model once, so all of them
+    see the same background load and their ratio is fair on a shared machine even when
+    absolute times drift.
     """
     for model in models:
         model.eval()
         for _ in range(warmup):
-            model(inputs)
+            call(model, inputs)
     times: list[list[float]] = [[] for _ in models]
     for _ in range(repeats):
         for model, samples in zip(models, times):
             t0 = time.perf_counter()
-            model(inputs)
+            call(model, inputs)
             samples.append((time.perf_counter() - t0) * 1000)
     return [(float(np.percentile(t, 50)), float(np.percentile(t, 95))) for t in times]
 
@@ -173,6 +189,43 @@ def latency_inputs(task, batch: int) -> torch.Tensor:
     return ids
 
 
+def decode_plan(task, new_tokens: int) -> tuple[int, int]:
+    """(new tokens per row, longest prompt kept): as many as asked for that fit in ``max_len``."""
+    n_new = min(new_tokens, task.encoder.max_len - 1)  # at least one prompt token stays
+    return n_new, task.encoder.max_len - n_new
+
+
+def decode_prompts(task, batch: int, new_tokens: int) -> list[list[int]]:
+    """``batch`` test prompts (repeated if the split is small) as generation sees them, cut from
+    the left so that ``new_tokens`` more fit in ``max_len``."""
+    keep = decode_plan(task, new_tokens)[1]
+    n = task.size("test")
+    return [task.decode_prompt(task.encoded["test"][i % n])[-keep:] for i in range(batch)]
+
+
+def greedy_decode(new_tokens: int, task):
+    """``call`` for :func:`latency_ms`: the task's own greedy decoder, ``new_tokens`` per row.
+
+    eos is ignored (no token id is -1), so every row makes exactly ``new_tokens`` tokens
+    whatever the model predicts: an original and a compressed model do the same work.
+    """
+    from training.tasks.generation import generate
+
+    def call(model, prompts):
+        return generate(model, prompts, new_tokens, -1, task.encoder.pad_id, task.encoder.max_len)
+
+    return call
+
+
+def decode_input(task, new_tokens: int) -> str:
+    """What the decode columns time, in words, for the table (the numbers after capping)."""
+    n_new, keep = decode_plan(task, new_tokens)
+    return (
+        f"greedy decode: batch x {n_new} new tokens (eos ignored) after test prompts of up to "
+        f"{keep} tokens; no KV cache"
+    )
+
+
 def latency_input(task) -> str:
     """What the latency columns time, in words, for the table."""
     if task.kind == "generation":
@@ -180,8 +233,12 @@ def latency_input(task) -> str:
     return "forward pass: batch x padded test examples"
 
 
-def measure(models: dict[str, nn.Module], task, repeats: int) -> list[dict]:
-    """One table row per model: test scores, parameters, size on disk, latency at batch 1 and 32."""
+def measure(models: dict[str, nn.Module], task, repeats: int, decode_tokens: int = 32) -> list[dict]:
+    """One table row per model: test scores, parameters, size on disk, latency at batch 1 and 32.
+
+    Generation models also get decode latency at batch 1 and 32. A decode is ``decode_tokens``
+    forward passes, so fewer repeats of it (a third, at least 3) give as steady a median.
+    """
     rows = []
     for name, model in models.items():
         scores = task.evaluate(model, "test")
@@ -206,6 +263,21 @@ def measure(models: dict[str, nn.Module], task, repeats: int) -> list[dict]:
         )
         for row, (p50, p95) in zip(rows, timed):
             row[f"latency_b{batch}_p50_ms"], row[f"latency_b{batch}_p95_ms"] = round(p50, 4), round(p95, 4)
+    if task.kind != "generation":
+        return rows
+    n_new = decode_plan(task, decode_tokens)[0]
+    for row in rows:
+        row["decode_input"] = decode_input(task, decode_tokens)
+    for batch in (1, 32):
+        timed = latency_ms(
+            list(models.values()),
+            decode_prompts(task, batch, decode_tokens),
+            max(3, repeats // 3),
+            warmup=1,
+            call=greedy_decode(n_new, task),
+        )
+        for row, (p50, p95) in zip(rows, timed):
+            row[f"decode_b{batch}_p50_ms"], row[f"decode_b{batch}_p95_ms"] = round(p50, 4), round(p95, 4)
     return rows
 
 
@@ -213,11 +285,16 @@ def comparison(base: dict, new: dict, metric: str) -> dict:
     """The compressed model relative to the original (speed-up > 1 is faster, size ratio < 1 smaller)."""
     keys = dict.fromkeys((metric, "perplexity"))  # generation: BLEU and perplexity both
     deltas = {f"delta_{k}": round(new[k] - base[k], 6) for k in keys if k in new}
+    speedups = {
+        f"{name}_b{b}_p50": round(base[f"{column}_b{b}_p50_ms"] / new[f"{column}_b{b}_p50_ms"], 3)
+        for name, column in (("speedup", "latency"), ("decode_speedup", "decode"))
+        for b in (1, 32)
+        if f"{column}_b{b}_p50_ms" in new
+    }
     return {
         **deltas,
         "size_ratio": round(new["size_mb"] / base["size_mb"], 4),
-        "speedup_b1_p50": round(base["latency_b1_p50_ms"] / new["latency_b1_p50_ms"], 3),
-        "speedup_b32_p50": round(base["latency_b32_p50_ms"] / new["latency_b32_p50_ms"], 3),
+        **speedups,
         "sparsity": round(1 - new["nonzero_parameters"] / new["parameters"], 4),
     }
 
@@ -263,6 +340,24 @@ def make_student(teacher: nn.Module, n_layer: int) -> nn.Module:
     return student
 
 
+def soft_target_loss(
+    student: torch.Tensor, teacher: torch.Tensor, targets: torch.Tensor, temperature: float, alpha: float
+) -> torch.Tensor:
+    """``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, targets)``, per row.
+
+    ``student`` and ``teacher`` are logits (N, C), ``targets`` (N,): N examples for a
+    classifier, N supervised token positions for a generation model. Both terms are means
+    over the N rows (KL ``batchmean``), so alpha weighs like against like.
+    """
+    kd = F.kl_div(
+        F.log_softmax(student.float() / temperature, dim=-1),
+        F.log_softmax(teacher.float() / temperature, dim=-1),
+        reduction="batchmean",
+        log_target=True,
+    )
+    return alpha * kd * temperature**2 + (1 - alpha) * F.cross_entropy(student.float(), targets)
+
+
 class DistillTask:
     """The task, with a loss that mixes the teacher's soft targets and the hard labels."""
 
@@ -274,13 +369,29 @@ class DistillTask:
         return getattr(self.task, name)
 
     def loss(self, model, indices, split: str = "train") -> torch.Tensor:
+        if self.task.kind == "generation":
+            return self._token_loss(model, indices, split)
         x = self.task.inputs(split, indices)
         with torch.no_grad():
-            soft = F.softmax(self.teacher(x) / self.t, dim=-1)
-        logits = model(x)
-        kd = F.kl_div(F.log_softmax(logits / self.t, dim=-1), soft, reduction="batchmean") * self.t**2
-        hard = F.cross_entropy(logits, torch.tensor([self.task.data.targets[split][i] for i in indices]))
-        return self.alpha * kd + (1 - self.alpha) * hard
+            teacher = self.teacher(x)
+        targets = torch.tensor([self.task.data.targets[split][i] for i in indices])
+        return soft_target_loss(model(x), teacher, targets, self.t, self.alpha)
+
+    def _token_loss(self, model, indices, split: str) -> torch.Tensor:
+        """Token-level KD on the positions the generation loss supervises (completion + eos).
+
+        Position t predicts token t+1; prompt and padding labels are IGNORE, so neither the
+        teacher's opinion of the prompt nor of padding reaches the student.
+        """
+        from training.tasks.generation import IGNORE
+
+        ids, labels = self.task.batch(split, indices)
+        targets = labels[:, 1:]
+        supervised = targets != IGNORE  # (B, T-1)
+        with torch.no_grad():
+            teacher = self.teacher(ids)[:, :-1][supervised]  # (N, V)
+        student = model(ids)[:, :-1][supervised]
+        return soft_target_loss(student, teacher, targets[supervised], self.t, self.alpha)
 
 
 def recover(args, task, model, dist, epochs: int) -> dict:
@@ -384,7 +495,9 @@ def run(args, dist) -> dict:
         model, config_changes, details = compress(args, bundle, teacher, task, dist)
         if not dist.is_main:
             return {}
-        rows = measure({"original": teacher, args.method: model}, task, args.latency_repeats)
+        rows = measure(
+            {"original": teacher, args.method: model}, task, args.latency_repeats, args.decode_tokens
+        )
         ratios = comparison(rows[0], rows[1], metric)
         tracking.log_config({k: v for k, v in vars(args).items() if k != "result_file"})
         mlflow.log_metrics(

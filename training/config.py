@@ -18,6 +18,9 @@ OPTIMIZERS = ("adamw", "lamb")
 PRECISIONS = ("fp32", "bf16", "fp16")
 OBJECTIVES = ("clm", "mlm", "span", "contrastive", "mixture")
 PROMOTE_MODES = ("gate", "always", "never")
+# torch.compile backends: inductor generates kernels (the fast one, slow to compile);
+# aot_eager traces forward and backward graphs but runs them eagerly (cheap: tests, debugging).
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
 
 
 def _require(cond: bool, message: str) -> None:
@@ -211,6 +214,7 @@ class TrainConfig:
     early_stop_patience: int = 0  # stop after this many evaluations without a better val loss; 0 = off
     early_stop_min_delta: float = 0.0  # an improvement must beat the best by more than this
     compile: bool = False  # torch.compile the model (worth it on GPUs)
+    compile_backend: str = "inductor"  # see COMPILE_BACKENDS; used only when compile is on
     activation_checkpointing: bool = False  # recompute blocks in backward: less memory, ~30% more compute
     verify_shards: bool = True  # check each shard's sha256 against the manifest before reading
     promote: str = "gate"  # champion alias: gate (only when the new model beats it), always, never
@@ -223,6 +227,10 @@ class TrainConfig:
         _require(
             self.precision in PRECISIONS,
             f"train.precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}",
+        )
+        _require(
+            self.compile_backend in COMPILE_BACKENDS,
+            f"train.compile_backend={self.compile_backend!r}: choose one of {', '.join(COMPILE_BACKENDS)}",
         )
         _require(
             self.early_stop_patience >= 0,

@@ -33,6 +33,7 @@ from ops import storage
 from ops.settings import get_settings
 from training import checkpoint, distributed
 from training.config import (
+    COMPILE_BACKENDS,
     OBJECTIVE_ARCHS,
     OBJECTIVES,
     OPTIMIZERS,
@@ -129,6 +130,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--result-file", default="", help="rank 0 writes a JSON summary here")
     p.add_argument("--threads", type=int, default=1, help="torch threads per rank (0 = torch's default)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument(
+        "--compile-backend",
+        choices=COMPILE_BACKENDS,
+        default=TrainConfig.compile_backend,
+        help="torch.compile backend: inductor (fast kernels, slow to compile) or aot_eager (cheap graph "
+        "capture of forward and backward, for tests)",
+    )
     p.add_argument("--activation-checkpointing", action="store_true")
     p.add_argument("--no-verify-shards", action="store_true", help="skip the shards' sha256 check")
     p.add_argument(
@@ -198,6 +206,7 @@ def build_config(args: argparse.Namespace, info: ShardInfo) -> JobConfig:
             early_stop_patience=args.early_stop_patience,
             early_stop_min_delta=args.early_stop_min_delta,
             compile=args.compile,
+            compile_backend=args.compile_backend,
             activation_checkpointing=args.activation_checkpointing,
             verify_shards=not args.no_verify_shards,
             promote=args.promote,
@@ -258,6 +267,21 @@ def evaluate(
         return losses[None], {}
     weights = loader.collator.weights
     return sum(weights[n] * v for n, v in losses.items()), {f"val/loss_{n}": v for n, v in losses.items()}
+
+
+def compiled_for_training(model: torch.nn.Module, backend: str) -> torch.nn.Module:
+    """``torch.compile(model)`` for the training steps only; ``model`` itself stays the one to save.
+
+    The wrapper shares ``model``'s parameters, so checkpoints, the registered model and the
+    digests use ``model`` (plain parameter names, no ``_orig_mod.`` prefix, loadable with or
+    without compile). The wrapper forwards other attributes to ``model`` uncompiled, so
+    ``embed`` (contrastive's entry point) is compiled here too, or it would silently run eager.
+    Evaluation uses ``model``: switching the wrapper to eval mode would recompile its graphs.
+    """
+    wrapper = torch.compile(model, backend=backend)
+    if callable(getattr(model, "embed", None)):
+        wrapper.embed = torch.compile(model.embed, backend=backend)
+    return wrapper
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -351,7 +375,7 @@ def train(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed, peak_t
     train_loss, val_loss = state["losses"] if state else (float("nan"), float("nan"))
     last_checkpoint = state["path"] if state else None
     dist.broadcast_state(model, optimizer)
-    forward_model = torch.compile(model) if tc.compile else model
+    forward_model = compiled_for_training(model, tc.compile_backend) if tc.compile else model
 
     tracker = None
     if dist.is_main:

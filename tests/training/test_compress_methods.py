@@ -1,7 +1,9 @@
 """Compression of registered task models (int8, pruning, distillation), each registered with its table.
 
-A classifier takes all three methods; a generation model takes int8 and pruning, and
-distillation of it fails before any work with the supported methods named.
+Classifiers and generation models take all three methods; a tagger takes int8 and
+pruning, and distillation of it fails before any work with the supported methods named.
+A generation model's table also carries decode latency (greedy generation of a fixed
+number of new tokens) next to the forward-pass latency.
 """
 
 import pytest
@@ -155,7 +157,7 @@ def _compress_gen(method, *extra):
     return _compress(method, "--model", "models:/c2m-cmp-gen@champion", *extra)
 
 
-def test_int8_quantisation_of_a_generation_model_reports_bleu_perplexity_and_forward_latency(generator):
+def test_int8_quantisation_of_a_generation_model_reports_bleu_perplexity_and_latencies(generator):
     from training import tracking
     from training.tasks import task_for_model
     from training.tasks.generation import GenerationLM
@@ -171,9 +173,17 @@ def test_int8_quantisation_of_a_generation_model_reports_bleu_perplexity_and_for
     for row in (original, compressed):
         assert all(row[f"latency_b{b}_{q}_ms"] > 0 for b in (1, 32) for q in ("p50", "p95"))
         assert row["latency_input"] == "forward pass: batch x 32 tokens (teacher-forced; no decoding)"
+        assert all(row[f"decode_b{b}_{q}_ms"] > 0 for b in (1, 32) for q in ("p50", "p95"))
+        # 32 new tokens asked for; max_len 32 leaves room for 31 after a one-token prompt
+        assert row["decode_input"].startswith("greedy decode: batch x 31 new tokens (eos ignored)")
+        # 31 forward passes take longer than one at the same batch size
+        assert row["decode_b1_p50_ms"] > row["latency_b1_p50_ms"]
+    assert result["decode_speedup_b1_p50"] > 0 and result["decode_speedup_b32_p50"] > 0
     table = client.download_artifacts(result["run_id"], "comparison/comparison.md")
     text = open(table).read()
-    assert "| latency_input |" in text.splitlines()[0] and "no decoding" in text and "perplexity" in text
+    header = text.splitlines()[0]
+    assert "| latency_input |" in header and "no decoding" in text and "perplexity" in text
+    assert "| decode_b32_p95_ms |" in header and "| decode_input |" in header
     version = client.get_model_version("c2m-cmp-gen-quantize", str(result["model_version"]))
     assert version.tags["c2m.compression"] == "dynamic-int8" and version.tags["c2m.gate.metric"] == "bleu"
 
@@ -195,11 +205,95 @@ def test_magnitude_pruning_of_a_generation_model_recovers_on_val_loss(generator)
     assert model(torch.tensor([[5, 6, 7]])).shape[:2] == (1, 3)
 
 
-def test_distillation_of_a_generation_model_fails_naming_what_is_supported(generator):
-    with pytest.raises(ValueError, match=r"distill is not supported for generation models.*quantize"):
-        _compress_gen("distill")
+def test_distillation_of_a_generation_model_beats_the_truncated_student(generator, mlflow_uri, monkeypatch):
+    from training import compress, tracking
+    from training.tasks import task_for_model
+    from training.tasks.generation import GenerationLM
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    trained, client = generator
+    result = _compress_gen(
+        "distill", "--finetune-epochs", "2", "--lr", "1e-3", "--temperature", "2", "--alpha", "0.5",
+        "--decode-tokens", "12",
+    )  # fmt: skip
+    original, compressed = result["original"], result["compressed"]
+    assert result["register_name"] == "c2m-cmp-gen-distill" and result["metric"] == "bleu"
+    assert {"bleu", "chrf", "perplexity", "loss"} <= set(original) & set(compressed)
+    assert {"delta_bleu", "delta_perplexity", "decode_speedup_b32_p50"} <= set(result)
+    assert original["bleu"] == pytest.approx(trained["bleu"]) and result["recovery_steps"] > 0
+    assert compressed["parameters"] < original["parameters"]
+    for row in (original, compressed):
+        assert all(row[f"decode_b{b}_{q}_ms"] > 0 for b in (1, 32) for q in ("p50", "p95"))
+        assert row["decode_input"].startswith("greedy decode: batch x 12 new tokens")
+    version = client.get_model_version("c2m-cmp-gen-distill", str(result["model_version"]))
+    assert version.tags["c2m.compression"] == "distilled"
+
+    bundle = tracking.load_model_bundle(result["model_uri"])
+    student = _load(result["model_uri"])
+    teacher = _load("models:/c2m-cmp-gen@champion")
+    assert isinstance(student, GenerationLM) and bundle.config["model"]["n_layer"] == 1
+    assert len(student.backbone.blocks) == len(teacher.backbone.blocks) // 2 == 1
+    task = task_for_model(bundle)
+    assert task.evaluate(student, "test")["perplexity"] == pytest.approx(compressed["perplexity"], rel=1e-4)
+    # The same half-depth student before distillation: what the distillation had to recover.
+    truncated = task.evaluate(compress.make_student(teacher, 1).eval(), "test")
+    assert compressed["perplexity"] < 0.8 * truncated["perplexity"], (compressed, truncated)
+    assert compressed["bleu"] > truncated["bleu"] + 5, (compressed, truncated)
+
+
+def _tiny_generation_task(shards_uri, folder):
+    from test_generation_task import encoder, write_generation_jsonl
+    from training.config import model_config
+    from training.data.shards import read_shard_info
+    from training.models.gpt import GPT
+    from training.tasks.generation import GenerationLM, GenerationTask, load_data
+
+    info = read_shard_info(shards_uri)
+    data = load_data("generation", data=str(write_generation_jsonl(folder, n=12)))
+    task = GenerationTask(data, encoder(info))
+    torch.manual_seed(0)
+    model = GenerationLM(GPT(model_config("tiny", vocab_size=info.vocab_size, block_size=32)))
+    return task, model.eval()
+
+
+class _OffCompletionNoise(torch.nn.Module):
+    """``model``'s logits with large noise wherever ``noisy`` (B, T) is True."""
+
+    def __init__(self, model, noisy):
+        super().__init__()
+        self.model, self.noisy = model, noisy
+
+    def forward(self, ids):
+        logits = self.model(ids)
+        return logits + 10 * torch.randn_like(logits) * self.noisy[..., None]
+
+
+def test_token_level_soft_targets_count_only_completion_positions(shards_uri, tmp_path):
+    from training import compress
+    from training.tasks.generation import IGNORE
+
+    task, model = _tiny_generation_task(shards_uri, tmp_path / "gen")
+    rows = [0, 1, 2, 3]
+    hard_only = compress.DistillTask(task, model, temperature=2.0, alpha=0.0).loss(model, rows)
+    assert hard_only.item() == pytest.approx(task.loss(model, rows).item(), rel=1e-5)  # the task's own loss
+    assert compress.DistillTask(task, model, 2.0, 1.0).loss(model, rows).item() == pytest.approx(0, abs=1e-6)
+
+    _, labels = task.batch("train", rows)
+    supervised = torch.zeros(labels.shape, dtype=torch.bool)
+    supervised[:, :-1] = labels[:, 1:] != IGNORE  # logits at t predict the label at t + 1
+    assert 0 < supervised.sum() < supervised.numel()  # prompts and padding exist in this batch
+    off = compress.DistillTask(task, _OffCompletionNoise(model, ~supervised), 2.0, 1.0).loss(model, rows)
+    assert off.item() == pytest.approx(0, abs=1e-6)  # the teacher on prompt or padding is never heard
+    on = compress.DistillTask(task, _OffCompletionNoise(model, supervised), 2.0, 1.0).loss(model, rows)
+    assert on.item() > 0.1
+
+
+def test_distillation_of_a_tagger_fails_naming_what_is_supported():
     from training import compress
 
+    with pytest.raises(ValueError, match=r"distill is not supported for tagging models.*quantize"):
+        compress.check_supported("distill", "tagging")
     with pytest.raises(ValueError, match="use --method quantize or --method prune"):
         compress.check_supported("distill", "tagging")
     compress.check_supported("distill", "classification")
+    compress.check_supported("distill", "generation")
