@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from training.data.shards import ShardDataset, ShardError, ShardLoader, ShardSampler, read_shard_info
 
@@ -89,3 +90,48 @@ def test_clear_errors(shards_uri, tmp_path):
     (bad / "_manifest.json").write_text(json.dumps({**manifest, "dtype": "int8"}))
     with pytest.raises(ShardError, match="dtype 'int8' unknown"):
         read_shard_info(str(bad))
+
+
+def _all_rows(shards_uri, split="train"):
+    info = read_shard_info(shards_uri)
+    files = [Path(shards_uri) / f for f in info.splits[split]["files"]]
+    return np.concatenate([np.fromfile(f, dtype="<u2") for f in files]).reshape(-1, info.seq_len)
+
+
+def test_gather_keeps_the_shard_dtype_and_order_within_and_across_files(shards_uri):
+    ds = ShardDataset(read_shard_info(shards_uri), "train")
+    expected = _all_rows(shards_uri)
+    boundary = len(ds.arrays[0])
+    # both files in one batch, then one file each
+    for idx in ([boundary - 1, 0, boundary + 2, 3], [5, 1, 2], [boundary + 4, boundary]):
+        got = ds.gather(np.array(idx))
+        assert got.dtype == np.dtype("<u2") and (got == expected[idx]).all()
+    assert ds.rows(np.array([boundary, 0])).dtype == np.int64
+
+
+def test_next_batch_is_the_sampled_rows_shifted_as_contiguous_int64(shards_uri):
+    ds = ShardDataset(read_shard_info(shards_uri), "train")
+    expected = _all_rows(shards_uri).astype(np.int64)
+    loader, sampler = ShardLoader(ds, batch_size=4, seed=2), ShardSampler(len(ds), 4, seed=2)
+    for _ in range(2 * len(ds) // 4):  # two epochs
+        x, y = loader.next_batch()
+        rows = expected[sampler.next_indices()]
+        assert x.dtype == y.dtype == torch.int64 and x.is_contiguous() and y.is_contiguous()
+        assert (x.numpy() == rows[:, :-1]).all() and (y.numpy() == rows[:, 1:]).all()
+
+
+def test_causal_collated_batches_equal_the_plain_loader_and_resume_exactly(shards_uri):
+    from training.data.collators import CausalLM
+    from training.data.shards import CollatedLoader
+
+    ds = ShardDataset(read_shard_info(shards_uri), "train")
+    plain, collated = ShardLoader(ds, 4, seed=1), CollatedLoader(ds, CausalLM(), 4, seed=1)
+    for _ in range(5):
+        x, y = plain.next_batch()
+        batch = collated.next_batch()
+        assert torch.equal(batch["input_ids"], x) and torch.equal(batch["labels"], y)
+    state = collated.state_dict()
+    expected = [collated.next_batch()["labels"] for _ in range(3)]
+    resumed = CollatedLoader(ds, CausalLM(), 4, seed=1)
+    resumed.load_state_dict(state)
+    assert all(torch.equal(resumed.next_batch()["labels"], e) for e in expected)

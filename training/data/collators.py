@@ -2,7 +2,8 @@
 
 Every collator is called as ``collator(rows, rng, shared_rng)``:
 
-- ``rows``: (B, seq_len) int64 token ids read from the shards;
+- ``rows``: (B, seq_len) token ids read from the shards, in their dtype (uint16/uint32;
+  int64 works too), which the collator widens to int64 itself;
 - ``rng``: this rank's generator for this batch (masks, spans, replacements);
 - ``shared_rng``: a generator that is the same on every rank for this batch, for choices
   all ranks must agree on (which objective a mixture trains this step).
@@ -32,13 +33,15 @@ class CausalLM:
     """Next-token prediction: inputs ``row[:-1]``, targets ``row[1:]`` (shifted by one)."""
 
     objective = CLM
+    uses_rng = False  # the loader then skips building this batch's generators
 
     def positions(self, seq_len: int) -> int:
         return seq_len - 1
 
     def __call__(self, rows: np.ndarray, rng=None, shared_rng=None) -> dict:
-        t = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64))
-        return {"objective": CLM, "input_ids": t[:, :-1].contiguous(), "labels": t[:, 1:].contiguous()}
+        # each tensor cast straight from its shifted slice: two copies, not widen-then-copy-twice
+        return {"objective": CLM, "input_ids": torch.from_numpy(rows[:, :-1].astype(np.int64, order="C")),
+                "labels": torch.from_numpy(rows[:, 1:].astype(np.int64, order="C"))}
 
 
 class MaskedLM:

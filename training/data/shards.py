@@ -197,6 +197,10 @@ class ShardDataset:
                 raise ShardError(f"{path}: {nbytes} bytes is not a whole number of {info.seq_len}-token sequences")
             if nbytes:
                 self.arrays.append(np.memmap(path, dtype=dtype, mode="r").reshape(-1, info.seq_len))
+        # Plain-ndarray views of the same maps: fancy indexing a np.memmap subclass builds a memmap
+        # result (__array_finalize__), about 1 µs per batch that the views skip.
+        self._views = [a.view(np.ndarray) for a in self.arrays]
+        self.dtype = dtype
         self.starts = np.cumsum([0] + [len(a) for a in self.arrays])
         expected = info.splits[split].get("sequences")
         if expected is not None and expected != len(self):
@@ -205,21 +209,39 @@ class ShardDataset:
     def __len__(self) -> int:
         return int(self.starts[-1])
 
+    def gather(self, indices: np.ndarray) -> np.ndarray:
+        """Sequences at the given global indices, (len(indices), seq_len), in the shard dtype.
+
+        One fancy-indexed read per file touched. Rows stay in the narrow shard dtype, so a
+        consumer casts each output once into its final layout (:func:`causal_lm_batch`)
+        instead of widening the whole batch to int64 first and copying slices of it.
+        """
+        if len(self._views) == 1:  # the common case: one shard file, no file lookup at all
+            return self._views[0][indices]
+        indices = np.asarray(indices, dtype=np.int64)
+        files = np.searchsorted(self.starts, indices, side="right") - 1
+        if len(files) and (files == files[0]).all():
+            return self._views[files[0]][indices - self.starts[files[0]]]
+        out = np.empty((len(indices), self.seq_len), dtype=self.dtype)
+        for f in np.unique(files):
+            mask = files == f
+            out[mask] = self._views[f][indices[mask] - self.starts[f]]
+        return out
+
     def rows(self, indices: np.ndarray) -> np.ndarray:
         """Sequences at the given global indices, (len(indices), seq_len) int64."""
-        indices = np.asarray(indices, dtype=np.int64)
-        out = np.empty((len(indices), self.seq_len), dtype=np.int64)
-        files = np.searchsorted(self.starts, indices, side="right") - 1
-        for f in np.unique(files):  # one fancy-indexed gather per file, not one copy per row
-            mask = files == f
-            out[mask] = self.arrays[f][indices[mask] - self.starts[f]]
-        return out
+        return self.gather(indices).astype(np.int64)
 
 
 def causal_lm_batch(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, seq_len) tokens -> inputs x = seq[:-1], targets y = seq[1:], each (B, seq_len - 1)."""
-    t = torch.from_numpy(rows)
-    return t[:, :-1].contiguous(), t[:, 1:].contiguous()
+    """(B, seq_len) tokens of any integer dtype -> inputs x = seq[:-1], targets y = seq[1:],
+    each (B, seq_len - 1) int64 and contiguous.
+
+    Each tensor is cast straight from its shifted slice of the rows: two copies, where
+    widening the batch to int64 and then copying both slices out of it makes three.
+    """
+    return (torch.from_numpy(rows[:, :-1].astype(np.int64, order="C")),
+            torch.from_numpy(rows[:, 1:].astype(np.int64, order="C")))
 
 
 class ShardSampler:
@@ -273,7 +295,7 @@ class ShardLoader:
         self.sampler = ShardSampler(len(dataset), batch_size, rank, size, seed)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return causal_lm_batch(self.dataset.rows(self.sampler.next_indices()))
+        return causal_lm_batch(self.dataset.gather(self.sampler.next_indices()))
 
     def eval_batches(self, count: int):
         """The same ``count`` batches on every call: rows in order, rank-sharded, wrapping around."""
@@ -282,7 +304,7 @@ class ShardLoader:
             raise ShardError("the val split is empty; tokenize with a larger --val-fraction")
         for k in range(count):
             start = (k * self.size + self.rank) * self.batch_size
-            yield causal_lm_batch(self.dataset.rows(np.arange(start, start + self.batch_size) % n))
+            yield causal_lm_batch(self.dataset.gather(np.arange(start, start + self.batch_size) % n))
 
     def state_dict(self) -> dict:
         return self.sampler.state_dict()
@@ -297,6 +319,10 @@ EVAL_STREAM = 1 << 30  # keeps eval batch seeds apart from training positions
 class CollatedLoader(ShardLoader):
     """Batches of any objective: sampled rows passed through a collator (training/data/collators.py).
 
+    Rows reach the collator in the shard dtype (uint16/uint32); each collator widens them
+    to int64 itself, once, in the layout it returns. A collator whose ``uses_rng`` is
+    False (causal LM) gets no generators, which would cost more than its batch.
+
     The collator's generators are seeded from (seed, epoch, position) - plus the rank for
     the per-rank one - so batches depend only on the sampler position, which the
     checkpoint stores: a resumed job sees exactly the batches it would have seen.
@@ -307,22 +333,23 @@ class CollatedLoader(ShardLoader):
         super().__init__(dataset, batch_size, rank, size, seed)
         self.collator, self.seed = collator, seed
 
-    def _collate(self, rows: np.ndarray, key: list[int]) -> dict:
-        return self.collator(rows, np.random.default_rng(key + [self.rank]), np.random.default_rng(key))
+    def _collate(self, rows: np.ndarray, key: list[int], collator=None) -> dict:
+        collate = collator or self.collator
+        if not getattr(collate, "uses_rng", True):  # causal LM draws nothing; two generators cost ~15 µs
+            return collate(rows, None, None)
+        return collate(rows, np.random.default_rng(key + [self.rank]), np.random.default_rng(key))
 
     def next_batch(self) -> dict:
         indices = self.sampler.next_indices()
         key = [self.seed, self.sampler.epoch, self.sampler.consumed]  # unique per step, saved in checkpoints
-        return self._collate(self.dataset.rows(indices), key)
+        return self._collate(self.dataset.gather(indices), key)
 
     def eval_batches(self, count: int, collator=None):
         """The same ``count`` batches (rows and masks) on every call; ``collator`` overrides the loader's."""
         n = len(self.dataset)
         if n == 0:
             raise ShardError("the val split is empty; tokenize with a larger --val-fraction")
-        collate = collator or self.collator
         for k in range(count):
             start = (k * self.size + self.rank) * self.batch_size
-            rows = self.dataset.rows(np.arange(start, start + self.batch_size) % n)
-            key = [self.seed, EVAL_STREAM, k]
-            yield collate(rows, np.random.default_rng(key + [self.rank]), np.random.default_rng(key))
+            rows = self.dataset.gather(np.arange(start, start + self.batch_size) % n)
+            yield self._collate(rows, [self.seed, EVAL_STREAM, k], collator)
