@@ -98,11 +98,15 @@ def data_refresh_params(s: Settings) -> dict[str, dict]:
                         type="integer", minimum=0, maximum=50),
         "delay": _p(1.0, "Delay (s)", "Seconds between requests to one host; a larger Crawl-delay wins.",
                     "Crawl", type="number", minimum=0, maximum=600),
-        "max_retries": _p(3, "Retries per URL", "Retries of a 429, 5xx or timeout, with exponential "
-                          "backoff and jitter (a Retry-After header is honoured).", "Crawl",
+        "max_retries": _p(3, "Retries per URL", "Retries of a 429, 5xx, timeout or connection error "
+                          "(refused, reset), with exponential backoff and jitter (a Retry-After header is "
+                          "honoured).", "Crawl",
                           type="integer", minimum=0, maximum=20),
         "retry_budget": _p(120.0, "Retry budget (s)", "Most seconds one URL may spend in tries and waits.",
                            "Crawl", type="number", minimum=1, maximum=3600),
+        "fetch_deadline": _p(60.0, "Fetch deadline (s)", "Most seconds for one response, body included; "
+                             "a server that drips bytes fails as fetch_deadline.", "Crawl",
+                             type="number", minimum=1, maximum=3600),
         "user_agent": _p(None, "User-Agent", "Sent with every request and matched against robots.txt; "
                          "empty = the crawler's default.", "Crawl", type=NULL_STR, maxLength=300),
         "langs": _p(["en"], "Languages", "ISO 639-1 codes the clean stage keeps.", "Clean",

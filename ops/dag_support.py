@@ -82,7 +82,7 @@ def crawl_args(params: dict[str, Any], root: str, version: str) -> list[str]:
     if params.get("allow_private"):
         args.append("--allow-private")
     for flag, key in (("--max-retries", "max_retries"), ("--retry-budget", "retry_budget"),
-                      ("--user-agent", "user_agent")):
+                      ("--fetch-deadline", "fetch_deadline"), ("--user-agent", "user_agent")):
         if params.get(key) is not None:  # absent or empty: the job's default
             args += [flag, str(params[key])]
     return args

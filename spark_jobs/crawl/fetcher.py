@@ -4,11 +4,22 @@ Each attempt: resolve and refuse internal addresses, follow at most ``max_redire
 same-host redirects (checking robots and address on every hop, and failing with
 ``redirect_loop`` when a hop returns to a URL of the same chain), refuse non-HTML content
 types before reading the body, stream the body with a byte cap and a wall-clock cap.
-A 429, 5xx or timeout is retried with backoff within the URL's time budget
-(:mod:`spark_jobs.crawl.retry`); every request, retries included, waits for the host's
-pacer, so the per-host rate limit holds. Every outcome is a result dict with a named
-``reason`` and the number of ``attempts``; ``ok`` means stored. A failure of one URL
-never stops the crawl.
+
+The socket timeout alone cannot bound an attempt: a server that sends a byte every few
+seconds resets it on every byte. So each attempt also has a total ``deadline``: the body
+is read with ``read1`` (whatever has arrived, never waiting for a full chunk) and the
+socket timeout is cut to what is left of the deadline before every read, so a
+slow-drip response ends with ``fetch_deadline`` at the deadline, not at its last byte.
+The deadline is also checked before every redirect hop. Known gap: while the status line
+and headers arrive only the socket timeout per read applies (http.client reads them), so
+a server that drips its headers is not cut by the deadline.
+
+A 429, 5xx, timeout or connection error (refused, reset mid-response) is retried with
+backoff within the URL's time budget (:mod:`spark_jobs.crawl.retry`); a name that does
+not resolve (``dns_error``) or a response that cannot be parsed is final. Every request,
+retries included, waits for the host's pacer, so the per-host rate limit holds. Every
+outcome is a result dict with a named ``reason`` and the number of ``attempts``; ``ok``
+means stored. A failure of one URL never stops the crawl.
 """
 from __future__ import annotations
 
@@ -30,8 +41,10 @@ ROBOTS_DISALLOWED = "robots_disallowed"
 HTTP_4XX = "http_error_4xx"
 HTTP_5XX = "http_error_5xx"
 HTTP_OTHER = "http_status_other"
-TIMEOUT = "timeout"
-CONNECTION_ERROR = "connection_error"
+TIMEOUT = "timeout"  # still timing out after every retry
+CONNECTION_ERROR = "connection_error"  # refused or reset, still after every retry
+FETCH_DEADLINE = "fetch_deadline"  # the response was still arriving at the attempt's deadline
+INVALID_RESPONSE = "invalid_response"  # not parseable as HTTP (bad header, bad gzip): not retried
 CONTENT_TYPE = "content_type"
 TOO_LARGE = "too_large"
 TOO_MANY_REDIRECTS = "too_many_redirects"
@@ -43,6 +56,8 @@ REDIRECTED_OFFHOST = "redirected_offhost"  # target goes back to the frontier as
 DNS_ERROR = safety.DNS_ERROR
 PRIVATE_ADDRESS = safety.PRIVATE_ADDRESS
 
+RETRYABLE_REASONS = frozenset({TIMEOUT, CONNECTION_ERROR})
+
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 _DROP_HEADERS = {"content-encoding", "transfer-encoding", "content-length"}
@@ -53,13 +68,19 @@ class FetchConfig:
     """How every request behaves; the defaults are the crawl CLI's."""
 
     user_agent: str = "crawl2model/0.1 (+https://example.invalid/bot)"
-    timeout: float = 10.0
+    timeout: float = 10.0  # seconds to connect, and between two reads of one response
+    deadline: float = 60.0  # seconds for one whole attempt (all hops, the body included)
     max_bytes: int = 5 * 1024 * 1024
     max_redirects: int = 5
     allow_private: bool = False
     allowed: tuple[tuple[str, int | None], ...] = field(default_factory=tuple)
     content_types: tuple[str, ...] = HTML_TYPES
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self):
+        if self.timeout <= 0 or self.deadline <= 0 or self.max_bytes < 1 or self.max_redirects < 0:
+            raise ValueError("fetch settings need --timeout > 0, --fetch-deadline > 0, --max-bytes >= 1 "
+                             f"and max_redirects >= 0; got {self}")
 
 
 class Pacer:
@@ -99,14 +120,15 @@ def _mime(content_type: str | None) -> str:
 
 def fetch_url(session, url: str, cfg: FetchConfig, pacer: Pacer, robots: RobotsRules | None = None,
               content_types: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Fetch one URL, retrying 429/5xx/timeouts (see retry.py); always returns a result dict."""
+    """Fetch one URL, retrying 429/5xx/timeouts/connection errors (see retry.py); always returns
+    a result dict."""
     policy = cfg.retry
     rng = retry.rng_for(url)
     start = time.monotonic()
     attempt = 0
     while True:
         remaining = policy.budget - (time.monotonic() - start)
-        result = _fetch_once(session, url, cfg, pacer, robots, content_types, min(cfg.timeout, remaining))
+        result = _fetch_once(session, url, cfg, pacer, robots, content_types, remaining)
         result["attempts"] = attempt + 1
         if not _retryable(result):
             break
@@ -125,7 +147,7 @@ def fetch_url(session, url: str, cfg: FetchConfig, pacer: Pacer, robots: RobotsR
 
 
 def _retryable(result: dict[str, Any]) -> bool:
-    return result["reason"] == TIMEOUT or (
+    return result["reason"] in RETRYABLE_REASONS or (
         result["reason"] in (HTTP_4XX, HTTP_5XX, HTTP_OTHER) and result["status"] in retry.RETRY_STATUSES)
 
 
@@ -134,15 +156,19 @@ def _exhausted_reason(result: dict[str, Any]) -> str:
 
 
 def _fetch_once(session, url: str, cfg: FetchConfig, pacer: Pacer, robots: RobotsRules | None,
-                content_types: tuple[str, ...] | None, timeout: float) -> dict[str, Any]:
-    """One attempt: the redirect chain from ``url`` to a stored page or a named failure."""
-    import requests
+                content_types: tuple[str, ...] | None, budget_left: float) -> dict[str, Any]:
+    """One attempt: the redirect chain from ``url`` to a stored page or a named failure.
 
+    The attempt ends by ``cfg.deadline`` or by what is left of the URL's retry budget,
+    whichever comes first; the reason says which (fetch_deadline, budget_exhausted)."""
     allowed_types = cfg.content_types if content_types is None else content_types
     result: dict[str, Any] = {"url": url, "final_url": url, "status": None, "reason": None,
                               "content_type": None, "headers": [], "body": None, "bytes": 0,
                               "outlinks": [], "fetched_at": utc_now_iso()}
     start = time.monotonic()
+    limit = min(cfg.deadline, budget_left)
+    late = FETCH_DEADLINE if cfg.deadline <= budget_left else BUDGET_EXHAUSTED
+    timeout = min(cfg.timeout, limit)
     current = url
     chain = {url}
     try:
@@ -153,8 +179,12 @@ def _fetch_once(session, url: str, cfg: FetchConfig, pacer: Pacer, robots: Robot
             if refused:
                 return _done(result, refused, start)
             pacer.wait()
+            left = limit - (time.monotonic() - start)
+            if left <= 0:
+                return _done(result, late, start)
+            hop_timeout = min(timeout, left)
             result["fetched_at"] = utc_now_iso()
-            with session.get(current, timeout=(timeout, timeout), allow_redirects=False,
+            with session.get(current, timeout=(hop_timeout, hop_timeout), allow_redirects=False,
                              stream=True) as resp:
                 result.update(final_url=current, status=resp.status_code,
                               content_type=resp.headers.get("Content-Type"),
@@ -182,24 +212,101 @@ def _fetch_once(session, url: str, cfg: FetchConfig, pacer: Pacer, robots: Robot
                 declared = resp.headers.get("Content-Length", "")
                 if declared.isdigit() and int(declared) > cfg.max_bytes:
                     return _done(result, TOO_LARGE, start)
-                body = bytearray()
-                for chunk in resp.iter_content(64 * 1024):
-                    body += chunk
-                    if len(body) > cfg.max_bytes:
-                        return _done(result, TOO_LARGE, start)
-                    if time.monotonic() - start > cfg.timeout * 3:
-                        return _done(result, TIMEOUT, start)
+                body, failed = _read_body(resp, cfg.max_bytes, start, limit, timeout)
+                if failed:
+                    return _done(result, TOO_LARGE if failed == TOO_LARGE else late, start)
                 result["headers"] = [(k, v) for k, v in resp.headers.items()
                                      if k.lower() not in _DROP_HEADERS]
                 result["body"] = bytes(body)
                 result["bytes"] = len(body)
                 return _done(result, OK, start)
         return _done(result, TOO_MANY_REDIRECTS, start)
-    except requests.exceptions.Timeout:
-        return _done(result, TIMEOUT, start)
-    except requests.exceptions.RequestException as exc:
-        # a read timeout while streaming surfaces as ConnectionError(ReadTimeoutError)
-        return _done(result, TIMEOUT if "timed out" in str(exc).lower() else CONNECTION_ERROR, start)
+    except _transport_errors() as exc:
+        if time.monotonic() - start >= limit - 0.01:  # the socket timeout was cut to the deadline
+            return _done(result, late, start)
+        return _done(result, failure_reason(exc), start)
+
+
+def _read_body(resp, max_bytes: int, start: float, limit: float, timeout: float) -> tuple[bytes, str | None]:
+    """(body, None) when it all arrived within ``limit`` seconds of ``start``, else (partial,
+    too_large or fetch_deadline).
+
+    ``read1`` returns whatever has arrived (a full-size read would wait for 64 KiB of a
+    drip), and before each read the socket timeout is cut to what is left of the limit."""
+    body = bytearray()
+    sock = getattr(getattr(resp.raw, "connection", None), "sock", None)
+    try:
+        while True:
+            left = limit - (time.monotonic() - start)
+            if left <= 0:
+                return bytes(body), FETCH_DEADLINE
+            if sock is not None:
+                sock.settimeout(min(timeout, left))
+            chunk = resp.raw.read1(64 * 1024, decode_content=True)
+            if not chunk:
+                return bytes(body), None
+            body += chunk
+            if len(body) > max_bytes:
+                return bytes(body), TOO_LARGE
+    finally:
+        if sock is not None and sock.fileno() != -1:
+            sock.settimeout(timeout)  # a kept-alive connection must not keep the cut timeout
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """What a request can raise (imported lazily: this module is pickled to Spark workers)."""
+    import http.client
+
+    import requests
+    import urllib3
+
+    return (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException,
+            OSError)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """dns_error, timeout, connection_error or invalid_response for an exception of a request.
+
+    requests wraps the real cause (MaxRetryError(NameResolutionError(...)), ConnectionError(
+    ProtocolError(ConnectionResetError))), so the whole chain is searched, by type."""
+    import http.client
+    import socket
+
+    import requests
+    import urllib3
+
+    chain = list(_exception_chain(exc))
+
+    def found(*types) -> bool:
+        return any(isinstance(e, types) for e in chain)
+
+    if found(urllib3.exceptions.NameResolutionError, socket.gaierror):
+        return DNS_ERROR
+    # the OS's own error first: urllib3's NewConnectionError subclasses ConnectTimeoutError
+    if found(TimeoutError):
+        return TIMEOUT
+    if found(ConnectionError, urllib3.exceptions.NewConnectionError):
+        return CONNECTION_ERROR
+    if found(urllib3.exceptions.TimeoutError, requests.exceptions.Timeout):
+        return TIMEOUT
+    if found(urllib3.exceptions.ProtocolError, requests.exceptions.ConnectionError,
+             requests.exceptions.ChunkedEncodingError, http.client.IncompleteRead):
+        return CONNECTION_ERROR
+    return INVALID_RESPONSE
+
+
+def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        reason = getattr(e, "reason", None)
+        todo += [e.__cause__, e.__context__, reason if isinstance(reason, BaseException) else None]
+        todo += [a for a in e.args if isinstance(a, BaseException)]
 
 
 def _done(result: dict[str, Any], reason: str, start: float) -> dict[str, Any]:

@@ -1,15 +1,17 @@
 """When to try a URL again, and how long to wait first: pure functions, no I/O.
 
-A 429, a 5xx or a timeout is often momentary (an overloaded server, a deploy), so the
-fetcher retries it after exponential backoff with "equal jitter": attempt ``n`` waits
-between half and all of ``min(max_delay, base * 2**n)``. Half is guaranteed so a server
+A 429, a 5xx, a timeout or a refused or reset connection is often momentary (an
+overloaded server, a deploy, a restart), so the fetcher retries it after exponential
+backoff with "equal jitter": attempt ``n`` waits between half and all of
+``min(max_delay, base * 2**n)``. Half is guaranteed so a server
 in trouble sees the pressure drop; the random half spreads retries of many crawlers
 (or many URLs) apart. A ``Retry-After`` header (seconds or an HTTP-date, RFC 9110
 §10.2.3) replaces the backoff: the server said when to come back.
 
 Every URL has a total time budget (attempts and waits together). A wait that would end
 past the budget is not started: the URL fails at once with ``budget_exhausted``, so one
-unhealthy host cannot hold its Spark task for long.
+unhealthy host cannot hold its Spark task for long. A name that does not resolve is not
+retried: DNS answers are cached, and an unknown name is not a passing state.
 
 The jitter comes from a ``random.Random`` seeded by the URL, so a schedule is
 reproducible (tests, reruns) yet differs from URL to URL.

@@ -30,9 +30,14 @@ def build_parser():
     p.add_argument("--user-agent", default=DEFAULT_UA)
     p.add_argument("--allow-private", action="store_true",
                    help="allow loopback/private addresses (the local demo site is on 127.0.0.1)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to connect, and most seconds between two reads of a response")
+    p.add_argument("--fetch-deadline", type=float, default=60.0,
+                   help="most seconds for one attempt, body included: a server that drips bytes "
+                   "fails as fetch_deadline (not retried)")
     p.add_argument("--max-bytes", type=int, default=5 * 1024 * 1024, help="largest page to store")
-    p.add_argument("--max-retries", type=int, default=3, help="retries of a 429, 5xx or timeout per URL")
+    p.add_argument("--max-retries", type=int, default=3,
+                   help="retries of a 429, 5xx, timeout or connection error (refused, reset) per URL")
     p.add_argument("--backoff-base", type=float, default=1.0,
                    help="seconds: retry n waits between half and all of base * 2^n (capped by --backoff-max)")
     p.add_argument("--backoff-max", type=float, default=60.0, help="longest backoff wait in seconds "
@@ -66,8 +71,8 @@ def main(argv=None, spark=None) -> dict:
         allow_domains=parse_allowed(args.allow_domains.split(",")),
         max_pages=args.max_pages, max_depth=args.max_depth, delay=args.delay,
         checkpoint_every=args.checkpoint_every,
-        fetch=FetchConfig(user_agent=args.user_agent, timeout=args.timeout, max_bytes=args.max_bytes,
-                          allow_private=args.allow_private, retry=retry),
+        fetch=FetchConfig(user_agent=args.user_agent, timeout=args.timeout, deadline=args.fetch_deadline,
+                          max_bytes=args.max_bytes, allow_private=args.allow_private, retry=retry),
     )
     state = CrawlState.for_version(args.root, args.version)
     if args.restart:

@@ -34,13 +34,15 @@ def test_crawl_args_default_the_scope_to_the_seed_hosts():
     assert args[args.index("--seeds") + 1] == "http://127.0.0.1:28000/,http://127.0.0.1:28000/b"
     assert "--allow-private" in args and args[:4] == ["--root", "/data", "--version", "v1"]
     assert "--max-retries" not in args and "--user-agent" not in args  # the job's defaults
-    more = ds.stage_args("crawl", {**params, "max_retries": 0, "retry_budget": 30.0, "user_agent": "bot/1"},
-                         "/data", "v1")
-    assert more[-6:] == ["--max-retries", "0", "--retry-budget", "30.0", "--user-agent", "bot/1"]
+    more = ds.stage_args("crawl", {**params, "max_retries": 0, "retry_budget": 30.0, "fetch_deadline": 20.0,
+                                   "user_agent": "bot/1"}, "/data", "v1")
+    assert more[-8:] == ["--max-retries", "0", "--retry-budget", "30.0", "--fetch-deadline", "20.0",
+                         "--user-agent", "bot/1"]
     from spark_jobs.jobs.crawl import build_parser
 
     parsed = build_parser().parse_args(more)  # the job accepts what the DAG passes
-    assert (parsed.max_retries, parsed.retry_budget, parsed.user_agent) == (0, 30.0, "bot/1")
+    assert (parsed.max_retries, parsed.retry_budget, parsed.fetch_deadline, parsed.user_agent) == \
+        (0, 30.0, 20.0, "bot/1")
 
 
 def test_later_stages_read_the_same_version():

@@ -8,6 +8,8 @@ server shuts down at once.
 """
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -36,6 +38,53 @@ def page(body: bytes, status: int = 200, ctype: str = "text/html; charset=utf-8"
 
 def redirect(location: str, status: int = 302) -> Route:
     return lambda h, n: send(h, status, b"", headers={"Location": location})
+
+
+def reset_connection(handler: BaseHTTPRequestHandler) -> None:
+    """Abort the connection with a TCP RST (SO_LINGER 0), as a crashed or overloaded server does."""
+    handler.wfile.flush()
+    handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    handler.connection.close()
+    handler.close_connection = True
+
+
+def reset_first(failures: int, then: Route, mid_body: bool = False) -> Route:
+    """Reset the first ``failures`` requests (before any byte, or after half the body), then ``then``."""
+    def route(h, n):
+        if n > failures:
+            return then(h, n)
+        if mid_body:
+            h.send_response(200)
+            h.send_header("Content-Type", "text/html")
+            h.send_header("Content-Length", "2000")
+            h.end_headers()
+            h.wfile.write(b"<html><body><p>" + b"x" * 985)
+        reset_connection(h)
+    return route
+
+
+def drip(release: threading.Event, every: float, size: int = 10_000) -> Route:
+    """Headers at once, then one body byte every ``every`` seconds: each byte resets a socket
+    timeout longer than ``every``, so only a deadline on the whole response ends it."""
+    def route(h, n):
+        h.send_response(200)
+        h.send_header("Content-Type", "text/html")
+        h.send_header("Content-Length", str(size))
+        h.end_headers()
+        h.wfile.flush()
+        for _ in range(size):
+            if release.wait(every):
+                return
+            h.wfile.write(b"x")
+            h.wfile.flush()
+    return route
+
+
+def refused_port() -> int:
+    """A port on 127.0.0.1 that nobody listens on: bound (so it was free), then closed."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def links_page(title: str, links: list[str], text: str = "") -> bytes:
@@ -78,6 +127,8 @@ class Site:
                         route(self, n)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True  # the client stopped reading (a byte cap): fine
+                except OSError:
+                    self.close_connection = True  # a route reset the connection itself
 
             def log_message(self, *args):
                 pass

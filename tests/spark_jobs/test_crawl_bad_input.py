@@ -9,7 +9,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from crawl_server import Site, links_page, page, redirect, send
+from crawl_server import Site, drip, links_page, page, redirect, reset_first, send
 from spark_test_data import english, html_page
 from ops.datasets import DatasetVersion
 from spark_jobs.crawl.bfs import CrawlConfig, run_inline
@@ -23,6 +23,7 @@ from spark_jobs.steps import apply_steps
 
 MB = 1024 * 1024
 HUGE = 50 * MB  # generated while it is sent, never stored
+DEADLINE = 2.0  # seconds per response: ends /drip.html
 
 
 def _huge(with_length: bool):
@@ -61,6 +62,9 @@ EXPECTED = {
     "/hang.html": "timeout",
     "/busy.html": "kept",  # 429 + Retry-After: 1, then fine
     "/busy-always.html": "http_429_exhausted",
+    "/drip.html": "fetch_deadline",  # a byte every 0.1 s: within the 0.3 s timeout, past the 2 s deadline
+    "/reset-twice.html": "kept",  # connection reset twice, then served
+    "/reset-always.html": "connection_error",
     "/empty.html": "empty_document",
     "/blank.html": "empty_document",
     "/nothing-to-read.html": "empty_after_extraction",
@@ -83,6 +87,9 @@ def _routes(site_release) -> dict:
         "/hang.html": lambda h, n: site_release.wait(10),
         "/busy.html": _busy_once,
         "/busy-always.html": page(b"no", status=429, **{"Retry-After": "0"}),
+        "/drip.html": drip(site_release, every=0.1),
+        "/reset-twice.html": reset_first(2, page(html_page("Reset", english(25)))),
+        "/reset-always.html": reset_first(99, page(b"never")),
         "/empty.html": page(b""),
         "/blank.html": page(b"  \n\t \r\n  "),
         "/nothing-to-read.html": page(b"<html><head><script>var x = 1;</script></head>"
@@ -92,7 +99,7 @@ def _routes(site_release) -> dict:
 
 def _config(url: str, **kw) -> CrawlConfig:
     policy = RetryPolicy(max_retries=2, base_delay=0.05, max_delay=0.1, budget=3.0)
-    fetch = FetchConfig(allow_private=True, timeout=0.3, max_bytes=5 * MB, retry=policy)
+    fetch = FetchConfig(allow_private=True, timeout=0.3, deadline=DEADLINE, max_bytes=5 * MB, retry=policy)
     return CrawlConfig(seeds=[url + "/"], delay=kw.pop("delay", 0.0), max_depth=1, fetch=fetch, **kw)
 
 
@@ -145,6 +152,9 @@ def test_bad_input_crawl_is_fast_and_the_50mb_pages_were_not_read(bad_crawl):
     by_path = {r["url"][len(site.url):]: r for r in log}
     assert by_path["/huge.html"]["bytes"] == 0  # refused on Content-Length, before the body
     assert by_path["/busy.html"]["attempts"] == 2 and by_path["/hang.html"]["attempts"] == 3
+    assert by_path["/reset-twice.html"]["attempts"] == 3 and by_path["/reset-always.html"]["attempts"] == 3
+    drip = by_path["/drip.html"]
+    assert drip["attempts"] == 1 and DEADLINE <= drip["seconds"] < DEADLINE + 0.5
     assert by_path["/loop-a"]["status"] == 302
     assert elapsed < 10, elapsed  # timeouts and budgets bound the hostile pages
 
@@ -191,7 +201,7 @@ def test_bad_input_through_the_spark_jobs(spark, tmp_path):
         raw = crawl_job.main(common + ["--seeds", site.url + "/", "--allow-private", "--delay", "0",
                                        "--timeout", "0.3", "--max-depth", "1", "--max-retries", "2",
                                        "--backoff-base", "0.05", "--backoff-max", "0.1",
-                                       "--retry-budget", "3"],
+                                       "--retry-budget", "3", "--fetch-deadline", str(DEADLINE)],
                              spark=spark)
     extracted = extract_job.main(common + ["--page-timeout", "10"], spark=spark)
     crawl_drops = {r for r, n in raw["dropped"].items() if n}

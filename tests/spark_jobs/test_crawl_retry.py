@@ -6,7 +6,7 @@ from email.utils import formatdate
 
 import pytest
 
-from crawl_server import Site, page, send
+from crawl_server import Site, drip, page, refused_port, reset_first, send
 from spark_jobs.crawl import retry
 from spark_jobs.crawl.fetcher import FetchConfig, Pacer, fetch_url, new_session
 from spark_jobs.crawl.retry import RetryPolicy
@@ -61,11 +61,12 @@ def test_policy_rejects_bad_settings(bad):
 
 # ---------------------------------------------------------------- against a server
 
-def _fetch(site: Site, path: str, policy: RetryPolicy, timeout: float = 0.3, delay: float = 0.0):
-    cfg = FetchConfig(allow_private=True, timeout=timeout, retry=policy)
+def _fetch(site: Site | str, path: str, policy: RetryPolicy, timeout: float = 0.3, delay: float = 0.0,
+           deadline: float = 60.0, allow_private: bool = True):
+    cfg = FetchConfig(allow_private=allow_private, timeout=timeout, deadline=deadline, retry=policy)
     session = new_session(cfg)
     try:
-        return fetch_url(session, site.url + path, cfg, Pacer(delay))
+        return fetch_url(session, getattr(site, "url", site) + path, cfg, Pacer(delay))
     finally:
         session.close()
 
@@ -155,3 +156,79 @@ def test_retries_respect_the_host_delay():
         times = site.times("/p")
     assert res["reason"] == "ok"
     assert min(b - a for a, b in zip(times, times[1:])) >= 0.24  # the pacer, not the 10 ms backoff
+
+
+# ---------------------------------------------------------------- connection errors and slow drips
+
+def test_refused_connection_is_retried_then_connection_error():
+    url = f"http://127.0.0.1:{refused_port()}"
+    started = time.monotonic()
+    res = _fetch(url, "/p", FAST)
+    assert res["reason"] == "connection_error" and res["attempts"] == 4 and res["status"] is None
+    assert 0.05 < time.monotonic() - started < 3.0  # it did back off between the tries
+
+
+def test_refused_connection_stops_at_the_budget():
+    res = _fetch(f"http://127.0.0.1:{refused_port()}", "/p",
+                 RetryPolicy(max_retries=50, base_delay=0.1, max_delay=0.4, budget=1.0))
+    assert res["reason"] == "budget_exhausted" and 1 < res["attempts"] < 50
+
+
+@pytest.mark.parametrize("mid_body", [False, True], ids=["before-response", "mid-body"])
+def test_reset_connections_are_retried_until_the_page_comes(mid_body):
+    with Site({"/p": reset_first(2, page(HTML), mid_body=mid_body)}) as site:
+        res = _fetch(site, "/p", FAST)
+    assert res["reason"] == "ok" and res["attempts"] == 3 and res["body"] == HTML
+    assert site.hits["/p"] == 3
+
+
+def test_reset_every_time_is_connection_error_after_all_retries():
+    with Site({"/p": reset_first(99, page(HTML))}) as site:
+        res = _fetch(site, "/p", FAST)
+    assert res["reason"] == "connection_error" and res["attempts"] == 4 and site.hits["/p"] == 4
+
+
+@pytest.mark.parametrize("allow_private", [True, False], ids=["resolved-by-requests", "address-check"])
+def test_unknown_host_is_dns_error_and_not_retried(allow_private):
+    res = _fetch("http://no-such-host.invalid", "/p", FAST, allow_private=allow_private)
+    assert res["reason"] == "dns_error" and res["attempts"] == 1
+
+
+def test_slow_drip_ends_at_the_deadline_and_is_not_retried():
+    site = Site({})
+    site.routes["/drip"] = drip(site.release, every=0.1)  # each byte well inside the 0.5 s timeout
+    with site:
+        started = time.monotonic()
+        res = _fetch(site, "/drip", FAST, timeout=0.5, deadline=1.0)
+        elapsed = time.monotonic() - started
+    assert res["reason"] == "fetch_deadline" and res["attempts"] == 1 and res["body"] is None
+    assert 1.0 <= elapsed < 1.5, elapsed  # at the deadline: not 1000 s of drip, not one timeout late
+    assert site.hits["/drip"] == 1
+
+
+def test_deadline_longer_than_the_page_keeps_it():
+    site = Site({})
+    site.routes["/drip"] = drip(site.release, every=0.02, size=20)  # 0.4 s in all
+    with site:
+        res = _fetch(site, "/drip", FAST, timeout=0.3, deadline=3.0)
+    assert res["reason"] == "ok" and res["body"] == b"x" * 20
+
+
+def test_deadline_beyond_the_budget_is_budget_exhausted():
+    site = Site({})
+    site.routes["/drip"] = drip(site.release, every=0.1)
+    with site:
+        res = _fetch(site, "/drip", RetryPolicy(budget=0.8), timeout=0.5, deadline=30.0)
+    assert res["reason"] == "budget_exhausted" and res["seconds"] < 1.2
+
+
+def test_undecodable_body_is_invalid_response_and_not_retried():
+    with Site({"/p": page(b"this is not gzip", **{"Content-Encoding": "gzip"})}) as site:
+        res = _fetch(site, "/p", FAST)
+    assert res["reason"] == "invalid_response" and res["attempts"] == 1
+
+
+@pytest.mark.parametrize("bad", [dict(timeout=0), dict(deadline=0), dict(deadline=-1)])
+def test_fetch_config_rejects_bad_settings(bad):
+    with pytest.raises(ValueError, match="fetch settings"):
+        FetchConfig(**bad)
