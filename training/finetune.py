@@ -85,7 +85,8 @@ def build_parser(prog: str = "python -m training.finetune", description: str = "
     )
     p.add_argument("--promote", default=d.promote, choices=PROMOTE, help="how the champion alias may move")
     p.add_argument("--gate-margin", type=float, default=d.gate_margin)
-    p.add_argument("--checkpoint-dir", default="", help="also write the best weights here (best.pt)")
+    p.add_argument("--checkpoint-dir", default="",
+                   help="also write the best weights here (best.pt; a folder or an s3:// prefix)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--experiment", default=d.experiment)
     p.add_argument("--register-name", default="", help="default c2m-<task>")

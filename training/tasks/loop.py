@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from ops import storage
 from training import distributed
 from training.data.shards import ShardSampler
 from training.metrics import higher_is_better
@@ -57,14 +59,25 @@ def improves(score: float, best: float | None, key: str) -> bool:
     return score > best if higher_is_better(key) else score < best
 
 
-def save_best(state: dict, directory: str, meta: dict) -> Path:
-    """Write best.pt atomically (temp file, then rename): a crash never leaves half a file."""
-    path = Path(directory) / "best.pt"
+def save_best(state: dict, directory: str, meta: dict) -> str:
+    """Write ``best.pt`` under ``directory`` (a folder or an ``s3://`` prefix); return its URI.
+
+    Atomic either way: locally a temp file renamed over the old one, on S3 an upload of a
+    local temp file (an object appears whole or not at all), so a crash never leaves half
+    a checkpoint."""
+    target = storage.join(directory, "best.pt")
+    if storage.is_s3(directory):
+        with tempfile.TemporaryDirectory(prefix="c2m-best-") as tmp_dir:
+            tmp = Path(tmp_dir, "best.pt")
+            torch.save({"model": state, **meta}, tmp)
+            storage.upload_file(tmp, target)
+        return target
+    path = Path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
     torch.save({"model": state, **meta}, tmp)
     os.replace(tmp, path)
-    return path
+    return target
 
 
 def fit(
