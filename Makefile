@@ -18,7 +18,7 @@ APT_PACKAGES := openjdk-17-jre-headless g++ cmake make python3.11-doc
 PIP := pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help demo test test-unit test-deploy test-integration browser-deps up down status clean venvs system-deps datasets k8s-tools
+.PHONY: help demo test test-unit test-deploy test-integration browser-deps up down status clean venvs system-deps datasets k8s-tools s3a-jars
 
 help:
 	@echo "make demo   - set up everything, start the local stack, run the whole life cycle through Airflow"
@@ -77,7 +77,7 @@ demo: venvs
 
 # Unit tests run where their libraries live: data and training tests in the jobs venv,
 # DAG and stack tests in the Airflow venv.
-test-unit: venvs k8s-tools
+test-unit: venvs k8s-tools s3a-jars
 	$(JOBS_VENV)/bin/python -m pytest -q tests/ops tests/spark_jobs tests/training tests/bench
 	$(AIRFLOW_VENV)/bin/python -m pytest -q tests/dags
 
@@ -98,6 +98,11 @@ browser-deps:
 # helm (cached under $(C2M_CACHE)/k8s-tools), kubernetes-validate and hadolint into the jobs venv.
 k8s-tools: $(JOBS_STAMP)
 	bash ops/install/k8s_tools.sh $(JOBS_VENV) >/dev/null
+
+# hadoop-aws 3.3.1 + SDK v1 jars (from PyPI's sagemaker-pyspark sdist, cached under $(C2M_CACHE)/s3a-jars)
+# for the tests of Spark's direct s3a:// path (tests/spark_jobs/test_stages_s3a.py); not used in production.
+s3a-jars: $(JOBS_STAMP)
+	$(JOBS_VENV)/bin/python -m ops.s3a_test_jars >/dev/null
 
 # Offline checks of docker/ and helm/: hadolint, helm lint/template, kubernetes-validate --strict, render tests.
 test-deploy: k8s-tools

@@ -4,7 +4,9 @@ The same stage and training code runs here as on a laptop; only the launch diffe
 
 - **Spark** (`spark_submit_k8s_command`, `spark_submit_operator_kwargs`): spark-submit in
   client mode from the task pod with ``--master k8s://…``, executors from the Spark image,
-  and data roots as ``s3a://`` (what Hadoop's S3A connector in the Spark image reads).
+  and data roots as ``s3a://`` (what Hadoop's S3A connector in the Spark image reads). With
+  ``s3a_roots`` the conf also sets ``spark.crawl2model.s3.io=s3a``: stages then read and write
+  the bucket through Spark directly instead of staging through the driver.
 - **Training** as a Kubeflow MPIJob (`mpijob_manifest`, the shape of the Helm chart's
   ``templates/training`` template): a CPU launcher pod runs ``horovodrun --hostfile`` over
   N worker pods of the trainer image, with GPUs, node selector and tolerations from
@@ -165,6 +167,8 @@ def spark_conf(cfg: ClusterConfig, settings: Settings | None = None) -> dict[str
         "spark.hadoop.fs.s3a.endpoint.region": cfg.s3_region,
         "spark.executorEnv.AWS_DEFAULT_REGION": cfg.s3_region,
     }
+    if cfg.s3a_roots:  # the stages read and write s3a:// themselves: no staging volume (spark_jobs/s3io.py)
+        conf["spark.crawl2model.s3.io"] = "s3a"
     if cfg.s3_endpoint:
         conf["spark.hadoop.fs.s3a.endpoint"] = cfg.s3_endpoint
         conf["spark.executorEnv.AWS_ENDPOINT_URL"] = cfg.s3_endpoint

@@ -226,11 +226,16 @@ def size(uri: str) -> int:
         raise MissingObject(f"stat {uri}: no such file") from None
 
 
-def list_files(uri: str, suffix: str = "") -> list[str]:
-    """All files under a prefix (recursively, every page of the listing), sorted, as URIs."""
+def list_files(uri: str, suffix: str = "", *, name_prefix: bool = False) -> list[str]:
+    """All files under a prefix (recursively, every page of the listing), sorted, as URIs.
+
+    With ``name_prefix`` the last segment of ``uri`` is the start of a name rather than a
+    folder: ``list_files("s3://b/clean/_tmp-v=1-", name_prefix=True)`` finds every
+    ``_tmp-v=1-*`` folder's files.
+    """
     if is_s3(uri):
         bucket, key = split_s3(uri)
-        prefix = key.rstrip("/") + "/" if key else ""
+        prefix = key if name_prefix else (key.rstrip("/") + "/" if key else "")
         scheme = str(uri).split("://", 1)[0]
         out: list[str] = []
         with _s3_errors("list", bucket, prefix):
@@ -238,10 +243,18 @@ def list_files(uri: str, suffix: str = "") -> list[str]:
                 out += [f"{scheme}://{bucket}/{o['Key']}" for o in page.get("Contents", [])
                         if o["Key"].endswith(suffix)]
         return sorted(out)
-    root = Path(uri)
-    if not root.exists():
-        return []
-    return sorted(str(p) for p in root.rglob(f"*{suffix}") if p.is_file())
+    if name_prefix:
+        parent = Path(uri).parent
+        roots = sorted(parent.glob(f"{Path(uri).name}*")) if parent.is_dir() else []
+    else:
+        roots = [Path(uri)] if Path(uri).exists() else []
+    out = []
+    for root in roots:
+        if root.is_file():
+            out += [str(root)] if str(root).endswith(suffix) else []
+        else:
+            out += [str(p) for p in root.rglob(f"*{suffix}") if p.is_file()]
+    return sorted(out)
 
 
 def download_file(uri: str, dest: str | Path) -> Path:
@@ -316,9 +329,22 @@ def open_write(uri: str) -> Iterator[BinaryIO]:
 def remove_tree(uri: str) -> None:
     """Delete everything under a prefix; used before a rerun replaces a version."""
     if is_s3(uri):
-        bucket, _ = split_s3(uri)
-        keys = [split_s3(u)[1] for u in list_files(uri)]
-        client = s3_client()
+        remove_files(list_files(uri))
+        return
+    shutil.rmtree(uri, ignore_errors=True)
+
+
+def remove_files(uris: list[str]) -> None:
+    """Delete these files or objects (on S3 in batches of 1000; already gone is fine)."""
+    by_bucket: dict[str, list[str]] = {}
+    for uri in uris:
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            by_bucket.setdefault(bucket, []).append(key)
+        else:
+            Path(uri).unlink(missing_ok=True)
+    client = s3_client() if by_bucket else None
+    for bucket, keys in by_bucket.items():
         for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
             batch = [{"Key": k} for k in keys[start:start + 1000]]
             with _s3_errors("delete", bucket, batch[0]["Key"]):
@@ -327,8 +353,20 @@ def remove_tree(uri: str) -> None:
                 first = resp["Errors"][0]
                 raise StorageError(f"delete s3://{bucket}/{first.get('Key')} at {endpoint()}: "
                                    f"{first.get('Code')} {first.get('Message', '')}")
-        return
-    shutil.rmtree(uri, ignore_errors=True)
+
+
+def copy(src: str, dest: str) -> None:
+    """Copy one file or object. S3 to S3 is a server-side copy (multipart above
+    ``C2M_S3_MULTIPART_MB``): the bytes never pass through this machine. Atomic per object."""
+    if is_s3(src) and is_s3(dest):
+        src_bucket, src_key = split_s3(src)
+        bucket, key = split_s3(dest)
+        with _s3_errors("copy", src_bucket, src_key):
+            s3_client().copy({"Bucket": src_bucket, "Key": src_key}, bucket, key, Config=_transfer_config())
+    elif is_s3(dest):
+        upload_file(src, dest)
+    else:
+        download_file(src, dest)
 
 
 def remove(uri: str) -> None:

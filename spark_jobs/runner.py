@@ -6,18 +6,24 @@ row with ``_drop_reason`` (null = kept). Kept rows go to ``part-*.parquet`` and 
 rows to ``removed/{reason}/``, both written in one pass. Counts per reason come from a
 ``groupBy`` over what was written (not accumulators, which double-count retried tasks),
 so the manifest's rows_in = rows_out + Σdropped is checked against the data on disk.
+
+Where data moves on ``s3://`` roots is chosen by :func:`spark_jobs.s3io.mode`: in ``stage``
+mode (the default) inputs are downloaded and outputs staged in a local folder that publishing
+uploads; in ``s3a`` mode (clusters) :func:`read_version` hands Spark ``s3a://`` paths and
+:func:`write_rows` writes to a staging prefix in the bucket, with :func:`get_spark` giving the
+session the ``fs.s3a.*`` settings. The stages themselves only see :class:`Staging`.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
-import shutil
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import unquote
 
-from ops.datasets import DatasetVersion, check_accounting
+from ops import storage
+from ops.datasets import REMOVED, DatasetVersion, check_accounting
+from spark_jobs import s3io
 from spark_jobs.records import RECORD_COLUMNS, SOURCE_JSONL, ddl
 from spark_jobs.staging import Staging, local_input
 from spark_jobs.steps import apply_steps
@@ -28,7 +34,11 @@ ARROW_BATCH_ROWS = 256  # HTML rows are large; small Arrow batches bound worker 
 
 
 def get_spark(app_name: str = "crawl2model", master: str | None = None, conf: dict[str, str] | None = None):
-    """A SparkSession; the master comes from spark-submit unless one is given (tests)."""
+    """A SparkSession; the master comes from spark-submit unless one is given (tests).
+
+    In ``s3a`` mode it also gets ``fs.s3a.*`` settings from the environment, and with
+    ``C2M_SPARK_S3A_COMPAT`` the cached hadoop-aws 3.3.1 test jars (:mod:`spark_jobs.s3io`).
+    """
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
@@ -40,11 +50,15 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None, conf: di
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(ARROW_BATCH_ROWS),
         "spark.sql.sources.partitionOverwriteMode": "static",
     }
+    jars = s3io.compat_jars()  # tests/local s3a only; the cluster image has its own on the classpath
+    if jars:
+        settings["spark.jars"] = ",".join(jars)
     settings.update(conf or {})
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("C2M_SPARK_LOG_LEVEL", "WARN"))
+    s3io.configure(spark)  # fs.s3a.* from the environment when Spark reads and writes s3a:// itself
     return spark
 
 
@@ -53,7 +67,8 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None, conf: di
 def read_version(spark, dv: DatasetVersion):
     """The kept rows of a finished version (never removed/ or logs)."""
     folder = local_input(dv)
-    parts = sorted(str(p) for p in Path(folder).glob("part-*.parquet"))
+    parts = [f for f in storage.list_files(folder, suffix=".parquet")  # the top level only
+             if os.path.dirname(f) == folder.rstrip("/") and os.path.basename(f).startswith("part-")]
     if not parts:
         raise FileNotFoundError(f"{dv.uri} has a manifest but no part-*.parquet files; "
                                 f"rerun the {dv.stage} stage")
@@ -154,40 +169,41 @@ def write_rows(spark, result, staging: Staging, keep_rows: bool = True) -> dict[
     """Write kept rows as part-*.parquet and dropped rows under removed/{reason}/.
 
     One Spark pass writes everything partitioned by reason; files are then moved into
-    the contract layout. Returns row counts by reason, KEPT included, from the files.
+    the contract layout (on S3 in ``s3a`` mode the moves are applied by publishing's copy).
+    Returns row counts by reason, KEPT included, from the files.
     """
     from pyspark.sql import functions as F
 
-    rows_dir = staging.join("tagged_rows")  # no leading "_": Spark skips such paths when reading
+    rows = "tagged_rows"  # no leading "_": Spark skips such paths when reading
     tagged = result.withColumn(DROP, F.coalesce(F.col(DROP), F.lit(KEPT)))
     if not keep_rows:
         tagged = tagged.filter(F.col(DROP) != KEPT)
-    tagged.write.mode("overwrite").partitionBy(DROP).parquet(rows_dir)
+    tagged.write.mode("overwrite").partitionBy(DROP).parquet(staging.spark_path(rows))
+    written = sorted(staging.files(f"{rows}/{DROP}=*"))
     counts: dict[str, int] = {}
-    if any(Path(rows_dir).glob(f"{DROP}=*")):
-        for rec in spark.read.parquet(rows_dir).groupBy(DROP).count().collect():
+    if written:
+        for rec in spark.read.parquet(staging.spark_path(rows)).groupBy(DROP).count().collect():
             counts[str(rec[DROP])] = int(rec["count"])
-    for part_dir in sorted(Path(rows_dir).glob(f"{DROP}=*")):
-        reason = unquote(part_dir.name.split("=", 1)[1])
+    for part_dir in sorted({name.split("/")[1] for name in written}):
+        reason = unquote(part_dir.split("=", 1)[1])
         if reason == KEPT:
-            for f in sorted(part_dir.glob("part-*.parquet")):
-                os.rename(f, staging.join(f.name))
+            for name in sorted(staging.files(f"{rows}/{part_dir}/part-*.parquet")):
+                staging.move(name, name.rsplit("/", 1)[1])
         else:
-            dest = Path(staging.join("removed", reason))
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(part_dir, dest)
-    shutil.rmtree(rows_dir, ignore_errors=True)
+            staging.move(f"{rows}/{part_dir}", f"{REMOVED}/{reason}")
+    staging.remove(rows)
     if keep_rows and not counts.get(KEPT):
-        _write_empty_parquet(result.drop(DROP).schema, staging.join("part-00000.parquet"))
+        _write_empty_parquet(result.drop(DROP).schema, staging.spark_path("part-00000.parquet"))
     return counts
 
 
-def _write_empty_parquet(schema, path: str) -> None:
+def _write_empty_parquet(schema, uri: str) -> None:
     """A version with no kept rows still has a readable, typed part file."""
     import pyarrow.parquet as pq
     from pyspark.sql.pandas.types import to_arrow_schema
 
-    pq.write_table(to_arrow_schema(schema).empty_table(), path)
+    with storage.open_write(uri) as fh:
+        pq.write_table(to_arrow_schema(schema).empty_table(), fh)
 
 
 def schema_dict(schema) -> dict[str, str]:
@@ -200,7 +216,7 @@ def publish_version(staging: Staging, *, rows_in: int, counts: dict[str, int], p
     """Check the accounting, swap the staged folder in, then write the manifest last."""
     rows_out = counts.get(KEPT, 0)
     dropped = {k: v for k, v in counts.items() if k != KEPT and v}
-    check_accounting(rows_in, rows_out, dropped, where=staging.path)
+    check_accounting(rows_in, rows_out, dropped, where=staging.uri)
     staging.publish()
     return staging.out.write_manifest(rows_in=rows_in, rows_out=rows_out, dropped=dropped, parents=parents,
                                       config=config, schema=schema, extra=extra)

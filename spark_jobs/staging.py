@@ -1,55 +1,138 @@
 """Assemble a dataset version privately, then publish it in one move.
 
-A stage writes everything (data, removed/, logs) into a staging folder. ``publish()``
-then swaps it in for ``{root}/{stage}/v={version}``: locally by rename, so readers never
-see half a version and a rerun replaces rather than appends. The manifest is written
-after publishing (by :meth:`ops.datasets.DatasetVersion.write_manifest`), and only a
-folder with a manifest counts as finished.
+A stage writes everything (data, removed/, logs) into a staging area, then ``publish()``
+swaps it in for ``{root}/{stage}/v={version}``, so readers never see half a version and a
+rerun replaces rather than appends. The manifest is written after publishing (by
+:meth:`ops.datasets.DatasetVersion.write_manifest`), and only a version with a manifest
+counts as finished. Stages address staged files by their final relative names:
 
-For ``s3://`` roots the staging folder is a local temp dir that ``publish()`` uploads
-(after deleting the old objects) through :func:`ops.storage.upload_file` (multipart for
-large files, retried on throttling); inputs on S3 are downloaded the same way. The temp
-dir is under ``$C2M_STAGING_DIR`` when set: on a cluster that must be a volume every
-Spark executor mounts (executors write their part files into it), locally the system
-temp dir is fine. Readers trust a version only once its manifest exists, so a publish
-that dies half-way is never read; the next run deletes and rewrites the version.
+- :meth:`Staging.spark_path` is where Spark writers and executors put output;
+- :meth:`Staging.join` is a driver-local path for small files the driver writes itself;
+- :meth:`Staging.files`, :meth:`Staging.move` and :meth:`Staging.remove` list, rename and
+  delete staged files, so a stage never touches ``os.path`` for staged output.
+
+Where the staging area is depends on the root and on :func:`spark_jobs.s3io.mode`:
+
+- **local root**: the folder ``{root}/{stage}/_tmp-v={V}-{id}``, published by rename.
+- **s3:// root, ``stage`` mode**: a local temp dir (under ``$C2M_STAGING_DIR`` when set; on a
+  cluster that must be a volume every executor mounts), published by deleting the old
+  objects and uploading (:func:`ops.storage.upload_file`: multipart, retried). Inputs are
+  downloaded the same way (:func:`local_input`).
+- **s3:// root, ``s3a`` mode**: the prefix ``{root}/{stage}/_tmp-v={V}-{id}/`` in the bucket,
+  which Spark writes through ``s3a://``; executors that write files themselves upload them
+  there. S3 has no rename, so :meth:`~Staging.move` only records the new name, and
+  ``publish()`` deletes the old version's objects, copies each staged object server-side to
+  its final name (once), uploads the driver's local files, then deletes the prefix.
+  Inputs are handed to Spark as ``s3a://`` paths, never downloaded.
+
+Readers trust a version only once its manifest exists, so a publish that dies half-way is
+never read; the next run deletes and rewrites the version (and stale ``_tmp-`` folders).
 """
 from __future__ import annotations
 
 import atexit
+import fnmatch
 import os
 import shutil
 import tempfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from ops import storage
 from ops.datasets import MANIFEST, REMOVED, DatasetVersion
+from spark_jobs import s3io
 
 # Files Spark's committer leaves behind that are not data.
 _JUNK_NAMES = ("_SUCCESS",)
 _JUNK_SUFFIXES = (".crc",)
+_JUNK_DIRS = ("_temporary",)  # a failed job's attempt folders
+COPY_THREADS = 16  # concurrent server-side copies when publishing in s3a mode
 
 
 class Staging:
-    """A private folder where one dataset version is assembled before publishing."""
+    """A private area where one dataset version is assembled before publishing."""
 
     def __init__(self, out: DatasetVersion):
         self.out = out
         self.remote = storage.is_s3(out.root)
-        if self.remote:
+        self.direct = s3io.direct(out.root)
+        self._renamed: dict[str, str] = {}  # direct mode: staged object (relative) -> its final name
+        tmp_name = f"_tmp-v={out.version}-"
+        stage_dir = storage.join(out.root, out.stage)
+        if self.direct:  # first delete what a crashed earlier attempt of this version left
+            storage.remove_files(storage.list_files(storage.join(stage_dir, tmp_name), name_prefix=True))
+            self.uri = s3io.to_s3a(storage.join(stage_dir, tmp_name + uuid.uuid4().hex[:8]))
             self.path = tempfile.mkdtemp(prefix=f"c2m-{out.stage}-v{out.version}-", dir=staging_dir())
+        elif self.remote:
+            self.path = tempfile.mkdtemp(prefix=f"c2m-{out.stage}-v{out.version}-", dir=staging_dir())
+            self.uri = self.path
         else:
-            stage_dir = Path(out.root, out.stage)
-            stage_dir.mkdir(parents=True, exist_ok=True)
-            for stale in stage_dir.glob(f"_tmp-v={out.version}-*"):
+            Path(stage_dir).mkdir(parents=True, exist_ok=True)
+            for stale in Path(stage_dir).glob(f"{tmp_name}*"):
                 shutil.rmtree(stale, ignore_errors=True)  # a crashed earlier attempt of this version
-            self.path = str(stage_dir / f"_tmp-v={out.version}-{uuid.uuid4().hex[:8]}")
+            self.path = str(Path(stage_dir, tmp_name + uuid.uuid4().hex[:8]))
             os.makedirs(self.path)
+            self.uri = self.path
         self.published = False
 
     def join(self, *parts: str) -> str:
+        """A driver-local path in the staging area (uploaded at publish when the root is on S3)."""
         return os.path.join(self.path, *parts)
+
+    def spark_path(self, *parts: str) -> str:
+        """Where Spark and executors write staged output (``s3a://`` in ``s3a`` mode)."""
+        return storage.join(self.uri, *parts) if parts else self.uri
+
+    def files(self, pattern: str = "*") -> dict[str, str]:
+        """Staged output whose final relative name matches ``pattern`` (fnmatch; ``*`` spans
+        folders): final name -> where it is now (a path Spark can read)."""
+        return {name: storage.join(self.uri, rel) for rel, name in self._staged().items()
+                if fnmatch.fnmatchcase(name, pattern)}
+
+    def move(self, src: str, dest: str) -> None:
+        """Rename a staged file or folder (relative names). On S3 only the name is recorded:
+        the copy that publishing makes anyway applies it."""
+        if not self.direct:
+            os.makedirs(os.path.dirname(self.join(dest)) or self.path, exist_ok=True)
+            os.rename(self.join(src), self.join(dest))
+            return
+        moved = False
+        for rel, name in self._staged().items():
+            if name == src or name.startswith(src + "/"):
+                self._renamed[rel] = dest + name[len(src):]
+                moved = True
+        if not moved:
+            raise FileNotFoundError(f"nothing staged as {src} under {self.uri}")
+
+    def remove(self, name: str) -> None:
+        """Delete a staged file or folder (by final relative name); missing is fine."""
+        if not self.direct:
+            target = self.join(name)
+            if os.path.isdir(target):
+                shutil.rmtree(target, ignore_errors=True)
+            elif os.path.exists(target):
+                os.remove(target)
+            return
+        gone = [rel for rel, final in self._staged().items() if final == name or final.startswith(name + "/")]
+        storage.remove_files([storage.join(self.uri, rel) for rel in gone])
+        for rel in gone:
+            self._renamed.pop(rel, None)
+
+    def _staged(self) -> dict[str, str]:
+        """Every staged output file that is data: relative location -> final relative name."""
+        if self.direct:
+            uris = storage.list_files(self.uri)
+        else:
+            uris = [str(p) for p in Path(self.path).rglob("*") if p.is_file()]
+        out = {}
+        for uri in uris:
+            rel = uri[len(self.uri):].lstrip("/").replace(os.sep, "/")
+            if not _is_junk(rel):
+                out[rel] = self._renamed.get(rel, rel)
+        return out
 
     def __enter__(self) -> "Staging":
         return self
@@ -60,18 +143,31 @@ class Staging:
 
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+        if self.direct:
+            try:
+                storage.remove_tree(self.uri)
+            except storage.StorageError as err:  # do not hide the error that got us here
+                print(f"[crawl2model] could not delete the staging prefix {self.uri}: {err}; "
+                      "the next run of this version deletes it", flush=True)
 
     def publish(self) -> str:
-        """Replace the version folder with the staged one; return its URI."""
+        """Replace the version with the staged one; return its URI."""
         remove_junk(self.path)
-        if os.path.exists(self.join(MANIFEST)):
+        staged = self._staged() if self.direct else {}
+        if os.path.exists(self.join(MANIFEST)) or MANIFEST in staged.values():
             raise RuntimeError("staging must not contain a manifest: it is written after publishing")
         if self.remote:
             storage.remove_tree(self.out.uri)
-            for local in sorted(Path(self.path).rglob("*")):
+            for local in sorted(Path(self.path).rglob("*")):  # the driver's files (all of them in stage mode)
                 if local.is_file():
-                    rel = local.relative_to(self.path).as_posix()
-                    storage.upload_file(local, self.out.path(rel))
+                    storage.upload_file(local, self.out.path(local.relative_to(self.path).as_posix()))
+            def copy(item: tuple[str, str]) -> None:  # s3a mode: server-side, once per object
+                storage.copy(storage.join(self.uri, item[0]), self.out.path(item[1]))
+
+            with ThreadPoolExecutor(max_workers=COPY_THREADS) as pool:
+                list(pool.map(copy, sorted(staged.items())))
+            if self.direct:
+                storage.remove_tree(self.uri)
             shutil.rmtree(self.path, ignore_errors=True)
         else:
             target = Path(self.out.uri)
@@ -86,6 +182,12 @@ class Staging:
         return self.out.uri
 
 
+def _is_junk(rel: str) -> bool:
+    parts = rel.split("/")
+    return (parts[-1] in _JUNK_NAMES or parts[-1].endswith(_JUNK_SUFFIXES)
+            or any(p in _JUNK_DIRS for p in parts[:-1]))
+
+
 def remove_junk(folder: str) -> None:
     """Drop _SUCCESS markers and .crc checksums: the manifest is the completion marker."""
     for path in Path(folder).rglob("*"):
@@ -93,11 +195,47 @@ def remove_junk(folder: str) -> None:
             path.unlink()
 
 
+@contextmanager
+def local_output(dest: str) -> Iterator[str]:
+    """For executors writing a staged file themselves: a local path to write, uploaded to
+    ``dest`` when the block ends without error (``dest`` itself when it is local)."""
+    if not storage.is_s3(dest):
+        yield dest
+        return
+    folder = tempfile.mkdtemp(prefix="c2m-out-")
+    try:
+        local = os.path.join(folder, dest.rsplit("/", 1)[-1])
+        yield local
+        storage.upload_file(local, dest)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def local_folder(dest: str) -> Iterator[str]:
+    """Like :func:`local_output` for a task that writes several files: every file in the
+    yielded folder is uploaded under ``dest`` on success."""
+    if not storage.is_s3(dest):
+        yield dest
+        return
+    folder = tempfile.mkdtemp(prefix="c2m-out-")
+    try:
+        yield folder
+        for path in sorted(Path(folder).rglob("*")):
+            if path.is_file():
+                storage.upload_file(path, storage.join(dest, path.relative_to(folder).as_posix()))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def local_input(dv: DatasetVersion) -> str:
-    """A local folder holding a finished version's files (downloaded first when on S3)."""
+    """A finished version's folder for Spark to read: itself when local, its ``s3a://`` URI in
+    ``s3a`` mode, else a local copy (downloaded; ``removed/`` is skipped)."""
     dv.read_manifest()  # raises with a hint when the version is unfinished
     if not storage.is_s3(dv.root):
         return dv.uri
+    if s3io.direct(dv.root):
+        return s3io.to_s3a(dv.uri)
     local = tempfile.mkdtemp(prefix=f"c2m-in-{dv.stage}-v{dv.version}-", dir=staging_dir())
     atexit.register(shutil.rmtree, local, True)  # Spark reads it lazily: keep it until the job ends
     for uri in storage.list_files(dv.uri):

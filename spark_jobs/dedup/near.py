@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from spark_jobs.dedup.minhash import MinHashConfig, MinHasher, from_bytes, to_bytes
+from spark_jobs.dedup.minhash import MinHashConfig, MinHasher, to_bytes
 
 NEAR_DUPLICATE = "near_duplicate"
 NEAR_DUPLICATE_EARLIER = "near_duplicate_earlier_version"
@@ -56,27 +56,19 @@ def signature_frame(rows, cfg: MinHashConfig, node_col: str = "dup_cluster"):
 
 
 def band_frame(signatures, cfg: MinHashConfig):
-    """(node, band, bucket): one row per band of every signature with at least one shingle."""
-    hasher = MinHasher(cfg)
+    """(node, band, bucket, is_new): one row per band of every signature with at least one shingle.
 
-    def compute(batches):
-        import numpy as np
-        import pandas as pd
+    The bucket is xxhash64 of the band's ``rows`` values (4 bytes each, sliced from the
+    stored signature), computed in the JVM: a Python pass would cost a worker round trip
+    per row for one hash. Two nodes share a bucket exactly when their band is equal
+    (up to 64-bit hash collisions), as with :meth:`MinHasher.bands`."""
+    from pyspark.sql import functions as F
 
-        for pdf in batches:
-            pdf = pdf[pdf["shingles"] > 0]
-            if pdf.empty:
-                continue
-            keys = hasher.bands(from_bytes(pdf["signature"], cfg.num_perm))
-            yield pd.DataFrame({
-                "node": np.repeat(pdf["node"].to_numpy(), cfg.bands),
-                "band": np.tile(np.arange(cfg.bands, dtype=np.int32), len(pdf)),
-                "bucket": keys.reshape(-1),
-                "is_new": np.repeat(pdf["is_new"].to_numpy(), cfg.bands),
-            })
-
-    return signatures.select("node", "shingles", "signature", "is_new").mapInPandas(
-        compute, "node string, band int, bucket bigint, is_new boolean")
+    width = cfg.rows * 4
+    buckets = F.array(*[F.xxhash64(F.substring("signature", band * width + 1, width))
+                        for band in range(cfg.bands)])
+    return (signatures.where(F.col("shingles") > 0)
+            .select("node", F.posexplode(buckets).alias("band", "bucket"), "is_new"))
 
 
 def candidate_edges(bands):
@@ -160,15 +152,19 @@ def earlier_signature_versions(root: str, current: str, before: str, cfg: MinHas
 
 
 def read_signatures(spark, versions: list[Any]):
-    """The saved signatures of earlier versions (local paths, or downloaded from S3)."""
+    """The saved signatures of earlier versions (local paths, ``s3a://`` in s3a mode, else
+    downloaded from S3)."""
     import tempfile
 
     from ops import storage
+    from spark_jobs import s3io
 
     files: list[str] = []
     for dv in versions:
         folder = dv.path(SIGNATURES_DIR)
-        if storage.is_s3(dv.root):
+        if s3io.direct(dv.root):
+            files += [s3io.to_s3a(uri) for uri in storage.list_files(folder, suffix=".parquet")]
+        elif storage.is_s3(dv.root):
             local = tempfile.mkdtemp(prefix=f"c2m-sigs-v{dv.version}-")
             for uri in storage.list_files(folder, suffix=".parquet"):
                 dest = Path(local, uri.rsplit("/", 1)[1])
@@ -192,9 +188,11 @@ def near_dedup(spark, tagged, work_dir: str, cfg: MinHashConfig, earlier: list[A
     """
     from pyspark.sql import functions as F
 
-    from spark_jobs.dedup.components import connected_components
+    from spark_jobs.dedup.components import ONE_TASK_MAX_EDGES, connected_components
 
-    sig_dir = str(Path(work_dir, "signatures"))
+    from ops import storage
+
+    sig_dir = storage.join(work_dir, "signatures")  # work_dir may be an s3a:// URI
     live = tagged.where(F.col(drop_col).isNull())
     signature_frame(live, cfg).write.mode("overwrite").parquet(sig_dir)
     new_sigs = spark.read.parquet(sig_dir)
@@ -205,9 +203,10 @@ def near_dedup(spark, tagged, work_dir: str, cfg: MinHashConfig, earlier: list[A
     edges = candidate_edges(band_frame(in_play, cfg)).localCheckpoint()
     n_edges = edges.count()
     if n_edges:
-        components, rounds = connected_components(edges, oriented=True)
+        components, rounds = connected_components(edges, oriented=True, edge_count=n_edges)
     else:
         components, rounds = spark.createDataFrame([], "node string, component string"), 0
     decisions = decide(in_play, components)
-    info = {"candidate_edges": n_edges, "component_rounds": rounds}
+    info = {"candidate_edges": n_edges, "component_rounds": rounds,
+            "components_on": "one_task" if n_edges <= ONE_TASK_MAX_EDGES else "star_rounds"}
     return apply_decisions(tagged, decisions, drop_col), new_sigs, info

@@ -67,7 +67,7 @@ def warc_files(folder_or_glob: str) -> list[str]:
 
     pattern = folder_or_glob
     if not any(ch in pattern for ch in "*?["):
-        if storage.is_s3(pattern) and not pattern.endswith("/") and storage.exists(pattern):
+        if storage.is_s3(pattern) and not pattern.endswith("/") and storage.is_file(pattern):
             return [pattern]
         if not storage.is_s3(pattern) and Path(pattern).is_file():
             return [pattern]

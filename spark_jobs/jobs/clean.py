@@ -48,15 +48,12 @@ def _json_object(value: str) -> dict:
     return parsed
 
 
-def sum_text_edits(spark, folder: str) -> dict[str, int]:
-    """Sum the per-row ``text_edits`` maps over every parquet file of a staged version."""
-    from pathlib import Path
-
+def sum_text_edits(spark, files: list[str]) -> dict[str, int]:
+    """Sum the per-row ``text_edits`` maps over these parquet files (a staged version's, removed/ too)."""
     from pyspark.sql import functions as F
 
     from spark_jobs.clean.boilerplate import EDITS_KEY
 
-    files = sorted(str(p) for p in Path(folder).rglob("part-*.parquet"))
     if not files:
         return {}
     edits = F.from_json(F.col(EDITS_KEY), "map<string,bigint>")
@@ -88,7 +85,7 @@ def main(argv=None, spark=None) -> dict:
     result = apply_steps_df(spread(df), steps, columns((SIGNALS_KEY, "string"), (EDITS_KEY, "string")))
     with Staging(out) as staging:
         counts = write_rows(spark, result, staging)
-        edits = sum_text_edits(spark, staging.path)
+        edits = sum_text_edits(spark, sorted(staging.files("*part-*.parquet").values()))
         pii = {kind: edits.get(f"pii_{kind}", 0) for kind in PLACEHOLDERS}
         manifest = publish_version(staging, rows_in=rows_in, counts=counts, parents=parents, config=config,
                                    schema=schema_dict(result.schema),

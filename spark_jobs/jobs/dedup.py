@@ -62,9 +62,6 @@ def against_versions(args, cfg, started: str) -> list:
 
 
 def main(argv=None, spark=None) -> dict:
-    import glob
-    import shutil
-
     from ops.datasets import DatasetVersion
     from spark_jobs.clean.signals import SIGNALS_KEY
     from spark_jobs.dedup.exact import DUP_CLUSTER, ExactHash, mark_duplicates
@@ -86,20 +83,19 @@ def main(argv=None, spark=None) -> dict:
     tagged = mark_duplicates(apply_steps_df(spread(df), [ExactHash()], cols), DROP)
     extra = {}
     with Staging(out) as staging:
-        work = staging.join("work")
         if args.near_dedup:
-            tagged.write.parquet(os.path.join(work, "exact"))  # read three times below: compute once
-            tagged = spark.read.parquet(os.path.join(work, "exact"))
-            tagged, sigs, info = near_dedup(spark, tagged, work, cfg, earlier, DROP)
+            tagged.write.parquet(staging.spark_path("work", "exact"))  # read three times below: compute once
+            tagged = spark.read.parquet(staging.spark_path("work", "exact"))
+            tagged, sigs, info = near_dedup(spark, tagged, staging.spark_path("work"), cfg, earlier, DROP)
         counts = write_rows(spark, tagged, staging)
         if args.near_dedup:  # signatures of the rows kept, as written (decisions are not recomputed)
-            kept = spark.read.parquet(*sorted(glob.glob(staging.join("part-*.parquet")))).select("id")
+            kept = spark.read.parquet(*sorted(staging.files("part-*.parquet").values())).select("id")
             (sigs.join(kept, "id", "left_semi").coalesce(spark.sparkContext.defaultParallelism)
-             .write.parquet(staging.join(SIGNATURES_DIR)))
+             .write.parquet(staging.spark_path(SIGNATURES_DIR)))
             extra = {"minhash": {**cfg.to_dict(), "threshold": round(cfg.threshold, 3)},
                      "signatures": SIGNATURES_DIR, "dedup_against": [dv.uri for dv in earlier],
                      "near_dedup": info}
-        shutil.rmtree(work, ignore_errors=True)
+        staging.remove("work")
         manifest = publish_version(staging, rows_in=rows_in, counts=counts, parents=parents,
                                    config={**common_config(args), "minhash": cfg.to_dict()},
                                    schema=schema_dict(tagged.schema), extra=extra)

@@ -14,8 +14,8 @@ damaged stretch (the crawler's columns; ``reason`` is ok or corrupt_record);
 ``removed/corrupt_record/``. rows_in = document records + damaged stretches, rows_out =
 records copied. Records that are not documents (warcinfo, request, metadata, revisit)
 are not rows; the manifest counts them in ``skipped_record_types``. The output files are
-written by the executors into the staging folder, so the job runs in local mode (or
-with a shared filesystem) for local and s3:// roots alike.
+written by the executors: into the staging folder (local mode, or a shared filesystem),
+or, for s3:// roots in ``s3a`` mode, uploaded by each executor to the staging prefix.
 """
 import os
 import sys
@@ -76,15 +76,14 @@ def copy_records(src: str, dest: str) -> list[dict]:
 
 
 def main(argv=None, spark=None) -> dict:
-    import shutil
-
     from pyspark.sql import functions as F
 
+    from ops import storage
     from ops.datasets import DatasetVersion
     from spark_jobs.crawl.output import LOG_SCHEMA
     from spark_jobs.extract.warc_reader import SOURCE_WARC, warc_files
     from spark_jobs.runner import KEPT, get_spark, publish_version
-    from spark_jobs.staging import Staging
+    from spark_jobs.staging import Staging, local_output
 
     args = parse(build_parser(), argv)
     files = warc_files(args.warc_glob)
@@ -94,7 +93,7 @@ def main(argv=None, spark=None) -> dict:
     out = DatasetVersion(args.root, "raw", args.version)
     with Staging(out) as staging:
         names = {f: f"part-{i:05d}.warc.gz" for i, f in enumerate(files)}
-        dest_dir = staging.path
+        dest_dir = staging.spark_path()  # s3a mode: executors upload their file to the staging prefix
         columns = [c.split()[0] for c in ROW_SCHEMA.split(", ")]
 
         def copy(batches):
@@ -102,23 +101,24 @@ def main(argv=None, spark=None) -> dict:
 
             for pdf in batches:
                 for src in pdf["path"]:
-                    rows = copy_records(src, os.path.join(dest_dir, names[src]))
+                    with local_output(storage.join(dest_dir, names[src])) as dest:
+                        rows = copy_records(src, dest)
                     yield pd.DataFrame([[r.get(c) for c in columns] for r in rows], columns=columns)
 
         paths = spark.createDataFrame(spark.sparkContext.parallelize([(f,) for f in files], len(files)),
                                       "path string")
-        work = staging.join("work")
+        work = staging.spark_path("work")
         paths.mapInPandas(copy, ROW_SCHEMA).write.parquet(work)  # copies happen here, once
         rows = spark.read.parquet(work)
         documents = rows.where(F.col("reason") != SKIPPED)
-        documents.select(*LOG_COLUMNS).write.parquet(staging.join("fetch_log"))
+        documents.select(*LOG_COLUMNS).write.parquet(staging.spark_path("fetch_log"))
         corrupt = documents.where(F.col("reason") == CORRUPT_RECORD)
         counts = {r["reason"]: r["count"] for r in documents.groupBy("reason").count().collect()}
         if counts.get(CORRUPT_RECORD):
-            corrupt.select(*LOG_COLUMNS).write.parquet(staging.join("removed", CORRUPT_RECORD))
+            corrupt.select(*LOG_COLUMNS).write.parquet(staging.spark_path("removed", CORRUPT_RECORD))
         skipped = {r["rec_type"]: r["count"] for r in
                    rows.where(F.col("reason") == SKIPPED).groupBy("rec_type").count().collect()}
-        shutil.rmtree(work, ignore_errors=True)
+        staging.remove("work")
         manifest = publish_version(
             staging, rows_in=sum(counts.values()),
             counts={(KEPT if k == OK else k): v for k, v in counts.items()},

@@ -75,9 +75,10 @@ def _run(spark, args) -> dict:
 
     clock = PhaseClock()
     corpus, parents = input_frame(spark, args, "corpus")
-    if corpus.isEmpty():  # rows_in itself is counted over the encoding: no extra pass over the input
-        raise SystemExit(f"the input corpus ({parents[0]}) has no documents: nothing to tokenize. "
-                         "Check the dedup stage's output or the --input-jsonl file.")
+    # An empty corpus is caught here only when a tokenizer must be trained on it; with
+    # --tokenizer-file the encoding's own count says so, without a Spark job of its own.
+    if not args.tokenizer_file and corpus.isEmpty():
+        raise SystemExit(_no_documents(parents[0]))
     clock.lap("read input")
 
     tokenizer = _tokenizer(args, corpus)
@@ -92,6 +93,9 @@ def _run(spark, args) -> dict:
     persisted = encode_df(corpus, tokenizer_json, args.val_fraction, roles.get("unk"), vocab_size).persist()
     stats = split_stats(persisted, LONG_DOC_FACTOR * args.seq_len)
     rows_in = stats["rows"]  # one encoded row per input row, dropped ones included
+    if not rows_in:
+        persisted.unpersist()
+        raise SystemExit(_no_documents(parents[0]))
     encoded = ensure_val(persisted, args.val_fraction, stats)
     clock.lap("encode + cache + stats")
     out = DatasetVersion(args.root, "shards", args.version)
@@ -108,9 +112,9 @@ def _run(spark, args) -> dict:
             kept = encoded.filter(F.col(DROP).isNull())
             total = stats["tokens"]
             partitions = max(1, min(256, math.ceil(total / args.shard_tokens)))
-            parts = pack_partitions(kept, staging.path, args.seq_len, eos_id, vocab_size, partitions)
+            parts = pack_partitions(kept, staging.spark_path(), args.seq_len, eos_id, vocab_size, partitions)
             clock.lap("pack")
-            splits = finalize_shards(staging.path, parts)
+            splits = finalize_shards(staging, parts)
             if sum(s["docs"] for s in splits.values()) != counts.get(KEPT, 0):
                 raise RuntimeError("packed document count differs from the encoded count; this is a bug")
             if not splits["train"]["sequences"]:
@@ -137,6 +141,11 @@ def _run(spark, args) -> dict:
 
     log_data_card(out.read_manifest(), tokenizer_json)  # as stored: the digest training logs too
     return manifest
+
+
+def _no_documents(parent: str) -> str:
+    return (f"the input corpus ({parent}) has no documents: nothing to tokenize. "
+            "Check the dedup stage's output or the --input-jsonl file.")
 
 
 LONG_DOC_FACTOR = 100  # documents over 100 x seq_len tokens are kept, but counted in the manifest

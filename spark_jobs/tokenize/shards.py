@@ -1,8 +1,9 @@
 """Spark side of tokenization: encode in batches, then pack each partition into shards.
 
 Encoding is a ``mapInArrow`` around ``encode_batch`` (the tokenizer JSON is broadcast and
-loaded once per task). Token ids leave Python as one ``binary`` value per document (the
-shard dtype's little-endian bytes), built from Arrow buffers: no per-row pandas frame, and
+loaded once per Python worker, which Spark reuses across tasks). Token ids leave Python as
+one ``binary`` value per document (the shard dtype's little-endian bytes), built from Arrow
+buffers: no per-row pandas frame, and
 the JVM caches and shuffles one byte string per document. Packing reads those back with
 ``np.frombuffer`` and packs a whole Arrow batch with a few numpy operations, where it used
 to turn every row into Python objects and extend a list token by token.
@@ -110,6 +111,26 @@ def encode_batch(tokenizer, ids: list, texts: list, val_fraction: float, unk_id:
     ], names=["id", "bucket", "split", "n_tokens", "n_unk", "tokens", DROP])
 
 
+_WORKER_TOKENIZER: dict[str, Any] = {}  # this Python worker's tokenizer, by its JSON
+
+
+def worker_tokenizer(tokenizer_json: str):
+    """The tokenizer for ``tokenizer_json``, loaded once per Python worker, not once per task.
+
+    Spark reuses a worker for the job's tasks (``spark.python.worker.reuse``), so later
+    tasks skip the parse and keep the BPE word cache the earlier ones filled, as one
+    ``encode_batch`` process does. Holds one tokenizer: a new JSON replaces it.
+    """
+    tokenizer = _WORKER_TOKENIZER.get(tokenizer_json)
+    if tokenizer is None:
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_str(tokenizer_json)
+        _WORKER_TOKENIZER.clear()
+        _WORKER_TOKENIZER[tokenizer_json] = tokenizer
+    return tokenizer
+
+
 def encode_df(df, tokenizer_json: str, val_fraction: float, unk_id: int | None = None,
               vocab_size: int = 65535):
     """Per document: split, token ids (``binary``, in the shard dtype), how many are ``unk_id``,
@@ -118,9 +139,7 @@ def encode_df(df, tokenizer_json: str, val_fraction: float, unk_id: int | None =
     dtype = dtype_for(vocab_size)
 
     def encode(batches):
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_str(shared.value)
+        tokenizer = worker_tokenizer(shared.value)
         for batch in batches:
             yield encode_batch(tokenizer, batch.column("id").to_pylist(), batch.column("text").to_pylist(),
                                val_fraction, unk_id, dtype)
@@ -194,18 +213,23 @@ def pack_batches(batches, folder: str, index: int, seq_len: int, eos_id: int, dt
 
 def pack_partitions(kept, folder: str, seq_len: int, eos_id: int, vocab_size: int,
                     partitions: int) -> list[dict]:
-    """Write packed shards into ``folder``; return one summary per (partition, split) file."""
+    """Write packed shards into ``folder`` (a local folder, or an S3 prefix that each task
+    uploads its files to); return one summary per (partition, split) file."""
     dtype = dtype_for(vocab_size)
 
     def pack(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
         from pyspark import TaskContext
 
+        from spark_jobs.staging import local_folder
+
         schema = pa.schema([("split", pa.string()), ("partition", pa.int32()), ("file", pa.string()),
                             ("docs", pa.int64()), ("sequences", pa.int64()), ("tokens", pa.int64()),
                             ("tokens_dropped", pa.int64()), ("sha256", pa.string())])
         index = TaskContext.get().partitionId()
-        for part in pack_batches(batches, folder, index, seq_len, eos_id, dtype):
+        with local_folder(folder) as local:
+            parts = pack_batches(batches, local, index, seq_len, eos_id, dtype)
+        for part in parts:
             yield pa.RecordBatch.from_pylist([part], schema=schema)
 
     ordered = (kept.select("id", "split", "tokens").repartition(partitions, "id")
@@ -213,8 +237,9 @@ def pack_partitions(kept, folder: str, seq_len: int, eos_id: int, vocab_size: in
     return [row.asDict() for row in ordered.mapInArrow(pack, PACKED_DDL).collect()]
 
 
-def finalize_shards(folder: str, parts: list[dict]) -> dict[str, dict]:
-    """Rename partition files to contiguous names; summarise each split for the manifest.
+def finalize_shards(staging, parts: list[dict]) -> dict[str, dict]:
+    """Rename partition files (in a :class:`~spark_jobs.staging.Staging`) to contiguous names;
+    summarise each split for the manifest.
 
     Each split lists its ``files`` and their ``sha256`` (computed while writing), which
     the training loader checks before it reads a shard.
@@ -226,12 +251,11 @@ def finalize_shards(folder: str, parts: list[dict]) -> dict[str, dict]:
         summary = {"files": files, "sha256": sums, "sequences": 0, "tokens": 0, "tokens_dropped": 0,
                    "docs": 0}
         for part in mine:
-            src = os.path.join(folder, part["file"])
             if part["sequences"] == 0:
-                os.remove(src)  # nothing whole to train on; its tokens are counted as dropped
+                staging.remove(part["file"])  # nothing whole to train on; its tokens are counted as dropped
             else:
                 name = f"{split}-{len(files):05d}.bin"
-                os.rename(src, os.path.join(folder, name))
+                staging.move(part["file"], name)
                 files.append(name)
                 sums[name] = part["sha256"]
             for key in ("sequences", "tokens", "tokens_dropped", "docs"):

@@ -101,3 +101,16 @@ def test_pack_batches_writes_one_file_per_split_in_row_order(tmp_path):
     assert (parts[TRAIN]["docs"], parts[TRAIN]["sequences"], parts[TRAIN]["tokens_dropped"]) == (2, 2, 1)
     assert (parts[VAL]["docs"], parts[VAL]["sequences"], parts[VAL]["partition"]) == (1, 1, 3)
     assert np.fromfile(tmp_path / parts[VAL]["file"], "<u2").tolist() == [3, 3, 3]
+
+
+def test_worker_tokenizer_is_loaded_once_per_json_and_replaced_by_a_new_one():
+    from spark_jobs.tokenize.bpe import train_bpe
+    from spark_jobs.tokenize.shards import worker_tokenizer
+
+    a = train_bpe(["a small text to train on"] * 20, vocab_size=300).to_str()
+    b = train_bpe(["another text, other merges"] * 20, vocab_size=300).to_str()
+    first = worker_tokenizer(a)
+    assert worker_tokenizer(a) is first  # a later task in the same worker reuses it
+    other = worker_tokenizer(b)
+    assert other is not first and other.to_str() == b
+    assert worker_tokenizer(a) is not first  # one held at a time: a is parsed again

@@ -141,3 +141,11 @@ def test_empty_corpus_and_too_little_text_fail_clearly(spark, tmp_path):
                    lambda spark, args, stage: (read_jsonl(spark, str(none)).limit(0), [str(none)]))
         with pytest.raises(SystemExit, match="has no documents: nothing to tokenize"):
             tokenize.main(["--root", str(tmp_path), "--version", "none", "--vocab-size", "512"], spark=spark)
+        tok = tmp_path / "tok.json"  # with a tokenizer file the encoding's own count finds it
+        from spark_jobs.tokenize.bpe import train_bpe
+
+        tok.write_text(train_bpe([english(i) for i in range(5)], vocab_size=300).to_str())
+        with pytest.raises(SystemExit, match="has no documents: nothing to tokenize"):
+            tokenize.main(["--root", str(tmp_path), "--version", "none2", "--tokenizer-file", str(tok)],
+                          spark=spark)
+    assert not DatasetVersion(str(tmp_path), "shards", "none2").is_complete()
