@@ -58,12 +58,10 @@ def main():
     n_edges = edges.count()
     lap("lsh_candidate_edges")
     if n_edges:
-        comps, rounds = connected_components(edges, oriented=True)
+        comps, rounds = connected_components(edges, oriented=True, edge_count=n_edges)
     else:
         comps, rounds = spark.createDataFrame([], "node string, component string"), 0
-    comps = comps.localCheckpoint()
-    comps.count()
-    lap("connected_components")
+    lap("connected_components")  # as in the job: the components are not materialised again here
     result = apply_decisions(tagged, decide(sigs, comps), DROP)
     (result.where(F.col(DROP).isNotNull()).select("id", F.col(DROP).alias("reason"))
      .write.mode("overwrite").parquet(os.path.join(work, "removed")))

@@ -10,8 +10,10 @@ project's trainer and passed to the stage with ``--tokenizer-file``, so the stag
 encode + pack + write. Each Spark Python worker runs tokenizers with RAYON_NUM_THREADS=1
 (one core per task); the ceiling runs with one thread. Target: stage tokens/s per core
 >= 0.8 x the ceiling; Spark start-up is reported apart.
-Loader: ``ShardLoader.next_batch()`` (what pretraining samples through) against
-``arr[idx]`` on the same memmap with the same indices; target >= 0.9x.
+Loader: ``ShardLoader.next_batch()`` and ``CollatedLoader`` with the causal-LM collator (what
+pretraining samples through) against ``arr[idx]`` on the same memmap with the same indices and
+the same conversion to (x, y) int64 tensors; target >= 0.9x. ``--loader-only SHARDS`` runs
+just that part on a finished shards folder.
 """
 import os
 import sys
@@ -66,7 +68,9 @@ def run_stage(tokenizer: Path, jsonl: Path, root: Path, cores: int, seq_len: int
 
     shutil.rmtree(root, ignore_errors=True)
     env = job_env(cores) | {"RAYON_NUM_THREADS": "1"}
+    # spark.sql.shuffle.partitions as ops/launchers.spark_submit_command sets it for every stage
     cmd = [JOBS_PY.parent / "spark-submit", "--master", f"local[{cores}]", "--driver-memory", "3g",
+           "--conf", "spark.sql.shuffle.partitions=8",
            REPO / "bench" / "_spark_stage.py", "tokenize", "--", "--root", root, "--version", "bench",
            "--input-jsonl", jsonl, "--tokenizer-file", tokenizer, "--seq-len", seq_len]
     res = run_measured(cmd, env=env)
@@ -78,12 +82,25 @@ def run_stage(tokenizer: Path, jsonl: Path, root: Path, cores: int, seq_len: int
             "peak_rss_mb": res["peak_rss_mb"], "shards": str(folder)}
 
 
-def bench_loader(shards: str, batch_size: int, steps: int, repeats: int = 3) -> dict:
-    """Samples/s of ShardLoader.next_batch() and of a plain memmap loop over the same indices."""
+def bench_loader(shards: str, batch_size: int, steps: int, repeats: int = 5) -> dict:
+    """Samples/s of our loaders and of plain memmap loops over the same indices (medians, interleaved).
+
+    OURS: ``ShardLoader.next_batch()`` and ``CollatedLoader`` with the causal-LM collator (the
+    path ``training.pretrain`` samples through). REFERENCES, all fed the indices our sampler
+    draws, computed before timing, and all producing the same (x, y) int64 contiguous tensors:
+    ``memmap`` gathers on a plain-ndarray view of the memmap and casts each shifted slice
+    straight to int64 (the cheapest loop we know: the target's reference); ``memmap_widen``
+    casts the whole batch to int64 and copies both slices out of it (the usual idiom, the
+    reference of earlier runs). Every side's batches are checked equal before timing.
+    """
+    import statistics
+    import time
+
     import numpy as np
     import torch
 
-    from training.data.shards import ShardDataset, ShardLoader, read_shard_info
+    from training.data.collators import CausalLM
+    from training.data.shards import CollatedLoader, ShardDataset, ShardLoader, read_shard_info
 
     info = read_shard_info(shards)
     dataset = ShardDataset(info, "train")
@@ -91,33 +108,68 @@ def bench_loader(shards: str, batch_size: int, steps: int, repeats: int = 3) -> 
     dtype = np.dtype("<u2") if info.dtype == "uint16" else np.dtype("<u4")
     files = [Path(shards) / f for f in info.splits["train"]["files"]]
     maps = [np.memmap(f, dtype=dtype, mode="r").reshape(-1, info.seq_len) for f in files]
-    plain = maps[0] if len(maps) == 1 else np.concatenate(maps)  # (several files: copied into RAM once)
+    mapped = maps[0] if len(maps) == 1 else np.concatenate(maps)  # (several files: copied into RAM once)
+    plain = mapped.view(np.ndarray)
     per_epoch = n // batch_size
     batches = [np.random.default_rng([0, s // per_epoch]).permutation(n)[(s % per_epoch) * batch_size:
                                                                          (s % per_epoch + 1) * batch_size]
                for s in range(steps)]  # the same indices the sampler draws, computed before timing
 
-    def ours():
+    def shard_loader():
         loader = ShardLoader(dataset, batch_size, seed=0)
-        for _ in range(steps):
-            x, y = loader.next_batch()
-        return x
+        return (loader.next_batch() for _ in range(steps))
 
-    def reference():
+    def collated():
+        loader = CollatedLoader(dataset, CausalLM(), batch_size, seed=0)
+        return ((b["input_ids"], b["labels"]) for b in (loader.next_batch() for _ in range(steps)))
+
+    def memmap():
         for idx in batches:
-            t = torch.from_numpy(plain[idx].astype(np.int64))
-            x, y = t[:, :-1].contiguous(), t[:, 1:].contiguous()
-        return x
+            rows = plain[idx]
+            yield (torch.from_numpy(rows[:, :-1].astype(np.int64, order="C")),
+                   torch.from_numpy(rows[:, 1:].astype(np.int64, order="C")))
 
-    best = {}
-    for name, fn in (("ours", ours), ("memmap", reference)) * repeats:  # interleaved; best of `repeats`
-        with timed() as t:
-            fn()
-        best[name] = min(best.get(name, float("inf")), t.seconds)
-    return {"rows": n, "seq_len": info.seq_len, "batch_size": batch_size, "steps": steps,
-            "ours_samples_per_s": round(steps * batch_size / best["ours"], 1),
-            "memmap_samples_per_s": round(steps * batch_size / best["memmap"], 1),
-            "ratio": ratio(best["memmap"], best["ours"]), "multi_file": len(files) > 1}
+    def memmap_widen():
+        for idx in batches:
+            t = torch.from_numpy(mapped[idx].astype(np.int64))
+            yield t[:, :-1].contiguous(), t[:, 1:].contiguous()
+
+    sides = {"ours": shard_loader, "ours_collated": collated, "memmap": memmap, "memmap_widen": memmap_widen}
+    for name, fn in sides.items():  # same data first: every batch, both tensors, dtype and layout
+        for (x, y), (rx, ry) in zip(fn(), memmap()):
+            same = torch.equal(x, rx) and torch.equal(y, ry)
+            if not (same and x.dtype == torch.int64 and x.is_contiguous() and y.is_contiguous()):
+                raise RuntimeError(f"loader benchmark: {name} yields different batches than the plain loop")
+    seconds: dict[str, list[float]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeats):  # interleaved, so load changes hit every side alike
+        for name, fn in sides.items():
+            c0 = time.thread_time()
+            with timed() as t:
+                for _batch in fn():
+                    pass
+            seconds[name].append(t.seconds)
+            cpu[name].append(time.thread_time() - c0)
+    median = {name: statistics.median(s) for name, s in seconds.items()}
+    rate = {name: round(steps * batch_size / s, 1) for name, s in median.items()}
+    cpu_median = {name: statistics.median(s) for name, s in cpu.items()}
+    return {"rows": n, "seq_len": info.seq_len, "batch_size": batch_size, "steps": steps, "repeats": repeats,
+            "samples_per_s": rate, "seconds": seconds, "cpu_seconds": cpu,
+            "cpu_ratio": ratio(cpu_median["memmap"], cpu_median["ours"]),
+            "cpu_ratio_collated": ratio(cpu_median["memmap"], cpu_median["ours_collated"]),
+            "ratio": ratio(median["memmap"], median["ours"]),
+            "ratio_collated": ratio(median["memmap"], median["ours_collated"]),
+            "ratio_vs_widen": ratio(median["memmap_widen"], median["ours"]), "multi_file": len(files) > 1}
+
+
+def print_loader(loader: dict) -> None:
+    r = loader["samples_per_s"]
+    print(table([[loader["rows"], loader["seq_len"], loader["batch_size"], r["ours"], r["ours_collated"],
+                  r["memmap"], r["memmap_widen"], loader["ratio"], loader["ratio_collated"],
+                  loader["ratio_vs_widen"], loader["cpu_ratio"], loader["cpu_ratio_collated"]]],
+                ["train rows", "seq_len", "batch", "ShardLoader samples/s", "CollatedLoader(clm) samples/s",
+                 "np.memmap samples/s", "np.memmap widen samples/s", "× memmap", "collated × memmap",
+                 "× memmap widen", "× memmap (CPU s)", "collated × memmap (CPU s)"]))
 
 
 def main(argv=None):
@@ -128,7 +180,15 @@ def main(argv=None):
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--loader-batch", type=int, default=32)
     p.add_argument("--loader-steps", type=int, default=3000)
+    p.add_argument("--loader-repeats", type=int, default=5, help="interleaved rounds; medians are reported")
+    p.add_argument("--loader-only", default=None, metavar="SHARDS",
+                   help="only the loader benchmark, on this finished shards folder (no Spark)")
     args = p.parse_args(argv)
+    if args.loader_only:
+        loader = bench_loader(args.loader_only, args.loader_batch, args.loader_steps, args.loader_repeats)
+        print_loader(loader)
+        write_result("tokenize_loader", {"shards": args.loader_only, "loader": loader})
+        return
     sizes = [float(s) for s in args.sizes_mb.split(",")]
     work = work_dir("tokenize")
     corpus = corpus_path()
@@ -152,10 +212,9 @@ def main(argv=None):
         print(f"[tokenize] {mb} MB done", flush=True)
     print(table(rows, ["MB", "docs", "tokens", "ceiling tok/s (1 core)", f"stage tok/s ({args.cores} cores)",
                        "stage tok/s per core", "× ceiling per core", "stage s", "Spark start-up s"]))
-    loader = bench_loader(results[str(max(sizes))]["stage"]["shards"], args.loader_batch, args.loader_steps)
-    print(table([[loader["rows"], loader["seq_len"], loader["batch_size"], loader["ours_samples_per_s"],
-                  loader["memmap_samples_per_s"], loader["ratio"]]],
-                ["train rows", "seq_len", "batch", "ShardLoader samples/s", "np.memmap samples/s", "× memmap"]))
+    loader = bench_loader(results[str(max(sizes))]["stage"]["shards"], args.loader_batch, args.loader_steps,
+                          args.loader_repeats)
+    print_loader(loader)
     write_result("tokenize", {"cores": args.cores, "vocab_size": args.vocab_size, "seq_len": args.seq_len,
                               "sizes": results, "loader": loader})
 

@@ -1,4 +1,12 @@
-"""Connected components of an edge DataFrame, computed in Spark (never on the driver).
+"""Connected components of an edge DataFrame, computed by Spark tasks (never on the driver).
+
+A small graph (at most ``one_task_max_edges`` edges, default one million: a few hundred
+MB in one Python worker) is shuffled into one partition and solved by union-find inside
+that single task, in about a second. The star rounds below need about ten Spark jobs per
+round (each shuffle is a job under adaptive execution) and several rounds, which on a
+small graph is tens of seconds of scheduling for a few thousand rows. Both give the same
+answer, and neither ever brings the edges to the driver, so the driver's memory does not
+bound the corpus; larger graphs take the rounds, which scale across executors.
 
 Alternating large-star and small-star (Kiveris et al. 2014, "Connected Components in
 MapReduce and Beyond") turn any graph into a forest of stars, each centred on the
@@ -17,6 +25,7 @@ when every child has one parent and no parent is itself a child; then (u, v) rea
 from __future__ import annotations
 
 MAX_ROUNDS = 64
+ONE_TASK_MAX_EDGES = 1_000_000
 
 
 def _oriented(edges, a: str = "a", b: str = "b"):
@@ -57,17 +66,24 @@ def is_star_forest(edges) -> bool:
 
 
 def connected_components(edges, a: str = "a", b: str = "b", max_rounds: int = MAX_ROUNDS,
-                         oriented: bool = False):
+                         oriented: bool = False, edge_count: int | None = None,
+                         one_task_max_edges: int = ONE_TASK_MAX_EDGES):
     """(node, component) for every node that has an edge; component = the smallest node.
 
     ``edges`` holds undirected pairs in columns ``a`` and ``b`` (any comparable type;
-    self-loops and repeats are fine). Returns the DataFrame and the number of rounds run
-    (0 when the edges already form stars, as LSH edges to each bucket's smallest node
-    often do). ``oriented=True`` promises distinct pairs with ``a > b`` already materialised
-    (as :func:`spark_jobs.dedup.near.candidate_edges` gives), which saves one pass.
+    self-loops and repeats are fine). Returns the DataFrame and the number of Spark rounds
+    run (0 when solved in one task, or when the edges already form stars, as LSH edges
+    to each bucket's smallest node often do). ``edge_count`` (rows of ``edges``, if the
+    caller counted them) saves a count; ``one_task_max_edges=0`` always runs the rounds.
+    ``oriented=True`` promises distinct pairs with ``a > b`` already materialised (as
+    :func:`spark_jobs.dedup.near.candidate_edges` gives), which saves one pass.
     """
     from pyspark.sql import functions as F
 
+    if one_task_max_edges > 0:
+        count = edges.count() if edge_count is None else edge_count
+        if count <= one_task_max_edges:
+            return components_in_one_task(edges, a, b), 0
     if oriented:
         current = edges.select(F.col(a).alias("u"), F.col(b).alias("v"))
     else:
@@ -82,3 +98,45 @@ def connected_components(edges, a: str = "a", b: str = "b", max_rounds: int = MA
     children = current.select(F.col("u").alias("node"), F.col("v").alias("component"))
     roots = current.select(F.col("v").alias("node"), F.col("v").alias("component")).distinct()
     return children.unionByName(roots), rounds
+
+
+def components_in_one_task(edges, a: str = "a", b: str = "b"):
+    """The same (node, component) DataFrame by union-find in a single Spark task.
+
+    The edges are shuffled into one partition (an executor's memory, not the driver's).
+    Nodes are numbered in sorted order, and a union always hangs the larger root under
+    the smaller, so every root is its component's smallest node, as in the star rounds.
+    Self-loops and rows with a null end are skipped there too."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StructField, StructType
+
+    kind = edges.schema[a].dataType
+    schema = StructType([StructField("node", kind, False), StructField("component", kind, False)])
+    pairs = edges.select(F.col(a).alias("a"), F.col(b).alias("b")).dropna().where(F.col("a") != F.col("b"))
+    return pairs.repartition(1).mapInPandas(_union_find, schema)
+
+
+def _union_find(batches):
+    """mapInPandas body: all (a, b) edges of the graph in -> one (node, component) frame out."""
+    import pandas as pd
+
+    frames = list(batches)
+    if not frames:
+        return
+    pdf = pd.concat(frames, ignore_index=True)
+    codes, nodes = pd.factorize(pd.concat([pdf["a"], pdf["b"]], ignore_index=True), sort=True)
+    parent = list(range(len(nodes)))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]  # path halving
+            x = parent[x]
+        return x
+
+    half = len(pdf)
+    for x, y in zip(codes[:half].tolist(), codes[half:].tolist()):
+        rx, ry = find(x), find(y)
+        if rx != ry:
+            parent[max(rx, ry)] = min(rx, ry)
+    roots = [find(x) for x in range(len(nodes))]
+    yield pd.DataFrame({"node": nodes, "component": nodes[roots]})

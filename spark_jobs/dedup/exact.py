@@ -6,22 +6,37 @@ different trailing newline or curly quotes collapses into one cluster. ``dup_clu
 """
 from __future__ import annotations
 
-import re
+import sys
 import unicodedata
+from functools import lru_cache
 from typing import Any
+
+import numpy as np
 
 from spark_jobs.records import sha1_hex
 
 EXACT_DUPLICATE = "exact_duplicate"
 DUP_CLUSTER = "dup_cluster"
-_SPACES = re.compile(r"\s+")
+
+
+@lru_cache(maxsize=1)
+def _punctuation_mask() -> np.ndarray:
+    """True at every code point of Unicode category P* (about 800 of 1.1 million).
+
+    Built once per process (about 0.1 s, 1.1 MB) so punctuation is removed by one numpy
+    lookup per document instead of a ``unicodedata.category`` call per character, which
+    made exact dedup the costliest step of the dedup stage."""
+    mask = np.zeros(sys.maxunicode + 1, dtype=bool)
+    mask[[cp for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)).startswith("P")]] = True
+    return mask
 
 
 def normalize_for_hash(text: str) -> str:
     """Lowercase, punctuation removed (Unicode category P*), whitespace collapsed."""
     text = unicodedata.normalize("NFC", text or "").lower()
-    text = "".join(ch for ch in text if not unicodedata.category(ch).startswith("P"))
-    return _SPACES.sub(" ", text).strip()
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    text = points[~_punctuation_mask()[points]].tobytes().decode("utf-32-le", "surrogatepass")
+    return " ".join(text.split())  # str.split and the re module agree on what is whitespace
 
 
 def text_hash(text: str) -> str:

@@ -18,14 +18,58 @@ from spark_jobs.runner import read_version
 pytestmark = pytest.mark.spark
 
 
-def test_connected_components_on_a_hand_made_graph(spark):
+@pytest.mark.parametrize("where", ["rounds", "one_task"])
+def test_connected_components_on_a_hand_made_graph(spark, where):
     edges = [("a", "b"), ("c", "b"), ("e", "d"), ("d", "d"),  # chain a-b, b-c; pair d-e; a self-loop
-             ("q4", "q3"), ("q3", "q2"), ("q2", "q1"), ("q1", "q0")]  # a longer chain needs more rounds
+             ("q4", "q3"), ("q3", "q2"), ("q2", "q1"), ("q1", "q0"),  # a longer chain needs more rounds
+             ("s", "s")]  # only a self-loop: no component
     df = spark.createDataFrame(edges, "a string, b string")
-    components, rounds = connected_components(df)
+    components, rounds = connected_components(df, one_task_max_edges=0 if where == "rounds" else 100)
     got = {r["node"]: r["component"] for r in components.collect()}
     assert got == {"a": "a", "b": "a", "c": "a", "d": "d", "e": "d", **{f"q{i}": "q0" for i in range(5)}}
-    assert rounds >= 1
+    assert (rounds >= 1) if where == "rounds" else (rounds == 0)
+
+
+def test_one_task_and_star_round_components_agree_on_a_random_graph(spark):
+    """Union-find in one task (small graphs) must name components exactly as the star rounds do."""
+    import random
+
+    rng = random.Random(7)
+    nodes = [f"{rng.getrandbits(64):016x}" for _ in range(400)]
+    edges = [(rng.choice(nodes), rng.choice(nodes)) for _ in range(300)]
+    df = spark.createDataFrame(edges, "a string, b string")
+    on_spark, rounds = connected_components(df, one_task_max_edges=0)
+    one_task, none = connected_components(df, edge_count=len(edges))
+    assert rounds >= 1 and none == 0
+    spark_rows = sorted(tuple(r) for r in on_spark.collect())
+    assert spark_rows == sorted(tuple(r) for r in one_task.collect())
+    assert len({c for _, c in spark_rows}) > 10  # a real mix of components, not one blob
+
+
+def test_fast_exact_normalisation_matches_the_per_character_definition():
+    """normalize_for_hash drops punctuation with a numpy lookup; the hash must not change."""
+    import random
+    import re
+    import sys
+    import unicodedata
+
+    from spark_jobs.dedup.exact import normalize_for_hash
+
+    def by_definition(text):
+        text = unicodedata.normalize("NFC", text or "").lower()
+        text = "".join(ch for ch in text if not unicodedata.category(ch).startswith("P"))
+        return re.sub(r"\s+", " ", text).strip()
+
+    rng = random.Random(3)
+    samples = [english(1), "Hello,  World!\n“Quoted” — ¿qué? «non» 「かぎ」", "x\u2028y \ud800 e\u0301", "", None]
+
+    def noise(n):
+        return "".join(chr(rng.randrange(sys.maxunicode + 1)) if rng.random() < 0.3 else rng.choice(" a.,\t")
+                       for _ in range(n))
+
+    samples += [noise(rng.randrange(80)) for _ in range(300)]
+    for text in samples:
+        assert normalize_for_hash(text) == by_definition(text), repr(text)
 
 
 def _write_jsonl(path, docs):
