@@ -70,7 +70,8 @@ class ShardInfo:
                 raise ShardError(f"{self.uri}/_manifest.json has no sha256 for {name}, which s3:// shards "
                                  "need (it keys the local cache); re-run the tokenize stage for this version")
             try:
-                return shard_cache.fetch(storage.join(self.uri, name), digest, verify=verify)
+                return shard_cache.fetch(storage.join(self.uri, name), digest, verify=verify,
+                                         keep=_file_digests(self.splits).values())  # spared by eviction
             except shard_cache.DigestMismatch as exc:
                 raise ShardError(str(exc)) from None
             except storage.MissingObject as exc:
