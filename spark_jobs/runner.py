@@ -3,9 +3,10 @@
 A stage hands the runner a DataFrame of records and a list of plain-Python steps
 (:mod:`spark_jobs.steps`). The runner applies them with ``mapInPandas``, tagging each
 row with ``_drop_reason`` (null = kept). Kept rows go to ``part-*.parquet`` and dropped
-rows to ``removed/{reason}/``, both written in one pass. Counts per reason come from a
-``groupBy`` over what was written (not accumulators, which double-count retried tasks),
-so the manifest's rows_in = rows_out + Σdropped is checked against the data on disk.
+rows to ``removed/{reason}/``, both written in one pass. Counts per reason come from what
+was written (the files' Parquet footers; a ``groupBy`` over them on ``s3a://``), not from
+accumulators, which double-count retried tasks, so the manifest's rows_in = rows_out +
+Σdropped is checked against the data on disk.
 
 Where data moves on ``s3://`` roots is chosen by :func:`spark_jobs.s3io.mode`: in ``stage``
 mode (the default) inputs are downloaded and outputs staged in a local folder that publishing
@@ -179,11 +180,8 @@ def write_rows(spark, result, staging: Staging, keep_rows: bool = True) -> dict[
     if not keep_rows:
         tagged = tagged.filter(F.col(DROP) != KEPT)
     tagged.write.mode("overwrite").partitionBy(DROP).parquet(staging.spark_path(rows))
-    written = sorted(staging.files(f"{rows}/{DROP}=*"))
-    counts: dict[str, int] = {}
-    if written:
-        for rec in spark.read.parquet(staging.spark_path(rows)).groupBy(DROP).count().collect():
-            counts[str(rec[DROP])] = int(rec["count"])
+    written = staging.files(f"{rows}/{DROP}=*")
+    counts = _count_by_reason(spark, staging, rows, written) if written else {}
     for part_dir in sorted({name.split("/")[1] for name in written}):
         reason = unquote(part_dir.split("=", 1)[1])
         if reason == KEPT:
@@ -195,6 +193,24 @@ def write_rows(spark, result, staging: Staging, keep_rows: bool = True) -> dict[
     if keep_rows and not counts.get(KEPT):
         _write_empty_parquet(result.drop(DROP).schema, staging.spark_path("part-00000.parquet"))
     return counts
+
+
+def _count_by_reason(spark, staging: Staging, rows: str, written: dict[str, str]) -> dict[str, int]:
+    """Rows per ``_drop_reason`` in what ``write_rows`` just wrote.
+
+    Local files: the row counts in their Parquet footers (no Spark job, no second read of
+    the data). In ``s3a`` mode the objects are not local files, so Spark counts them."""
+    if staging.direct:
+        frame = spark.read.parquet(staging.spark_path(rows)).groupBy(DROP).count()
+        return {str(rec[DROP]): int(rec["count"]) for rec in frame.collect()}
+    import pyarrow.parquet as pq
+
+    counts: dict[str, int] = {}
+    for name, path in written.items():
+        if name.endswith(".parquet"):
+            reason = unquote(name.split("/")[1].split("=", 1)[1])
+            counts[reason] = counts.get(reason, 0) + pq.read_metadata(path).num_rows
+    return {reason: n for reason, n in counts.items() if n}
 
 
 def _write_empty_parquet(schema, uri: str) -> None:
