@@ -93,6 +93,7 @@ def bench_loader(shards: str, batch_size: int, steps: int, repeats: int = 5) -> 
     casts the whole batch to int64 and copies both slices out of it (the usual idiom, the
     reference of earlier runs). Every side's batches are checked equal before timing.
     """
+    import collections
     import statistics
     import time
 
@@ -146,8 +147,7 @@ def bench_loader(shards: str, batch_size: int, steps: int, repeats: int = 5) -> 
         for name, fn in sides.items():
             c0 = time.thread_time()
             with timed() as t:
-                for _batch in fn():
-                    pass
+                collections.deque(fn(), maxlen=0)  # draw every batch, keep none
             seconds[name].append(t.seconds)
             cpu[name].append(time.thread_time() - c0)
     median = {name: statistics.median(s) for name, s in seconds.items()}

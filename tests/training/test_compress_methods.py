@@ -9,7 +9,7 @@ number of new tokens) next to the forward-pass latency.
 import pytest
 import torch
 
-from test_finetune_tasks import ensure_experiments, finetune_args, register_base, write_classification_jsonl
+from test_finetune_tasks import base_in_mlflow, finetune_args, write_classification_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +19,8 @@ def teacher(mlflow_uri, shards_uri, tmp_path_factory):
     from training import finetune
 
     root = tmp_path_factory.mktemp("compress")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
-        ensure_experiments(mlflow_uri, root, "finetune-test", "compress-test")
-        base = register_base(mlflow_uri, shards_uri, "c2m-base-compress", root)
+    with base_in_mlflow(mlflow_uri, shards_uri, root, "c2m-base-compress", "finetune-test",
+                        "compress-test") as base:
         data = write_classification_jsonl(root / "cls")
         trained = finetune.main(
             finetune_args(
@@ -139,10 +137,8 @@ def generator(mlflow_uri, shards_uri, tmp_path_factory):
     from training import finetune
 
     root = tmp_path_factory.mktemp("compress-gen")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
-        ensure_experiments(mlflow_uri, root, "finetune-test", "compress-test")
-        base = register_base(mlflow_uri, shards_uri, "c2m-base-compress-gen", root)
+    with base_in_mlflow(mlflow_uri, shards_uri, root, "c2m-base-compress-gen", "finetune-test",
+                        "compress-test") as base:
         data = write_generation_jsonl(root / "gen", n=120)
         trained = finetune.main(
             finetune_args(

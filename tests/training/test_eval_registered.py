@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from test_finetune_tasks import ensure_experiments, finetune_args, register_base, write_tagging_jsonl
+from test_finetune_tasks import base_in_mlflow, finetune_args, write_tagging_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -12,10 +12,8 @@ def env(mlflow_uri, shards_uri, tmp_path_factory):
     from mlflow import MlflowClient
 
     root = tmp_path_factory.mktemp("eval")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
-        ensure_experiments(mlflow_uri, root, "finetune-test", "evaluate-test")
-        base = register_base(mlflow_uri, shards_uri, "c2m-base-eval", root)
+    with base_in_mlflow(mlflow_uri, shards_uri, root, "c2m-base-eval", "finetune-test",
+                        "evaluate-test") as base:
         yield base, root, MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
 
 

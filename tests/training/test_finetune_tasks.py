@@ -10,7 +10,9 @@ scoring plumb through. Helpers here are imported by the other task-model tests.
 
 import json
 import random
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -58,6 +60,17 @@ def register_base(mlflow_uri: str, shards_uri: str, name: str, root: Path, seed:
             signature=tracking.lm_signature(cfg.vocab_size),
         )
     return f"models:/{name}@champion"
+
+
+@contextmanager
+def base_in_mlflow(mlflow_uri: str, shards_uri: str, root: Path, base_name: str,
+                   *experiments: str) -> Iterator[str]:
+    """For a module fixture: MLFLOW_TRACKING_URI set, ``experiments`` created under ``root`` and a
+    tiny base registered; yields its models:/ URI (the variable is restored on exit)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+        ensure_experiments(mlflow_uri, root, *experiments)
+        yield register_base(mlflow_uri, shards_uri, base_name, root)
 
 
 def _sentence(rng):
@@ -113,10 +126,8 @@ def finetune_args(base: str, register: str, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def base(mlflow_uri, shards_uri, tmp_path_factory):
     root = tmp_path_factory.mktemp("finetune-tasks")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
-        ensure_experiments(mlflow_uri, root, "finetune-test")
-        yield register_base(mlflow_uri, shards_uri, "c2m-base-tasks", root), root
+    with base_in_mlflow(mlflow_uri, shards_uri, root, "c2m-base-tasks", "finetune-test") as base_uri:
+        yield base_uri, root
 
 
 @pytest.fixture

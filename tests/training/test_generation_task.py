@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_finetune_tasks import ensure_experiments, finetune_args, register_base
+from test_finetune_tasks import base_in_mlflow, finetune_args
 from training_test_data import ENDINGS, OBJECTS, SUBJECTS, VERBS
 
 VERB_OBJECT = dict(zip(VERBS, OBJECTS + OBJECTS[:1]))
@@ -164,10 +164,9 @@ def test_clean_rst_and_first_sentence():
 @pytest.fixture(scope="module")
 def base(mlflow_uri, shards_uri, tmp_path_factory):
     root = tmp_path_factory.mktemp("generation")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
-        ensure_experiments(mlflow_uri, root, "finetune-test", "evaluate-test")
-        yield register_base(mlflow_uri, shards_uri, "c2m-base-generation", root), root
+    with base_in_mlflow(mlflow_uri, shards_uri, root, "c2m-base-generation", "finetune-test",
+                        "evaluate-test") as uri:
+        yield uri, root
 
 
 def _finetune(base_uri, data, *extra):
