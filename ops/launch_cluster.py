@@ -135,11 +135,6 @@ class ClusterConfig:
 
 # ---------------------------------------------------------------- Spark on Kubernetes
 
-def to_s3a(uri: str) -> str:
-    """``s3://b/k`` -> ``s3a://b/k`` (Hadoop's connector); anything else unchanged."""
-    return "s3a://" + uri[len("s3://"):] if uri.startswith("s3://") else uri
-
-
 def s3a_args(args: list[str]) -> list[str]:
     """Job arguments with every s3:// URI as s3a:// (also after ``--flag=`` and in comma lists;
     never inside another URL)."""

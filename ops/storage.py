@@ -46,6 +46,11 @@ def is_s3(uri: str) -> bool:
     return str(uri).startswith(("s3://", "s3a://"))
 
 
+def to_s3a(uri: str) -> str:
+    """``s3://b/k`` -> ``s3a://b/k``, the scheme Hadoop's connector serves; anything else unchanged."""
+    return "s3a://" + uri[len("s3://"):] if str(uri).startswith("s3://") else str(uri)
+
+
 def join(base: str, *parts: str) -> str:
     """Join path segments onto a local path or an s3:// URI."""
     base = str(base)
@@ -66,9 +71,19 @@ def split_s3(uri: str) -> tuple[str, str]:
 _split_s3 = split_s3  # older call sites
 
 
+def endpoint_url() -> str | None:
+    """The configured S3 endpoint (``AWS_ENDPOINT_URL``, else ``AWS_ENDPOINT_URL_S3``), or None for AWS's."""
+    return os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3") or None
+
+
+def region() -> str | None:
+    """The configured region (``AWS_REGION``, else ``AWS_DEFAULT_REGION``), or None."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+
+
 def endpoint() -> str:
     """The S3 endpoint in use, for messages ("AWS default" when none is configured)."""
-    return os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3") or "AWS default endpoint"
+    return endpoint_url() or "AWS default endpoint"
 
 
 def _client_key() -> tuple:
@@ -98,9 +113,8 @@ def _cached_client(key: tuple):
         # Path-style works with every S3 server (SeaweedFS, MinIO, moto) and with AWS.
         s3={"addressing_style": "path"},
     )
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    endpoint_url = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3") or None
-    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    return boto3.session.Session().client("s3", endpoint_url=endpoint_url(),
+                                          region_name=region() or "us-east-1", config=config)
 
 
 _s3_client = s3_client  # older call sites
@@ -296,6 +310,14 @@ def write_bytes(uri: str, data: bytes) -> None:
 
 def write_text(uri: str, text: str) -> None:
     write_bytes(uri, text.encode("utf-8"))
+
+
+def upload_tree(local_dir: str | Path, uri: str) -> None:
+    """Upload every file under ``local_dir`` to ``uri`` with the same relative names
+    (:func:`upload_file` each: multipart, retried; locally an atomic copy)."""
+    root = Path(local_dir)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        upload_file(path, join(uri, path.relative_to(root).as_posix()))
 
 
 def upload_file(src: str | Path, uri: str) -> None:

@@ -75,11 +75,6 @@ def direct(root: str) -> bool:
     return storage.is_s3(root) and mode() == S3A
 
 
-def to_s3a(uri: str) -> str:
-    """``s3://b/k`` -> ``s3a://b/k``, the scheme Hadoop's connector serves; anything else unchanged."""
-    return "s3a://" + uri[len("s3://"):] if str(uri).startswith("s3://") else str(uri)
-
-
 def _spark_conf(key: str) -> str | None:
     """A value of the running SparkContext's conf (None without one, or without pyspark)."""
     try:
@@ -108,12 +103,14 @@ def compat_jars() -> list[str]:
 
 def hadoop_settings() -> dict[str, str]:
     """``fs.s3a.*`` settings for ``s3a`` mode from the environment (no credentials among them)."""
+    from ops import storage
+
     settings = {"fs.s3a.path.style.access": "true"}  # as ops.storage: works with every S3 server
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")  # as ops.storage
+    endpoint = storage.endpoint_url()
     if endpoint:
         settings["fs.s3a.endpoint"] = endpoint
         settings["fs.s3a.connection.ssl.enabled"] = str(endpoint.startswith("https://")).lower()
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    region = storage.region()
     if region:
         settings["fs.s3a.endpoint.region"] = region
     if os.environ.get(COMPAT_ENV):

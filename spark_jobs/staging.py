@@ -64,7 +64,7 @@ class Staging:
         stage_dir = storage.join(out.root, out.stage)
         if self.direct:  # first delete what a crashed earlier attempt of this version left
             storage.remove_files(storage.list_files(storage.join(stage_dir, tmp_name), name_prefix=True))
-            self.uri = s3io.to_s3a(storage.join(stage_dir, tmp_name + uuid.uuid4().hex[:8]))
+            self.uri = storage.to_s3a(storage.join(stage_dir, tmp_name + uuid.uuid4().hex[:8]))
             self.path = tempfile.mkdtemp(prefix=f"c2m-{out.stage}-v{out.version}-", dir=staging_dir())
         elif self.remote:
             self.path = tempfile.mkdtemp(prefix=f"c2m-{out.stage}-v{out.version}-", dir=staging_dir())
@@ -158,9 +158,7 @@ class Staging:
             raise RuntimeError("staging must not contain a manifest: it is written after publishing")
         if self.remote:
             storage.remove_tree(self.out.uri)
-            for local in sorted(Path(self.path).rglob("*")):  # the driver's files (all of them in stage mode)
-                if local.is_file():
-                    storage.upload_file(local, self.out.path(local.relative_to(self.path).as_posix()))
+            storage.upload_tree(self.path, self.out.uri)  # the driver's files (all of them in stage mode)
             def copy(item: tuple[str, str]) -> None:  # s3a mode: server-side, once per object
                 storage.copy(storage.join(self.uri, item[0]), self.out.path(item[1]))
 
@@ -221,9 +219,7 @@ def local_folder(dest: str) -> Iterator[str]:
     folder = tempfile.mkdtemp(prefix="c2m-out-")
     try:
         yield folder
-        for path in sorted(Path(folder).rglob("*")):
-            if path.is_file():
-                storage.upload_file(path, storage.join(dest, path.relative_to(folder).as_posix()))
+        storage.upload_tree(folder, dest)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -235,7 +231,7 @@ def local_input(dv: DatasetVersion) -> str:
     if not storage.is_s3(dv.root):
         return dv.uri
     if s3io.direct(dv.root):
-        return s3io.to_s3a(dv.uri)
+        return storage.to_s3a(dv.uri)
     local = tempfile.mkdtemp(prefix=f"c2m-in-{dv.stage}-v{dv.version}-", dir=staging_dir())
     atexit.register(shutil.rmtree, local, True)  # Spark reads it lazily: keep it until the job ends
     for uri in storage.list_files(dv.uri):

@@ -163,7 +163,7 @@ def read_signatures(spark, versions: list[Any]):
     for dv in versions:
         folder = dv.path(SIGNATURES_DIR)
         if s3io.direct(dv.root):
-            files += [s3io.to_s3a(uri) for uri in storage.list_files(folder, suffix=".parquet")]
+            files += [storage.to_s3a(uri) for uri in storage.list_files(folder, suffix=".parquet")]
         elif storage.is_s3(dv.root):
             local = tempfile.mkdtemp(prefix=f"c2m-sigs-v{dv.version}-")
             for uri in storage.list_files(folder, suffix=".parquet"):

@@ -61,9 +61,7 @@ def s3_bucket(s3_env) -> str:
 
 def upload_tree(local_dir: str | Path, uri: str) -> str:
     """Copy every file under ``local_dir`` to ``uri`` (same relative keys); return ``uri``."""
-    root = Path(local_dir)
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        storage.upload_file(path, storage.join(uri, path.relative_to(root).as_posix()))
+    storage.upload_tree(local_dir, uri)
     return uri
 
 
