@@ -182,11 +182,16 @@ def _download(uri: str, path: Path, sha256: str, check: Callable[[Path, str], bo
     log.info("cached %s as %s", uri, path)
 
 
+def _lock_file(path: Path) -> Path:
+    """The per-digest lock file beside a cache file (downloads wait on it, eviction tries it)."""
+    return path.with_name(f"{path.name}.lock")
+
+
 @contextmanager
 def _digest_lock(path: Path) -> Iterator[None]:
     """An exclusive flock per digest, shared by every process (and thread) on this host."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f"{path.name}.lock"), "a+b") as fh:
+    with open(_lock_file(path), "a+b") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -270,7 +275,7 @@ _EVICTED, _GONE, _SKIPPED = "evicted", "gone", "skipped"
 def _evict_one(entry: Entry) -> str:
     """Unlink one entry under its digest lock, taken without waiting (a held lock means: skip it)."""
     try:
-        fh = open(entry.path.with_name(f"{entry.path.name}.lock"), "a+b")
+        fh = open(_lock_file(entry.path), "a+b")
     except OSError:  # e.g. a read-only shared cache: leave the file
         return _SKIPPED
     with fh:
