@@ -1,12 +1,15 @@
-"""Worker for bench/tokenize.py: one process calling ``Tokenizer.encode_batch`` on the same text.
+"""Worker for bench/tokenize.py: one process calling ``tokenizers`` on the stage's input texts.
 
-Run with RAYON_NUM_THREADS=1, so this is the practical ceiling of one core. Reads the JSONL
-first (not timed), then encodes in batches of ``--batch`` texts (Spark's Arrow batch size).
-Prints one JSON line: seconds, tokens, documents.
+Run with RAYON_NUM_THREADS=1, so this is the practical ceiling of one core. Reads the texts
+of the input version's ``part-*.parquet`` first (not timed), then encodes them in batches of
+``--batch`` texts twice, each time with a freshly loaded tokenizer (cold word cache):
+``encode_batch`` (the issue's reference) and ``encode_batch_fast`` (the call the stage makes:
+the same ids, no character offsets). Prints one JSON line with seconds and tokens of each.
 
-    .venv-jobs/bin/python bench/_encode_ceiling.py TOKENIZER.json INPUT.jsonl --batch 256
+    .venv-jobs/bin/python bench/_encode_ceiling.py TOKENIZER.json CORPUS_VERSION_FOLDER --batch 256
 """
 import argparse
+import glob
 import json
 import os
 import sys
@@ -16,22 +19,34 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
 import time
 
 
+def encode_all(tokenizer_file: str, texts: list, batch: int, call: str) -> dict:
+    from tokenizers import Tokenizer
+
+    encode = getattr(Tokenizer.from_file(tokenizer_file), call)
+    tokens = 0
+    start = time.perf_counter()
+    for i in range(0, len(texts), batch):
+        tokens += sum(len(e.ids) for e in encode(texts[i:i + batch], add_special_tokens=False))
+    return {"seconds": time.perf_counter() - start, "tokens": tokens}
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("tokenizer")
-    p.add_argument("jsonl")
+    p.add_argument("folder", help="a corpus version folder with part-*.parquet (id, text)")
     p.add_argument("--batch", type=int, default=256)
     args = p.parse_args()
-    from tokenizers import Tokenizer
+    import pyarrow.parquet as pq
 
-    tok = Tokenizer.from_file(args.tokenizer)
-    texts = [json.loads(line)["text"] for line in open(args.jsonl, encoding="utf-8")]
-    tokens = 0
-    start = time.perf_counter()
-    for i in range(0, len(texts), args.batch):
-        tokens += sum(len(e.ids) for e in tok.encode_batch(texts[i:i + args.batch], add_special_tokens=False))
-    seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "tokens": tokens, "docs": len(texts)}), flush=True)
+    texts = []
+    for path in sorted(glob.glob(os.path.join(args.folder, "part-*.parquet"))):
+        texts += pq.read_table(path, columns=["text"]).column("text").to_pylist()
+    out = {"docs": len(texts)}
+    for call in ("encode_batch", "encode_batch_fast"):
+        out[call] = encode_all(args.tokenizer, texts, args.batch, call)
+    if out["encode_batch"]["tokens"] != out["encode_batch_fast"]["tokens"]:
+        raise SystemExit("encode_batch and encode_batch_fast gave different token counts")
+    print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":

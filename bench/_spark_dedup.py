@@ -26,14 +26,14 @@ def main():
     from spark_jobs.dedup.minhash import MinHashConfig
     from spark_jobs.dedup.near import apply_decisions, band_frame, candidate_edges, decide, signature_frame
     from spark_jobs.records import columns
-    from spark_jobs.runner import DROP, apply_steps_df, get_spark, read_jsonl, spread
+    from bench.common import start_spark
+    from spark_jobs.runner import DROP, apply_steps_df, read_jsonl, spread
 
     path, work = sys.argv[1], sys.argv[2]
     cfg = MinHashConfig()
     times = {}
     t = time.perf_counter()
-    spark = get_spark("bench-dedup")
-    spark.range(1).count()
+    spark = start_spark("bench-dedup")  # the JVM and a Python worker per core are really up
     times["startup"] = time.perf_counter() - t
 
     def lap(name):

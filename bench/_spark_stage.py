@@ -23,11 +23,10 @@ def main():
 
     stage, argv = sys.argv[1], sys.argv[sys.argv.index("--") + 1:]
     job = importlib.import_module(STAGES[stage])
-    from spark_jobs.runner import get_spark
+    from bench.common import start_spark
 
     t0 = time.perf_counter()
-    spark = get_spark(f"bench-{stage}")
-    spark.range(1).count()  # the JVM and one Python worker are really up
+    spark = start_spark(f"bench-{stage}")  # the JVM and a Python worker per core are really up
     t1 = time.perf_counter()
     manifest = job.main(argv, spark=spark)
     t2 = time.perf_counter()

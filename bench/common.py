@@ -28,6 +28,24 @@ if str(REPO) not in sys.path:  # the project's packages, when run as `python ben
     sys.path.insert(0, str(REPO))
 
 
+def start_spark(app: str):
+    """A SparkSession whose JVM and Python workers are really up: what the benchmarks call
+    Spark start-up and report apart from a stage's time.
+
+    ``spark.range(1).count()`` starts the JVM's executor side; one Arrow task per core then
+    starts PySpark's worker daemon and a Python worker on each core (about 0.5-1 s the first
+    Python stage would otherwise pay). Nothing of a stage's own work is done here: no
+    project module is imported by the workers and no JIT warm-up of the stage's code paths.
+    """
+    from spark_jobs.runner import get_spark
+
+    spark = get_spark(app)
+    spark.range(1).count()
+    cores = spark.sparkContext.defaultParallelism
+    spark.range(0, cores, 1, cores).mapInArrow(lambda batches: batches, "id long").collect()
+    return spark
+
+
 def require_datatrove() -> Path:
     if not DATATROVE_PY.exists():
         raise SystemExit(f"{DATATROVE_PY} is missing: run `make bench-venv` first (datatrove lives in a venv "

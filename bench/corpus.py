@@ -235,27 +235,64 @@ def copyrights(files: list[Path]) -> Iterator[dict]:
                "path": str(path.relative_to(DEBDOC_ROOT))}
 
 
+def changelog_files() -> list[Path]:
+    return sorted(p for pattern in ("*/changelog*.gz", "*/NEWS*.gz") for p in DEBDOC_ROOT.glob(pattern)
+                  if p.is_file())
+
+
+def changelogs(files: list[Path]) -> Iterator[dict]:
+    """Debian and upstream change logs and NEWS files: prose written by people, ~85 MB here.
+
+    Packages built from one source ship the same file (libx11-6 and libx11-xcb1, ...); only
+    the first copy of each content is kept, so the text is not repeated."""
+    seen = set()
+    for path in files:
+        try:
+            data = gzip.decompress(path.read_bytes())
+        except (OSError, EOFError):
+            continue
+        digest = hashlib.sha1(data).digest()
+        if digest not in seen:
+            seen.add(digest)
+            yield {"text": data.decode("utf-8", errors="replace").strip(), "lang": "en", "source": "changelog",
+                   "path": str(path.relative_to(DEBDOC_ROOT))}
+
+
 # ---------------------------------------------------------------- the cached corpus
 
 def _sources() -> list[tuple[str, list[Path]]]:
     return [("man", man_files()), ("pydoc", python_doc_files()), ("copyright", copyright_files())]
 
 
+MAKERS = {"man": man_pages, "pydoc": python_docs, "copyright": copyrights, "changelog": changelogs}
+
+
 def corpus_path() -> Path:
     """The cached real-text JSONL, built on first use (about 30 s on one core)."""
     sources = _sources()
-    key = hashlib.sha1(json.dumps([CORPUS_VERSION] + [[n, [str(p) for p in ps]] for n, ps in sources])
-                       .encode()).hexdigest()[:12]
-    path = cache_dir() / f"realtext-{key}.jsonl"
-    if path.exists():
-        return path
     if not sources[0][1]:
         raise SystemExit(f"no man pages under {MAN_ROOT}: the benchmarks need Debian's man pages "
                          "(apt-get install man-db manpages) and python3.11-doc")
-    makers = {"man": man_pages, "pydoc": python_docs, "copyright": copyrights}
+    return _cached("realtext", sources)
+
+
+def changelog_path() -> Path:
+    """A second cached JSONL of change logs, for the benchmarks that need more than the main
+    corpus's ~110 MB of text (``bench/tokenize.py`` reads it after the main one). Kept apart so
+    that adding it changed none of the other benchmarks' inputs."""
+    return _cached("changelogs", [("changelog", changelog_files())])
+
+
+def _cached(name: str, sources: list[tuple[str, list[Path]]]) -> Path:
+    """Documents of ``sources`` as one JSONL sorted by id, cached under a key of the file list."""
+    key = hashlib.sha1(json.dumps([CORPUS_VERSION] + [[n, [str(p) for p in ps]] for n, ps in sources])
+                       .encode()).hexdigest()[:12]
+    path = cache_dir() / f"{name}-{key}.jsonl"
+    if path.exists():
+        return path
     docs = {}
     for name, files in sources:
-        for doc in makers[name](files):
+        for doc in MAKERS[name](files):
             if len(doc["text"]) >= MIN_CHARS:
                 doc_id = _sha1(f"{doc['source']}:{doc['path']}")
                 docs[doc_id] = {"id": doc_id, "text": doc["text"], "lang": doc["lang"], "lang_score": 1.0,

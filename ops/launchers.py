@@ -87,11 +87,20 @@ def job_env(settings: Settings | None = None) -> dict[str, str]:
     return env
 
 
+# Driver JVM options of a local (``local[*]``) job, where the driver JVM is the executor too.
+# tokenize: the JVM only moves bytes between Parquet, Arrow and the Python encoders, and C2's
+# compiler threads take CPU from those encoders; C1-only JIT made the stage 8% (50 MB) to 10-16%
+# (100 MB) faster on 2 cores, start-up apart (bench/tokenize.py). Cluster executors keep the
+# JVM's default JIT: not measured there.
+LOCAL_JAVA_OPTIONS = {"tokenize": "-XX:TieredStopAtLevel=1"}
+
+
 def spark_submit_command(job: str, args: list[str], settings: Settings | None = None) -> list[str]:
     s = settings or get_settings()
     script = s.repo_root / "spark_jobs" / "jobs" / f"{job}.py"
     if not script.exists():
         raise LaunchError(f"no Spark job {job!r} (looked for {script})")
+    java = LOCAL_JAVA_OPTIONS.get(job) if s.spark_master.startswith("local") else None
     return [
         str(_require(s.jobs_venv / "bin" / "spark-submit", "spark-submit (jobs venv)")),
         "--master", s.spark_master,
@@ -101,6 +110,7 @@ def spark_submit_command(job: str, args: list[str], settings: Settings | None = 
         "--conf", f"spark.driver.bindAddress={s.host}",
         "--conf", "spark.sql.shuffle.partitions=8",
         "--driver-memory", os.environ.get("C2M_SPARK_DRIVER_MEMORY", "2g"),
+        *(["--driver-java-options", java] if java else []),
         str(script),
         *args,
     ]

@@ -80,3 +80,18 @@ def test_roff_to_text_strips_macros_and_escapes():
     assert "ls - list directory contents" in text
     assert "Bär und 'quoted' text" in text
     assert "ignored" not in text and ".TH" not in text and "-a do not ignore" in text
+
+
+def test_changelogs_keep_one_copy_of_each_content_and_skip_broken_files(tmp_path, monkeypatch):
+    import gzip
+
+    from bench import corpus
+
+    for pkg, text in [("liba", "v1.2: fixed a crash\n"), ("libb", "v1.2: fixed a crash\n"), ("c", "v2: new\n")]:
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "changelog.Debian.gz").write_bytes(gzip.compress(text.encode()))
+    (tmp_path / "c" / "NEWS.gz").write_bytes(b"not gzip at all")
+    monkeypatch.setattr(corpus, "DEBDOC_ROOT", tmp_path)
+    docs = list(corpus.changelogs(corpus.changelog_files()))
+    assert [(d["path"], d["text"]) for d in docs] == [("c/changelog.Debian.gz", "v2: new"),
+                                                      ("liba/changelog.Debian.gz", "v1.2: fixed a crash")]

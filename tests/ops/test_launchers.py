@@ -95,3 +95,21 @@ def test_kubernetes_launcher_is_the_cluster_one(monkeypatch):
 
     launcher = get_launcher("kubernetes", cfg=ClusterConfig(namespace="ml"))
     assert isinstance(launcher, KubernetesLauncher) and launcher.cfg.namespace == "ml"
+
+
+@pytest.mark.parametrize("master, job, java", [("local[*]", "tokenize", "-XX:TieredStopAtLevel=1"),
+                                               ("local[2]", "clean", None),
+                                               ("k8s://https://api:443", "tokenize", None)])
+def test_local_tokenize_driver_runs_c1_only_jit(tmp_path, master, job, java):
+    """Only the local tokenize job gets C1-only JIT (measured faster there); cluster JVMs keep theirs."""
+    from ops.settings import Settings
+
+    (tmp_path / "spark_jobs" / "jobs").mkdir(parents=True)
+    (tmp_path / "spark_jobs" / "jobs" / f"{job}.py").write_text("")
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "venv" / "bin" / "spark-submit").write_text("")
+    s = Settings(repo_root=tmp_path, jobs_venv=tmp_path / "venv", spark_master=master)
+    cmd = launchers.spark_submit_command(job, ["--version", "v"], s)
+    assert cmd[-3:] == [str(tmp_path / "spark_jobs" / "jobs" / f"{job}.py"), "--version", "v"]
+    got = cmd[cmd.index("--driver-java-options") + 1] if "--driver-java-options" in cmd else None
+    assert got == java

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 
 from spark_test_data import english
 from spark_jobs.dedup.exact import ExactHash, normalize_for_hash, text_hash
@@ -68,9 +69,13 @@ def test_add_docs_packs_like_one_document_at_a_time():
     assert np.frombuffer(batched.getvalue(), "<u2").tolist() == stream[:len(stream) // 7 * 7]
 
 
-def test_encode_batch_keeps_ids_as_shard_bytes_and_counts_unknowns():
+@pytest.mark.parametrize("chunk", [256, 3])  # 3: the four texts span two encode_batch_fast calls
+def test_encode_batch_keeps_ids_as_shard_bytes_and_counts_unknowns(chunk, monkeypatch):
     from spark_jobs.runner import DROP
+    from spark_jobs.tokenize import shards
     from spark_jobs.tokenize.shards import EMPTY_TOKENS, encode_batch
+
+    monkeypatch.setattr(shards, "ENCODE_CHUNK", chunk)
     from spark_jobs.tokenize.trainers import WORDPIECE, train_tokenizer
 
     tok = train_tokenizer((english(i) for i in range(30)), WORDPIECE, 400)

@@ -27,6 +27,7 @@ import torch
 from ops import storage
 from training.data import shard_cache
 from training.data.shard_cache import file_sha256  # noqa: F401  (re-exported: older imports)
+from training.data.stitch import stitch
 
 DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
 
@@ -190,7 +191,7 @@ class ShardDataset:
             raise ShardError(f"{info.uri}: no {split!r} split in the manifest (has {sorted(info.splits)})")
         dtype = DTYPES[info.dtype]
         self.seq_len = info.seq_len
-        self.arrays = []
+        self.arrays, paths = [], []
         for name in info.splits[split]["files"]:
             path = info.local_file(name, verify)
             nbytes = path.stat().st_size
@@ -198,11 +199,14 @@ class ShardDataset:
                 raise ShardError(f"{path}: {nbytes} bytes is not a whole number of {info.seq_len}-token sequences")
             if nbytes:
                 self.arrays.append(np.memmap(path, dtype=dtype, mode="r").reshape(-1, info.seq_len))
+                paths.append(path)
         # Plain-ndarray views of the same maps: fancy indexing a np.memmap subclass builds a memmap
         # result (__array_finalize__), about 1 µs per batch that the views skip.
         self._views = [a.view(np.ndarray) for a in self.arrays]
         self.dtype = dtype
         self.starts = np.cumsum([0] + [len(a) for a in self.arrays])
+        # Several files: one array over all of them when the OS allows (training/data/stitch.py)
+        self._stitched = stitch(paths, dtype, self.seq_len)
         expected = info.splits[split].get("sequences")
         if expected is not None and expected != len(self):
             raise ShardError(f"{info.uri}: manifest says {expected} {split} sequences, files hold {len(self)}")
@@ -213,20 +217,26 @@ class ShardDataset:
     def gather(self, indices: np.ndarray) -> np.ndarray:
         """Sequences at the given global indices, (len(indices), seq_len), in the shard dtype.
 
-        One fancy-indexed read per file touched. Rows stay in the narrow shard dtype, so a
-        consumer casts each output once into its final layout (:func:`causal_lm_batch`)
-        instead of widening the whole batch to int64 first and copying slices of it.
+        Rows stay in the narrow shard dtype, so a consumer casts each output once into its
+        final layout (:func:`causal_lm_batch`) instead of widening the whole batch to int64
+        first and copying slices of it. One file, or several stitched into one map: one
+        fancy index. Otherwise (not Linux) a batch within one file is one fancy index, and a
+        batch across files is copied row by row from the per-file views.
         """
         if len(self._views) == 1:  # the common case: one shard file, no file lookup at all
             return self._views[0][indices]
         indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= self.starts[-1]):
+            raise IndexError(f"row indices must lie in [0, {int(self.starts[-1])}) for this split")
+        if self._stitched is not None:
+            return self._stitched.rows[self._stitched.virtual(indices)]
         files = np.searchsorted(self.starts, indices, side="right") - 1
         if len(files) and (files == files[0]).all():
             return self._views[files[0]][indices - self.starts[files[0]]]
         out = np.empty((len(indices), self.seq_len), dtype=self.dtype)
-        for f in np.unique(files):
-            mask = files == f
-            out[mask] = self._views[f][indices[mask] - self.starts[f]]
+        views = self._views
+        for i, (f, row) in enumerate(zip(files.tolist(), (indices - self.starts[files]).tolist())):
+            out[i] = views[f][row]
         return out
 
     def rows(self, indices: np.ndarray) -> np.ndarray:
