@@ -10,9 +10,10 @@ seconds resets it on every byte. So each attempt also has a total ``deadline``: 
 is read with ``read1`` (whatever has arrived, never waiting for a full chunk) and the
 socket timeout is cut to what is left of the deadline before every read, so a
 slow-drip response ends with ``fetch_deadline`` at the deadline, not at its last byte.
-The deadline is also checked before every redirect hop. Known gap: while the status line
-and headers arrive only the socket timeout per read applies (http.client reads them), so
-a server that drips its headers is not cut by the deadline.
+The deadline is also checked before every redirect hop. The status line and headers are
+read by http.client, where only the socket timeout per read applies; there a timer shuts
+the socket down at the deadline (:mod:`spark_jobs.crawl.watchdog`), so a server that drips
+its headers ends the same way.
 
 A 429, 5xx, timeout or connection error (refused, reset mid-response) is retried with
 backoff within the URL's time budget (:mod:`spark_jobs.crawl.retry`); a name that does
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-from spark_jobs.crawl import retry, safety
+from spark_jobs.crawl import retry, safety, watchdog
 from spark_jobs.crawl.links import extract_links
 from spark_jobs.crawl.retry import RetryPolicy
 from spark_jobs.crawl.robots import RobotsRules
@@ -101,6 +102,7 @@ def new_session(cfg: FetchConfig):
     import requests
 
     session = requests.Session()
+    watchdog.mount(session)  # its connections can be cut at an attempt's deadline
     session.trust_env = False  # direct connections: the address check must see the real peer
     session.headers.update({"User-Agent": cfg.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9"})
     return session
@@ -172,57 +174,62 @@ def _fetch_once(session, url: str, cfg: FetchConfig, pacer: Pacer, robots: Robot
     current = url
     chain = {url}
     try:
-        for hop in range(cfg.max_redirects + 1):
-            parts = urlsplit(current)
-            refused = safety.check_host(parts.hostname, parts.port or DEFAULT_PORTS[parts.scheme],
-                                        cfg.allow_private)
-            if refused:
-                return _done(result, refused, start)
-            pacer.wait()
-            left = limit - (time.monotonic() - start)
-            if left <= 0:
-                return _done(result, late, start)
-            hop_timeout = min(timeout, left)
-            result["fetched_at"] = utc_now_iso()
-            with session.get(current, timeout=(hop_timeout, hop_timeout), allow_redirects=False,
-                             stream=True) as resp:
-                result.update(final_url=current, status=resp.status_code,
-                              content_type=resp.headers.get("Content-Type"),
-                              retry_after=resp.headers.get("Retry-After"))
-                if resp.status_code in REDIRECT_CODES and resp.headers.get("Location"):
-                    target = normalize_url(resp.headers["Location"], current)
-                    if target is None:
-                        return _done(result, HTTP_OTHER, start)
-                    if target in chain:
-                        return _done(result, REDIRECT_LOOP, start)
-                    chain.add(target)
-                    if cfg.allowed and not in_scope(target, list(cfg.allowed)):
-                        return _done(result, REDIRECT_OUT_OF_SCOPE, start)
-                    if host_key(target) != host_key(current):
-                        result["outlinks"] = [target]
-                        return _done(result, REDIRECTED_OFFHOST, start)
-                    if robots is not None and not robots.can_fetch(cfg.user_agent, target):
-                        return _done(result, ROBOTS_DISALLOWED, start)
-                    current = target
-                    continue
-                if not 200 <= resp.status_code < 300:
-                    return _done(result, _status_reason(resp.status_code), start)
-                if allowed_types and _mime(result["content_type"]) not in allowed_types:
-                    return _done(result, CONTENT_TYPE, start)
-                declared = resp.headers.get("Content-Length", "")
-                if declared.isdigit() and int(declared) > cfg.max_bytes:
-                    return _done(result, TOO_LARGE, start)
-                body, failed = _read_body(resp, cfg.max_bytes, start, limit, timeout)
-                if failed:
-                    return _done(result, TOO_LARGE if failed == TOO_LARGE else late, start)
-                result["headers"] = [(k, v) for k, v in resp.headers.items()
-                                     if k.lower() not in _DROP_HEADERS]
-                result["body"] = bytes(body)
-                result["bytes"] = len(body)
-                return _done(result, OK, start)
-        return _done(result, TOO_MANY_REDIRECTS, start)
+        with watchdog.time_limit(limit) as watch:  # also cuts a status line or headers still arriving
+            for hop in range(cfg.max_redirects + 1):
+                parts = urlsplit(current)
+                refused = safety.check_host(parts.hostname, parts.port or DEFAULT_PORTS[parts.scheme],
+                                            cfg.allow_private)
+                if refused:
+                    return _done(result, refused, start)
+                pacer.wait()
+                left = limit - (time.monotonic() - start)
+                if left <= 0:
+                    return _done(result, late, start)
+                hop_timeout = min(timeout, left)
+                result["fetched_at"] = utc_now_iso()
+                with session.get(current, timeout=(hop_timeout, hop_timeout), allow_redirects=False,
+                                 stream=True) as resp:
+                    if watch.expired:  # what arrived before the cut is not a response
+                        return _done(result, late, start)
+                    result.update(final_url=current, status=resp.status_code,
+                                  content_type=resp.headers.get("Content-Type"),
+                                  retry_after=resp.headers.get("Retry-After"))
+                    if resp.status_code in REDIRECT_CODES and resp.headers.get("Location"):
+                        target = normalize_url(resp.headers["Location"], current)
+                        if target is None:
+                            return _done(result, HTTP_OTHER, start)
+                        if target in chain:
+                            return _done(result, REDIRECT_LOOP, start)
+                        chain.add(target)
+                        if cfg.allowed and not in_scope(target, list(cfg.allowed)):
+                            return _done(result, REDIRECT_OUT_OF_SCOPE, start)
+                        if host_key(target) != host_key(current):
+                            result["outlinks"] = [target]
+                            return _done(result, REDIRECTED_OFFHOST, start)
+                        if robots is not None and not robots.can_fetch(cfg.user_agent, target):
+                            return _done(result, ROBOTS_DISALLOWED, start)
+                        current = target
+                        continue
+                    if not 200 <= resp.status_code < 300:
+                        return _done(result, _status_reason(resp.status_code), start)
+                    if allowed_types and _mime(result["content_type"]) not in allowed_types:
+                        return _done(result, CONTENT_TYPE, start)
+                    declared = resp.headers.get("Content-Length", "")
+                    if declared.isdigit() and int(declared) > cfg.max_bytes:
+                        return _done(result, TOO_LARGE, start)
+                    body, failed = _read_body(resp, cfg.max_bytes, start, limit, timeout)
+                    if watch.expired and not failed:  # cut mid-body: the end seen was the cut's
+                        failed = late
+                    if failed:
+                        return _done(result, TOO_LARGE if failed == TOO_LARGE else late, start)
+                    result["headers"] = [(k, v) for k, v in resp.headers.items()
+                                         if k.lower() not in _DROP_HEADERS]
+                    result["body"] = bytes(body)
+                    result["bytes"] = len(body)
+                    return _done(result, OK, start)
+            return _done(result, TOO_MANY_REDIRECTS, start)
     except _transport_errors() as exc:
-        if time.monotonic() - start >= limit - 0.01:  # the socket timeout was cut to the deadline
+        if time.monotonic() - start >= limit - 0.01:  # the socket timeout was cut, or shut, at the deadline
             return _done(result, late, start)
         return _done(result, failure_reason(exc), start)
 

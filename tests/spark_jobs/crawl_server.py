@@ -80,6 +80,19 @@ def drip(release: threading.Event, every: float, size: int = 10_000) -> Route:
     return route
 
 
+def drip_headers(release: threading.Event, every: float) -> Route:
+    """The status line at once, then one header byte every ``every`` seconds, never ending the
+    headers: http.client reads them itself, so only a timer at the deadline can end the wait."""
+    def route(h, n):
+        h.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        h.wfile.flush()
+        while not release.wait(every):
+            h.wfile.write(b"X")
+            h.wfile.flush()
+        h.close_connection = True
+    return route
+
+
 def refused_port() -> int:
     """A port on 127.0.0.1 that nobody listens on: bound (so it was free), then closed."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

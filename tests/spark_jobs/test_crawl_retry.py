@@ -6,7 +6,7 @@ from email.utils import formatdate
 
 import pytest
 
-from crawl_server import Site, drip, page, refused_port, reset_first, send
+from crawl_server import Site, drip, drip_headers, page, refused_port, reset_first, send
 from spark_jobs.crawl import retry
 from spark_jobs.crawl.fetcher import FetchConfig, Pacer, fetch_url, new_session
 from spark_jobs.crawl.retry import RetryPolicy
@@ -204,6 +204,22 @@ def test_slow_drip_ends_at_the_deadline_and_is_not_retried():
     assert res["reason"] == "fetch_deadline" and res["attempts"] == 1 and res["body"] is None
     assert 1.0 <= elapsed < 1.5, elapsed  # at the deadline: not 1000 s of drip, not one timeout late
     assert site.hits["/drip"] == 1
+
+
+def test_dripping_headers_end_at_the_deadline_and_the_session_still_works():
+    site = Site({"/p": page(HTML)})
+    site.routes["/slow-headers"] = drip_headers(site.release, every=0.1)  # each byte inside the timeout
+    cfg = FetchConfig(allow_private=True, timeout=0.5, deadline=1.0, retry=FAST)
+    session = new_session(cfg)
+    with site:
+        started = time.monotonic()
+        res = fetch_url(session, site.url + "/slow-headers", cfg, Pacer(0.0))
+        elapsed = time.monotonic() - started
+        after = fetch_url(session, site.url + "/p", cfg, Pacer(0.0))  # the cut connection is not reused
+    session.close()
+    assert res["reason"] == "fetch_deadline" and res["attempts"] == 1 and res["status"] is None
+    assert 1.0 <= elapsed < 1.5, elapsed  # cut at the deadline by the watchdog, not when the server stops
+    assert after["reason"] == "ok" and after["body"] == HTML
 
 
 def test_deadline_longer_than_the_page_keeps_it():
