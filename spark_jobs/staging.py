@@ -187,9 +187,10 @@ def _is_junk(rel: str) -> bool:
 
 
 def remove_junk(folder: str) -> None:
-    """Drop _SUCCESS markers and .crc checksums: the manifest is the completion marker."""
+    """Drop _SUCCESS markers, .crc checksums and committer leftovers (the rule publishing to S3
+    skips by, :func:`_is_junk`): the manifest is the completion marker."""
     for path in Path(folder).rglob("*"):
-        if path.is_file() and (path.name in _JUNK_NAMES or path.name.endswith(_JUNK_SUFFIXES)):
+        if path.is_file() and _is_junk(path.relative_to(folder).as_posix()):
             path.unlink()
 
 
@@ -232,14 +233,23 @@ def local_input(dv: DatasetVersion) -> str:
         return dv.uri
     if s3io.direct(dv.root):
         return storage.to_s3a(dv.uri)
-    local = tempfile.mkdtemp(prefix=f"c2m-in-{dv.stage}-v{dv.version}-", dir=staging_dir())
-    atexit.register(shutil.rmtree, local, True)  # Spark reads it lazily: keep it until the job ends
-    for uri in storage.list_files(dv.uri):
-        rel = uri[len(dv.uri):].lstrip("/")
-        if rel.startswith(f"{REMOVED}/"):
-            continue
-        storage.download_file(uri, Path(local, rel))
-    return local
+    return download_copy(dv.uri, f"c2m-in-{dv.stage}-v{dv.version}-",
+                         keep=lambda rel: not rel.startswith(f"{REMOVED}/"))[0]
+
+
+def download_copy(uri: str, prefix: str, keep=lambda rel: True) -> tuple[str, list[str]]:
+    """A local copy of the files under ``uri`` whose relative path passes ``keep``, for Spark to
+    read: (the folder, the files in it, sorted). It lies under :func:`staging_dir` and is removed
+    when the job's process ends (Spark reads lazily, so not before)."""
+    local = tempfile.mkdtemp(prefix=prefix, dir=staging_dir())
+    atexit.register(shutil.rmtree, local, True)
+    files = []
+    for src in storage.list_files(uri):
+        rel = src[len(uri):].lstrip("/")
+        if keep(rel):
+            storage.download_file(src, Path(local, rel))
+            files.append(str(Path(local, rel)))
+    return local, sorted(files)
 
 
 def staging_dir() -> str | None:

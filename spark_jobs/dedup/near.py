@@ -153,11 +153,10 @@ def earlier_signature_versions(root: str, current: str, before: str, cfg: MinHas
 
 def read_signatures(spark, versions: list[Any]):
     """The saved signatures of earlier versions (local paths, ``s3a://`` in s3a mode, else
-    downloaded from S3)."""
-    import tempfile
-
+    downloaded from S3 into the staging folder, removed when the job ends)."""
     from ops import storage
     from spark_jobs import s3io
+    from spark_jobs.staging import download_copy
 
     files: list[str] = []
     for dv in versions:
@@ -165,11 +164,7 @@ def read_signatures(spark, versions: list[Any]):
         if s3io.direct(dv.root):
             files += [storage.to_s3a(uri) for uri in storage.list_files(folder, suffix=".parquet")]
         elif storage.is_s3(dv.root):
-            local = tempfile.mkdtemp(prefix=f"c2m-sigs-v{dv.version}-")
-            for uri in storage.list_files(folder, suffix=".parquet"):
-                dest = Path(local, uri.rsplit("/", 1)[1])
-                dest.write_bytes(storage.read_bytes(uri))
-                files.append(str(dest))
+            files += download_copy(folder, f"c2m-sigs-v{dv.version}-", keep=lambda rel: rel.endswith(".parquet"))[1]
         else:
             files += sorted(str(p) for p in Path(folder).glob("part-*.parquet"))
     if not files:
