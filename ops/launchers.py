@@ -88,11 +88,13 @@ def job_env(settings: Settings | None = None) -> dict[str, str]:
 
 
 # Driver JVM options of a local (``local[*]``) job, where the driver JVM is the executor too.
-# tokenize: the JVM only moves bytes between Parquet, Arrow and the Python encoders, and C2's
-# compiler threads take CPU from those encoders; C1-only JIT made the stage 8% (50 MB) to 10-16%
-# (100 MB) faster on 2 cores, start-up apart (bench/tokenize.py). Cluster executors keep the
-# JVM's default JIT: not measured there.
-LOCAL_JAVA_OPTIONS = {"tokenize": "-XX:TieredStopAtLevel=1"}
+# C1-only JIT: C2's compiler threads take CPU from the Python workers that do these stages' heavy
+# work. Measured on 2 cores, start-up apart (two interleaved pairs each): tokenize 8% (50 MB) to
+# 10-16% (100 MB) faster (bench/tokenize.py); dedup 5.4-5.6 s against 6.7-7.8 s at 2,000
+# documents and 8.2-8.4 s against 10.4-11.2 s at 8,000 (bench/dedup.py's stages). Other stages,
+# and cluster executors, keep the JVM's default JIT: not measured.
+C1_ONLY = "-XX:TieredStopAtLevel=1"
+LOCAL_JAVA_OPTIONS = {"tokenize": C1_ONLY, "dedup": C1_ONLY}
 
 
 def spark_submit_command(job: str, args: list[str], settings: Settings | None = None) -> list[str]:
