@@ -42,6 +42,8 @@ def test_stitched_rows_equal_the_files_in_order(tmp_path, seq_len, dtype, contig
     picked = np.random.default_rng(0).integers(0, len(expected), 500)
     assert (rows.rows[rows.virtual(picked)] == expected[picked]).all()
     assert not rows.rows.flags.writeable
+    offsets = np.cumsum([0, 7, 4, 1, 13])
+    assert all((f == expected[a:b]).all() for f, a, b in zip(rows.files(), offsets[:-1], offsets[1:]))
 
 
 @linux_only

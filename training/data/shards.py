@@ -191,22 +191,26 @@ class ShardDataset:
             raise ShardError(f"{info.uri}: no {split!r} split in the manifest (has {sorted(info.splits)})")
         dtype = DTYPES[info.dtype]
         self.seq_len = info.seq_len
-        self.arrays, paths = [], []
+        paths = []
         for name in info.splits[split]["files"]:
             path = info.local_file(name, verify)
             nbytes = path.stat().st_size
             if nbytes % (dtype.itemsize * info.seq_len):
                 raise ShardError(f"{path}: {nbytes} bytes is not a whole number of {info.seq_len}-token sequences")
             if nbytes:
-                self.arrays.append(np.memmap(path, dtype=dtype, mode="r").reshape(-1, info.seq_len))
                 paths.append(path)
-        # Plain-ndarray views of the same maps: fancy indexing a np.memmap subclass builds a memmap
+        # Several files: one array over all of them when the OS allows (training/data/stitch.py);
+        # each file's rows are then a view of it, with no second mapping of the file.
+        self._stitched = stitch(paths, dtype, info.seq_len)
+        if self._stitched is not None:
+            self.arrays = self._stitched.files()
+        else:
+            self.arrays = [np.memmap(p, dtype=dtype, mode="r").reshape(-1, info.seq_len) for p in paths]
+        # Plain-ndarray views of the maps: fancy indexing a np.memmap subclass builds a memmap
         # result (__array_finalize__), about 1 µs per batch that the views skip.
         self._views = [a.view(np.ndarray) for a in self.arrays]
         self.dtype = dtype
         self.starts = np.cumsum([0] + [len(a) for a in self.arrays])
-        # Several files: one array over all of them when the OS allows (training/data/stitch.py)
-        self._stitched = stitch(paths, dtype, self.seq_len)
         expected = info.splits[split].get("sequences")
         if expected is not None and expected != len(self):
             raise ShardError(f"{info.uri}: manifest says {expected} {split} sequences, files hold {len(self)}")

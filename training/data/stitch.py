@@ -50,6 +50,11 @@ class StitchedRows:
         self._gaps = gaps  # gap rows before each file's first row
         self.contiguous = not gaps.any()
 
+    def files(self) -> list[np.ndarray]:
+        """Each file's rows, as views of the one array (no mapping of their own)."""
+        first = self._starts[:-1] + self._gaps
+        return [self.rows[a:a + n] for a, n in zip(first.tolist(), np.diff(self._starts).tolist())]
+
     def virtual(self, indices: np.ndarray) -> np.ndarray:
         if self.contiguous:
             return indices
