@@ -241,7 +241,7 @@ def changelog_files() -> list[Path]:
 
 
 def changelogs(files: list[Path]) -> Iterator[dict]:
-    """Debian and upstream change logs and NEWS files: prose written by people, ~85 MB here.
+    """Debian and upstream change logs and NEWS files: prose written by people (73 MB here).
 
     Packages built from one source ship the same file (libx11-6 and libx11-xcb1, ...); only
     the first copy of each content is kept, so the text is not repeated."""

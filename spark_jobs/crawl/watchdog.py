@@ -7,8 +7,8 @@ connections record their socket whenever they start reading a response; a timer 
 attempt's time limit shuts that socket down, the blocked read fails at once, and the fetcher
 names the failure after the deadline (``fetch_deadline`` or ``budget_exhausted``).
 
-Imported lazily by the fetcher: Spark pickles it to the workers, where ``requests`` is loaded
-only when a session is made.
+``requests`` and ``urllib3`` are imported inside :func:`mount`, as in the fetcher: these modules
+travel to Spark's workers, which load the HTTP stack only when a session is made.
 """
 from __future__ import annotations
 
