@@ -8,8 +8,10 @@ object). The newest ``keep_last`` are kept.
 On S3 each checkpoint also has a digest object ``step-00000100.pt.sha256`` ("<sha256>
 <bytes>"), uploaded before the checkpoint, so a checkpoint is never visible without it:
 an object truncated or changed on the server (by another tool, a bad copy, a faulty
-server) is caught by its size before downloading, or by its sha256 after. Locally the
-rename is the guarantee and a damaged file fails to load.
+server) is caught by its size before downloading, or by its sha256 after. A resumed S3
+checkpoint goes through the host's content-addressed cache (training/data/shard_cache.py),
+so the ranks on one host download it once, not once each. Locally the rename is the
+guarantee and a damaged file fails to load.
 
 Loading walks from the newest down and skips any checkpoint whose size or digest is wrong
 or that does not load (a disk filled up, an object truncated), so one bad file costs a
@@ -21,19 +23,19 @@ Everything stored is tensors and plain Python values, so files load with
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 from ops import storage
+from training.data import shard_cache
 from training.data.shard_cache import file_sha256
 
 log = logging.getLogger(__name__)
@@ -156,16 +158,6 @@ def _expected(uri: str) -> tuple[str, int] | None:
         return "", -1
 
 
-@contextlib.contextmanager
-def _local_copy(checkpoint: Path | str) -> Iterator[Path]:
-    """The checkpoint as a local file: itself, or an S3 object downloaded to a temp folder."""
-    if not storage.is_s3(str(checkpoint)):
-        yield Path(checkpoint)
-        return
-    with tempfile.TemporaryDirectory(prefix="c2m-resume-") as tmp:
-        yield storage.download_file(str(checkpoint), Path(tmp, _name(checkpoint)))
-
-
 def _load_checked(checkpoint: Path | str) -> tuple[dict[str, Any] | None, str]:
     """(state, "") for a whole checkpoint, else (None, why it can't be used)."""
     uri = str(checkpoint)
@@ -175,13 +167,22 @@ def _load_checked(checkpoint: Path | str) -> tuple[dict[str, Any] | None, str]:
     size = storage.size(uri) if expected else None  # a truncated object is seen before downloading it
     if expected and size != expected[1]:
         return None, f"{size} bytes, its digest says {expected[1]} (truncated?)"
-    with _local_copy(checkpoint) as local:
-        if expected and file_sha256(local) != expected[0]:
-            return None, "its sha256 differs from its digest (corrupt or changed after writing)"
+    changed = "its sha256 differs from its digest (corrupt or changed after writing)"
+    if storage.is_s3(uri):
+        # Through the host's content-addressed cache: the ranks on one host download it once
+        # (one takes the digest's lock, the others find the file), each checks its sha256.
         try:
-            state = torch.load(local, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            return None, f"it does not load ({type(exc).__name__}: {exc})"
+            local = shard_cache.fetch(uri, expected[0])
+        except shard_cache.DigestMismatch:
+            return None, changed
+    else:
+        local = Path(uri)
+        if expected and file_sha256(local) != expected[0]:
+            return None, changed
+    try:
+        state = torch.load(local, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        return None, f"it does not load ({type(exc).__name__}: {exc})"
     if not isinstance(state, dict) or "step" not in state:
         return None, "it holds no step"
     return state, ""

@@ -24,6 +24,13 @@ from training import checkpoint
 from training.data import shard_cache
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    """Resumed S3 checkpoints land in the shard cache: one per test, not the user's."""
+    monkeypatch.setenv("C2M_SHARD_CACHE", str(tmp_path / "cache"))
+    shard_cache.forget_verified()
+
+
 def _state(value: int, numel: int = 4) -> dict:
     return {"x": torch.full((numel,), value, dtype=torch.float32), "data": {"epoch": 0, "consumed": value}}
 
@@ -79,6 +86,22 @@ def test_digest_without_its_checkpoint_and_checkpoint_without_its_digest_are_ski
         "step-00000010.pt", "step-00000010.pt.sha256", "step-00000030.pt", "step-00000030.pt.sha256"]
 
 
+def test_ranks_on_one_host_download_a_resumed_checkpoint_once(s3_bucket, monkeypatch):
+    """Four loaders at once (threads here; ranks are processes, and the digest's flock serves both):
+    one download, then every one loads the same state, and a later load does not download again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    directory = storage.join(s3_bucket, "ckpt")
+    newest = checkpoint.save(directory, 20, _state(2, numel=200_000))
+    spy = DownloadSpy(monkeypatch)
+    with ThreadPoolExecutor(4) as pool:
+        states = list(pool.map(lambda _: checkpoint.load_latest(directory), range(4)))
+    assert [s["step"] for s in states] == [20] * 4 and all(torch.equal(s["x"], states[0]["x"]) for s in states)
+    assert spy.uris == [newest]
+    shard_cache.forget_verified()  # a new process: it re-hashes the cached copy, downloads nothing
+    assert checkpoint.load_latest(directory)["step"] == 20 and spy.uris == [newest]
+
+
 def test_big_checkpoint_goes_multipart(s3_bucket, monkeypatch):
     monkeypatch.setenv("C2M_S3_MULTIPART_MB", "5")  # S3's smallest part size
     directory = storage.join(s3_bucket, "ckpt")
@@ -118,8 +141,6 @@ def _pretrain_in_process(args: list[str], mlflow_uri: str) -> dict:
 
 def test_pretrain_on_s3_killed_half_way_resumes_like_an_unbroken_local_run(
         shards_uri, s3_bucket, mlflow_uri, tmp_path, monkeypatch):
-    monkeypatch.setenv("C2M_SHARD_CACHE", str(tmp_path / "cache"))
-    shard_cache.forget_verified()
     reference = _pretrain_in_process(
         _pretrain_args(shards_uri, str(tmp_path / "ckpt-local"), tmp_path / "reference.json", "s3-reference"),
         mlflow_uri)
@@ -145,12 +166,13 @@ def test_pretrain_on_s3_killed_half_way_resumes_like_an_unbroken_local_run(
     assert job.returncode == -signal.SIGKILL
     assert _names(checkpoint.list_checkpoints(ckpt)) == [f"step-{HALF:08d}.pt"], output[-2000:]
     assert not (tmp_path / "crashed.json").exists()
-    crashed_run = checkpoint.load_latest(ckpt)["mlflow_run_id"]
-
     spy = DownloadSpy(monkeypatch)
+    crashed_run = checkpoint.load_latest(ckpt)["mlflow_run_id"]
+    assert spy.uris == [half]  # fetched from S3 into the host's cache ...
+
     shard_cache.forget_verified()  # the resumed job is a new process: it re-hashes the cache
     resumed = _pretrain_in_process(args, mlflow_uri)  # the same command again
-    assert half in spy.uris  # resumed from the S3 checkpoint ...
+    assert spy.uris.count(half) == 1  # ... where the resumed job finds it: one download per host
     assert [u for u in spy.uris if u.endswith(".bin")] == []  # ... on shards the killed job had cached
     assert resumed["steps"] == N and resumed["checkpoint_dir"] == ckpt
     assert resumed["params_sha256"] == reference["params_sha256"]  # bit-identical weights

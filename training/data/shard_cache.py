@@ -6,6 +6,8 @@ each file is the cache key, so a re-tokenized version (new bytes, new digest) ca
 a stale entry, and bytes shared by two versions are stored once.
 
 Layout: ``$C2M_SHARD_CACHE/<sha256[:2]>/<sha256>.bin`` (default ``~/.cache/crawl2model/shards``).
+Checkpoints resumed from S3 are fetched through it too (keyed by their digest object), so the
+ranks on one host download one copy; they take their share of the cap like shards.
 
 Concurrency: ranks on one host take a per-digest ``flock`` before downloading, so one
 downloads and the others then find the file. A download lands under a temp name, is
