@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-from spark_jobs.crawl import retry, safety, watchdog
+from spark_jobs.crawl import connections, retry, safety, watchdog
 from spark_jobs.crawl.links import extract_links
 from spark_jobs.crawl.retry import RetryPolicy
 from spark_jobs.crawl.robots import RobotsRules
@@ -102,7 +102,7 @@ def new_session(cfg: FetchConfig):
     import requests
 
     session = requests.Session()
-    watchdog.mount(session)  # its connections can be cut at an attempt's deadline
+    connections.mount(session, cfg.allow_private)  # peers checked after connecting; cut at the deadline
     session.trust_env = False  # direct connections: the address check must see the real peer
     session.headers.update({"User-Agent": cfg.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9"})
     return session
@@ -272,7 +272,8 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 
 
 def failure_reason(exc: BaseException) -> str:
-    """dns_error, timeout, connection_error or invalid_response for an exception of a request.
+    """private_address, dns_error, timeout, connection_error or invalid_response for an exception
+    of a request.
 
     requests wraps the real cause (MaxRetryError(NameResolutionError(...)), ConnectionError(
     ProtocolError(ConnectionResetError))), so the whole chain is searched, by type."""
@@ -287,6 +288,8 @@ def failure_reason(exc: BaseException) -> str:
     def found(*types) -> bool:
         return any(isinstance(e, types) for e in chain)
 
+    if found(connections.PrivatePeer):
+        return PRIVATE_ADDRESS
     if found(urllib3.exceptions.NameResolutionError, socket.gaierror):
         return DNS_ERROR
     # the OS's own error first: urllib3's NewConnectionError subclasses ConnectTimeoutError

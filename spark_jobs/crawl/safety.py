@@ -6,8 +6,9 @@ redirect hop) resolves the host first and refuses private, loopback, link-local,
 multicast, reserved and unspecified addresses, unless the crawl runs with
 ``--allow-private`` (the local demo site is on 127.0.0.1).
 
-Known gap: requests resolves the name again when it connects, so a DNS server that
-answers differently the second time (DNS rebinding) is not caught here.
+requests resolves the name again when it connects, so a DNS server that answers
+differently the second time (DNS rebinding) would pass this check: the crawler's connections
+also check the address they actually reached (:mod:`spark_jobs.crawl.connections`).
 """
 from __future__ import annotations
 

@@ -3,12 +3,10 @@
 http.client reads the status line and headers itself, with only the socket timeout per read,
 so a server that sends a header byte every few seconds would hold the crawler far past the
 attempt's deadline (the body has its own cut, in ``fetcher._read_body``). The session's
-connections record their socket whenever they start reading a response; a timer armed for the
-attempt's time limit shuts that socket down, the blocked read fails at once, and the fetcher
-names the failure after the deadline (``fetch_deadline`` or ``budget_exhausted``).
-
-``requests`` and ``urllib3`` are imported inside :func:`mount`, as in the fetcher: these modules
-travel to Spark's workers, which load the HTTP stack only when a session is made.
+connections (:mod:`spark_jobs.crawl.connections`) record their socket whenever they start
+reading a response; a timer armed for the attempt's time limit shuts that socket down, the
+blocked read fails at once, and the fetcher names the failure after the deadline
+(``fetch_deadline`` or ``budget_exhausted``).
 """
 from __future__ import annotations
 
@@ -66,36 +64,6 @@ def time_limit(seconds: float) -> Iterator[Attempt]:
         _CURRENT.attempt = previous
 
 
-def mount(session) -> None:
-    """Make ``session``'s HTTP and HTTPS connections report to the thread's current attempt."""
-    from requests.adapters import HTTPAdapter
-    from urllib3.connection import HTTPConnection, HTTPSConnection
-    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-
-    class Reporting:
-        def getresponse(self, *args, **kwargs):  # reads the status line and the headers
-            attempt = getattr(_CURRENT, "attempt", None)
-            if attempt is not None:
-                attempt.reading(self.sock)
-            return super().getresponse(*args, **kwargs)
-
-    class Conn(Reporting, HTTPConnection):
-        pass
-
-    class SConn(Reporting, HTTPSConnection):
-        pass
-
-    class Pool(HTTPConnectionPool):
-        ConnectionCls = Conn
-
-    class SPool(HTTPSConnectionPool):
-        ConnectionCls = SConn
-
-    class Adapter(HTTPAdapter):
-        def init_poolmanager(self, *args, **kwargs):
-            super().init_poolmanager(*args, **kwargs)
-            self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": SPool}
-
-    adapter = Adapter()
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
+def current_attempt() -> Attempt | None:
+    """The attempt this thread is in (:func:`time_limit`), for the connections it opens."""
+    return getattr(_CURRENT, "attempt", None)

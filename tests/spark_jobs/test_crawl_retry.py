@@ -238,6 +238,20 @@ def test_deadline_beyond_the_budget_is_budget_exhausted():
     assert res["reason"] == "budget_exhausted" and res["seconds"] < 1.2
 
 
+def test_a_connection_that_reaches_a_private_address_is_refused_before_any_request(monkeypatch):
+    """DNS rebinding: the address check's lookup says public, the connection lands on 127.0.0.1.
+    No resolver here answers two ways on demand, so the check's answer is injected; the
+    connection, the peer check and the server are real."""
+    from spark_jobs.crawl import safety
+
+    monkeypatch.setattr(safety, "check_host", lambda host, port, allow_private=False: None)
+    with Site({"/p": page(HTML)}) as site:
+        res = _fetch(site, "/p", FAST, allow_private=False)
+        allowed = _fetch(site, "/p", FAST, allow_private=True)
+    assert res["reason"] == "private_address" and res["attempts"] == 1 and res["status"] is None
+    assert allowed["reason"] == "ok" and site.hits["/p"] == 1  # only the allowed fetch reached the server
+
+
 def test_undecodable_body_is_invalid_response_and_not_retried():
     with Site({"/p": page(b"this is not gzip", **{"Content-Encoding": "gzip"})}) as site:
         res = _fetch(site, "/p", FAST)
