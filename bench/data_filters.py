@@ -96,7 +96,11 @@ def run_spark(jsonl: Path, root: Path, cores: int) -> dict:
     import pyarrow.parquet as pq
 
     shutil.rmtree(root, ignore_errors=True)
+    from ops.launchers import LOCAL_JAVA_OPTIONS
+
+    # the JVM options ops/launchers.spark_submit_command gives the clean job locally
     cmd = [JOBS_PY.parent / "spark-submit", "--master", f"local[{cores}]", "--driver-memory", "3g",
+           "--driver-java-options", LOCAL_JAVA_OPTIONS["clean"],
            REPO / "bench" / "_spark_stage.py", "clean", "--", "--root", root, "--version", "bench",
            "--input-jsonl", jsonl, "--filter-profile", "paper", "--langs", "", "--min-lang-score", "0"]
     res = run_measured(cmd, env=job_env(cores))

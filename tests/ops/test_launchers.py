@@ -98,10 +98,10 @@ def test_kubernetes_launcher_is_the_cluster_one(monkeypatch):
 
 
 @pytest.mark.parametrize("master, job, java", [("local[*]", "tokenize", "-XX:TieredStopAtLevel=1"),
-                                               ("local[2]", "clean", None), ("local[2]", "dedup", "-XX:TieredStopAtLevel=1"),
+                                               ("local[2]", "extract", None), ("local[2]", "dedup", "-XX:TieredStopAtLevel=1"),
                                                ("k8s://https://api:443", "tokenize", None)])
-def test_local_tokenize_and_dedup_drivers_run_c1_only_jit(tmp_path, master, job, java):
-    """Only local tokenize and dedup get C1-only JIT (measured faster there); cluster JVMs keep theirs."""
+def test_measured_local_stages_run_c1_only_jit(tmp_path, master, job, java):
+    """Local clean, dedup and tokenize get C1-only JIT (measured faster there); others and clusters do not."""
     from ops.settings import Settings
 
     (tmp_path / "spark_jobs" / "jobs").mkdir(parents=True)
