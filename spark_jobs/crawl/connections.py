@@ -30,6 +30,8 @@ def mount(session, allow_private: bool) -> None:
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
     class Checked:
+        # urllib3 2.x opens the TCP connection in _new_conn (HTTPS wraps TLS around it afterwards);
+        # a urllib3 that renamed it would fail test_crawl_retry's private-address test, not pass silently.
         def _new_conn(self):  # the TCP connection, before any request byte or TLS handshake
             sock = super()._new_conn()
             if not allow_private:
