@@ -94,7 +94,9 @@ def job_env(settings: Settings | None = None) -> dict[str, str]:
 # 8.2-8.4 s against 10.4-11.2 s at 8,000 (bench/dedup.py's stages); clean 5.3 s against 6.8-7.3 s
 # at 2,000, 11.9-12.1 s against 13.3-13.6 s at 8,000 and 25.7 s against 28.4 s at 22,297 (the
 # bench corpus, bench/data_filters.py's input). Crawl and extract, and cluster executors, keep
-# the JVM's default JIT: not measured.
+# the JVM's default JIT: not measured. Measured up to these sizes only: for much larger local runs
+# (many cores, JVM-heavy joins) ``C2M_SPARK_DRIVER_JAVA_OPTIONS`` replaces them for every job
+# (set it empty for the JVM's defaults).
 C1_ONLY = "-XX:TieredStopAtLevel=1"
 LOCAL_JAVA_OPTIONS = {"clean": C1_ONLY, "dedup": C1_ONLY, "tokenize": C1_ONLY}
 
@@ -105,6 +107,7 @@ def spark_submit_command(job: str, args: list[str], settings: Settings | None = 
     if not script.exists():
         raise LaunchError(f"no Spark job {job!r} (looked for {script})")
     java = LOCAL_JAVA_OPTIONS.get(job) if s.spark_master.startswith("local") else None
+    java = os.environ.get("C2M_SPARK_DRIVER_JAVA_OPTIONS", java)
     return [
         str(_require(s.jobs_venv / "bin" / "spark-submit", "spark-submit (jobs venv)")),
         "--master", s.spark_master,

@@ -97,19 +97,34 @@ def test_kubernetes_launcher_is_the_cluster_one(monkeypatch):
     assert isinstance(launcher, KubernetesLauncher) and launcher.cfg.namespace == "ml"
 
 
-@pytest.mark.parametrize("master, job, java", [("local[*]", "tokenize", "-XX:TieredStopAtLevel=1"),
-                                               ("local[2]", "extract", None), ("local[2]", "dedup", "-XX:TieredStopAtLevel=1"),
-                                               ("k8s://https://api:443", "tokenize", None)])
-def test_measured_local_stages_run_c1_only_jit(tmp_path, master, job, java):
-    """Local clean, dedup and tokenize get C1-only JIT (measured faster there); others and clusters do not."""
+def _fake_repo(root, job: str, master: str):
+    """Settings for a repo with an empty job script and spark-submit: enough to build the command."""
     from ops.settings import Settings
 
-    (tmp_path / "spark_jobs" / "jobs").mkdir(parents=True)
-    (tmp_path / "spark_jobs" / "jobs" / f"{job}.py").write_text("")
-    (tmp_path / "venv" / "bin").mkdir(parents=True)
-    (tmp_path / "venv" / "bin" / "spark-submit").write_text("")
-    s = Settings(repo_root=tmp_path, jobs_venv=tmp_path / "venv", spark_master=master)
-    cmd = launchers.spark_submit_command(job, ["--version", "v"], s)
+    (root / "spark_jobs" / "jobs").mkdir(parents=True)
+    (root / "spark_jobs" / "jobs" / f"{job}.py").write_text("")
+    (root / "venv" / "bin").mkdir(parents=True)
+    (root / "venv" / "bin" / "spark-submit").write_text("")
+    return Settings(repo_root=root, jobs_venv=root / "venv", spark_master=master)
+
+
+C1 = "-XX:TieredStopAtLevel=1"
+
+
+@pytest.mark.parametrize("master, job, java", [
+    ("local[*]", "tokenize", C1), ("local[2]", "dedup", C1), ("local[2]", "clean", C1),
+    ("local[2]", "extract", None), ("k8s://https://api:443", "tokenize", None)])
+def test_measured_local_stages_run_c1_only_jit(tmp_path, monkeypatch, master, job, java):
+    """Local clean, dedup and tokenize get C1-only JIT (measured faster there); others and clusters do not."""
+    monkeypatch.delenv("C2M_SPARK_DRIVER_JAVA_OPTIONS", raising=False)
+    cmd = launchers.spark_submit_command(job, ["--version", "v"], _fake_repo(tmp_path, job, master))
     assert cmd[-3:] == [str(tmp_path / "spark_jobs" / "jobs" / f"{job}.py"), "--version", "v"]
     got = cmd[cmd.index("--driver-java-options") + 1] if "--driver-java-options" in cmd else None
     assert got == java
+
+
+@pytest.mark.parametrize("value, java", [("", None), ("-Xss4m", "-Xss4m")])
+def test_driver_java_options_can_be_replaced_from_the_environment(tmp_path, monkeypatch, value, java):
+    monkeypatch.setenv("C2M_SPARK_DRIVER_JAVA_OPTIONS", value)
+    cmd = launchers.spark_submit_command("dedup", [], _fake_repo(tmp_path, "dedup", "local[*]"))
+    assert (cmd[cmd.index("--driver-java-options") + 1] if "--driver-java-options" in cmd else None) == java
