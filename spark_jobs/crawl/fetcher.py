@@ -6,14 +6,12 @@ same-host redirects (checking robots and address on every hop, and failing with
 types before reading the body, stream the body with a byte cap and a wall-clock cap.
 
 The socket timeout alone cannot bound an attempt: a server that sends a byte every few
-seconds resets it on every byte. So each attempt also has a total ``deadline``: the body
-is read with ``read1`` (whatever has arrived, never waiting for a full chunk) and the
-socket timeout is cut to what is left of the deadline before every read, so a
-slow-drip response ends with ``fetch_deadline`` at the deadline, not at its last byte.
-The deadline is also checked before every redirect hop. The status line and headers are
-read by http.client, where only the socket timeout per read applies; there a timer shuts
-the socket down at the deadline (:mod:`spark_jobs.crawl.watchdog`), so a server that drips
-its headers ends the same way.
+seconds resets it on every byte. So each attempt also has a total ``deadline``, kept by
+one mechanism: a timer shuts the attempt's socket down when it passes
+(:mod:`spark_jobs.crawl.watchdog`), whether the status line, the headers (which http.client
+reads itself) or the body were still arriving, and the attempt ends with ``fetch_deadline``
+at the deadline, not at its last byte. The deadline is also checked before every redirect
+hop, and bounds the connect timeout of each.
 
 A 429, 5xx, timeout or connection error (refused, reset mid-response) is retried with
 backoff within the URL's time budget (:mod:`spark_jobs.crawl.retry`); a name that does
@@ -217,7 +215,7 @@ def _fetch_once(session, url: str, cfg: FetchConfig, pacer: Pacer, robots: Robot
                     declared = resp.headers.get("Content-Length", "")
                     if declared.isdigit() and int(declared) > cfg.max_bytes:
                         return _done(result, TOO_LARGE, start)
-                    body, failed = _read_body(resp, cfg.max_bytes, start, limit, timeout)
+                    body, failed = _read_body(resp, cfg.max_bytes)
                     if watch.expired and not failed:  # cut mid-body: the end seen was the cut's
                         failed = late
                     if failed:
@@ -229,35 +227,25 @@ def _fetch_once(session, url: str, cfg: FetchConfig, pacer: Pacer, robots: Robot
                     return _done(result, OK, start)
             return _done(result, TOO_MANY_REDIRECTS, start)
     except _transport_errors() as exc:
-        if time.monotonic() - start >= limit - 0.01:  # the socket timeout was cut, or shut, at the deadline
+        if time.monotonic() - start >= limit - 0.01:  # the watchdog shut the socket at the deadline
             return _done(result, late, start)
         return _done(result, failure_reason(exc), start)
 
 
-def _read_body(resp, max_bytes: int, start: float, limit: float, timeout: float) -> tuple[bytes, str | None]:
-    """(body, None) when it all arrived within ``limit`` seconds of ``start``, else (partial,
-    too_large or fetch_deadline).
+def _read_body(resp, max_bytes: int) -> tuple[bytes, str | None]:
+    """(body, None) at the end of the response, or (partial, too_large) past ``max_bytes``.
 
-    ``read1`` returns whatever has arrived (a full-size read would wait for 64 KiB of a
-    drip), and before each read the socket timeout is cut to what is left of the limit."""
+    ``read1`` returns whatever has arrived rather than waiting for a full 64 KiB chunk. The
+    attempt's deadline is the watchdog's: it shuts the socket, the read ends early, and the
+    caller sees that the watch expired."""
     body = bytearray()
-    sock = getattr(getattr(resp.raw, "connection", None), "sock", None)
-    try:
-        while True:
-            left = limit - (time.monotonic() - start)
-            if left <= 0:
-                return bytes(body), FETCH_DEADLINE
-            if sock is not None:
-                sock.settimeout(min(timeout, left))
-            chunk = resp.raw.read1(64 * 1024, decode_content=True)
-            if not chunk:
-                return bytes(body), None
-            body += chunk
-            if len(body) > max_bytes:
-                return bytes(body), TOO_LARGE
-    finally:
-        if sock is not None and sock.fileno() != -1:
-            sock.settimeout(timeout)  # a kept-alive connection must not keep the cut timeout
+    while True:
+        chunk = resp.raw.read1(64 * 1024, decode_content=True)
+        if not chunk:
+            return bytes(body), None
+        body += chunk
+        if len(body) > max_bytes:
+            return bytes(body), TOO_LARGE
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:

@@ -2,7 +2,7 @@
 
 http.client reads the status line and headers itself, with only the socket timeout per read,
 so a server that sends a header byte every few seconds would hold the crawler far past the
-attempt's deadline (the body has its own cut, in ``fetcher._read_body``). The session's
+attempt's deadline. The same cut ends a body that drips. The session's
 connections (:mod:`spark_jobs.crawl.connections`) record their socket whenever they start
 reading a response; a timer armed for the attempt's time limit shuts that socket down, the
 blocked read fails at once, and the fetcher names the failure after the deadline
