@@ -201,13 +201,9 @@ def local_output(dest: str) -> Iterator[str]:
     if not storage.is_s3(dest):
         yield dest
         return
-    folder = tempfile.mkdtemp(prefix="c2m-out-")
-    try:
-        local = os.path.join(folder, dest.rsplit("/", 1)[-1])
-        yield local
-        storage.upload_file(local, dest)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    parent, name = dest.rsplit("/", 1)
+    with local_folder(parent) as folder:
+        yield os.path.join(folder, name)
 
 
 @contextmanager
