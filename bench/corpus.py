@@ -254,8 +254,8 @@ def changelogs(files: list[Path]) -> Iterator[dict]:
         digest = hashlib.sha1(data).digest()
         if digest not in seen:
             seen.add(digest)
-            yield {"text": data.decode("utf-8", errors="replace").strip(), "lang": "en", "source": "changelog",
-                   "path": str(path.relative_to(DEBDOC_ROOT))}
+            yield {"text": data.decode("utf-8", errors="replace").strip(), "lang": "en",
+                   "source": "changelog", "path": str(path.relative_to(DEBDOC_ROOT))}
 
 
 # ---------------------------------------------------------------- the cached corpus

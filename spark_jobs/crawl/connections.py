@@ -48,10 +48,10 @@ def mount(session, allow_private: bool) -> None:
             return super().getresponse(*args, **kwargs)
 
     class Conn(Checked, HTTPConnection):
-        pass
+        """http://: the peer check and deadline reporting on urllib3's connection."""
 
     class SConn(Checked, HTTPSConnection):
-        pass
+        """https://: the same, the peer checked before the TLS handshake."""
 
     class Pool(HTTPConnectionPool):
         ConnectionCls = Conn

@@ -164,7 +164,8 @@ def read_signatures(spark, versions: list[Any]):
         if s3io.direct(dv.root):
             files += [storage.to_s3a(uri) for uri in storage.list_files(folder, suffix=".parquet")]
         elif storage.is_s3(dv.root):
-            files += download_copy(folder, f"c2m-sigs-v{dv.version}-", keep=lambda rel: rel.endswith(".parquet"))[1]
+            files += download_copy(folder, f"c2m-sigs-v{dv.version}-",
+                                   keep=lambda rel: rel.endswith(".parquet"))[1]
         else:
             files += sorted(str(p) for p in Path(folder).glob("part-*.parquet"))
     if not files:

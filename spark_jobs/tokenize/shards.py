@@ -94,8 +94,9 @@ def encode_batch(tokenizer, ids: list, texts: list, val_fraction: float, unk_id:
     import pyarrow as pa
 
     texts = [t if isinstance(t, str) else "" for t in texts]
-    encoded = [enc.ids for start in range(0, len(texts), ENCODE_CHUNK)
-               for enc in tokenizer.encode_batch_fast(texts[start:start + ENCODE_CHUNK], add_special_tokens=False)]
+    chunks = (texts[start:start + ENCODE_CHUNK] for start in range(0, len(texts), ENCODE_CHUNK))
+    encoded = [enc.ids for chunk in chunks
+               for enc in tokenizer.encode_batch_fast(chunk, add_special_tokens=False)]
     lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
     flat = np.fromiter(chain.from_iterable(encoded), dtype=dtype, count=int(lengths.sum()))
     ends = np.cumsum(lengths)

@@ -96,7 +96,8 @@ def test_ranks_on_one_host_download_a_resumed_checkpoint_once(s3_bucket, monkeyp
     spy = DownloadSpy(monkeypatch)
     with ThreadPoolExecutor(4) as pool:
         states = list(pool.map(lambda _: checkpoint.load_latest(directory), range(4)))
-    assert [s["step"] for s in states] == [20] * 4 and all(torch.equal(s["x"], states[0]["x"]) for s in states)
+    assert [s["step"] for s in states] == [20] * 4
+    assert all(torch.equal(s["x"], states[0]["x"]) for s in states)
     assert spy.uris == [newest]
     shard_cache.forget_verified()  # a new process: it re-hashes the cached copy, downloads nothing
     assert checkpoint.load_latest(directory)["step"] == 20 and spy.uris == [newest]
