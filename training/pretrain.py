@@ -363,7 +363,8 @@ def train(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed, peak_t
         ShardDataset(info, "train", tc.verify_shards), collator, tc.batch_size, dist.rank, dist.size, tc.seed
     )
     val_loader = CollatedLoader(
-        ShardDataset(info, "val", tc.verify_shards), collator, tc.batch_size, dist.rank, dist.size, tc.seed
+        ShardDataset(info, "val", tc.verify_shards), collator, tc.batch_size, dist.rank, dist.size, tc.seed,
+        train=False,
     )
     scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
     early = EarlyStopping(tc.early_stop_patience, tc.early_stop_min_delta)

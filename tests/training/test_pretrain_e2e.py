@@ -164,3 +164,19 @@ def test_finetune_from_champion(pretrained, mlflow_uri, tmp_path, monkeypatch):
     assert run.data.metrics["test/accuracy"] == pytest.approx(result["accuracy"])
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["pang-lee-polarity-sentences"]
     assert os.environ["MLFLOW_TRACKING_URI"] == mlflow_uri
+
+
+def test_a_val_split_smaller_than_one_batch_is_evaluated(tmp_path, mlflow_uri, monkeypatch):
+    """What the tiny demo met on CI: a corpus version whose val split is one short document
+    (fewer sequences than --batch-size) must train and report val loss, not refuse to start."""
+    from training import pretrain
+    from training_test_data import write_shards
+
+    uri = write_shards(tmp_path / "data", version="small-val", val_every=200)
+    val_rows = json.loads((tmp_path / "data/shards/v=small-val/_manifest.json").read_text())["splits"]["val"]
+    assert 0 < val_rows["sequences"] < 8
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    args = _pretrain_args(uri, tmp_path, steps=4) + ["--eval-every", "2", "--run-name", "small-val"]
+    args[args.index("--register-name") + 1] = "c2m-small-val-test"
+    result = pretrain.main(args)
+    assert result["steps"] == 4 and result["val_loss"] == result["val_loss"]  # a number, not NaN

@@ -135,3 +135,49 @@ def test_causal_collated_batches_equal_the_plain_loader_and_resume_exactly(shard
     resumed = CollatedLoader(ds, CausalLM(), 4, seed=1)
     resumed.load_state_dict(state)
     assert all(torch.equal(resumed.next_batch()["labels"], e) for e in expected)
+
+
+def test_a_val_split_smaller_than_one_step_still_serves_eval_batches(tmp_path):
+    """A tiny corpus can hash one short document into val: fewer rows than batch x ranks.
+
+    Only training needs a whole step; evaluation wraps around the rows it has."""
+    from training.data.collators import CausalLM
+    from training.data.shards import CollatedLoader
+    from training_test_data import write_shards
+
+    info = read_shard_info(write_shards(tmp_path, val_every=200))
+    val = ShardDataset(info, "val")
+    assert 0 < len(val) < 4 * 2  # the precondition: less than one step of batch 4 on 2 ranks
+    with pytest.raises(ShardError, match=r"only \d+ training sequences"):
+        CollatedLoader(val, CausalLM(), 4, rank=0, size=2)
+    ranks = [CollatedLoader(val, CausalLM(), 4, rank=r, size=2, train=False) for r in range(2)]
+    rows = _all_rows_of(val)
+    for r, loader in enumerate(ranks):
+        batches = list(loader.eval_batches(2))
+        assert len(batches) == 2
+        for k, batch in enumerate(batches):
+            expected = rows[np.arange((k * 2 + r) * 4, (k * 2 + r + 1) * 4) % len(val)].astype(np.int64)
+            assert (batch["input_ids"].numpy() == expected[:, :-1]).all()
+    with pytest.raises(TypeError, match="eval_batches"):
+        ranks[0].next_batch()
+
+
+def test_an_empty_val_split_is_refused_when_the_loader_is_made(tmp_path):
+    from training.data.shards import CollatedLoader
+
+    info = read_shard_info(write_shards_with_empty_val(tmp_path))
+    with pytest.raises(ShardError, match="val split is empty"):
+        CollatedLoader(ShardDataset(info, "val"), None, 4, train=False)
+
+
+def _all_rows_of(ds: ShardDataset) -> np.ndarray:
+    return np.concatenate([np.asarray(a) for a in ds.arrays])
+
+
+def write_shards_with_empty_val(root: Path) -> str:
+    from training_test_data import write_shards
+
+    uri = write_shards(root, seq_len=129, val_every=10**9)  # only document 0: shorter than one sequence
+    manifest = json.loads((Path(uri) / "_manifest.json").read_text())
+    assert manifest["splits"]["val"]["sequences"] == 0
+    return uri

@@ -51,8 +51,11 @@ def write_shards(
     vocab_size: int = 400,
     seed: int = 0,
     kind: str = "bpe",
+    val_every: int = 20,
 ) -> str:
-    """A shards/v=version folder per the contract (checksums included); returns its URI."""
+    """A shards/v=version folder per the contract (checksums included); returns its URI.
+
+    Every ``val_every``-th document (the first included) goes to the val split."""
     from spark_jobs.tokenize.trainers import describe
 
     dv = DatasetVersion(str(root), "shards", version)
@@ -64,7 +67,7 @@ def write_shards(
     eos, pad = vocab["special_tokens"]["eos"], vocab["special_tokens"]["pad"]
     splits: dict[str, list[int]] = {"train": [], "val": []}
     for i, doc in enumerate(docs):
-        splits["val" if i % 20 == 0 else "train"] += tok.encode(doc, add_special_tokens=False).ids + [eos]
+        splits["val" if i % val_every == 0 else "train"] += tok.encode(doc, add_special_tokens=False).ids + [eos]
     meta, dropped = {}, 0
     for split, ids in splits.items():
         rows = len(ids) // seq_len

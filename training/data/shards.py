@@ -302,15 +302,23 @@ class ShardSampler:
 
 
 class ShardLoader:
-    """Causal-LM batches for one rank: ``next_batch()`` and a fixed ``eval_batches(k)``."""
+    """Causal-LM batches for one rank: ``next_batch()`` and a fixed ``eval_batches(k)``.
 
-    def __init__(self, dataset: ShardDataset, batch_size: int, rank: int = 0, size: int = 1, seed: int = 0):
+    ``train=False`` makes an evaluation-only loader (no sampler): a val split may hold fewer
+    sequences than one training step takes (a tiny corpus whose val split is one short
+    document), and ``eval_batches`` wraps around it; only a training loader needs a full step.
+    """
+
+    def __init__(self, dataset: ShardDataset, batch_size: int, rank: int = 0, size: int = 1, seed: int = 0,
+                 train: bool = True):
         self.dataset = dataset
         self.batch_size, self.rank, self.size = batch_size, rank, size
-        self.sampler = ShardSampler(len(dataset), batch_size, rank, size, seed)
+        if not train and len(dataset) == 0:
+            raise ShardError("the val split is empty; tokenize with a larger --val-fraction")
+        self.sampler = ShardSampler(len(dataset), batch_size, rank, size, seed) if train else None
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return causal_lm_batch(self.dataset.gather(self.sampler.next_indices()))
+        return causal_lm_batch(self.dataset.gather(self._training().next_indices()))
 
     def eval_batches(self, count: int):
         """The same ``count`` batches on every call: rows in order, rank-sharded, wrapping around."""
@@ -322,10 +330,15 @@ class ShardLoader:
             yield causal_lm_batch(self.dataset.gather(np.arange(start, start + self.batch_size) % n))
 
     def state_dict(self) -> dict:
-        return self.sampler.state_dict()
+        return self._training().state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        self.sampler.load_state_dict(state)
+        self._training().load_state_dict(state)
+
+    def _training(self) -> ShardSampler:
+        if self.sampler is None:
+            raise TypeError("this loader was made with train=False: it serves eval_batches() only")
+        return self.sampler
 
 
 EVAL_STREAM = 1 << 30  # keeps eval batch seeds apart from training positions
@@ -344,8 +357,8 @@ class CollatedLoader(ShardLoader):
     """
 
     def __init__(self, dataset: ShardDataset, collator, batch_size: int, rank: int = 0, size: int = 1,
-                 seed: int = 0):
-        super().__init__(dataset, batch_size, rank, size, seed)
+                 seed: int = 0, train: bool = True):
+        super().__init__(dataset, batch_size, rank, size, seed, train)
         self.collator, self.seed = collator, seed
 
     def _collate(self, rows: np.ndarray, key: list[int], collator=None) -> dict:
@@ -355,8 +368,9 @@ class CollatedLoader(ShardLoader):
         return collate(rows, np.random.default_rng(key + [self.rank]), np.random.default_rng(key))
 
     def next_batch(self) -> dict:
-        indices = self.sampler.next_indices()
-        key = [self.seed, self.sampler.epoch, self.sampler.consumed]  # unique per step, saved in checkpoints
+        sampler = self._training()
+        indices = sampler.next_indices()
+        key = [self.seed, sampler.epoch, sampler.consumed]  # unique per step, saved in checkpoints
         return self._collate(self.dataset.gather(indices), key)
 
     def eval_batches(self, count: int, collator=None):
