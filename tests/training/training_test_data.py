@@ -67,7 +67,8 @@ def write_shards(
     eos, pad = vocab["special_tokens"]["eos"], vocab["special_tokens"]["pad"]
     splits: dict[str, list[int]] = {"train": [], "val": []}
     for i, doc in enumerate(docs):
-        splits["val" if i % val_every == 0 else "train"] += tok.encode(doc, add_special_tokens=False).ids + [eos]
+        split = "val" if i % val_every == 0 else "train"
+        splits[split] += tok.encode(doc, add_special_tokens=False).ids + [eos]
     meta, dropped = {}, 0
     for split, ids in splits.items():
         rows = len(ids) // seq_len
