@@ -65,6 +65,14 @@ def is_star_forest(edges) -> bool:
     return bad.limit(1).count() == 0
 
 
+ONE_TASK, STAR_ROUNDS = "one_task", "star_rounds"
+
+
+def solver_for(edge_count: int, one_task_max_edges: int = ONE_TASK_MAX_EDGES) -> str:
+    """Which way :func:`connected_components` solves ``edge_count`` edges (the manifest records it)."""
+    return ONE_TASK if 0 < one_task_max_edges and edge_count <= one_task_max_edges else STAR_ROUNDS
+
+
 def connected_components(edges, a: str = "a", b: str = "b", max_rounds: int = MAX_ROUNDS,
                          oriented: bool = False, edge_count: int | None = None,
                          one_task_max_edges: int = ONE_TASK_MAX_EDGES):
@@ -82,7 +90,7 @@ def connected_components(edges, a: str = "a", b: str = "b", max_rounds: int = MA
 
     if one_task_max_edges > 0:
         count = edges.count() if edge_count is None else edge_count
-        if count <= one_task_max_edges:
+        if solver_for(count, one_task_max_edges) == ONE_TASK:
             return components_in_one_task(edges, a, b), 0
     if oriented:
         current = edges.select(F.col(a).alias("u"), F.col(b).alias("v"))

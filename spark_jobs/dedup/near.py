@@ -184,7 +184,7 @@ def near_dedup(spark, tagged, work_dir: str, cfg: MinHashConfig, earlier: list[A
     """
     from pyspark.sql import functions as F
 
-    from spark_jobs.dedup.components import ONE_TASK_MAX_EDGES, connected_components
+    from spark_jobs.dedup.components import connected_components, solver_for
 
     from ops import storage
 
@@ -204,5 +204,5 @@ def near_dedup(spark, tagged, work_dir: str, cfg: MinHashConfig, earlier: list[A
         components, rounds = spark.createDataFrame([], "node string, component string"), 0
     decisions = decide(in_play, components)
     info = {"candidate_edges": n_edges, "component_rounds": rounds,
-            "components_on": "one_task" if n_edges <= ONE_TASK_MAX_EDGES else "star_rounds"}
+            "components_on": solver_for(n_edges)}
     return apply_decisions(tagged, decisions, drop_col), new_sigs, info

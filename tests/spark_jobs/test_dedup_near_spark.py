@@ -10,12 +10,21 @@ import pytest
 from spark_test_data import english
 from test_minhash import _edit
 from ops.datasets import DatasetVersion
-from spark_jobs.dedup.components import connected_components
+from spark_jobs.dedup.components import ONE_TASK, STAR_ROUNDS, connected_components, solver_for
 from spark_jobs.dedup.minhash import jaccard
 from spark_jobs.jobs import dedup
 from spark_jobs.runner import read_version
 
 pytestmark = pytest.mark.spark
+
+
+def test_the_solver_rule_the_manifest_reports_is_the_one_connected_components_applies(spark):
+    edges = [("b", "a"), ("c", "b")]
+    df = spark.createDataFrame(edges, "a string, b string")
+    assert solver_for(2, one_task_max_edges=2) == ONE_TASK
+    assert connected_components(df, one_task_max_edges=2)[1] == 0  # no rounds: one task
+    assert solver_for(3, one_task_max_edges=2) == solver_for(0, one_task_max_edges=0) == STAR_ROUNDS
+    assert connected_components(df, one_task_max_edges=1)[1] > 0  # a chain is no star: rounds ran
 
 
 @pytest.mark.parametrize("where", ["rounds", "one_task"])
