@@ -15,7 +15,8 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
     sys.path.pop(0)  # bench/tokenize.py must not shadow the stdlib module
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-STAGES = {"clean": "spark_jobs.jobs.clean", "dedup": "spark_jobs.jobs.dedup", "tokenize": "spark_jobs.jobs.tokenize"}
+STAGES = {"extract": "spark_jobs.jobs.extract", "clean": "spark_jobs.jobs.clean", "dedup": "spark_jobs.jobs.dedup",
+          "tokenize": "spark_jobs.jobs.tokenize"}
 
 
 def main():
