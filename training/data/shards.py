@@ -301,6 +301,10 @@ class ShardSampler:
         self._perm = self._permutation(self.epoch)
 
 
+EMPTY_VAL = ("the val split is empty (no full sequence: no val documents, or too few tokens to fill one); "
+             "tokenize with a larger --val-fraction or a smaller --seq-len")
+
+
 class ShardLoader:
     """Causal-LM batches for one rank: ``next_batch()`` and a fixed ``eval_batches(k)``.
 
@@ -314,7 +318,7 @@ class ShardLoader:
         self.dataset = dataset
         self.batch_size, self.rank, self.size = batch_size, rank, size
         if not train and len(dataset) == 0:
-            raise ShardError("the val split is empty; tokenize with a larger --val-fraction")
+            raise ShardError(EMPTY_VAL)
         self.sampler = ShardSampler(len(dataset), batch_size, rank, size, seed) if train else None
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -324,7 +328,7 @@ class ShardLoader:
         """The same ``count`` batches on every call: rows in order, rank-sharded, wrapping around."""
         n = len(self.dataset)
         if n == 0:
-            raise ShardError("the val split is empty; tokenize with a larger --val-fraction")
+            raise ShardError(EMPTY_VAL)
         for k in range(count):
             start = (k * self.size + self.rank) * self.batch_size
             yield causal_lm_batch(self.dataset.gather(np.arange(start, start + self.batch_size) % n))
@@ -377,7 +381,7 @@ class CollatedLoader(ShardLoader):
         """The same ``count`` batches (rows and masks) on every call; ``collator`` overrides the loader's."""
         n = len(self.dataset)
         if n == 0:
-            raise ShardError("the val split is empty; tokenize with a larger --val-fraction")
+            raise ShardError(EMPTY_VAL)
         for k in range(count):
             start = (k * self.size + self.rank) * self.batch_size
             rows = self.dataset.gather(np.arange(start, start + self.batch_size) % n)
