@@ -326,12 +326,17 @@ class ShardLoader:
 
     def eval_batches(self, count: int):
         """The same ``count`` batches on every call: rows in order, rank-sharded, wrapping around."""
+        for indices in self._eval_indices(count):
+            yield causal_lm_batch(self.dataset.gather(indices))
+
+    def _eval_indices(self, count: int):
+        """This rank's row indices of eval batches 0..count-1 (what ``eval_batches`` reads)."""
         n = len(self.dataset)
         if n == 0:
             raise ShardError(EMPTY_VAL)
         for k in range(count):
             start = (k * self.size + self.rank) * self.batch_size
-            yield causal_lm_batch(self.dataset.gather(np.arange(start, start + self.batch_size) % n))
+            yield np.arange(start, start + self.batch_size) % n
 
     def state_dict(self) -> dict:
         return self._training().state_dict()
@@ -379,10 +384,5 @@ class CollatedLoader(ShardLoader):
 
     def eval_batches(self, count: int, collator=None):
         """The same ``count`` batches (rows and masks) on every call; ``collator`` overrides the loader's."""
-        n = len(self.dataset)
-        if n == 0:
-            raise ShardError(EMPTY_VAL)
-        for k in range(count):
-            start = (k * self.size + self.rank) * self.batch_size
-            rows = self.dataset.gather(np.arange(start, start + self.batch_size) % n)
-            yield self._collate(rows, [self.seed, EVAL_STREAM, k], collator)
+        for k, indices in enumerate(self._eval_indices(count)):
+            yield self._collate(self.dataset.gather(indices), [self.seed, EVAL_STREAM, k], collator)
