@@ -145,13 +145,13 @@ def test_a_val_split_smaller_than_one_step_still_serves_eval_batches(tmp_path):
     from training.data.shards import CollatedLoader
     from training_test_data import write_shards
 
-    info = read_shard_info(write_shards(tmp_path, val_every=200))
-    val = ShardDataset(info, "val")
+    uri = write_shards(tmp_path, val_every=200)
+    val = ShardDataset(read_shard_info(uri), "val")
     assert 0 < len(val) < 4 * 2  # the precondition: less than one step of batch 4 on 2 ranks
     with pytest.raises(ShardError, match=r"only \d+ training sequences"):
         CollatedLoader(val, CausalLM(), 4, rank=0, size=2)
     ranks = [CollatedLoader(val, CausalLM(), 4, rank=r, size=2, train=False) for r in range(2)]
-    rows = _all_rows_of(val)
+    rows = _all_rows(uri, "val")
     for r, loader in enumerate(ranks):
         batches = list(loader.eval_batches(2))
         assert len(batches) == 2
@@ -168,10 +168,6 @@ def test_an_empty_val_split_is_refused_when_the_loader_is_made(tmp_path):
     info = read_shard_info(write_shards_with_empty_val(tmp_path))
     with pytest.raises(ShardError, match="val split is empty"):
         CollatedLoader(ShardDataset(info, "val"), None, 4, train=False)
-
-
-def _all_rows_of(ds: ShardDataset) -> np.ndarray:
-    return np.concatenate([np.asarray(a) for a in ds.arrays])
 
 
 def write_shards_with_empty_val(root: Path) -> str:
