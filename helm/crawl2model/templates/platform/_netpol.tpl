@@ -145,11 +145,13 @@ matchLabels:
 {{- end -}}
 
 {{/* A NetworkPolicy: dict "root" $ "name" "x" "selector" (yaml) "ingress" (yaml list) "egress" (yaml list).
-     It lists only the directions it allows; the default-deny policy isolates both. */}}
+     It lists only the directions it allows (the default-deny policy isolates both), or both
+     with "isolate" true for pods the default-deny policy does not select. */}}
 {{- define "crawl2model.np.policy" -}}
 {{- $types := list -}}
 {{- if trim .ingress }}{{ $types = append $types "Ingress" }}{{ end -}}
-{{- if trim .egress }}{{ $types = append $types "Egress" }}{{ end -}}
+{{- if or (trim .egress) .isolate }}{{ $types = append $types "Egress" }}{{ end -}}
+{{- if and .isolate (not (trim .ingress)) }}{{ $types = prepend $types "Ingress" }}{{ end -}}
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
