@@ -75,7 +75,8 @@ def peer_matches(peer: dict, other, policy_ns: str) -> bool:
 
 
 def port_matches(ports: list | None, port: int, protocol: str) -> bool:
-    return not ports or any(p.get("protocol", "TCP") == protocol and p.get("port") in (None, port) for p in ports)
+    return not ports or any(p.get("protocol", "TCP") == protocol and p.get("port") in (None, port)
+                            for p in ports)
 
 
 def allowed_one_way(policies, pod: Pod, other, port: int, protocol: str, direction: str) -> bool:
@@ -102,25 +103,27 @@ def can_connect(docs, src: Pod, dst, port: int, protocol: str = "TCP") -> bool:
     return isinstance(dst, Address) or allowed_one_way(policies, dst, src, port, protocol, "Ingress")
 
 
+def add(pods: dict, labels: dict) -> None:
+    component = labels["app.kubernetes.io/component"]
+    pods[component] = Pod(component, labels)
+
+
 def chart_pods(docs) -> dict[str, Pod]:
     """Every pod the release runs or launches, by component, with the labels it will carry."""
     pods = {}
     for d in docs:
         if d["kind"] in ("Deployment", "StatefulSet", "Job"):
-            labels = d["spec"]["template"]["metadata"]["labels"]
-            pods[labels["app.kubernetes.io/component"]] = Pod(labels["app.kubernetes.io/component"], labels)
+            add(pods, d["spec"]["template"]["metadata"]["labels"])
         elif d["kind"] == "ConfigMap":
             for _, obj in embedded(d):
                 if obj["kind"] == "Pod":
-                    labels = obj["metadata"]["labels"]
-                    pods[labels["app.kubernetes.io/component"]] = Pod(labels["app.kubernetes.io/component"], labels)
+                    add(pods, obj["metadata"]["labels"])
     # MPIJob pods as ops.launch_cluster creates them (the KubernetesLauncher's jobs).
     from ops.launch_cluster import ClusterConfig, mpijob_manifest
 
-    job = mpijob_manifest("training.pretrain", ["--shards", "s3://b/shards/v=1"], ClusterConfig(namespace=NS), "t")
+    job = mpijob_manifest("training.pretrain", ["--shards", "s3://b/v=1"], ClusterConfig(namespace=NS), "t")
     for role in job["spec"]["mpiReplicaSpecs"].values():
-        labels = role["template"]["metadata"]["labels"]
-        pods[labels["app.kubernetes.io/component"]] = Pod(labels["app.kubernetes.io/component"], labels)
+        add(pods, role["template"]["metadata"]["labels"])
     # Single-pod training: the label the KubernetesPodOperator puts on its pods.
     pods["training-pod"] = Pod("training-pod", {"kubernetes_pod_operator": "True", "dag_id": "pretrain"})
     return pods
@@ -130,7 +133,8 @@ KUBE_DNS = Pod("kube-dns", {"k8s-app": "kube-dns"}, namespace="kube-system",
                ns_labels={"kubernetes.io/metadata.name": "kube-system"})
 INGRESS_NGINX = Pod("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"}, namespace="ingress-nginx",
                     ns_labels={"kubernetes.io/metadata.name": "ingress-nginx"})
-OTHER_APP = Pod("other", {"app": "someone-else"}, namespace="other", ns_labels={"kubernetes.io/metadata.name": "other"})
+OTHER_APP = Pod("other", {"app": "someone-else"}, namespace="other",
+                ns_labels={"kubernetes.io/metadata.name": "other"})
 INTERNET = Address("93.184.216.34")
 METADATA = Address("169.254.169.254")
 PRIVATE = [Address("10.0.0.5"), Address("172.20.1.1"), Address("192.168.1.1"), METADATA]
@@ -143,8 +147,8 @@ def test_default_deny_isolates_every_pod_the_platform_runs():
     deny = one(docs, "NetworkPolicy", "-default-deny")["spec"]
     assert deny["policyTypes"] == ["Ingress", "Egress"] and not deny.get("ingress") and not deny.get("egress")
     pods = chart_pods(docs)
-    assert {"airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-task",
-            "airflow-migrate", "mlflow", "postgresql", "spark-executor", "training-launcher",
+    assert {"airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+            "airflow-task", "airflow-migrate", "mlflow", "postgresql", "spark-executor", "training-launcher",
             "training-worker"} <= set(pods)
     for name, pod in pods.items():
         if name != "training-pod":
@@ -172,7 +176,8 @@ def test_redis_accepts_only_the_scheduler_and_workers():
     pods = chart_pods(docs)
     for name, pod in pods.items():
         if name != "redis":
-            assert can_connect(docs, pod, pods["redis"], 6379) == (name in {"airflow-scheduler", "airflow-worker"}), name
+            expect = name in {"airflow-scheduler", "airflow-worker"}
+            assert can_connect(docs, pod, pods["redis"], 6379) == expect, name
 
 
 def test_mlflow_accepts_its_clients_and_the_ingress_only_when_published():
@@ -317,8 +322,10 @@ def test_mlflow_clients_log_in_with_the_secret():
         assert len(clients) >= 1 + ("training" in str(opts)) * 2, name
         for where, c in clients:
             env = env_of(c)
-            for var, key in (("MLFLOW_TRACKING_USERNAME", "username"), ("MLFLOW_TRACKING_PASSWORD", "password")):
-                assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "crawl2model-mlflow-auth", "key": key}, where
+            for var, key in (("MLFLOW_TRACKING_USERNAME", "username"),
+                             ("MLFLOW_TRACKING_PASSWORD", "password")):
+                ref = env[var]["valueFrom"]["secretKeyRef"]
+                assert ref == {"name": "crawl2model-mlflow-auth", "key": key}, where
     # The control plane and the Spark executors get no MLflow credentials.
     docs = render()
     sched = one(docs, "Deployment", "-airflow-scheduler")["spec"]["template"]["spec"]["containers"][0]
@@ -353,7 +360,7 @@ def run_auth_writer(tmp_path, backend_uri: str, external_auth_uri: str | None = 
 def test_auth_config_writer_produces_what_mlflow_reads(tmp_path, monkeypatch):
     from mlflow.server.auth.config import read_auth_config
 
-    uri = "postgresql+psycopg://c2m:p%40ss%25word@db:5432/mlflow"  # URL-encoded: '%' must survive configparser
+    uri = "postgresql+psycopg://c2m:p%40ss%25word@db:5432/mlflow"  # '%' must survive configparser
     path = run_auth_writer(tmp_path, uri)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(path))
@@ -378,7 +385,8 @@ def cmdlines() -> list[str]:
     out = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            out.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+            out.append(raw.replace(b"\0", b" ").decode(errors="replace"))
         except OSError:
             pass
     return out
@@ -492,8 +500,9 @@ def test_redis_start_script_keeps_the_password_out_of_argv(tmp_path):
     recorder.write_text("#!/bin/sh\nprintf '%s\\n' \"$@\"\n")
     recorder.chmod(0o755)
     secret = "Pw-for-redis-7f3a"
-    proc = subprocess.run(["/bin/sh", "-c", script], env={"PATH": f"{bin_dir}:/usr/bin:/bin", "REDISCLI_AUTH": secret},
-                          capture_output=True, text=True, timeout=30, check=True)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDISCLI_AUTH": secret}
+    proc = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=30,
+                          check=True)
     argv = proc.stdout.splitlines()
     assert secret not in proc.stdout and argv[0] == f"{tmp_path}/redis.conf"
     conf = (tmp_path / "redis.conf")
@@ -518,7 +527,8 @@ def test_no_role_grants_exec_secrets_or_wildcards(name):
         for rule in role["rules"]:
             for key in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[key], (role["metadata"]["name"], rule)
-            assert not {"pods/exec", "pods/attach", "secrets", "serviceaccounts/token"} & set(rule["resources"]), rule
+            dangerous = {"pods/exec", "pods/attach", "secrets", "serviceaccounts/token"}
+            assert not dangerous & set(rule["resources"]), rule
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
 
 
@@ -547,19 +557,20 @@ def test_task_pods_use_the_launcher_account_with_what_spark_and_mpijob_need():
 def test_airflow_control_plane_uses_its_own_account_and_creates_pods_only_with_kubernetes_executor():
     for opts, creates in (((), True), (CELERY, False)):
         docs = render(*opts)
-        (_, pod), = embedded(one(docs, "ConfigMap", "-pod-template")) if not opts else ((None, None),)
         launcher_sa = one(docs, "RoleBinding", "-launcher")["subjects"][0]["name"]
         airflow_sa = one(docs, "RoleBinding", "-airflow")["subjects"][0]["name"]
         assert airflow_sa != launcher_sa
-        for suffix in ("-airflow-scheduler", "-airflow-api-server", "-airflow-triggerer", "-airflow-dag-processor"):
-            assert one(docs, "Deployment", suffix)["spec"]["template"]["spec"]["serviceAccountName"] == airflow_sa
+        for suffix in ("-scheduler", "-api-server", "-triggerer", "-dag-processor"):
+            spec = one(docs, "Deployment", f"-airflow{suffix}")["spec"]["template"]["spec"]
+            assert spec["serviceAccountName"] == airflow_sa, suffix
         if opts:
             worker = one(docs, "Deployment", "-airflow-worker")["spec"]["template"]["spec"]
             assert worker["serviceAccountName"] == launcher_sa
         assert grants(rules_of(docs, "-airflow"), "pods", "create") == creates
         dag_processor = one(docs, "Deployment", "-airflow-dag-processor")["spec"]["template"]["spec"]
         assert dag_processor["automountServiceAccountToken"] is False
-        assert one(docs, "Job", "-airflow-migrate")["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+        migrate = one(docs, "Job", "-airflow-migrate")["spec"]["template"]["spec"]
+        assert migrate["automountServiceAccountToken"] is False
     assert {d["metadata"]["name"] for d in find(render(), "ServiceAccount")} == {
         f"{RELEASE}-crawl2model", f"{RELEASE}-crawl2model-airflow"}
 
@@ -585,9 +596,9 @@ def secret_vars(container: dict) -> set[str]:
     """Env vars that hold a secret: from a Secret, or built from one with $(VAR)."""
     out: set[str] = set()
     for e in container.get("env", []):
-        if "secretKeyRef" in e.get("valueFrom", {}):
-            out.add(e["name"])
-        elif any(f"$({v})" in e.get("value", "") for v in out) or URL_WITH_PASSWORD.search(e.get("value", "")):
+        value = e.get("value", "")
+        if "secretKeyRef" in e.get("valueFrom", {}) or URL_WITH_PASSWORD.search(value) or any(
+                f"$({v})" in value for v in out):
             out.add(e["name"])
     return out
 
