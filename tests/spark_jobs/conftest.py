@@ -86,3 +86,51 @@ def site():
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory):
+    """A Spark standalone master and two one-core workers on 127.0.0.1 (ops.spark_standalone).
+
+    Each worker runs in its own mount namespace with a private /tmp: only ``shared`` (the data
+    roots, the staging dir, the input files: what a real cluster keeps on a shared volume or
+    S3) is the same folder for the driver and the executors. The workers' environment carries
+    the test S3 server's endpoint and keys, as a cluster's executors get theirs. Stopped by
+    PID at the end of the session; the teardown checks that no JVM of theirs is left.
+    """
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from ops import spark_standalone
+    from ops.settings import get_settings
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("the cluster fixture isolates workers with `unshare -m`: needs root and util-linux")
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"mount namespaces are not available here (`unshare --mount true`: {probe.stderr.strip()})")
+    from s3_cluster_env import cluster_s3
+
+    shared = tmp_path_factory.mktemp("cluster-shared")
+    s = get_settings()
+    with cluster_s3() as s3_env:
+        base = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        cluster = spark_standalone.start(s.jobs_venv / "bin", str(s.jobs_python),
+                                         tmp_path_factory.mktemp("cluster"), workers=2, cores=1,
+                                         memory="1g", env={**base, **s3_env}, isolate=True,
+                                         shared=[str(shared)])
+        try:
+            yield ClusterHandle(cluster, Path(shared), s3_env)
+        finally:
+            spark_standalone.stop(cluster)
+            left = spark_standalone.group_pids(cluster.pids)
+            assert not left, f"JVMs of the cluster still running after stop: {left}"
+
+
+class ClusterHandle:
+    """What the cluster tests need: the running cluster, the shared folder, the S3 server's env."""
+
+    def __init__(self, cluster, shared, s3_env):
+        self.cluster, self.shared, self.s3_env = cluster, shared, s3_env
+        self.master_url, self.ui_url = cluster.master_url, cluster.ui_url

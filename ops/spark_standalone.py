@@ -1,0 +1,228 @@
+"""A Spark standalone cluster on this machine: one master and N one-core workers on 127.0.0.1.
+
+Started from the jobs venv's ``spark-class`` (the same Spark that ``spark-submit`` runs), so a
+stage submitted with ``C2M_SPARK_MASTER=spark://127.0.0.1:PORT`` runs its tasks in executor
+JVMs that the workers start, not in the driver. ``crawl2model up --spark-workers N`` and the
+tests' cluster fixture both use :func:`start` and :func:`stop`.
+
+Every daemon binds to 127.0.0.1 (``--host`` and ``SPARK_LOCAL_IP``, which the web UIs read)
+on free ports, writes its log and scratch space under the folder it is given, and runs in its
+own process group, so :func:`stop` ends it and the executor JVMs it started by PID.
+
+``isolate=True`` runs each worker in its own mount namespace with a private tmpfs over
+``/tmp`` (``unshare -m``, root only), keeping just the ``shared`` folders visible, as a
+real cluster shares a volume: an executor that writes to a driver-local temp path writes
+into its own ``/tmp``, and the driver never sees the file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HOST = "127.0.0.1"
+MASTER_CLASS = "org.apache.spark.deploy.master.Master"
+WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
+STATE_FILE = "cluster.json"
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not start, or did not become ready in time."""
+
+
+@dataclass
+class Cluster:
+    """A running cluster: where to submit, where to look, and what to stop."""
+
+    master_url: str  # spark://127.0.0.1:PORT, what C2M_SPARK_MASTER takes
+    ui_url: str  # the master's web UI; ``{ui_url}/json/`` lists workers and applications
+    folder: str  # logs, worker dirs and the state file
+    pids: list[int] = field(default_factory=list)  # master first; each leads its process group
+
+    def save(self) -> None:
+        Path(self.folder, STATE_FILE).write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Cluster | None":
+        path = Path(folder, STATE_FILE)
+        return cls(**json.loads(path.read_text())) if path.exists() else None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def daemon_env(base: dict[str, str] | None, python: str, folder: Path, name: str) -> dict[str, str]:
+    """Environment of one daemon: loopback only, its own log and scratch folders, the jobs python."""
+    env = dict(os.environ if base is None else base)
+    env.update(SPARK_LOCAL_IP=HOST, SPARK_LOG_DIR=str(folder / "logs"),
+               SPARK_LOCAL_DIRS=str(folder / name / "scratch"), PYSPARK_PYTHON=python,
+               SPARK_NO_DAEMONIZE="1")
+    # Executors inherit the worker's environment: the airflow venv's packages must not leak in.
+    env.pop("PYTHONPATH", None)
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def isolated(cmd: list[str], shared: list[str]) -> list[str]:
+    """``cmd`` in a new mount namespace whose /tmp is an empty tmpfs holding only ``shared``.
+
+    The shared folders are bound into the new tmpfs before it is moved over /tmp, so folders
+    that live under /tmp stay reachable at the same paths; everything else there is hidden.
+    """
+    script = ["set -e", "new=$(mktemp -d /run/c2m-ns-XXXXXX)", 'mount -t tmpfs -o mode=1777 tmpfs "$new"']
+    for path in shared:
+        real = os.path.realpath(path)
+        if real == "/tmp" or not real.startswith("/tmp/"):
+            continue  # outside /tmp: visible anyway
+        inner = '"$new"/' + shlex.quote(real[len("/tmp/"):])
+        script += [f"mkdir -p {inner}", f"mount --bind {shlex.quote(real)} {inner}"]
+    script += ['mount --move "$new" /tmp', 'rmdir "$new" 2>/dev/null || true',
+               "exec " + shlex.join(cmd)]
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(script)]
+
+
+def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> int:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    return proc.pid
+
+
+def master_state(ui_url: str, timeout: float = 5.0) -> dict:
+    """The master's JSON status (workers with their state and cores, applications)."""
+    with urllib.request.urlopen(f"{ui_url}/json/", timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def alive_workers(ui_url: str) -> list[dict]:
+    try:
+        return [w for w in master_state(ui_url).get("workers", []) if w.get("state") == "ALIVE"]
+    except OSError:
+        return []
+
+
+def start(spark_home_bin: Path, python: str, folder: str | Path, workers: int = 2, cores: int = 1,
+          memory: str = "1g", env: dict[str, str] | None = None, isolate: bool = False,
+          shared: list[str] = (), timeout: float = 180.0) -> Cluster:
+    """Start a master and ``workers`` workers; return once the master lists them all ALIVE.
+
+    ``spark_home_bin`` is the jobs venv's bin folder (it holds ``spark-class``); ``env`` is the
+    workers' base environment (executors inherit it), default this process's.
+    """
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    missing = [p for p in shared if not os.path.isdir(p)]
+    if missing:
+        raise ClusterError(f"shared folders must exist before the workers start: {missing}")
+    spark_class = str(Path(spark_home_bin) / "spark-class")
+    port, ui_port = free_port(), free_port()
+    cluster = Cluster(f"spark://{HOST}:{port}", f"http://{HOST}:{ui_port}", str(folder))
+    menv = daemon_env(env, python, folder, "master")
+    menv["SPARK_MASTER_OPTS"] = "-Dspark.master.rest.enabled=false"
+    try:
+        cluster.pids.append(_spawn([spark_class, MASTER_CLASS, "--host", HOST, "--port", str(port),
+                                    "--webui-port", str(ui_port)], menv, folder / "logs" / "master.log"))
+        cluster.save()
+        _wait(lambda: _up(cluster.ui_url), timeout, "the master's web UI", cluster)
+        for i in range(workers):
+            name = f"worker-{i + 1}"
+            wdir = folder / name
+            (wdir / "work").mkdir(parents=True, exist_ok=True)
+            wenv = daemon_env(env, python, folder, name)
+            wenv["SPARK_WORKER_DIR"] = str(wdir / "work")
+            cmd = [spark_class, WORKER_CLASS, "--cores", str(cores), "--memory", memory, "--host", HOST,
+                   "--webui-port", str(free_port()), "--work-dir", str(wdir / "work"), cluster.master_url]
+            if isolate:
+                cmd = isolated(cmd, [*shared, str(folder)])
+            cluster.pids.append(_spawn(cmd, wenv, folder / "logs" / f"{name}.log"))
+            cluster.save()
+        _wait(lambda: len(alive_workers(cluster.ui_url)) >= workers, timeout,
+              f"{workers} ALIVE workers", cluster)
+    except BaseException:
+        stop(cluster)
+        raise
+    return cluster
+
+
+def _up(ui_url: str) -> bool:
+    try:
+        master_state(ui_url, timeout=2)
+        return True
+    except OSError:
+        return False
+
+
+def _wait(ready, timeout: float, what: str, cluster: Cluster) -> None:
+    logs = Path(cluster.folder, "logs")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        dead = [pid for pid in cluster.pids if not group_pids([pid])]
+        if dead:
+            raise ClusterError(f"Spark standalone cluster: a daemon (pid {dead[0]}) exited while waiting "
+                               f"for {what}; see the logs in {logs}")
+        time.sleep(0.5)
+    raise ClusterError(f"Spark standalone cluster: no {what} after {timeout:.0f} s; see the logs in {logs}")
+
+
+def stop(cluster: Cluster, grace: float = 15.0) -> None:
+    """Stop workers first (they end their executors), then the master: SIGTERM to each process
+    group, SIGKILL to what is left after ``grace`` seconds. Executors stay in their worker's group."""
+    groups = list(reversed(cluster.pids))
+    _signal(groups, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _reap(groups):
+        time.sleep(0.2)
+    if _reap(groups):
+        _signal(groups, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _reap(groups):
+            time.sleep(0.1)
+    state = Path(cluster.folder, STATE_FILE)
+    if state.exists():
+        state.unlink()
+
+
+def _signal(groups: list[int], sig: int) -> None:
+    for pgid in groups:
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _reap(groups: list[int]) -> list[int]:
+    """Collect our own exited children; return the live processes left in ``groups``."""
+    for pid in groups:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass  # not our child (another process started the cluster): init reaps it
+    return group_pids(groups)
+
+
+def group_pids(pgids: list[int]) -> list[int]:
+    """Live processes in these process groups (from /proc): what :func:`stop` must leave empty."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) in pgids:
+            found.append(int(entry.name))
+    return found
