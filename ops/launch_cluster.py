@@ -69,6 +69,11 @@ class ClusterConfig:
     s3_region: str = "us-east-1"
     s3_path_style: bool = True
     s3_secret: str = ""  # Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+    # Secret with the MLflow login (the chart's mlflow.auth Secret): MLFLOW_TRACKING_USERNAME and
+    # MLFLOW_TRACKING_PASSWORD of training pods come from its two keys
+    mlflow_secret: str = ""
+    mlflow_username_key: str = "username"
+    mlflow_password_key: str = "password"
     # Training
     trainer_image: str = "ghcr.io/example/crawl2model-trainer:0.1.0"
     trainer_venv: str = "/opt/venv"
@@ -269,6 +274,10 @@ def _env_list(cfg: ClusterConfig, extra: dict[str, str] | None) -> list[dict]:
     env.append({"name": "AWS_DEFAULT_REGION", "value": cfg.s3_region})
     if cfg.s3_endpoint:
         env.append({"name": "AWS_ENDPOINT_URL", "value": cfg.s3_endpoint})
+    if cfg.mlflow_secret:
+        env += [{"name": name, "valueFrom": {"secretKeyRef": {"name": cfg.mlflow_secret, "key": key}}}
+                for name, key in (("MLFLOW_TRACKING_USERNAME", cfg.mlflow_username_key),
+                                  ("MLFLOW_TRACKING_PASSWORD", cfg.mlflow_password_key))]
     return env
 
 
@@ -386,6 +395,7 @@ def training_pod_operator(module: str, args: list[str], cfg: ClusterConfig, np: 
         container_security_context=k8s.V1SecurityContext(
             allow_privilege_escalation=False, capabilities=k8s.V1Capabilities(drop=["ALL"])),
         service_account_name=cfg.service_account,
+        automount_service_account_token=False,  # training needs no Kubernetes API access
         image_pull_secrets=[k8s.V1LocalObjectReference(name=n) for n in cfg.image_pull_secrets] or None,
         deferrable=True, get_logs=True, on_finish_action="delete_succeeded_pod",
         **kwargs,

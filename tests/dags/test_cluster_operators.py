@@ -21,7 +21,8 @@ from ops.settings import Settings  # noqa: E402
 CFG = ClusterConfig(namespace="ml", spark_image="reg/c2m-spark:1", trainer_image="reg/c2m-trainer:1",
                     s3_secret="c2m-s3", gpu_per_worker=8, node_selector={"nvidia.com/gpu.present": "true"},
                     tolerations=({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},),
-                    platform_configmap="c2m-platform", image_pull_secrets=("regcred",))
+                    platform_configmap="c2m-platform", image_pull_secrets=("regcred",),
+                    mlflow_secret="c2m-mlflow-auth")
 SETTINGS = Settings(jobs_venv=Path("/home/airflow/venv-jobs"), repo_root=Path("/src"), host="10.0.0.7")
 
 
@@ -63,6 +64,10 @@ def test_training_pod_operator_builds_a_gpu_pod_running_horovodrun():
     env = {e["name"]: e for e in c["env"]}
     assert env["MLFLOW_RUN_CONTEXT"]["value"] == "{}"
     assert env["AWS_SECRET_ACCESS_KEY"]["value_from"]["secret_key_ref"]["name"] == "c2m-s3"
+    assert env["MLFLOW_TRACKING_PASSWORD"]["value_from"]["secret_key_ref"] == {
+        "name": "c2m-mlflow-auth", "key": "password", "optional": None}
+    assert env["MLFLOW_TRACKING_USERNAME"]["value_from"]["secret_key_ref"]["key"] == "username"
+    assert spec["automount_service_account_token"] is False  # training needs no Kubernetes API access
     assert c["env_from"][0]["config_map_ref"]["name"] == "c2m-platform"
     assert {v["name"] for v in spec["volumes"]} == {"dshm"}
     assert pod["metadata"]["namespace"] == "ml" and spec["image_pull_secrets"][0]["name"] == "regcred"

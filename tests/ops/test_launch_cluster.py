@@ -76,6 +76,9 @@ def config_from_values(values: dict) -> ClusterConfig:
         executor_cores=spark["executorCores"], executor_memory=spark["executorMemory"],
         s3_endpoint=s3["endpoint"], s3_region=s3["region"], s3_path_style=s3["pathStyleAccess"],
         s3_secret=s3["secretName"],
+        mlflow_secret=values["mlflow"]["auth"]["secretName"] if values["mlflow"]["auth"]["enabled"] else "",
+        mlflow_username_key=values["mlflow"]["auth"]["usernameKey"],
+        mlflow_password_key=values["mlflow"]["auth"]["passwordKey"],
         trainer_image=f"{img['trainer']['repository']}:{img['trainer']['tag']}",
         trainer_venv=img["trainer"]["jobsVenv"], workers=t["workers"],
         gpu_per_worker=t["gpu"]["perWorker"] if t["gpu"]["enabled"] else 0,
@@ -210,6 +213,20 @@ def test_mpijob_requests_gpus_on_gpu_nodes_and_is_valid_kubernetes():
     assert cmd[cmd.index("-np") + 1] == "32" and cmd[cmd.index("--network-interfaces") + 1] == "eth0"
     env = {e["name"]: e.get("value") for e in launcher["containers"][0]["env"]}
     assert env["MLFLOW_RUN_CONTEXT"] == "{}"  # horovodrun forwards the launcher's env to the ranks
+
+
+def test_training_pods_log_in_to_mlflow_from_the_secret_and_get_no_api_token():
+    cfg = ClusterConfig(mlflow_secret="c2m-mlflow-auth", mlflow_password_key="pw")
+    job = mpijob_manifest("training.pretrain", [], cfg, name="pretrain-x")
+    for role in ("Launcher", "Worker"):
+        spec = job["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]
+        assert spec["automountServiceAccountToken"] is False
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in spec["containers"][0]["env"] if "valueFrom" in e}
+        assert refs["MLFLOW_TRACKING_USERNAME"] == {"name": "c2m-mlflow-auth", "key": "username"}
+        assert refs["MLFLOW_TRACKING_PASSWORD"] == {"name": "c2m-mlflow-auth", "key": "pw"}
+    plain = mpijob_manifest("training.pretrain", [], ClusterConfig(), name="pretrain-x")
+    launcher_env = plain["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["env"]
+    assert not any(e["name"].startswith("MLFLOW_TRACKING_") for e in launcher_env)
 
 
 def test_fewer_ranks_use_fewer_pods():
