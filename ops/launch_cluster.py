@@ -436,13 +436,30 @@ class KubernetesLauncher:
 
     def train(self, module: str, args: list[str], np: int | None = None, *, name: str = "",
               env: dict[str, str] | None = None) -> None:
-        """Create the MPIJob (replacing a leftover of an earlier try) and wait for it to end."""
+        """Create the MPIJob (replacing a leftover of an earlier try) and wait here for it to end.
+
+        Airflow tasks that should not hold a worker slot while it runs use
+        :class:`ops.mpijob_wait.MPIJobOperator` instead: the same :meth:`submit`, then a trigger."""
+        name = self.submit(module, args, np, name=name, env=env)
         custom, core = self.apis()
+        while True:
+            job = self._get(custom, name)
+            state = mpijob_state(job) if job is not None else "Gone"
+            if state == "Succeeded":
+                return
+            if state in ("Failed", "Gone"):
+                raise self.failure(name, module, job)
+            self._sleep(self.cfg.poll_seconds)
+
+    def submit(self, module: str, args: list[str], np: int | None = None, *, name: str = "",
+               env: dict[str, str] | None = None) -> str:
+        """Create the MPIJob, first deleting one of the same name left by an earlier try (training
+        resumes from its checkpoint); return its name."""
+        custom, _ = self.apis()
         name = name or job_name(module)
         body = mpijob_manifest(module, args, self.cfg, name, np, env)
         ns = self.cfg.namespace
         if self._get(custom, name) is not None:
-            # Left by an earlier try of this task: start afresh; training resumes from its checkpoint.
             custom.delete_namespaced_custom_object(MPI_GROUP, MPI_VERSION, ns, MPI_PLURAL, name)
             print(f"[crawl2model] deleting MPIJob {ns}/{name} left by an earlier try", flush=True)
             while self._get(custom, name) is not None:
@@ -450,19 +467,17 @@ class KubernetesLauncher:
         custom.create_namespaced_custom_object(MPI_GROUP, MPI_VERSION, ns, MPI_PLURAL, body)
         command = " ".join(cluster_horovodrun_command(module, args, self.cfg, np))
         print(f"[crawl2model] created MPIJob {ns}/{name}: {command}", flush=True)
-        while True:
-            job = self._get(custom, name)
-            if job is None:
-                raise LaunchError(f"MPIJob {ns}/{name} disappeared while running; was it deleted by hand?")
-            state = mpijob_state(job)
-            if state == "Succeeded":
-                return
-            if state == "Failed":
-                tail = self.launcher_tail(core, name)
-                raise LaunchError(f"MPIJob {ns}/{name} ({module}) failed: {mpijob_reason(job)}. See "
-                                  f"`kubectl -n {ns} logs -l training.kubeflow.org/job-name={name}`.",
-                                  tail=tail)
-            self._sleep(self.cfg.poll_seconds)
+        return name
+
+    def failure(self, name: str, module: str, job: dict | None) -> LaunchError:
+        """The error for a job that failed (``job``: its last state) or disappeared (``None``)."""
+        ns = self.cfg.namespace
+        if job is None:
+            return LaunchError(f"MPIJob {ns}/{name} disappeared while running; was it deleted by hand?")
+        _, core = self.apis()
+        return LaunchError(f"MPIJob {ns}/{name} ({module}) failed: {mpijob_reason(job)}. See "
+                           f"`kubectl -n {ns} logs -l training.kubeflow.org/job-name={name}`.",
+                           tail=self.launcher_tail(core, name))
 
     def _get(self, custom, name: str) -> dict | None:
         try:
