@@ -1,6 +1,6 @@
 """``crawl2model``: one command for the local stack and every stage.
 
-    crawl2model up [--s3] | down | status | demo [--s3] [--profile tiny]
+    crawl2model up [--s3] [--spark-workers N] | down | status | demo [--s3] [--profile tiny]
     crawl2model crawl|extract|clean|dedup|tokenize  <job flags ...>      (spark-submit)
     crawl2model pretrain|finetune [--np N]  <job flags ...>               (horovodrun)
     crawl2model evaluate|hpo|compress  <job flags ...>                    (one python process)
@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for health checks")
     up.add_argument("--s3", action="store_true",
                     help="S3 mode: start a local S3 server (SeaweedFS) and keep data and artefacts in it")
+    up.add_argument("--spark-workers", type=int, default=0, metavar="N",
+                    help="also start a Spark standalone master and N one-core workers on 127.0.0.1 "
+                         "and run the DAGs' Spark stages on it")
     sub.add_parser("down", help="stop the local stack (by PID)")
     sub.add_parser("status", help="show which components run and are healthy")
     demo = sub.add_parser("demo", help="up, then run data_refresh → pretrain → finetune through Airflow")
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _select_mode(getattr(args, "s3", False))
         if args.command == "up":
-            services.up(timeout=args.timeout)
+            services.up(timeout=args.timeout, spark_workers=args.spark_workers)
             return 0
         if args.command == "down":
             services.down()

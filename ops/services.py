@@ -341,6 +341,9 @@ def urls(s: Settings | None = None) -> dict[str, str]:
     out = {"airflow": s.airflow_url, "mlflow": s.mlflow_uri, "site": s.site_url}
     if s.s3_mode:
         out["s3"] = f"{s.s3_endpoint} (bucket {s.s3_bucket}; credentials in {s3_server.credentials_file(s)})"
+    cluster = running_spark_cluster(s)
+    if cluster is not None:
+        out["spark master"] = f"{cluster.ui_url} ({cluster.master_url})"
     return out
 
 
@@ -377,6 +380,8 @@ def _record_mode(s: Settings) -> None:
     recorded = {"C2M_S3": "1" if s.s3_mode else "0", "C2M_DATA_ROOT": s.data_root}
     if s.s3_mode:
         recorded.update(C2M_S3_PORT=str(s.s3_port), C2M_S3_BUCKET=s.s3_bucket)
+    if s.spark_master.startswith("spark://"):  # up --spark-workers: later `up`/`demo` keep the cluster
+        recorded["C2M_SPARK_MASTER"] = s.spark_master
     tmp.write_text(json.dumps(recorded) + "\n")
     os.replace(tmp, mode_file(s))
 
@@ -403,12 +408,16 @@ def _prepare_bucket(s: Settings, echo: Callable[[str], None]) -> None:
 
 
 def up(s: Settings | None = None, timeout: float = 240.0,
-       echo: Callable[[str], None] = print) -> dict[str, float]:
+       echo: Callable[[str], None] = print, spark_workers: int = 0) -> dict[str, float]:
     """Start whatever is not running and wait until every component is healthy.
 
     Idempotent: a healthy stack is left alone. Returns seconds-to-healthy per started component.
+    ``spark_workers`` > 0 first starts a Spark standalone cluster (:func:`start_spark_cluster`)
+    and gives Airflow its master as ``C2M_SPARK_MASTER``.
     """
     s = s or get_settings()
+    if spark_workers:
+        s = start_spark_cluster(s, spark_workers, timeout, echo)
     # First, before anything reads (and drops) a stale PID file; and a crashed scheduler's
     # heartbeat still looks healthy for 30 s, so health alone would not restart it.
     crashed = note_crashed(s, ALL_COMPONENTS, echo)
@@ -599,6 +608,7 @@ def down(s: Settings | None = None, grace: float = STOP_GRACE_S,
             except ProcessLookupError:
                 pass
     stop_leftovers(s, echo)
+    stop_spark_cluster(s, echo)
     _reap()
     for name in ALL_COMPONENTS:
         pid_file(s, name).unlink(missing_ok=True)
@@ -625,3 +635,59 @@ def memory_mib(s: Settings | None = None) -> dict[str, float]:
                 pass
         out[name] = round(total / 1024, 1)
     return out
+
+
+# ---------------------------------------------------------------- a Spark standalone cluster beside the stack
+
+def spark_dir(s: Settings) -> Path:
+    """Logs, worker folders and the PIDs (``cluster.json``) of ``up --spark-workers``'s cluster."""
+    return s.stack_dir / "spark"
+
+
+def running_spark_cluster(s: Settings):
+    """The cluster ``up --spark-workers`` started, when its master still runs; else None."""
+    from ops import spark_standalone
+
+    cluster = spark_standalone.Cluster.load(spark_dir(s))
+    if cluster is None or not spark_standalone.group_pids(cluster.pids[:1]):
+        return None
+    return cluster
+
+
+def start_spark_cluster(s: Settings, workers: int, timeout: float = 240.0,
+                        echo: Callable[[str], None] = print) -> Settings:
+    """Start a master and ``workers`` one-core workers on the stack's host (or keep the running
+    ones); return the settings with ``spark_master`` pointing at it, for the Airflow processes.
+
+    Executors inherit the workers' environment: the jobs' (S3 endpoint and keys in S3 mode).
+    Airflow that already runs keeps the master it was started with, so that case is refused.
+    """
+    from dataclasses import replace
+
+    from ops import launchers, spark_standalone
+
+    cluster = running_spark_cluster(s)
+    if cluster is None:
+        if any(read_pid(s, name) is not None for name in AIRFLOW_COMPONENTS):
+            raise StackError("Airflow is running without the Spark cluster: run `crawl2model down`, "
+                             f"then `crawl2model up --spark-workers {workers}`")
+        echo(f"starting a Spark standalone master and {workers} one-core worker(s) ...")
+        try:
+            cluster = spark_standalone.start(s.jobs_venv / "bin", str(s.jobs_python), spark_dir(s),
+                                             workers=workers, env=launchers.job_env(s), timeout=timeout)
+        except spark_standalone.ClusterError as exc:
+            raise StackError(str(exc)) from None
+    echo(f"  Spark master {cluster.master_url}, web UI {cluster.ui_url}")
+    return replace(s, spark_master=cluster.master_url)
+
+
+def stop_spark_cluster(s: Settings, echo: Callable[[str], None] = print) -> bool:
+    """Stop ``up --spark-workers``'s cluster by its recorded PIDs; False when none was recorded."""
+    from ops import spark_standalone
+
+    cluster = spark_standalone.Cluster.load(spark_dir(s))
+    if cluster is None:
+        return False
+    spark_standalone.stop(cluster)
+    echo(f"stopped the Spark cluster ({cluster.master_url})")
+    return True
