@@ -13,8 +13,8 @@ AIRFLOW_STAMP := $(AIRFLOW_VENV)/.c2m-installed
 HOROVOD_STAMP := $(JOBS_VENV)/.c2m-horovod
 DATASETS_STAMP := $(C2M_CACHE)/datasets/.fetched
 # Debian packages the stack needs: Java for Spark, a compiler and cmake for Horovod,
-# Python's HTML docs as the demo website.
-APT_PACKAGES := openjdk-17-jre-headless g++ cmake make python3.11-doc
+# Python's HTML docs as the demo website, ssh and sshd for the two-host Horovod test.
+APT_PACKAGES := openjdk-17-jre-headless g++ cmake make python3.11-doc openssh-server openssh-client iproute2
 PIP := pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
