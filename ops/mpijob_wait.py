@@ -88,7 +88,7 @@ class MPIJobTrigger(BaseTrigger):
 class MPIJobOperator(BaseOperator):
     """Run ``module`` as an MPIJob on ``np`` ranks and wait for it on the triggerer.
 
-    ``cluster`` is a ClusterConfig mapping (e.g. the Variable ``c2m_k8s_cluster``); without it
+    ``cluster`` is a ClusterConfig mapping (e.g. the Variable ``c2m_cluster``); without it
     the config comes from ``C2M_K8S_*`` in the task's environment.
     """
 

@@ -132,7 +132,8 @@ def test_the_resumed_task_succeeds_or_fails_with_the_launchers_last_lines(operat
     op, _ = operator
     assert op.execute_complete({}, {"state": "Succeeded", "name": "pretrain-x", "reason": ""}) == "pretrain-x"
     with pytest.raises(LaunchError) as err:
-        op.execute_complete({}, {"state": "Failed", "name": "pretrain-x", "reason": "Boom: launcher exited 1"})
+        op.execute_complete({}, {"state": "Failed", "name": "pretrain-x",
+                                 "reason": "Boom: launcher exited 1"})
     assert "Boom: launcher exited 1" in str(err.value) and err.value.tail[-1] == "RuntimeError: NCCL timeout"
     with pytest.raises(LaunchError, match="disappeared"):
         op.execute_complete({}, {"state": "Gone", "name": "pretrain-x", "reason": ""})

@@ -221,7 +221,8 @@ def test_training_pods_log_in_to_mlflow_from_the_secret_and_get_no_api_token():
     for role in ("Launcher", "Worker"):
         spec = job["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]
         assert spec["automountServiceAccountToken"] is False
-        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in spec["containers"][0]["env"] if "valueFrom" in e}
+        env = spec["containers"][0]["env"]
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
         assert refs["MLFLOW_TRACKING_USERNAME"] == {"name": "c2m-mlflow-auth", "key": "username"}
         assert refs["MLFLOW_TRACKING_PASSWORD"] == {"name": "c2m-mlflow-auth", "key": "pw"}
     plain = mpijob_manifest("training.pretrain", [], ClusterConfig(), name="pretrain-x")

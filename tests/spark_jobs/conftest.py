@@ -109,7 +109,8 @@ def spark_cluster(tmp_path_factory):
         pytest.skip("the cluster fixture isolates workers with `unshare -m`: needs root and util-linux")
     probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, text=True)
     if probe.returncode != 0:
-        pytest.skip(f"mount namespaces are not available here (`unshare --mount true`: {probe.stderr.strip()})")
+        pytest.skip("mount namespaces are not available here "
+                    f"(`unshare --mount true`: {probe.stderr.strip()})")
     from s3_cluster_env import cluster_s3
 
     shared = tmp_path_factory.mktemp("cluster-shared")

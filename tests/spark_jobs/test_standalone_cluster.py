@@ -123,8 +123,9 @@ def snapshot(root: str, stage: str, version: str) -> dict:
     if stage == "shards":
         snap["tokenizer"] = manifest["tokenizer_sha256"]
         snap["splits"] = manifest["splits"]
-        snap["shard_sha256"] = {name: hashlib.sha256(storage.read_bytes(storage.join(dv.uri, name))).hexdigest()
-                                for split in manifest["splits"].values() for name in split["files"]}
+        names = [name for split in manifest["splits"].values() for name in split["files"]]
+        snap["shard_sha256"] = {n: hashlib.sha256(storage.read_bytes(storage.join(dv.uri, n))).hexdigest()
+                                for n in names}
     return snap
 
 
@@ -171,7 +172,8 @@ def test_every_stage_on_the_cluster_matches_local(cluster_chain, local_chain, sp
     assert cluster_chain["shards"]["shard_sha256"]
     apps = spark_standalone.master_state(spark_cluster.ui_url)["completedapps"]
     names = {a["name"] for a in apps}
-    assert {f"crawl2model-{job}" for job in ("crawl", "ingest", "extract", "clean", "dedup", "tokenize")} <= names
+    jobs = ("crawl", "ingest", "extract", "clean", "dedup", "tokenize")
+    assert {f"crawl2model-{job}" for job in jobs} <= names
 
 
 @pytest.mark.parametrize("mode", ["stage", "s3a"])
