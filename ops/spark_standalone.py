@@ -9,8 +9,8 @@ Every daemon binds to 127.0.0.1 (``--host`` and ``SPARK_LOCAL_IP``, which the we
 on free ports, writes its log and scratch space under the folder it is given, and runs in its
 own process group, so :func:`stop` ends it and the executor JVMs it started by PID.
 
-``isolate=True`` runs each worker in its own mount namespace with a private tmpfs over
-``/tmp`` (``unshare -m``, root only), keeping just the ``shared`` folders visible, as a
+``isolate=True`` runs each worker in its own mount namespace with a private tmpfs over the
+temp folder (``/tmp``; ``unshare -m``, root only), keeping just the ``shared`` folders visible, as a
 real cluster shares a volume: an executor that writes to a driver-local temp path writes
 into its own ``/tmp``, and the driver never sees the file.
 """
@@ -22,6 +22,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -73,21 +74,23 @@ def daemon_env(base: dict[str, str] | None, python: str, folder: Path, name: str
     return env
 
 
-def isolated(cmd: list[str], shared: list[str]) -> list[str]:
-    """``cmd`` in a new mount namespace whose /tmp is an empty tmpfs holding only ``shared``.
+def isolated(cmd: list[str], shared: list[str], hold: str, private: str | None = None) -> list[str]:
+    """``cmd`` in a new mount namespace whose temp folder (``private``, default the system's) is an
+    empty tmpfs holding only the ``shared`` folders that lie inside it.
 
-    The shared folders are bound into the new tmpfs before it is moved over /tmp, so folders
-    that live under /tmp stay reachable at the same paths; everything else there is hidden.
+    The tmpfs is mounted on ``hold`` (an empty folder outside the temp folder, which the caller
+    removes once the command runs), the shared folders are bound into it, and it is moved over
+    the temp folder, so they stay reachable at the same paths; everything else there is hidden.
     """
-    script = ["set -e", "new=$(mktemp -d /run/c2m-ns-XXXXXX)", 'mount -t tmpfs -o mode=1777 tmpfs "$new"']
+    top = os.path.realpath(private or tempfile.gettempdir())
+    script = ["set -e", f"new={shlex.quote(hold)}", 'mount -t tmpfs -o mode=1777 tmpfs "$new"']
     for path in shared:
         real = os.path.realpath(path)
-        if real == "/tmp" or not real.startswith("/tmp/"):
-            continue  # outside /tmp: visible anyway
-        inner = '"$new"/' + shlex.quote(real[len("/tmp/"):])
+        if not real.startswith(top + "/"):
+            continue  # outside the masked folder: visible anyway
+        inner = '"$new"/' + shlex.quote(real[len(top) + 1:])
         script += [f"mkdir -p {inner}", f"mount --bind {shlex.quote(real)} {inner}"]
-    script += ['mount --move "$new" /tmp', 'rmdir "$new" 2>/dev/null || true',
-               "exec " + shlex.join(cmd)]
+    script += [f'mount --move "$new" {shlex.quote(top)}', "exec " + shlex.join(cmd)]
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(script)]
 
 
@@ -128,6 +131,7 @@ def start(spark_home_bin: Path, python: str, folder: str | Path, workers: int = 
     spark_class = str(Path(spark_home_bin) / "spark-class")
     port, ui_port = free_port(), free_port()
     cluster = Cluster(f"spark://{HOST}:{port}", f"http://{HOST}:{ui_port}", str(folder))
+    holds: list[str] = []  # isolate: each worker's mount point for its tmpfs, removed once it runs
     menv = daemon_env(env, python, folder, "master")
     menv["SPARK_MASTER_OPTS"] = "-Dspark.master.rest.enabled=false"
     try:
@@ -144,7 +148,8 @@ def start(spark_home_bin: Path, python: str, folder: str | Path, workers: int = 
             cmd = [spark_class, WORKER_CLASS, "--cores", str(cores), "--memory", memory, "--host", HOST,
                    "--webui-port", str(free_port()), "--work-dir", str(wdir / "work"), cluster.master_url]
             if isolate:
-                cmd = isolated(cmd, [*shared, str(folder)])
+                holds.append(tempfile.mkdtemp(prefix="c2m-ns-", dir="/run"))
+                cmd = isolated(cmd, [*shared, str(folder)], holds[-1])
             cluster.pids.append(_spawn(cmd, wenv, folder / "logs" / f"{name}.log"))
             cluster.save()
         _wait(lambda: len(alive_workers(cluster.ui_url)) >= workers, timeout,
@@ -152,6 +157,12 @@ def start(spark_home_bin: Path, python: str, folder: str | Path, workers: int = 
     except BaseException:
         stop(cluster)
         raise
+    finally:
+        for hold in holds:
+            try:
+                os.rmdir(hold)
+            except OSError:
+                pass
     return cluster
 
 

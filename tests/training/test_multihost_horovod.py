@@ -130,7 +130,8 @@ def _crash_after_checkpoint(hosts, args: list[str], mlflow_uri: str, tmp: Path) 
     ranks_seen = {}
     for i, name in enumerate(hosts.namespaces):
         pids = [p for p in netns_hosts.namespace_pids(name) if p not in hosts.sshd_pids]
-        ranks_seen[i] = sum("training.pretrain" in c and "horovodrun" not in c
+        python = str(get_settings().jobs_python)  # a rank's own process, not the shells and ssh around it
+        ranks_seen[i] = sum(c.split(" ", 1)[0] == python and "-m training.pretrain" in c
                             for c in netns_hosts.cmdlines(pids))
         for pid in pids:
             try:
