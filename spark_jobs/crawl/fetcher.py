@@ -105,6 +105,10 @@ def new_session(cfg: FetchConfig):
     session = requests.Session()
     connections.mount(session, cfg.allow_private)  # peers checked after connecting; cut at the deadline
     session.trust_env = False  # direct connections: the address check must see the real peer
+    # With allow_redirects=False requests still prepares the next hop of a redirect (Response.next),
+    # reading the whole redirect body first, decompressed and without a cap: a gzip bomb in a 302.
+    # The fetcher follows redirects itself, so that preparation is switched off.
+    session.resolve_redirects = lambda *args, **kwargs: iter(())
     session.headers.update({"User-Agent": cfg.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9"})
     return session
 
