@@ -7,8 +7,13 @@ stay far below one round's worth of pages, and every byte must still reach the W
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
+import subprocess
+import sys
+import time
 import tracemalloc
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +135,73 @@ def test_driver_memory_stays_flat_over_many_large_pages(spark, tmp_path):
     assert peak < 16 * MB, f"driver peak {peak / MB:.1f} MiB"
     stored = _warc_bodies([out.path(name) for name in manifest["warc_files"]])
     assert {url: stored[url] for url in large.expected} == large.expected  # every byte of every page
+
+
+def _vm_hwm(pid: int) -> int:
+    """Peak resident memory of a live process, in bytes (Linux: VmHWM in /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _python_driver(proc) -> int | None:
+    """The Python driver that spark-submit's JVM starts for crawl.py (not the JVM, not a worker)."""
+    import psutil
+
+    for child in psutil.Process(proc.pid).children(recursive=True):
+        try:
+            cmd = child.cmdline()
+        except psutil.Error:
+            continue
+        if cmd and "python" in os.path.basename(cmd[0]) and any(a.endswith("jobs/crawl.py") for a in cmd):
+            return child.pid
+    return None
+
+
+@pytest.mark.integration
+def test_spark_submit_crawl_with_a_512m_driver(tmp_path):
+    """The real crawl job under spark-submit with ``--driver-memory 512m`` over 60 pages of 2-4 MiB
+    in one round: it finishes (collecting the round's 180 MiB of pages ran that driver's JVM out of
+    memory, exit code 52), every page is in the WARC files, and the Python driver's peak resident
+    memory stays near its own size (about 150 MiB with pyspark and pyarrow loaded)."""
+    repo = Path(__file__).resolve().parents[2]
+    large = LargePages()
+    site = Site({})
+    site.routes.update(large.routes(site.url))
+    env = dict(os.environ, PYTHONPATH=str(repo), PYSPARK_PYTHON=sys.executable,
+               PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_LOCAL_IP="127.0.0.1")
+    cmd = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]",
+           "--driver-memory", "512m", "--conf", "spark.ui.enabled=false",
+           "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1",
+           str(repo / "spark_jobs" / "jobs" / "crawl.py"),
+           "--root", str(tmp_path), "--version", "big", "--seeds", site.url + "/", "--allow-private",
+           "--delay", "0", "--max-depth", "1", "--max-retries", "0", "--timeout", "5",
+           "--checkpoint-every", str(PAGES)]  # one round: all 60 pages
+    peak, driver = 0, None
+    with site, open(tmp_path / "job.log", "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 500
+            while proc.poll() is None and time.monotonic() < deadline:
+                driver = driver or _python_driver(proc)
+                if driver:
+                    try:
+                        peak = max(peak, _vm_hwm(driver))
+                    except OSError:
+                        pass  # it has just exited
+                time.sleep(0.2)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    output = (tmp_path / "job.log").read_text(errors="replace")
+    assert proc.returncode == 0, output[-3000:]
+    assert driver is not None and peak > 0
+    out = DatasetVersion(str(tmp_path), "raw", "big")
+    manifest = out.read_manifest()
+    assert manifest["rows_out"] == PAGES + 1
+    stored = _warc_bodies([out.path(name) for name in manifest["warc_files"]])
+    assert {url: stored[url] for url in large.expected} == large.expected
+    assert peak < 250 * MB, f"Python driver peak RSS {peak / MB:.0f} MiB"
