@@ -12,8 +12,9 @@ unavailable (:func:`spark_jobs.crawl.bfs.fetch_robots`).
 ignored; huge ones stay huge) and honoured when larger than the crawl's own ``--delay``; a
 host asking for more than ``--max-crawl-delay`` is skipped (:mod:`spark_jobs.crawl.bfs`).
 ``Request-rate`` is not used. The standard library's parser converts both with ``int()``,
-which raises on digits such as ``²`` and on values with thousands of digits, so their lines
-are rewritten before it sees them (:func:`_safe_line`).
+which raises on digits such as ``²`` and on values with thousands of digits, and parses rule
+paths with ``urlparse``, which raises on ``//[x``; such lines are rewritten before it sees
+them (:func:`_safe_line`).
 """
 from __future__ import annotations
 
@@ -44,9 +45,17 @@ def parse_seconds(text: str) -> float | None:
 
 def _safe_line(line: str) -> str:
     """The line as the standard parser may read it: Crawl-delay in integer milliseconds (or no
-    value when unusable), Request-rate without a value. Keeping the key keeps the group structure."""
+    value when unusable), Request-rate without a value, an Allow/Disallow path that urllib cannot
+    parse (``//[x``) as a comment. Keeping the key keeps the group structure; a comment line does
+    too, where an empty line would end the group."""
     key, sep, value = line.split("#", 1)[0].partition(":")
     key = key.strip().lower()
+    if sep and key in ("allow", "disallow"):
+        try:
+            urllib.parse.urlparse(urllib.parse.unquote(value.strip()))
+        except ValueError:
+            return "# a rule whose path cannot be parsed"
+        return line
     if not sep or key not in ("crawl-delay", "request-rate"):
         return line
     if key == "request-rate":

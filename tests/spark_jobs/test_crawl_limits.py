@@ -106,6 +106,11 @@ def test_crawl_delay_values_never_raise(value, seconds):
     assert not rules.can_fetch(UA, "http://h.test/p") and rules.can_fetch(UA, "http://h.test/q")
 
 
+def test_a_rule_path_urllib_cannot_parse_is_dropped_and_the_group_kept():
+    rules = RobotsRules.from_fetch(200, b"User-agent: *\nDisallow: //[x\nDisallow: /private\n")
+    assert not rules.can_fetch(UA, "http://h.test/private/a") and rules.can_fetch(UA, "http://h.test/a")
+
+
 @pytest.mark.parametrize("value", [
     "²", "9" * 5000, "1e309", "-1", "nan", "Mon, 01 Jan 99999 00:00:00 GMT",
     "Mon, 01 Jan 2026 00:00:00 +99999999999999999999", "Mon, 01 Jan 2026 99999999999999999999:00:00 GMT",
