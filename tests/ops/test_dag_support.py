@@ -465,3 +465,18 @@ def ds_settings():
     from ops.settings import get_settings
 
     return get_settings()
+
+
+def test_the_optuna_url_goes_to_the_job_environment_only(tmp_path, monkeypatch):
+    from ops.settings import Settings
+
+    monkeypatch.delenv("C2M_OPTUNA_STORAGE", raising=False)
+    env = ds.optuna_env(Settings(stack_dir=tmp_path), "s/1")
+    assert env == {"C2M_OPTUNA_STORAGE": f"sqlite:///{tmp_path}/optuna/s_1.db"}
+    assert (tmp_path / "optuna").is_dir()  # SQLite needs the folder
+    monkeypatch.setenv("C2M_OPTUNA_STORAGE", "postgresql://optuna:pw-123@db/optuna")
+    assert ds.optuna_env(Settings(stack_dir=tmp_path), "s") == {
+        "C2M_OPTUNA_STORAGE": "postgresql://optuna:pw-123@db/optuna"}
+    p = {"base_model": "m", "task": "pos", "epochs": 1, "sampler": "tpe", "pruner": "median",
+         "lr_min": 1e-5, "lr_max": 1e-3}
+    assert not [a for a in ds.hpo_args(p, "s", "hpo@r", "/r.json", 2) if "pw-123" in a or "sqlite" in a]

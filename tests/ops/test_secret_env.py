@@ -121,3 +121,11 @@ def test_cluster_jobs_get_secrets_from_secrets_only():
     assert by_name["C2M_X"] == {"name": "C2M_X", "value": "1"}
     with pytest.raises(launchers.LaunchError, match="secret_env"):
         launch_cluster._env_list(launch_cluster.ClusterConfig(), {"C2M_OPTUNA_STORAGE": "pg://o:p@db/o"})
+
+
+def test_ranks_start_through_the_wrapper_only_when_there_are_secrets():
+    plain = launchers.horovodrun_command("training.pretrain", ["--x", "1"], np=2)
+    wrapped = launchers.horovodrun_command("training.pretrain", ["--x", "1"], np=2, secrets_file=True)
+    assert plain[-4:] == ["-m", "training.pretrain", "--x", "1"]
+    assert wrapped[-5:] == ["-m", "ops.secret_env", "training.pretrain", "--x", "1"]
+    assert wrapped[:-5] == plain[:-4]
