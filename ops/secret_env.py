@@ -33,7 +33,7 @@ MASK = "***"
 # Variables a job may inherit from the task or CLI environment, by exact name or by prefix.
 ALLOWED_NAMES = frozenset({
     "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TZ", "TMPDIR", "LANG", "LANGUAGE",
-    "HOSTNAME", "JAVA_HOME", "HADOOP_HOME", "HADOOP_CONF_DIR", "GLIBC_TUNABLES",
+    "HOSTNAME", "JAVA_HOME", "GLIBC_TUNABLES",
     "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS",
     "TOKENIZERS_PARALLELISM", "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE",
     "PYTHONUNBUFFERED", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
@@ -41,7 +41,7 @@ ALLOWED_NAMES = frozenset({
     "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT",  # spark-submit to k8s from a pod
 })
 ALLOWED_PREFIXES = ("C2M_", "SPARK_", "PYSPARK_", "HOROVOD_", "MLFLOW_", "AWS_", "OMP_", "MKL_",
-                    "NCCL_", "GLOO_", "HF_", "TORCH_", "LC_", "XDG_", "MALLOC_")
+                    "NCCL_", "GLOO_", "HF_", "TORCH_", "LC_", "XDG_", "MALLOC_", "HADOOP_")
 
 # Names whose values are secrets: the allowed ones travel by environment or 0600 file only.
 _SECRET_NAME = re.compile(
@@ -81,7 +81,7 @@ def secret_values(env: dict[str, str]) -> list[str]:
     for name, value in env.items():
         if not value:
             continue
-        if is_secret_name(name) and len(value) >= 4:
+        if is_secret_name(name) and len(value) >= 8:  # shorter ones would mask ordinary words
             values.add(value)
         values.update(m.group("pw") for m in _URL_PASSWORD.finditer(value))
     return sorted(values, key=len, reverse=True)

@@ -24,12 +24,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
 
 class CmdlineSampler(threading.Thread):
-    """Reads every process's argv until stopped; records any that holds a secret."""
+    """Reads every process's argv until stopped; records any that holds a secret. The jobs'
+    processes (argv with a marker) also have their environment read: the Airflow task's own
+    secrets (``forbidden``) must not be in it at all."""
 
-    def __init__(self, secrets: list[str], markers: tuple[str, ...]):
+    def __init__(self, secrets: list[str], markers: tuple[str, ...], forbidden: list[str]):
         super().__init__(daemon=True)
-        self.secrets, self.markers = secrets, markers
+        self.secrets, self.markers, self.forbidden = secrets, markers, forbidden
         self.found: list[tuple[str, str]] = []
+        self.in_env: list[tuple[str, str]] = []
         self.seen: set[str] = set()  # markers seen in some command line: proof the sampler saw the jobs
         self.scans = 0
         self._stop_event = threading.Event()
@@ -39,10 +42,13 @@ class CmdlineSampler(threading.Thread):
             for path in Path("/proc").glob("[0-9]*/cmdline"):
                 try:
                     text = path.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    job = [m for m in self.markers if m in text]
+                    env = (path.parent / "environ").read_bytes().decode(errors="replace") if job else ""
                 except OSError:  # the process ended meanwhile
                     continue
                 self.found += [(path.parent.name, text[:400]) for s in self.secrets if s in text]
-                self.seen.update(m for m in self.markers if m in text)
+                self.in_env += [(path.parent.name, text[:200]) for s in self.forbidden if s in env]
+                self.seen.update(job)
             self.scans += 1
             time.sleep(0.02)
 
@@ -65,13 +71,14 @@ def _leaks(text: str, secrets: list[str]) -> list[str]:
 def secrets(monkeypatch):
     """Fresh AWS keys and DB password, the keys in this process's environment (moto takes any)."""
     values = {"key_id": "AKIA" + uuid.uuid4().hex[:16].upper(), "secret_key": uuid.uuid4().hex * 2,
-              "db_password": "pw-" + uuid.uuid4().hex, "mlflow_password": "mlpw-" + uuid.uuid4().hex}
+              "db_password": "pw-" + uuid.uuid4().hex, "mlflow_password": "mlpw-" + uuid.uuid4().hex,
+              "fernet_key": "fernet-" + uuid.uuid4().hex}
     with moto_s3():
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", values["key_id"])
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", values["secret_key"])
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", values["mlflow_password"])  # unused by file MLflow
         # What a cluster's Airflow task has and a job must never get.
-        monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "fernet-" + values["db_password"])
+        monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", values["fernet_key"])
         yield values
 
 
@@ -89,7 +96,7 @@ def test_a_spark_job_in_s3_mode_leaks_no_secret(secrets, tmp_path, monkeypatch, 
     rows = [json.dumps({"id": f"d{i}", "text": t}) for i, t in enumerate(_texts(30))]
     corpus.write_text("\n".join(rows) + "\n")
     watched = [secrets["key_id"], secrets["secret_key"], secrets["db_password"]]
-    sampler = CmdlineSampler(watched, ("tokenize.py",))
+    sampler = CmdlineSampler(watched, ("tokenize.py",), [secrets["fernet_key"]])
     sampler.start()
     try:
         spark_submit("tokenize", ["--version", "sec", "--input-jsonl", str(corpus), "--vocab-size", "512",
@@ -99,7 +106,7 @@ def test_a_spark_job_in_s3_mode_leaks_no_secret(secrets, tmp_path, monkeypatch, 
     out = capsys.readouterr()
     assert DatasetVersion(root, "shards", "sec").read_manifest()["rows_out"] == 30  # it used the keys
     assert sampler.scans > 10 and sampler.seen == {"tokenize.py"}, (sampler.scans, sampler.seen)
-    assert sampler.found == []
+    assert sampler.found == [] and sampler.in_env == []
     assert _leaks(out.out + out.err, watched) == []
 
 
@@ -130,7 +137,7 @@ def test_an_hpo_run_on_horovodrun_leaks_no_secret(secrets, mlflow_uri, shards_ur
 
     write_env_file = secret_env.write_env_file
     monkeypatch.setattr(secret_env, "write_env_file", recorded)
-    sampler = CmdlineSampler(watched, ("horovodrun", "training.hpo"))
+    sampler = CmdlineSampler(watched, ("horovodrun", "training.hpo"), [secrets["fernet_key"]])
     sampler.start()
     try:
         horovodrun("training.hpo", args, np=1, extra_env={"C2M_OPTUNA_STORAGE": url})
@@ -142,7 +149,7 @@ def test_an_hpo_run_on_horovodrun_leaks_no_secret(secrets, mlflow_uri, shards_ur
     assert len(study.trials) == 1
     assert sampler.scans > 10 and sampler.seen == {"horovodrun", "training.hpo"}, (sampler.scans,
                                                                                   sampler.seen)
-    assert sampler.found == []
+    assert sampler.found == [] and sampler.in_env == []
     assert _leaks(out.out + out.err, watched) == []
     result = result_file.read_text()
     assert _leaks(result, watched) == [] and "password=***" in json.loads(result)["storage"]
