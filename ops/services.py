@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ops import s3_server
+from ops import s3_server, secret_env
 from ops.settings import Settings, get_settings
 
 MLFLOW_ARTIFACTS_PREFIX = "mlflow-artifacts"  # under the bucket, in S3 mode
@@ -275,7 +275,8 @@ def _spawn(s: Settings, comp: Component) -> int:
     log = log_file(s, comp.name)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(comp.argv)}\n".encode())
+        argv = secret_env.mask(" ".join(comp.argv), comp.env)  # e.g. a backend store URI's password
+        out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {argv}\n".encode())
         out.flush()
         proc = subprocess.Popen(comp.argv, env=comp.env, cwd=str(comp.cwd or s.repo_root), stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
