@@ -31,6 +31,8 @@ ENV_FILE_VAR = "C2M_SECRET_ENV_FILE"
 MASK = "***"
 
 # Variables a job may inherit from the task or CLI environment, by exact name or by prefix.
+# PYTHONPATH and VIRTUAL_ENV are not among them: the Airflow venv's packages must not leak into
+# the jobs venv's interpreter.
 ALLOWED_NAMES = frozenset({
     "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TZ", "TMPDIR", "LANG", "LANGUAGE",
     "HOSTNAME", "JAVA_HOME", "GLIBC_TUNABLES",

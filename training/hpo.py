@@ -27,6 +27,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from ops.secret_env import mask
 from training import distributed
 from training.job_result import finish
 
@@ -256,8 +257,6 @@ def run(args, dist) -> dict:
     metric, direction = objective(task)
     del task
     study_name = args.study_name or f"finetune-{base_cfg.task}"
-    from ops.secret_env import mask
-
     storage = storage_url(args.storage)
     shown = mask(storage)  # what MLflow, the result (XCom) and messages get: never the password
     pruner = (

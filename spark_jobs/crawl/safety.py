@@ -50,9 +50,9 @@ def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
     if ip.sixtofour is not None:
         return ip.sixtofour
     if ip.teredo is not None:
-        return ip.teredo[1]  # the client's address (the server's is public by definition)
+        return ip.teredo[1]  # the client's address: where the packets end up
     if any(ip in net for net in NAT64):
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)  # RFC 6052: the last 32 bits (/96)
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)  # RFC 6052's /96 layout: the last 32 bits
     if int(ip) >> 32 == 0 and int(ip) > 1:  # IPv4-compatible ::a.b.c.d (deprecated, still routable)
         return ipaddress.IPv4Address(int(ip))
     return None
@@ -85,8 +85,9 @@ def is_never_allowed(address: str) -> bool:
 
 def is_public_ip(address: str) -> bool:
     """Global unicast, and so is every IPv4 address it carries."""
-    return all(ip.is_global and not ip.is_multicast for ip in _addresses(address)) \
-        and not is_never_allowed(address)
+    if is_never_allowed(address):
+        return False
+    return all(ip.is_global and not ip.is_multicast for ip in _addresses(address))
 
 
 def is_allowed_ip(address: str, allow_private: bool = False) -> bool:
