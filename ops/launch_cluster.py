@@ -70,8 +70,9 @@ class ClusterConfig:
     s3_region: str = "us-east-1"
     s3_path_style: bool = True
     s3_secret: str = ""  # Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
-    # Job variables that are secrets, each from a Secret's key of the same name (e.g.
-    # {"C2M_OPTUNA_STORAGE": "c2m-optuna"}): the task's own value is never put in the manifest.
+    # Job variables that are secrets, each from a Secret: "secret" (the key is the variable's name)
+    # or "secret:key", e.g. {"C2M_OPTUNA_STORAGE": "c2m-optuna", "MLFLOW_TRACKING_PASSWORD":
+    # "c2m-mlflow-auth:password"}. The Airflow task's own value of such a variable is never used.
     secret_env: dict[str, str] = field(default_factory=dict)
     # Training
     trainer_image: str = "ghcr.io/example/crawl2model-trainer:0.1.0"
@@ -266,7 +267,8 @@ CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop"
 
 
 def _env_list(cfg: ClusterConfig, extra: dict[str, str] | None) -> list[dict]:
-    """The job containers' env: plain values, and secrets as ``secretKeyRef`` only.
+    """The job containers' env: plain values, then secrets as ``secretKeyRef`` only (S3 keys,
+    then :attr:`ClusterConfig.secret_env` in its order; the chart's MPIJob lists them the same way).
 
     A secret value (a secret name, or a URL with a password) with no Secret to come from is an
     error: written into the MPIJob it would be readable by anyone who may read the object.
@@ -275,17 +277,18 @@ def _env_list(cfg: ClusterConfig, extra: dict[str, str] | None) -> list[dict]:
     leaked = sorted(k for k, v in plain.items() if secret_env.is_secret(k, v))
     if leaked:
         raise LaunchError(f"{', '.join(leaked)} would be written into the job's manifest in clear; "
-                          "put the value in a Kubernetes Secret (key = the variable's name) and name it "
-                          f"in the cluster setting secret_env, e.g. {{\"{leaked[0]}\": \"<secret name>\"}}")
+                          "put the value in a Kubernetes Secret and name it in the cluster setting "
+                          f"secret_env, e.g. {{\"{leaked[0]}\": \"<secret name>[:<key>]\"}}")
     env = [{"name": k, "value": v} for k, v in sorted(plain.items())]
-    env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": name, "key": k}}}
-            for k, name in sorted(cfg.secret_env.items())]
     if cfg.s3_secret:
         env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": cfg.s3_secret, "key": key}}}
                 for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
     env.append({"name": "AWS_DEFAULT_REGION", "value": cfg.s3_region})
     if cfg.s3_endpoint:
         env.append({"name": "AWS_ENDPOINT_URL", "value": cfg.s3_endpoint})
+    for var, ref in cfg.secret_env.items():
+        name, _, key = ref.partition(":")
+        env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": name, "key": key or var}}})
     return env
 
 

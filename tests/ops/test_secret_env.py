@@ -1,6 +1,7 @@
 """Secrets on their way to jobs: the allow-listed job environment, masking, the 0600 env file."""
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -112,12 +113,16 @@ def test_run_masks_the_command_the_output_and_the_error(capsys):
 
 
 def test_cluster_jobs_get_secrets_from_secrets_only():
-    cfg = launch_cluster.ClusterConfig(secret_env={"C2M_OPTUNA_STORAGE": "c2m-optuna"})
+    cfg = launch_cluster.ClusterConfig(secret_env={"C2M_OPTUNA_STORAGE": "c2m-optuna",
+                                                   "MLFLOW_TRACKING_PASSWORD": "c2m-mlflow-auth:password"})
     env = launch_cluster._env_list(cfg, {"C2M_OPTUNA_STORAGE": "postgresql://o:pw@db/o", "C2M_X": "1"})
     by_name = {e["name"]: e for e in env}
     assert by_name["C2M_OPTUNA_STORAGE"] == {
         "name": "C2M_OPTUNA_STORAGE",
         "valueFrom": {"secretKeyRef": {"name": "c2m-optuna", "key": "C2M_OPTUNA_STORAGE"}}}
+    assert by_name["MLFLOW_TRACKING_PASSWORD"]["valueFrom"] == {
+        "secretKeyRef": {"name": "c2m-mlflow-auth", "key": "password"}}
+    assert "pw@" not in json.dumps(env)
     assert by_name["C2M_X"] == {"name": "C2M_X", "value": "1"}
     with pytest.raises(launchers.LaunchError, match="secret_env"):
         launch_cluster._env_list(launch_cluster.ClusterConfig(), {"C2M_OPTUNA_STORAGE": "pg://o:p@db/o"})
