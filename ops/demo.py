@@ -42,18 +42,20 @@ class Profile:
 
 
 PROFILES = {
-    # ~150 of the ~530 doc pages; robots.txt's Crawl-delay (1 s) sets the pace.
+    # ~150 of the ~530 doc pages; robots.txt's Crawl-delay (1 s) sets the pace. The site is on
+    # 127.0.0.1, so the crawl must allow private addresses (off by default in data_refresh).
     "demo": Profile(
         # dedup_against=none: each demo run is a self-contained corpus, so a second `make demo`
         # on the same data root is not emptied by cross-refresh dedup against the first.
         data={"max_pages": 150, "max_depth": 3, "delay": 1.0, "vocab_size": 4096, "seq_len": 128,
-              "dedup_against": "none", "pretrain": {"max_steps": 200}},
+              "dedup_against": "none", "allow_private": True, "pretrain": {"max_steps": 200}},
         finetune={"epochs": 2},
     ),
     # For the integration test: a handful of pages, a few steps.
     "tiny": Profile(
         data={"max_pages": 20, "max_depth": 2, "delay": 0.0, "vocab_size": 512, "seq_len": 32,
-              "val_fraction": 0.2, "dedup_against": "none", "pretrain": {"max_steps": 10, "batch_size": 4}},
+              "val_fraction": 0.2, "dedup_against": "none", "allow_private": True,
+              "pretrain": {"max_steps": 10, "batch_size": 4}},
         finetune={"epochs": 1, "extra_args": ["--max-examples", "256"]},
         timeout_s=1800.0,
     ),

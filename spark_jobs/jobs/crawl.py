@@ -32,7 +32,8 @@ def build_parser():
                    "not crawled, its URLs are logged as crawl_delay_too_long")
     p.add_argument("--user-agent", default=DEFAULT_UA)
     p.add_argument("--allow-private", action="store_true",
-                   help="allow loopback/private addresses (the local demo site is on 127.0.0.1)")
+                   help="also fetch loopback/private addresses (the local demo site is on 127.0.0.1); "
+                   "link-local and cloud metadata addresses stay refused")
     p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds to connect, and most seconds between two reads of a response")
     p.add_argument("--fetch-deadline", type=float, default=60.0,
