@@ -110,4 +110,4 @@ def data_card_run(tracking_uri: str, shards_uri: str, experiment: str = "data_re
 def list_artifacts(tracking_uri: str, run_id: str, path: str = "") -> list[dict[str, Any]]:
     """``[{"path", "is_dir", "file_size"}]`` of a run's artefacts under ``path``."""
     query = {"run_id": run_id, **({"path": path} if path else {})}
-    return _get(tracking_uri, "artifacts/list", **query).get("files", [])
+    return _request(tracking_uri, "artifacts/list", query=query).get("files", [])
