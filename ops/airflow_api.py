@@ -309,14 +309,15 @@ class ProgressRelay:
             map_index = -1 if ti.get("map_index") is None else ti["map_index"]
             key = (ti["task_id"], map_index, ti.get("try_number") or 1)
             try:
-                lines, token = self.client.task_log(self.dag_id, self.run_id, ti["task_id"], key[2], map_index,
-                                                    self.tokens.get(key))
+                lines, token = self.client.task_log(self.dag_id, self.run_id, ti["task_id"], key[2],
+                                                    map_index, self.tokens.get(key))
             except AirflowAPIError:  # no log yet (the task is starting) or a bad token: next poll
                 self.tokens.pop(key, None)
                 continue
             if token:
                 self.tokens[key] = token
-            newest = next((ln[ln.index(PROGRESS_MARK):] for ln in reversed(lines) if PROGRESS_MARK in ln), None)
+            newest = next((ln[ln.index(PROGRESS_MARK):] for ln in reversed(lines) if PROGRESS_MARK in ln),
+                          None)
             if newest and newest != self.last.get(key):
                 self.last[key] = newest
                 out.append((ti["task_id"] + (f"[{map_index}]" if map_index >= 0 else ""), newest))
@@ -333,8 +334,8 @@ def running_summary(task_instances: list[dict]) -> str:
         map_index = ti.get("map_index")
         label = ti["task_id"] + (f"[{map_index}]" if map_index is not None and map_index >= 0 else "")
         try:
-            since = (now - datetime.fromisoformat(str(ti.get("start_date")).replace("Z", "+00:00"))).total_seconds()
-            label += f" ({since:.0f} s)"
+            started = datetime.fromisoformat(str(ti.get("start_date")).replace("Z", "+00:00"))
+            label += f" ({(now - started).total_seconds():.0f} s)"
         except ValueError:
             pass
         running.append(label)
@@ -342,4 +343,6 @@ def running_summary(task_instances: list[dict]) -> str:
         return "running " + ", ".join(running)
     waiting = sorted({str(ti.get("state")) for ti in task_instances if ti.get("state") not in
                       ("success", "failed", "skipped", "upstream_failed", "removed")})
-    return f"no task running (tasks {', '.join(waiting)}); waiting for the scheduler" if waiting else "finishing"
+    if not waiting:
+        return "finishing"
+    return f"no task running (tasks {', '.join(waiting)}); waiting for the scheduler"

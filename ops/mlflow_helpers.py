@@ -92,7 +92,8 @@ def artifact_url(tracking_uri: str, run_id: str, path: str) -> str:
     return f"{tracking_uri.rstrip('/')}/get-artifact?{query}"
 
 
-def data_card_run(tracking_uri: str, shards_uri: str, experiment: str = "data_refresh") -> dict[str, Any] | None:
+def data_card_run(tracking_uri: str, shards_uri: str,
+                  experiment: str = "data_refresh") -> dict[str, Any] | None:
     """The newest data-card run of a shards version (tag ``c2m.shards``), or None."""
     try:
         exp = _get(tracking_uri, "experiments/get-by-name", experiment_name=experiment)["experiment"]
@@ -101,7 +102,8 @@ def data_card_run(tracking_uri: str, shards_uri: str, experiment: str = "data_re
             return None
         raise
     value = str(shards_uri).replace("'", "\\'")
-    body = {"experiment_ids": [exp["experiment_id"]], "max_results": 1, "order_by": ["attributes.start_time DESC"],
+    body = {"experiment_ids": [exp["experiment_id"]], "max_results": 1,
+            "order_by": ["attributes.start_time DESC"],
             "filter": f"tags.c2m.job = 'data_card' and tags.c2m.shards = '{value}'"}
     runs = _post(tracking_uri, "runs/search", body).get("runs", [])
     return runs[0] if runs else None

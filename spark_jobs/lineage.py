@@ -114,7 +114,8 @@ def card_description(chain: list[dict[str, Any]]) -> str:
     return (f"Data card of {head.get('stage')} version {head.get('version')} ({head.get('uri')}){source}, "
             f"written by the tokenize stage at the end of a data refresh. Data: the chain of "
             f"{len(chain)} manifests back to the first stage. Result: rows kept per stage {flow}"
-            + (f"; {tokens}" if tokens else "") + "; drops by reason in the metrics and data_card/funnel.png.")
+            + (f"; {tokens}" if tokens else "")
+            + f"; drops by reason in the metrics and {CARD_DIR}/funnel.png.")
 
 
 def draw_figures(chain: list[dict[str, Any]], folder: str) -> dict[str, str]:
@@ -174,7 +175,8 @@ def _log(manifest: dict[str, Any], tokenizer_json: str | None) -> str:
         with tempfile.TemporaryDirectory(prefix="c2m-card-") as tmp:
             figures = draw_figures(chain, tmp)
             Path(tmp, "data_card.md").write_text(card_markdown(chain, figures), encoding="utf-8")
-            Path(tmp, "lineage.json").write_text(json.dumps(chain, indent=2, sort_keys=True), encoding="utf-8")
+            Path(tmp, "lineage.json").write_text(json.dumps(chain, indent=2, sort_keys=True),
+                                                 encoding="utf-8")
             if tokenizer_json is not None:
                 Path(tmp, "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
             mlflow.log_artifacts(tmp, artifact_path=CARD_DIR)

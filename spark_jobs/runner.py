@@ -62,7 +62,7 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None, conf: di
     s3io.configure(spark)  # fs.s3a.* from the environment when Spark reads and writes s3a:// itself
     from spark_jobs.progress import watch
 
-    watch(spark, app_name)  # a [progress] line every 10 s: active stages, tasks done/total (C2M_PROGRESS_EVERY)
+    watch(spark, app_name)  # a [progress] line every 10 s: active stages, tasks done/total
     return spark
 
 

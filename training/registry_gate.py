@@ -187,8 +187,9 @@ def decision_words(status: str, decision: GateDecision) -> str:
     """The gate's decision as a sentence for the version's description."""
     compared = ""
     if decision.champion_value is not None:
-        compared = (f" Compared on test {decision.metric}: this version {decision.value:.4f}, {CHAMPION} "
-                    f"v{decision.champion_version} {decision.champion_value:.4f}, margin {decision.margin:g}.")
+        compared = (f" Compared on test {decision.metric}: this version {decision.value:.4f}, "
+                    f"{CHAMPION} v{decision.champion_version} {decision.champion_value:.4f}, "
+                    f"margin {decision.margin:g}.")
     return f"{DECISION_HEADING} {STATUS_WORDS.get(status, status)}: {decision.reason}.{compared}"
 
 

@@ -153,7 +153,8 @@ def crawl(spark, cfg: CrawlConfig, state: CrawlState, level_runner=run_level) ->
         todo = [f for f in to_fetch if f[0] not in done]
         while todo:
             # pages tried of the page budget, on the job's [progress] lines (ops/progress.py)
-            progress.update(done=ckpt["fetched"] + len(to_fetch) - len(todo), total=cfg.max_pages, unit="pages")
+            progress.update(done=ckpt["fetched"] + len(to_fetch) - len(todo), total=cfg.max_pages,
+                            unit="pages")
             batch, todo = _take_round(todo, cfg.checkpoint_every)
             rounds.append(_fetch_round(spark, batch, level, robots, ckpt, cfg, fetch_cfg, state, rounds,
                                        level_runner))

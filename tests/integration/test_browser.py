@@ -252,7 +252,8 @@ def _jobs_checkout() -> Path:
     from ops.settings import get_settings
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    code = "import os, spark_jobs; print(os.path.dirname(os.path.dirname(os.path.abspath(spark_jobs.__file__))))"
+    code = ("import os, spark_jobs; "
+            "print(os.path.dirname(os.path.dirname(os.path.abspath(spark_jobs.__file__))))")
     out = subprocess.run([str(get_settings().jobs_python), "-c", code], env=env, cwd="/", text=True,
                          capture_output=True, timeout=60)
     return Path(out.stdout.strip() or "?").resolve()

@@ -144,7 +144,8 @@ class FakeRunningTask(BaseHTTPRequestHandler):
         if url.path.endswith("/dagRuns/r1"):
             cls.polls += 1
             if cls.polls <= 4:  # the job prints a progress line between polls, then goes quiet
-                cls.log.append({"event": f"[0]<stdout>:[progress] pretrain: {cls.polls}/4 steps; {cls.polls} s"})
+                line = f"[0]<stdout>:[progress] pretrain: {cls.polls}/4 steps; {cls.polls} s"
+                cls.log.append({"event": line})
             cls.log.append({"event": "some other line"})
             return self._send({"dag_run_id": "r1", "state": "success" if cls.polls > cls.finish_after
                                else "running"})

@@ -15,7 +15,8 @@ class FakeRegistry:
         self.aliases, self.tags, self.descriptions = {}, {}, {}
 
     def get_model_version(self, name, version):
-        return SimpleNamespace(name=name, version=str(version), description=self.descriptions.get((name, str(version))))
+        description = self.descriptions.get((name, str(version)))
+        return SimpleNamespace(name=name, version=str(version), description=description)
 
     def update_model_version(self, name, version, description):
         self.descriptions[(name, str(version))] = description
