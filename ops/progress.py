@@ -110,9 +110,10 @@ class Progress:
                 text += f", ETA {duration((self.total - self.done) / rate)}"
         return text
 
-    def line(self) -> str:
+    def line(self, counts: bool = True) -> str:
+        """The progress line; without ``counts`` (a bar shows them) only the facts and the live part."""
         facts = [f"{k.replace('_', ' ')} {_number(v)}" for k, v in self.facts.items() if v is not None]
-        head = ", ".join(p for p in [self.counts(), *facts] if p)
+        head = ", ".join(p for p in [self.counts() if counts else "", *facts] if p)
         live = ""
         if self.extra is not None:
             try:
@@ -130,7 +131,7 @@ class Progress:
         if self._bar is not None:
             self._bar.total = self.total
             self._bar.n = self.done or 0
-            self._bar.set_postfix_str(text.split(": ", 1)[-1][:80], refresh=True)
+            self._bar.set_postfix_str(self.line(counts=False).split(": ", 1)[-1][:80], refresh=True)
         else:
             self.stream.write(text + "\n")
             self.stream.flush()

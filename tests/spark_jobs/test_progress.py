@@ -1,5 +1,6 @@
 """Progress lines of the data jobs: a real Spark stage and a real crawl say what they are doing
-at least every 10 s, and the crawl counts pages tried of its budget."""
+at least every 10 s, and the crawl counts pages tried of its budget (the lines themselves:
+tests/ops/test_progress_lines.py)."""
 from __future__ import annotations
 
 import io
@@ -56,27 +57,6 @@ def test_a_spark_job_prints_progress_at_least_every_10_s():
     assert any("driver working, no Spark stage running" in t for t in ours), text
     after = [when for when, t in lines if t.startswith(progress.PREFIX)]
     assert after[-1] <= lines[-1][0]  # nothing printed after the session stopped
-
-
-def test_lines_carry_counts_rate_eta_and_facts():
-    buf = io.StringIO()
-    p = progress.Progress("pretrain", unit="steps", total=200, stream=buf, every=0)
-    assert p.line().startswith("[progress] pretrain: working; ")
-    p.update(done=0)
-    p._first = (p._first[0] - 10.0, 0)  # as if the first update were 10 s ago
-    p.update(done=50, loss=2.5, tokens_per_s=12345.6)
-    line = p.emit()
-    assert buf.getvalue() == line + "\n"
-    assert "50/200 steps (25%)" in line and "ETA 30 s" in line and "loss 2.5000" in line
-    assert "tokens per s 12,346" in line
-
-
-def test_progress_file_holds_the_newest_line(tmp_path, monkeypatch):
-    target = tmp_path / "progress.txt"
-    monkeypatch.setenv(progress.FILE_ENV, str(target))
-    p = progress.Progress("dedup", stream=io.StringIO(), every=0, extra=lambda: "stage 2 (x): 1/4 tasks")
-    p.emit()
-    assert target.read_text().startswith("[progress] dedup: stage 2 (x): 1/4 tasks; ")
 
 
 def test_the_crawl_counts_pages_tried_of_its_budget(tmp_path):
