@@ -16,14 +16,16 @@ it comes from ``GET /auth/token``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 from datetime import datetime, timezone
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 TERMINAL_RUN_STATES = ("success", "failed")
 PROGRESS_MARK = "[progress]"  # ops.progress.PREFIX; this module stays standard library only
@@ -132,10 +134,11 @@ class AirflowClient:
                       progress: Callable[[str], None] | None = None, heartbeat: float = HEARTBEAT_S) -> None:
         """Wait until the dag-processor has parsed these DAGs; fail fast on import errors."""
         deadline = time.monotonic() + timeout
-        t0, say = time.monotonic(), Heartbeat(progress) if progress else None
+        with beating(progress, heartbeat, "the dag-processor is parsing the DAG files"):
+            self._wait_for_dags(dag_ids, timeout, poll, deadline)
+
+    def _wait_for_dags(self, dag_ids: list[str], timeout: float, poll: float, deadline: float) -> None:
         while True:
-            if say and say.silent_for() >= heartbeat:
-                say(f"  [{time.monotonic() - t0:5.0f}s] the dag-processor is still parsing the DAG files ...")
             missing = sorted(set(dag_ids) - set(self.dag_ids()))
             if not missing:
                 return
@@ -229,9 +232,13 @@ class AirflowClient:
         """Poll until the run is success/failed; report task-state changes as they happen, relay the
         running tasks' ``[progress]`` lines, and say what runs when nothing new came for ``heartbeat`` s."""
         deadline = time.monotonic() + timeout
+        with beating(progress, heartbeat, f"{dag_id}: waiting for the run's state") as say:
+            return self._wait_for_run(dag_id, run_id, timeout, poll, deadline, say)
+
+    def _wait_for_run(self, dag_id: str, run_id: str, timeout: float, poll: float, deadline: float,
+                      say: "Heartbeat | None") -> dict:
         seen: dict[str, str | None] = {}
         t0 = time.monotonic()
-        say = Heartbeat(progress) if progress else None
         relay = ProgressRelay(self, dag_id, run_id)
         while True:
             run = self.get_run(dag_id, run_id)
@@ -245,8 +252,7 @@ class AirflowClient:
                     seen = states
                 for task, line in relay.poll(tis):
                     say(f"{stamp} {task}: {line}")
-                if say.silent_for() >= heartbeat:
-                    say(f"{stamp} {run['state']}: {running_summary(tis)}")
+                say.status = f"{dag_id} {run['state']}: {running_summary(tis)}"
             if run["state"] in TERMINAL_RUN_STATES:
                 return run
             if time.monotonic() > deadline:
@@ -258,10 +264,12 @@ class AirflowClient:
                          heartbeat: float = HEARTBEAT_S) -> dict:
         """The first run of ``dag_id`` queued at or after the ISO time ``after`` (e.g. asset-triggered)."""
         deadline = time.monotonic() + timeout
-        t0, say = time.monotonic(), Heartbeat(progress) if progress else None
+        with beating(progress, heartbeat, f"{dag_id}: no {run_type or 'new'} run yet"):
+            return self._wait_for_new_run(dag_id, after, run_type, timeout, poll, deadline)
+
+    def _wait_for_new_run(self, dag_id: str, after: str, run_type: str | None, timeout: float, poll: float,
+                          deadline: float) -> dict:
         while True:
-            if say and say.silent_for() >= heartbeat:
-                say(f"  [{dag_id} {time.monotonic() - t0:5.0f}s] no {run_type or ''} run yet, waiting ...")
             runs = [r for r in self.list_runs(dag_id, run_type=run_type)
                     if (r.get("queued_at") or r.get("run_after") or "") >= after]
             if runs:
@@ -278,17 +286,60 @@ class AirflowClient:
 
 
 class Heartbeat:
-    """A print callback that remembers when it last printed."""
+    """A print callback that remembers when it last printed. Started (a context manager), a thread
+    prints ``status`` (what is being waited for) whenever nothing was printed for ``every`` seconds,
+    so slow REST answers or a long step never leave the terminal silent."""
 
-    def __init__(self, echo: Callable[[str], None]):
-        self.echo, self.last = echo, time.monotonic()
+    def __init__(self, echo: Callable[[str], None], every: float = HEARTBEAT_S):
+        self.echo, self.every = echo, every
+        self.status = "working"
+        self.started = self.last = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def __call__(self, text: str) -> None:
-        self.echo(text)
-        self.last = time.monotonic()
+        with self._lock:
+            self.echo(text)
+            self.last = time.monotonic()
 
     def silent_for(self) -> float:
         return time.monotonic() - self.last
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(1.0, self.every / 4)):
+            if self.silent_for() >= self.every:
+                self(f"  [{time.monotonic() - self.started:5.0f}s] {self.status} ...")
+
+    def __enter__(self) -> "Heartbeat":
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._thread = None
+
+
+@contextlib.contextmanager
+def beating(progress: Callable[[str], None] | None, every: float, status: str) -> Iterator[Heartbeat | None]:
+    """A started :class:`Heartbeat` around a wait: ``progress`` itself when it is one (already
+    beating: only its status changes), else a new one printing through ``progress``; None without it."""
+    if progress is None:
+        yield None
+    elif isinstance(progress, Heartbeat):
+        before, progress.status = progress.status, status
+        try:
+            yield progress
+        finally:
+            progress.status = before
+    else:
+        with Heartbeat(progress, every) as beat:
+            beat.status = status
+            yield beat
 
 
 class ProgressRelay:

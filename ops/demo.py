@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ops import services
-from ops.airflow_api import AirflowAPIError, AirflowClient
+from ops.airflow_api import AirflowAPIError, AirflowClient, Heartbeat
 from ops.mlflow_helpers import (MlflowLookupError, artifact_url, data_card_run, list_artifacts, run_link,
                                 run_url)
 from ops.settings import Settings, get_settings
@@ -183,21 +183,30 @@ def merge_crawl_summaries(parts: list[dict]) -> dict | None:
 
 def run_demo(profile: str = "demo", s: Settings | None = None,
              echo: Callable[[str], None] = print) -> DemoResult:
-    """Run the flow through Airflow; returns what ran and what it produced (``ok`` False on failure)."""
+    """Run the flow through Airflow; returns what ran and what it produced (``ok`` False on failure).
+
+    Every line goes through one :class:`~ops.airflow_api.Heartbeat`: when nothing was printed for
+    12 s it says what the demo is waiting for, whatever step (or slow REST call) it is in."""
     s = s or get_settings()
-    prof = PROFILES[profile]
     result = DemoResult()
-    echo = _recording(echo, result.printed)
+    with Heartbeat(_recording(echo, result.printed)) as say:
+        say.status = "starting the stack"
+        _run_flow(PROFILES[profile], s, result, say)
+    return result
+
+
+def _run_flow(prof: Profile, s: Settings, result: DemoResult, echo: Heartbeat) -> None:
     services.up(s, echo=echo)
     client = AirflowClient(s.airflow_url, services.airflow_home(s))
     echo("waiting for the DAGs to be parsed ...")
     client.wait_for_dags(list(ALL_DAGS), progress=echo)
+    echo.status = "talking to Airflow's API"
     for dag_id in ("pretrain", "finetune"):
         client.set_paused(dag_id, False)
 
     refresh = trigger_refresh(client, prof.data, echo)
     if not _wait(client, "data_refresh", refresh["dag_run_id"], result, s, prof.timeout_s, echo):
-        return result
+        return
     for stage, task_id in DATA_TASKS.items():
         if stage == "crawl":  # mapped: one XCom per crawl shard
             result.outputs[stage] = crawl_output(client, refresh["dag_run_id"])
@@ -208,17 +217,17 @@ def run_demo(profile: str = "demo", s: Settings | None = None,
     echo("waiting for the pretrain run started by the corpus Asset ...")
     pre = client.wait_for_new_run("pretrain", after=started, run_type="asset_triggered", progress=echo)
     if not _wait(client, "pretrain", pre["dag_run_id"], result, s, prof.timeout_s, echo):
-        return result
+        return
     result.outputs["pretrain"] = client.xcom("pretrain", pre["dag_run_id"], "train")
 
     fin = client.trigger("finetune", prof.finetune, note="crawl2model demo")
     echo(f"triggered finetune run {fin['dag_run_id']}")
     if not _wait(client, "finetune", fin["dag_run_id"], result, s, prof.timeout_s, echo):
-        return result
+        return
     result.outputs["finetune"] = client.xcom("finetune", fin["dag_run_id"], "train")
     result.ok = True
+    echo.status = "reading the outputs for the summary"
     echo(summary(result, s))
-    return result
 
 
 def _recording(echo: Callable[[str], None], printed: list[tuple[float, str]]) -> Callable[[str], None]:

@@ -129,7 +129,7 @@ def test_the_tiny_demo_never_sat_silent_and_its_summary_links_the_data_card(tiny
     worst = max(range(len(gaps)), key=gaps.__getitem__)
     assert gaps[worst] < 20, (f"{gaps[worst]:.1f} s of silence after: {result.printed[worst][1]!r}, "
                               f"before: {result.printed[worst + 1][1]!r}")
-    heartbeats = [text for _, text in result.printed if "] running: running " in text]
+    heartbeats = [text for _, text in result.printed if " running: running " in text]
     assert heartbeats, "no heartbeat named a running task"  # the tasks outlast the 12 s heartbeat
     card = [text for _, text in result.printed if "\n  data card       " in text]
     assert card and "/#/experiments/" in card[0].split("\n  data card       ", 1)[1].split("\n", 1)[0]

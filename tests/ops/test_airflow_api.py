@@ -183,3 +183,24 @@ def test_waiting_relays_new_progress_lines_once_and_heartbeats_when_quiet(tmp_pa
     beats = [p for p in printed if "running train (" in p]
     assert beats, printed  # the quiet polls after the last progress line still say what runs
     assert FakeRunningTask.tokens[0] is None and all(FakeRunningTask.tokens[1:])  # read incrementally
+
+
+def test_the_heartbeat_speaks_during_a_slow_step_and_waits_keep_the_callers_beat():
+    import time
+
+    from ops.airflow_api import Heartbeat, beating
+
+    printed = []
+    with Heartbeat(printed.append, every=0.2) as beat:
+        beat.status = "talking to Airflow's API"
+        time.sleep(0.75)  # e.g. a REST call that takes long: nothing else prints meanwhile
+        with beating(beat, 99.0, "pretrain: no asset_triggered run yet") as inner:
+            assert inner is beat
+            time.sleep(0.5)
+        assert beat.status == "talking to Airflow's API"
+        beat("a line of our own")
+    assert len([p for p in printed if p.endswith("talking to Airflow's API ...")]) >= 2
+    assert any(p.endswith("pretrain: no asset_triggered run yet ...") for p in printed)
+    count = len(printed)
+    time.sleep(0.5)
+    assert len(printed) == count  # stopped with the block
