@@ -22,7 +22,7 @@ import os
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import unquote
 
-from ops import storage
+from ops import progress, storage
 from ops.datasets import REMOVED, DatasetVersion, check_accounting
 from spark_jobs import s3io
 from spark_jobs.records import RECORD_COLUMNS, SOURCE_JSONL, ddl
@@ -60,6 +60,9 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None, conf: di
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("C2M_SPARK_LOG_LEVEL", "WARN"))
     s3io.configure(spark)  # fs.s3a.* from the environment when Spark reads and writes s3a:// itself
+    from spark_jobs.progress import watch
+
+    watch(spark, app_name)  # a [progress] line every 10 s: active stages, tasks done/total
     return spark
 
 
@@ -252,6 +255,7 @@ def run_stage(spark, df, steps: list[object], out_cols: list[tuple[str, str]], o
               extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Count the input, apply the steps (then ``post``, a whole-DataFrame step), write the version."""
     rows_in = df.count()
+    progress.update(documents_in=rows_in)  # named on the job's progress lines
     result = apply_steps_df(spread(df), steps, out_cols)
     if post is not None:
         result = post(result)

@@ -321,11 +321,32 @@ def run(args, dist) -> dict:
         }
         if not args.no_finalize and summary.get("best_trial") is not None:
             result.update(finalize(study.best_trial, search, base_cfg, bundle, dist))
+        describe_parent(base_cfg, study_name, metric, direction, result)
         mlflow.end_run()
         return result
     except BaseException:
         mlflow.end_run(status="FAILED")
         raise
+
+
+def describe_parent(base_cfg, study_name: str, metric: str, direction: str, result: dict) -> None:
+    """The parent run's description: the study, the task data, the best trial and the gate."""
+    from training import tracking
+
+    outcome = (f"{result['trials']} trials ({result['complete']} complete, {result['pruned']} pruned, "
+               f"{result['failed']} failed)")
+    if result.get("best_trial") is not None:
+        outcome += (f"; best trial {result['best_trial']} with val {metric} {result['best_value']:.4f}, "
+                    f"params {json.dumps(result.get('best_params'), sort_keys=True)}")
+    if "model_version" in result:
+        outcome += "; " + tracking.registration_words(base_cfg.register_name, result["model_version"],
+                                                      result["promoted"], result["gate"])
+    tracking.describe_run(
+        f"Hyperparameter search (Optuna study {study_name!r}, {direction} val {metric}) for the task "
+        f"{base_cfg.task!r} from {base_cfg.base_model}",
+        f"{base_cfg.task} task data as each trial's finetune run logs it (same split for every trial)",
+        outcome,
+    )
 
 
 def summarize(study) -> dict:

@@ -28,6 +28,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from ops import progress
 from spark_jobs.crawl import fetcher, store
 from spark_jobs.crawl.fetcher import OK, ROBOTS_DISALLOWED, FetchConfig, HostJob, Pacer
 from spark_jobs.crawl.robots import ALLOW_ALL, DISALLOW_ALL, MAX_ROBOTS_REDIRECTS, RobotsRules
@@ -186,6 +187,9 @@ def crawl(spark, cfg: CrawlConfig, state: CrawlState, level_runner=run_level) ->
             rounds.append(state.write_round(_next(rounds), level, rows))
         todo = [f for f in to_fetch if f[0] not in done]
         while todo:
+            # pages tried of the page budget, on the job's [progress] lines (ops/progress.py)
+            progress.update(done=ckpt["fetched"] + len(to_fetch) - len(todo), total=cfg.max_pages,
+                            unit="pages")
             batch, todo = _take_round(todo, cfg.checkpoint_every)
             rounds.append(_fetch_round(spark, batch, level, robots, ckpt, cfg, fetch_cfg, state, rounds,
                                        level_runner))
@@ -195,6 +199,7 @@ def crawl(spark, cfg: CrawlConfig, state: CrawlState, level_runner=run_level) ->
         for row in level_rows:
             row.pop("outlinks", None)  # in the next frontier now; the driver need not hold them
         ckpt["fetched"] += len(to_fetch)
+        progress.update(done=ckpt["fetched"], total=cfg.max_pages, unit="pages", level=level)
         ckpt["level"] = level + 1
         state.save_checkpoint(ckpt)
     ckpt["finished"] = True
