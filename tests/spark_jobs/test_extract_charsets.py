@@ -18,7 +18,8 @@ from spark_jobs.steps import apply_steps
 # Names Python's codecs accept that are no text encoding, or none a page may declare
 BOGUS = ["base64", "rot13", "rot_13", "hex", "zlib_codec", "zlib", "bz2", "uu", "quopri", "idna", "punycode",
          "utf-7", "utf_32", "unicode_escape", "raw_unicode_escape", "mbcs", "palmos", "undefined"]
-REPLACEMENT_LABELS = ["iso-2022-kr", "csiso2022kr", "hz-gb-2312", "iso-2022-cn", "iso-2022-cn-ext", "replacement"]
+REPLACEMENT_LABELS = ["iso-2022-kr", "csiso2022kr", "hz-gb-2312", "iso-2022-cn", "iso-2022-cn-ext",
+                      "replacement"]
 
 
 def _doc(html: bytes, content_type="text/html"):
@@ -92,8 +93,8 @@ def _write_warc(path, pages: list[tuple[str, bytes]]) -> None:
     with open(path, "wb") as fh:
         writer = WARCWriter(fh, gzip=True)
         for i, (ctype, body) in enumerate(pages):
-            headers = StatusAndHeaders("200 OK", [("Content-Type", ctype), ("Content-Length", str(len(body)))],
-                                       protocol="HTTP/1.1")
+            fields = [("Content-Type", ctype), ("Content-Length", str(len(body)))]
+            headers = StatusAndHeaders("200 OK", fields, protocol="HTTP/1.1")
             writer.write_record(writer.create_warc_record(f"http://cs.test/{i}.html", "response",
                                                           payload=io.BytesIO(body), length=len(body),
                                                           http_headers=headers))
