@@ -24,7 +24,8 @@ def base_parser(stage: str, description: str, jsonl: bool = True) -> argparse.Ar
                         help="version of the previous stage to read (default: --version)")
     if jsonl:
         parser.add_argument("--input-jsonl", default=None,
-                            help="read JSON lines (at least id and text) instead of the previous stage")
+                            help="read JSON lines (at least text) instead of the previous stage; a line that "
+                                 "is no record goes to removed/<reason>/ (invalid_json, bad_field_type, ...)")
     return parser
 
 
