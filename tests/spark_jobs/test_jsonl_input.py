@@ -133,3 +133,16 @@ def test_dedup_and_extract_route_bad_lines_too(spark, tmp_path):
                             spark=spark)
     assert manifest["rows_out"] == 4
     _check_rejected(manifest, str(tmp_path), "extracted", "x")
+
+
+@pytest.mark.spark
+def test_tokenize_routes_bad_lines_to_removed(spark, tmp_path):
+    from spark_jobs.jobs import tokenize
+
+    path = tmp_path / "mixed.jsonl"
+    _write_mixed(path, [{"id": f"t{i}", "text": english(i)} for i in range(4)])
+    argv = ["--root", str(tmp_path), "--version", "t", "--input-jsonl", str(path), "--seq-len", "16",
+            "--val-fraction", "0.25", "--vocab-size", "300"]
+    manifest = tokenize.main(argv, spark=spark)
+    assert manifest["rows_out"] == 4
+    _check_rejected(manifest, str(tmp_path), "shards", "t")
