@@ -20,8 +20,8 @@ from spark_jobs.extract.charsets import LABELS
 from spark_jobs.steps import apply_steps
 
 FIELDS = ["id", "url", "text", "title", "lang", "lang_score", "fetched_at", "source", "html", "other"]
-_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
-                     st.text(max_size=30))
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(),
+                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=30))
 _json = st.recursive(_scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(FIELDS), inner, max_size=5)), max_leaves=12)
 _records = st.dictionaries(st.sampled_from(FIELDS), _json, max_size=8)
@@ -31,6 +31,7 @@ _lines = st.one_of(
     _records.map(lambda v: json.dumps(v, ensure_ascii=False).encode()),
     _records.map(lambda v: json.dumps(v).encode()[:-1]),  # cut short
     st.text(max_size=50).map(lambda t: json.dumps({"text": t}).encode("utf-8", "surrogatepass")),
+    st.sampled_from([b'{"text": "x", "lang_score": Infinity}', b'{"text": NaN}', b"-Infinity"]),
 )
 
 
@@ -116,21 +117,31 @@ def test_extraction_steps_keep_or_name_a_reason(html, content_type, status):
         assert doc["text"].strip() and isinstance(doc["lang"], str)
 
 
-@pytest.mark.spark
-@settings(max_examples=4)
-@example(lines=[b'\xef\xbb\xbf{"text": "a"}', b"", b"[1]\r"], trailing_newline=True)
-@given(lines=st.lists(st.one_of(_lines, st.just(b""), st.just(b"\r")), max_size=8),
-       trailing_newline=st.booleans())
-def test_jsonl_reader_accounts_for_every_line_in_spark(spark, tmp_path_factory, lines, trailing_newline):
-    """Spark splits the file into the same lines as Python, and each is a record or a rejected row."""
-    from spark_jobs.runner import count_jsonl_lines, read_jsonl_input
+_file = st.tuples(st.lists(st.one_of(_lines, st.just(b""), st.just(b"\r")), max_size=8), st.booleans())
 
-    lines = [line.replace(b"\n", b" ") for line in lines]
-    data = b"\n".join(lines) + (b"\n" if trailing_newline and lines else b"")
-    path = tmp_path_factory.mktemp("fuzz") / "in.jsonl"
-    path.write_bytes(data)
-    expected = Counter(jsonl.parse_line(raw)[1] or "kept" for raw in lines)
-    got = read_jsonl_input(spark, str(path))
-    found = Counter({"kept": got.records.count()})
-    found.update(r[0] for r in got.rejected.select("_drop_reason").collect())
-    assert +found == +expected and count_jsonl_lines(spark, str(path)) == len(lines)
+
+@pytest.mark.spark
+@settings(max_examples=2)
+@example(files=[([b'\xef\xbb\xbf{"text": "a"}', b"", b"[1]\r"], True), ([], False), ([b"{"], False)])
+@given(files=st.lists(_file, min_size=1, max_size=6))
+def test_jsonl_reader_accounts_for_every_line_in_spark(spark, tmp_path_factory, files):
+    """Spark splits the files into the same lines as Python, and each is a record or a rejected row.
+
+    Several files per example, read as one folder: two Spark jobs per example."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs.runner import DROP, count_jsonl_lines, read_jsonl_input
+
+    folder = tmp_path_factory.mktemp("fuzz")
+    expected, total = Counter(), 0
+    for i, (lines, trailing_newline) in enumerate(files):
+        lines = [line.replace(b"\n", b" ") for line in lines]
+        end = b"\n" if trailing_newline and lines else b""
+        (folder / f"in{i}.jsonl").write_bytes(b"\n".join(lines) + end)
+        expected.update(jsonl.parse_line(raw)[1] or "kept" for raw in lines)
+        total += len(lines)
+    got = read_jsonl_input(spark, str(folder))
+    outcomes = got.records.select(F.lit("kept").alias("r")).unionByName(
+        got.rejected.select(F.col(DROP).alias("r")))
+    found = Counter({row["r"]: row["count"] for row in outcomes.groupBy("r").count().collect()})
+    assert found == +expected and count_jsonl_lines(spark, str(folder)) == total
