@@ -2,7 +2,6 @@
 against any base, gives None or a canonical http(s) URL that normalises to itself."""
 from __future__ import annotations
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,13 +13,8 @@ _url_parts = st.lists(st.one_of(
                      "\u3002", "\ufffd", " ", "\t", "\x00", "example.com", "a.b.c."]),
     st.text(max_size=10)), max_size=12).map("".join)
 
-# urljoin runs before normalize_url's try block, so an href (or Location header) such as "http://["
-# raises ValueError("Invalid IPv6 URL") out of link extraction and redirects.
-URLJOIN_RAISES = ("normalize_url lets urljoin's ValueError escape for a bracketed host "
-                  "(crawler code, not fixed here)")
 
 
-@pytest.mark.xfail(strict=False, reason=URLJOIN_RAISES)
 @given(url=st.one_of(_url_parts, st.text(max_size=60)),
        base=st.one_of(st.none(), st.just("http://a.test/dir/page"), _url_parts))
 def test_url_normaliser_never_raises_and_is_stable(url, base):
@@ -40,6 +34,6 @@ def test_url_normaliser_without_a_base_never_raises_and_is_stable(url):
         assert out.startswith(("http://", "https://")) and normalize_url(out) == out
 
 
-@pytest.mark.xfail(strict=False, reason=URLJOIN_RAISES)
 def test_a_bracketed_href_is_not_a_url():
+    """urljoin itself raises "Invalid IPv6 URL" here; link extraction and redirects must not."""
     assert normalize_url("http://[", "http://a.test/") is None
