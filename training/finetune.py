@@ -269,12 +269,31 @@ def train(
             result["run_id"] = metrics.run_id
             if register:
                 result.update(register_and_gate(cfg, task, model, bundle, test[primary]))
+            describe_run(cfg, task, bundle, result, sizes)
             tracking.end_run()
         return result, model, task
     except BaseException as exc:
         if metrics:
             tracking.end_run(status="KILLED" if isinstance(exc, StopTraining) else "FAILED")
         raise
+
+
+def describe_run(cfg: TaskConfig, task, bundle, result: dict, sizes: dict) -> None:
+    """The run page's description: task and base model, the task data, the test result and the gate."""
+    from training import tracking
+
+    metric = result["metric"]
+    outcome = f"test {metric} {result['metric_value']:.4f} (best epoch {result['best_epoch']})"
+    if "model_version" in result:
+        outcome += "; " + tracking.registration_words(cfg.register_name, result["model_version"],
+                                                      result["promoted"], result["gate"])
+    tracking.describe_run(
+        f"Fine-tuning for the {task.kind} task {cfg.task!r} from {cfg.base_model} (v{bundle.version}), "
+        f"{result['steps']} steps on {result['world_size']} rank(s)",
+        f"{task.data.name} ({task.data.source}): {sizes['train']} train, {sizes['val']} val, "
+        f"{sizes['test']} test examples",
+        outcome,
+    )
 
 
 def register_and_gate(cfg: TaskConfig, task, model, bundle, value: float) -> dict:

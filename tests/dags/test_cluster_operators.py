@@ -22,7 +22,8 @@ CFG = ClusterConfig(namespace="ml", spark_image="reg/c2m-spark:1", trainer_image
                     s3_secret="c2m-s3", gpu_per_worker=8, node_selector={"nvidia.com/gpu.present": "true"},
                     tolerations=({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},),
                     platform_configmap="c2m-platform", image_pull_secrets=("regcred",),
-                    mlflow_secret="c2m-mlflow-auth")
+                    secret_env={"MLFLOW_TRACKING_USERNAME": "c2m-mlflow-auth:username",
+                                "MLFLOW_TRACKING_PASSWORD": "c2m-mlflow-auth:password"})
 SETTINGS = Settings(jobs_venv=Path("/home/airflow/venv-jobs"), repo_root=Path("/src"), host="10.0.0.7")
 
 

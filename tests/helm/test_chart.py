@@ -333,8 +333,8 @@ def test_platform_configmap_configures_the_cluster_launcher_as_the_chart_deploys
         f"C2M_K8S_{k.upper()}" for k in [
             "namespace", "service_account", "platform_configmap", "image_pull_secrets", "spark_master",
             "spark_image", "spark_venv", "executor_instances", "executor_cores", "executor_memory",
-            "s3_endpoint", "s3_region", "s3_path_style", "s3_secret", "mlflow_secret", "mlflow_username_key",
-            "mlflow_password_key", "trainer_image", "trainer_venv",
+            "s3_endpoint", "s3_region", "s3_path_style", "s3_secret", "secret_env", "trainer_image",
+            "trainer_venv",
             "workers", "gpu_per_worker", "cpu_slots_per_worker", "gpu_resource", "network_interfaces",
             "node_selector", "tolerations", "worker_resources", "launcher_resources", "env", "shm_size",
             "ttl_seconds_after_finished"])
@@ -349,12 +349,13 @@ def test_platform_configmap_configures_the_cluster_launcher_as_the_chart_deploys
     env = one(docs, "Deployment", "-mlflow")["spec"]["template"]["spec"]["containers"][0]["env"]
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "secretKeyRef" in e.get("valueFrom", {})}
     # training pods log in with the admin the MLflow server is created with
-    assert refs["MLFLOW_AUTH_ADMIN_USERNAME"] == {"name": cfg.mlflow_secret, "key": cfg.mlflow_username_key}
-    assert refs["MLFLOW_AUTH_ADMIN_PASSWORD"] == {"name": cfg.mlflow_secret, "key": cfg.mlflow_password_key}
+    login = {var: "{name}:{key}".format(**refs[f"MLFLOW_AUTH_ADMIN_{var.rsplit('_', 1)[1]}"])
+             for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    assert list(cfg.secret_env.items()) == list(login.items())  # the chart's MPIJob order too
     cpu = ClusterConfig.from_env(one(render("--set", "training.gpu.enabled=false"), "ConfigMap", "-platform")["data"])
     assert cpu.gpu_per_worker == 0
     no_login = one(render("--set", "mlflow.auth.enabled=false"), "ConfigMap", "-platform")["data"]
-    assert ClusterConfig.from_env(no_login).mlflow_secret == ""  # no Secret to read the login from
+    assert ClusterConfig.from_env(no_login).secret_env == {}  # no Secret to read the login from
 
 
 # --- bad values fail with a message naming the keys --------------------------------------------

