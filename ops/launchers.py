@@ -118,9 +118,22 @@ def spark_submit_command(job: str, args: list[str], settings: Settings | None = 
         "--conf", "spark.sql.shuffle.partitions=8",
         "--driver-memory", os.environ.get("C2M_SPARK_DRIVER_MEMORY", "2g"),
         *(["--driver-java-options", java] if java else []),
+        *_compat_jars(),
         str(script),
         *args,
     ]
+
+
+def _compat_jars() -> list[str]:
+    """``--jars`` with the cached hadoop-aws 3.3.1 test jars when ``C2M_SPARK_S3A_COMPAT`` asks for
+    them (tests and local s3a only): on the command line, so the driver's Hadoop finds S3A too;
+    a session's ``spark.jars`` reaches only the executors once the driver JVM runs."""
+    if not os.environ.get("C2M_SPARK_S3A_COMPAT", "").strip():
+        return []
+    from ops.s3a_test_jars import cached_jars
+
+    jars = cached_jars()
+    return ["--jars", ",".join(jars)] if jars else []
 
 
 def horovodrun_command(module: str, args: list[str], np: int | None = None,
