@@ -18,8 +18,9 @@ Where the staging area is depends on the root and on :func:`spark_jobs.s3io.mode
 
 - **local root**: the folder ``{root}/{stage}/_tmp-v={V}+{id}``, published by renaming it to
   the generation folder.
-- **s3:// root, ``stage`` mode**: a local temp dir (under ``$C2M_STAGING_DIR`` when set; on a
-  cluster that must be a volume every executor mounts), published by uploading it into the
+- **s3:// root, ``stage`` mode**: a local temp dir ``c2m-{stage}-_tmp-v={V}+{id}`` (under
+  ``$C2M_STAGING_DIR`` when set; on a cluster that must be a volume every executor mounts),
+  published by uploading it into the
   generation (:func:`ops.storage.upload_file`: multipart, retried). Inputs are downloaded
   the same way (:func:`local_input`).
 - **s3:// root, ``s3a`` mode**: the prefix ``{root}/{stage}/_tmp-v={V}+{id}/`` in the bucket,
@@ -33,7 +34,8 @@ Where the staging area is depends on the root and on :func:`spark_jobs.s3io.mode
 one version. Cleaning up, at the start of a run and after each commit:
 
 - stale staging areas of the same version are deleted when a run starts (one version is
-  built by one run at a time; a publish that failed keeps its staging area until then);
+  built by one run at a time; a publish that failed keeps its staging area until then;
+  ``stage`` mode's local ones only under ``$C2M_STAGING_DIR``);
 - generations other than the one the manifest names go once they are
   ``$C2M_GENERATION_GRACE_S`` old (default 3600 s; :func:`ops.datasets.prune_generations`):
   a superseded one counted from when it was superseded, so a reader that resolved it
@@ -88,15 +90,18 @@ class Staging:
         _prune(out)  # what earlier runs left, past the grace period
         tmp_name = staging_prefix(out.version) + uuid.uuid4().hex[:8]
         stage_dir = storage.join(out.root, out.stage)
-        if self.direct:  # first delete what a crashed earlier attempt of this version left
+        if self.remote:  # first delete what a crashed earlier attempt of this version left
+            local_prefix = f"c2m-{out.stage}-{staging_prefix(out.version)}"
+            if staging_dir():  # a dedicated folder; the system temp dir is the OS's to clean
+                for stale in Path(staging_dir()).glob(local_prefix + "*"):
+                    shutil.rmtree(stale, ignore_errors=True)
+            self.path = tempfile.mkdtemp(prefix=local_prefix, dir=staging_dir())
+            self.uri = self.path
+        if self.direct:
             stale = storage.join(stage_dir, staging_prefix(out.version))
             storage.remove_files(storage.list_files(stale, name_prefix=True))
             self.uri = storage.to_s3a(storage.join(stage_dir, tmp_name))
-            self.path = tempfile.mkdtemp(prefix=f"c2m-{out.stage}-v{out.version}-", dir=staging_dir())
-        elif self.remote:
-            self.path = tempfile.mkdtemp(prefix=f"c2m-{out.stage}-v{out.version}-", dir=staging_dir())
-            self.uri = self.path
-        else:
+        if not self.remote:
             Path(stage_dir).mkdir(parents=True, exist_ok=True)
             for stale in Path(stage_dir).glob(staging_prefix(out.version) + "*"):
                 shutil.rmtree(stale, ignore_errors=True)  # a crashed earlier attempt of this version
