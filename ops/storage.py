@@ -17,7 +17,8 @@ so no half object is ever visible), and dataset versions are only trusted once t
 manifest exists (see :mod:`ops.datasets`).
 
 Failures surface as :class:`StorageError` with the endpoint, the bucket and what to do;
-credentials never appear in them.
+credentials never appear in them. An object key or listed name is joined onto a local folder
+only through :func:`safe_join`, which refuses keys that would land outside it.
 """
 from __future__ import annotations
 

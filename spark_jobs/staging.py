@@ -172,8 +172,10 @@ class Staging:
         if self.published:
             return
         if self._publishing and not (self.remote and not self.direct):
+            local_generation = self.generation and not self.remote  # the staging folder was renamed to it
+            where = self.out.generation_uri(self.generation) if local_generation else self.uri
             print(f"[crawl2model] publishing {self.out.uri} failed; the previous version is untouched and "
-                  f"the staged copy stays at {self.uri} until the next run of this version", flush=True)
+                  f"the staged copy stays at {where} until the next run of this version", flush=True)
             return
         self.discard()
 

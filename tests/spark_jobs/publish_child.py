@@ -3,11 +3,13 @@
 Imported by test_publish_faults.py (in-process faults) and run as a child process that is
 killed with SIGKILL at the chosen step:
 
-    python publish_child.py ROOT VERSION SEED STEP MARKER
+    python publish_child.py ROOT VERSION SEED STEP MARKER [spark]
 
-The child publishes ``files(SEED)`` to ``ROOT/clean/v=VERSION``; when it reaches STEP it writes
-MARKER and waits to be killed. The mode (local, ``stage``, ``s3a``) comes from ROOT and
-``C2M_SPARK_S3_IO``, as for a real stage; no Spark is needed to publish.
+The child publishes ``files(SEED)`` to ``ROOT/clean/v=VERSION``; when it reaches STEP (``none``:
+no fault) it writes MARKER and waits to be killed. The mode (local, ``stage``, ``s3a``) comes
+from ROOT and ``C2M_SPARK_S3_IO``, as for a real stage; no Spark is needed to publish. With
+``spark`` the version is written by Spark instead (:func:`publish_with_spark`: ``s3a://`` in
+``s3a`` mode), as the stages write theirs.
 """
 from __future__ import annotations
 
@@ -52,6 +54,22 @@ def publish(root: str, version: str, seed: int) -> dict:
                                config={"seed": seed})
 
 
+def spark_rows(seed: int) -> list[tuple[str, str, str | None]]:
+    """What run ``seed`` writes with Spark: (id, text, drop reason or None)."""
+    return [(f"doc-{i}", f"text {i} of run {seed}", "too_short" if i % 3 == 0 else None) for i in range(12)]
+
+
+def publish_with_spark(root: str, version: str, seed: int) -> dict:
+    """Write and publish a version with Spark through the runner, as every stage does."""
+    from spark_jobs.runner import DROP, get_spark, write_version
+
+    spark = get_spark("publish-faults", master="local[1]")
+    rows = spark_rows(seed)
+    frame = spark.createDataFrame(rows, f"id string, text string, {DROP} string")
+    return write_version(spark, frame, DatasetVersion(root, STAGE, version), rows_in=len(rows), parents=[],
+                         config={"seed": seed})
+
+
 def _is_manifest(uri, *_a, **_k) -> bool:
     return str(uri).endswith("/" + MANIFEST)
 
@@ -94,15 +112,16 @@ def inject(step: str, action, setattr_=setattr) -> None:
 
 
 def main(argv: list[str]) -> None:
-    root, version, seed, step, marker = argv
+    root, version, seed, step, marker = argv[:5]
 
     def pause():
         with open(marker, "w") as fh:
             fh.write(step)
         time.sleep(600)  # the test kills us here
 
-    inject(step, pause)
-    publish(root, version, int(seed))
+    if step != "none":
+        inject(step, pause)
+    (publish_with_spark if argv[5:] == ["spark"] else publish)(root, version, int(seed))
 
 
 if __name__ == "__main__":

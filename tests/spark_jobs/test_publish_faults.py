@@ -23,7 +23,8 @@ import pytest
 
 from ops import storage
 from ops.datasets import GRACE_ENV, MANIFEST, DatasetVersion
-from publish_child import DRIVER_FILE, STAGE, InjectedFault, files, inject, publish
+from ops.s3a_test_jars import cache_dir, cached_jars
+from publish_child import DRIVER_FILE, STAGE, InjectedFault, files, inject, publish, spark_rows
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUCKET = "c2m-publish"
@@ -35,6 +36,8 @@ STEPS = {
     "s3a": ("copy", "upload_driver_file", "stats", "manifest", "delete"),
 }
 AFTER_COMMIT = ("delete", "delete_tree")
+needs_jars = pytest.mark.skipif(cached_jars() is None,
+                                reason=f"no hadoop-aws test jars in {cache_dir()}; run `make s3a-jars`")
 KILL_STEPS = {"local": ("rename", "manifest"), "stage": ("upload", "manifest"),
               "s3a": ("copy", "upload_driver_file", "manifest")}
 
@@ -132,17 +135,29 @@ def test_a_failed_rerun_leaves_the_finished_version_whole(mode, step, root, monk
 
 # ---- SIGKILL at each step -------------------------------------------------------------------
 
-def _kill_during(root: str, version: str, seed: int, step: str, tmp_path) -> None:
+def _child(root: str, version: str, seed: int, step: str, marker, spark: bool = False, **env):
+    """publish_child.py in a process of its own; its output goes to ``{marker}.log``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]), **env}
+    cmd = [sys.executable, os.path.join(HERE, "publish_child.py"), root, version, str(seed), step, str(marker)]
+    cmd += ["spark"] if spark else []
+    with open(f"{marker}.log", "w") as log:
+        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _output(marker) -> str:
+    with open(f"{marker}.log") as fh:
+        return fh.read()[-3000:]
+
+
+def _kill_during(root: str, version: str, seed: int, step: str, tmp_path, spark: bool = False) -> None:
     marker = tmp_path / f"reached-{step}"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.Popen([sys.executable, os.path.join(HERE, "publish_child.py"), root, version,
-                              str(seed), step, str(marker)], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+    child = _child(root, version, seed, step, marker, spark)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while not marker.exists():
             if child.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the child never reached {step}: {child.communicate()[0][-3000:]}")
+                child.wait(timeout=30)
+                raise AssertionError(f"the child never reached {step}: {_output(marker)}")
             time.sleep(0.05)
         os.kill(child.pid, signal.SIGKILL)
         assert child.wait(timeout=30) == -signal.SIGKILL
@@ -160,12 +175,55 @@ def test_a_rerun_killed_mid_publish_leaves_the_finished_version_whole(mode, step
     assert_whole(root, "7", seed=1)
     stage_dir = storage.join(root, STAGE)
     current = DatasetVersion(root, STAGE, "7").read_manifest()["generation"]
-    left = [u for u in storage.list_files(stage_dir) if "_tmp-v=7+" in u or "/v=7/g=" in u and current not in u]
+    left = [u for u in storage.list_files(stage_dir)
+            if "_tmp-v=7+" in u or "/v=7/g=" in u and current not in u]
     assert left or os.listdir(tmp_path / "staging"), "the killed run left nothing: it was killed too early"
     monkeypatch.setenv(GRACE_ENV, "0")
     publish(root, "7", seed=3)
     assert_whole(root, "7", seed=3)
     assert_clean(root, "7", tmp_path)
+
+
+def _assert_spark_version(root: str, version: str, seed: int) -> None:
+    """Whole and readable: every file the manifest lists holds the kept rows run ``seed`` wrote."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    dv = DatasetVersion(root, STAGE, version)
+    manifest = dv.read_manifest()
+    assert manifest["config"] == {"seed": seed} and manifest["files"]
+    rows = []
+    for name in manifest["files"]:
+        rows += pq.read_table(io.BytesIO(storage.read_bytes(dv.data_path(name)))).to_pylist()
+    kept = sorted((i, t) for i, t, reason in spark_rows(seed) if reason is None)
+    assert sorted((r["id"], r["text"]) for r in rows) == kept
+    assert manifest["rows_out"] == len(kept) and manifest["dropped"] == {"too_short": 12 - len(kept)}
+
+
+@pytest.mark.spark
+@needs_jars
+def test_a_spark_s3a_rerun_killed_mid_publish_leaves_the_finished_version_whole(s3, tmp_path):
+    """Spark writes through s3a:// (hadoop-aws test jars) into the staging prefix; the rerun is
+    killed while copying it into the new generation, then while writing the manifest."""
+    spark_env = {"C2M_SPARK_S3_IO": "s3a", "C2M_SPARK_S3A_COMPAT": "hadoop-aws-3.3",
+                 "C2M_STAGING_DIR": str(tmp_path / "staging"), "SPARK_LOCAL_IP": "127.0.0.1",
+                 "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    root = f"s3a://{BUCKET}/{uuid.uuid4().hex[:10]}"
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in spark_env.items():
+            mp.setenv(name, value)
+        first = _child(root, "s", 1, "none", tmp_path / "first", spark=True)
+        assert first.wait(timeout=300) == 0, _output(tmp_path / "first")
+        for step in ("copy", "manifest"):
+            _kill_during(root, "s", 2, step, tmp_path, spark=True)
+            _assert_spark_version(root, "s", 1)
+        rerun = _child(root, "s", 3, "none", tmp_path / "rerun", spark=True, **{GRACE_ENV: "0"})
+        assert rerun.wait(timeout=300) == 0, _output(tmp_path / "rerun")
+        _assert_spark_version(root, "s", 3)
+        current = f"g={DatasetVersion(root, STAGE, 's').read_manifest()['generation']}/"
+        left = [u.split(f"/{STAGE}/", 1)[1] for u in storage.list_files(storage.join(root, STAGE))]
+        assert [r for r in left if r != f"v=s/{MANIFEST}" and not r.startswith(f"v=s/{current}")] == []
 
 
 # ---- readers -------------------------------------------------------------------------------
