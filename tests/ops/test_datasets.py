@@ -1,5 +1,6 @@
 """Dataset versions: manifest written last, accounting invariant, latest version."""
 import json
+import time
 
 import pytest
 
@@ -22,8 +23,10 @@ def test_manifest_records_counts_and_files(tmp_path):
 
 def test_a_manifest_commits_the_generation_it_names_and_counts_only_its_files(tmp_path):
     dv = DatasetVersion(str(tmp_path), "clean", "v1")
-    old, new = new_generation(), new_generation()
-    assert old < new  # ids sort by age
+    old = new_generation()
+    time.sleep(0.002)
+    new = new_generation()
+    assert old < new  # ids sort by age (to the millisecond)
     for gen, size in ((old, 4), (new, 10)):
         folder = tmp_path / "clean" / "v=v1" / f"g={gen}"
         (folder / "removed" / "r").mkdir(parents=True)
