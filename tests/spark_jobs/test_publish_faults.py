@@ -7,10 +7,11 @@ Faults are injected into one storage call of each step (an exception in-process,
 SIGKILL of a child process paused in that call); afterwards the previous finished version
 must be whole (manifest present, every file it lists present with its content), and a
 rerun must succeed and leave no staging area and no unreferenced generation behind.
+The storage-level tests stage their files without Spark (publishing is the same code);
+one test has Spark write through ``s3a://`` with the hadoop-aws test jars (``make s3a-jars``).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
