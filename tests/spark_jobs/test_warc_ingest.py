@@ -75,9 +75,9 @@ def test_ingest_then_extract(spark, tmp_path):
     assert manifest["source"] == "warc"
     assert manifest["warc_files"] == ["part-00000.warc.gz", "part-00001.warc.gz"]
     raw = DatasetVersion(root, "raw", "cc")
-    assert spark.read.parquet(raw.path("removed", "corrupt_record")).count() == 2
-    assert spark.read.parquet(raw.path("fetch_log")).count() == 6
-    copied = [i for f in manifest["warc_files"] for i in _scan(raw.path(f))]
+    assert spark.read.parquet(raw.data_path("removed", "corrupt_record")).count() == 2
+    assert spark.read.parquet(raw.data_path("fetch_log")).count() == 6
+    copied = [i for f in manifest["warc_files"] for i in _scan(raw.data_path(f))]
     assert all(i.kind == "record" for i in copied) and len(copied) == 4  # clean gzip copies
 
     extracted = extract.main(["--root", root, "--version", "cc"], spark=spark)
