@@ -81,8 +81,8 @@ def _launch(s: Settings) -> dict[str, dict]:
 
 def data_refresh_params(s: Settings) -> dict[str, dict]:
     return {
-        "source": _p("crawl", "Source", "Where pages come from: crawl the seeds, ingest existing WARC/WET/ARC "
-                     "files (warc: e.g. a Common Crawl dump, see WARC glob), or both.", "Source",
+        "source": _p("crawl", "Source", "Where pages come from: crawl the seeds, ingest existing "
+                     "WARC/WET/ARC files (warc: e.g. a Common Crawl dump, see WARC glob), or both.", "Source",
                      type="string", enum=list(SOURCES)),
         "warc_glob": _p(None, "WARC glob", "Files to ingest when Source is warc or both: a local glob "
                         "(/data/cc/*.warc.gz) or s3://bucket/prefix/*.warc.wet.gz.", "Source",

@@ -26,7 +26,8 @@ from ops.settings import Settings
 
 # CLI stage -> the dataset stage folder it writes (ARCHITECTURE.md §1).
 OUTPUT_STAGE = {
-    "crawl": "raw", "ingest": "raw", "extract": "extracted", "clean": "clean", "dedup": "corpus", "tokenize": "shards",
+    "crawl": "raw", "ingest": "raw", "extract": "extracted", "clean": "clean", "dedup": "corpus",
+    "tokenize": "shards",
 }
 DATA_STAGES = tuple(OUTPUT_STAGE)
 # Keys of the corpus Asset event extra, read by the pretrain DAG.

@@ -1,13 +1,16 @@
-"""spark-submit entry: existing WARC/WET files (e.g. Common Crawl) → raw/v=V, as the crawler lays it out.
+"""spark-submit entry: existing WARC/WET/ARC files (e.g. Common Crawl) → raw/v=V, laid out like a crawl.
 
-    spark-submit spark_jobs/jobs/ingest.py --version cc-2026-11 --warc-glob '/data/cc/*.warc.gz'
+    crawl2model ingest --version cc-2026-11 --warc-glob '/data/cc/*.warc.gz'
     spark-submit spark_jobs/jobs/ingest.py --version cc-2026-11 --warc-glob 's3://bucket/cc/*.warc.wet.gz'
 
-One Spark task per input file copies every readable document record (``response``, or
-WET ``conversion``) verbatim into ``part-NNNNN.warc.gz`` (plain WARC records are gzipped
-on the way), so extract, and everything after it, runs unchanged. Damaged or truncated
-stretches are skipped and counted as ``corrupt_record`` (see
-:mod:`spark_jobs.extract.warc_scan`); the copy resumes at the next record boundary.
+One Spark task per input file copies every readable document record (``response``, also
+ARC records; ``resource``; WET ``conversion``) into ``part-NNNNN.warc.gz``: a gzip member
+verbatim, a plain record (or one from a file gzipped whole) gzipped on the way, in blocks,
+so memory does not grow with record or file size. An ``s3://`` file is downloaded to a
+temporary file once (under ``$C2M_STAGING_DIR``), not read into memory. Extract, and
+everything after it, runs unchanged. Damaged or truncated stretches are skipped and
+counted as ``corrupt_record`` (see :mod:`spark_jobs.extract.warc_scan`); the copy resumes at
+the next record boundary.
 
 Layout: ``part-*.warc.gz``; ``fetch_log/part-*.parquet``, one row per document record or
 damaged stretch (the crawler's columns; ``reason`` is ok or corrupt_record);

@@ -14,7 +14,8 @@ from spark_jobs.extract.warc_reader import iter_warc
 from spark_jobs.extract.warc_scan import open_warc, scan_source
 
 TOOLS = {
-    "wget": (wf.wget_records, ["warcinfo"] + ["request", "response", "metadata"] * 2 + ["resource", "metadata"]),
+    "wget": (wf.wget_records,
+             ["warcinfo"] + ["request", "response", "metadata"] * 2 + ["resource", "metadata"]),
     "wpull": (wf.wpull_records, ["warcinfo"] + ["request", "response"] * 2 + ["resource"]),
     "heritrix": (wf.heritrix_records, ["warcinfo"] + ["response", "request", "metadata"] * 2
                  + ["revisit"] * 2 + ["response"] * 2),
@@ -108,7 +109,8 @@ def test_damaged_member_is_one_corrupt_record(tmp_path, damage):
     else:
         bad[30:40] = b"\x00" * 10
     items = _items(_write(tmp_path, "d.warc.gz", b"".join(members[:2]) + bytes(bad) + b"".join(members[3:])))
-    assert _summary(items) == ["warcinfo", "request", "CORRUPT", "metadata"] + ["request", "response", "metadata"] * 2
+    assert _summary(items) == ["warcinfo", "request", "CORRUPT", "metadata"] + \
+        ["request", "response", "metadata"] * 2
     assert items[2].offset == len(members[0]) + len(members[1])
 
 

@@ -55,7 +55,8 @@ def damage(path, offsets: list[int]) -> None:
 # Byte-exact records built by hand (so the tests control every header, as each tool writes
 # them), gzipped one member per record unless a test says otherwise.
 
-def http_response(body: bytes, content_type: str = "text/html; charset=utf-8", status: str = "200 OK") -> bytes:
+def http_response(body: bytes, content_type: str = "text/html; charset=utf-8",
+                  status: str = "200 OK") -> bytes:
     return (f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
             ).encode() + body
 
@@ -114,12 +115,16 @@ def wget_records(pages: int = 2) -> list[bytes]:
     recs = [warcinfo("Wget/1.21.4")]
     for i in range(pages):
         url, body = page(i, "wget.test")
-        recs += [warc_record("request", http_request(url), url, {"Content-Type": "application/http;msgtype=request"}),
+        recs += [warc_record("request", http_request(url), url,
+                             {"Content-Type": "application/http;msgtype=request"}),
                  warc_record("response", http_response(body), url,
-                             {"Content-Type": "application/http;msgtype=response", "WARC-IP-Address": "10.0.0.1"}),
-                 warc_record("metadata", b"outlinks: none\r\n", url, {"Content-Type": "application/warc-fields"})]
+                             {"Content-Type": "application/http;msgtype=response",
+                              "WARC-IP-Address": "10.0.0.1"}),
+                 warc_record("metadata", b"outlinks: none\r\n", url,
+                             {"Content-Type": "application/warc-fields"})]
     recs.append(warc_record("resource", b"wget log line\n", "urn:X-wget-log", {"Content-Type": "text/plain"}))
-    recs.append(warc_record("metadata", b"--warc-file=x\n", "metadata://gnu.org/software/wget/warc/wget_arguments.txt",
+    recs.append(warc_record("metadata", b"--warc-file=x\n",
+                            "metadata://gnu.org/software/wget/warc/wget_arguments.txt",
                             {"Content-Type": "text/plain"}))
     return recs
 
@@ -133,7 +138,8 @@ def wpull_records(pages: int = 2) -> list[bytes]:
         recs += [warc_record("request", http_request(url), url, digest),
                  warc_record("response", http_response(body), url,
                              {**digest, "WARC-Payload-Digest": "sha1:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"})]
-    recs.append(warc_record("resource", b"INFO wpull finished\n", "urn:X-wpull:log", {"Content-Type": "text/plain"}))
+    recs.append(warc_record("resource", b"INFO wpull finished\n", "urn:X-wpull:log",
+                            {"Content-Type": "text/plain"}))
     return recs
 
 
@@ -153,7 +159,8 @@ def heritrix_records(pages: int = 2) -> list[bytes]:
         url, _ = page(i, "heritrix.test")
         head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n"
         recs.append(warc_record("revisit", head, url, {
-            "WARC-Profile": REVISIT_PROFILE, "WARC-Refers-To": f"<urn:uuid:00000000-0000-0000-0000-00000000000{i}>",
+            "WARC-Profile": REVISIT_PROFILE,
+            "WARC-Refers-To": f"<urn:uuid:00000000-0000-0000-0000-00000000000{i}>",
             "WARC-Refers-To-Target-URI": url, "WARC-Refers-To-Date": "2026-02-01T00:00:00Z",
             "WARC-Payload-Digest": f"sha1:P{i}"}))
     recs.append(warc_record("response", http_response(b"<html>gone</html>", status="404 Not Found"),
@@ -187,7 +194,8 @@ def common_crawl_wet_records(pages: int = 2) -> list[bytes]:
         url = f"http://wet.test/p{i}.html"
         recs.append(warc_record("conversion", wet_text(i), url, {
             "WARC-Refers-To": f"<urn:uuid:10000000-0000-0000-0000-00000000000{i}>",
-            "WARC-Block-Digest": "sha1:CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC", "Content-Type": "text/plain",
+            "WARC-Block-Digest": "sha1:CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC",
+            "Content-Type": "text/plain",
             "WARC-Identified-Content-Language": "eng"}))
     return recs
 
