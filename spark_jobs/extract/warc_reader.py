@@ -31,7 +31,9 @@ UNDECODABLE_PREFIX = "decode_error"
 
 
 def iter_warc(uri: str, read_cap: int = READ_CAP, source: str = SOURCE_CRAWL) -> Iterator[dict[str, Any]]:
-    """Document rows of one WARC/WET/ARC file, and one row per damaged stretch."""
+    """Document rows of one WARC/WET/ARC file, and one row per damaged stretch (its ``url`` is
+    ``<file>#offset=<byte>``; in a file gzipped whole, the offset in the decompressed stream, or
+    of the damaged gzip member)."""
     with open_warc(uri) as src:
         for item in scan_source(src, read_cap):
             if item.kind == "corrupt":
