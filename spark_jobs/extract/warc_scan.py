@@ -7,8 +7,10 @@ vanishes, or passes as whole). :func:`scan_warc` checks every record (it must en
 Content-Length says, followed by the CRLF CRLF separator, and, in ``.warc.gz``, fill exactly
 one gzip member) and turns every damaged stretch into one ``corrupt`` item with the byte
 offset where it starts. It then resynchronises on the next record boundary (the next gzip
-member that decompresses, in ``.warc.gz``; the next ``WARC/1.x`` or ARC header line in plain
-files), so the records after the damage are still read.
+member that decompresses to a record header, in ``.warc.gz``; the next ``WARC/1.x`` or ARC
+header line in plain files), so the records after the damage are still read. Whether a file
+is gzipped is judged from its first bytes, or, when they are damaged, from which kind of
+boundary comes first.
 
 Each good record comes with its byte range in the file, so an ingest can copy records
 verbatim (see :mod:`spark_jobs.jobs.ingest`). A file gzipped whole (one gzip member for all
@@ -32,9 +34,10 @@ GZIP_MAGIC = b"\x1f\x8b\x08"
 WARC_LINE = b"WARC/1."
 # Records that are documents: HTTP responses and archived resources (WARC), extracted text (WET).
 DOCUMENT_TYPES = ("response", "resource", "conversion")
-# A plain record starts at a line that is a WARC version line or an ARC v1 record header
-# (``URL IP-address 14-digit-date content-type length``).
-_PLAIN_START = re.compile(rb"(?m)^(?:WARC/1\.[0-9]\r?$|[a-z][a-z0-9+.-]*://\S+ \S+ [0-9]{14} \S+ [0-9]+\r?$)")
+# A plain record starts with a WARC version line followed by a header line (junk may come just
+# before it), or at a line that is an ARC v1 record header (``URL IP-address date type length``).
+_PLAIN_START = re.compile(rb"WARC/1\.[0-9]\r?\n[A-Za-z][A-Za-z0-9-]*:"
+                          rb"|(?m:^[a-z][a-z0-9+.-]*://\S+ \S+ [0-9]{14} \S+ [0-9]+\r?$)")
 _SCAN_CHUNK = 1 << 20
 _GUNZIP_STEP = 4096  # compressed bytes per step: a damaged step loses only its own output
 _BLANK = b"\r\n \t\x00"
@@ -117,16 +120,17 @@ def _one_member(fh: BinaryIO, reader, offset: int, length: int) -> bool:
 
 
 def _valid_member(fh: BinaryIO, at: int) -> bool:
-    """Whether a gzip member that decompresses starts at ``at`` (not just the magic bytes)."""
+    """Whether a gzip member that starts with a record starts at ``at`` (not just the magic bytes
+    inside deflate data, or a gzip-encoded HTTP body)."""
     head = _peek(fh, at, 64 * 1024)
     if not head.startswith(GZIP_MAGIC) or len(head) < 10 or head[3] & 0xE0:
         return False
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        d.decompress(head, 4096)
+        out = d.decompress(head, 4096)
     except zlib.error:
         return False
-    return True
+    return _PLAIN_START.match(out) is not None
 
 
 def _next_boundary(fh: BinaryIO, start: int, end: int, gz: bool) -> int | None:
@@ -142,7 +146,8 @@ def _next_boundary(fh: BinaryIO, start: int, end: int, gz: bool) -> int | None:
         else:
             at = -1
             for m in _PLAIN_START.finditer(chunk):
-                if m.start() > 0 or pos == 0 or _peek(fh, pos - 1, 1) == b"\n":
+                line_start = m.start() > 0 or pos == 0 or _peek(fh, pos - 1, 1) == b"\n"
+                if chunk.startswith(WARC_LINE, m.start()) or line_start:
                     at = m.start()
                     break
         if at >= 0:
@@ -161,12 +166,27 @@ def _is_gzip(fh: BinaryIO, start: int) -> bool:
     return _peek(fh, start, 2) == GZIP_MAGIC[:2]
 
 
-def scan_warc(fh: BinaryIO, size: int, read_cap: int = 2 * 1024 * 1024, start: int = 0) -> Iterator[WarcItem]:
+def _looks_gzipped(fh: BinaryIO, start: int, end: int) -> bool:
+    """Whether the stretch is gzip members: it starts with one that holds a record, or, when its
+    first bytes are damaged (neither such a member nor a record line), such a member comes
+    before the first plain record line."""
+    if _PLAIN_START.match(_peek(fh, start, 512)):
+        return False
+    if _is_gzip(fh, start) and _valid_member(fh, start):
+        return True
+    probe = min(end, start + _SCAN_CHUNK)
+    member, line = _next_boundary(fh, start, probe, gz=True), _next_boundary(fh, start, probe, gz=False)
+    return member is not None and (line is None or member < line)
+
+
+def scan_warc(fh: BinaryIO, size: int, read_cap: int = 2 * 1024 * 1024, start: int = 0,
+              gz: bool | None = None) -> Iterator[WarcItem]:
     """Every record of a seekable WARC/ARC stream between ``start`` and ``size``, plus a
-    ``corrupt`` item for each damaged stretch. Never raises for what the bytes hold."""
+    ``corrupt`` item for each damaged stretch. Never raises for what the bytes hold. ``gz``
+    (gzip members or plain records) is found from the bytes unless given."""
     from warcio.archiveiterator import ArchiveIterator
 
-    gz = _is_gzip(fh, start)
+    gz = _looks_gzipped(fh, start, size) if gz is None else gz
     pos = start
     while pos < size:
         fh.seek(pos)
@@ -245,7 +265,7 @@ def open_warc(uri: str) -> Iterator[WarcSource]:
             storage.download_file(uri, path)
         size = os.path.getsize(path)
         with open(path, "rb") as fh:
-            gz = _is_gzip(fh, 0)
+            gz = _looks_gzipped(fh, 0, size)
             whole = gz and _single_stream(fh, size)
         if not whole:
             yield WarcSource(path, size, gz)
@@ -274,7 +294,7 @@ def scan_source(src: WarcSource, read_cap: int = 2 * 1024 * 1024) -> Iterator[Wa
     the gzip stream and that damage are one corrupt item (the decompression's)."""
     with open(src.path, "rb") as fh:
         if not src.plan:
-            yield from scan_warc(fh, src.size, read_cap)
+            yield from scan_warc(fh, src.size, read_cap, gz=src.gz)
             return
         pending = None  # a stretch's last item when corrupt: the damage that follows may be the same
         for entry in src.plan:
@@ -285,7 +305,7 @@ def scan_source(src: WarcSource, read_cap: int = 2 * 1024 * 1024) -> Iterator[Wa
             if pending is not None:
                 yield pending
                 pending = None
-            for item in scan_warc(fh, entry[2], read_cap, start=entry[1]):
+            for item in scan_warc(fh, entry[2], read_cap, start=entry[1], gz=False):
                 if pending is not None:
                     yield pending
                 pending = item if item.kind == "corrupt" else None

@@ -216,3 +216,25 @@ def test_s3_object_is_streamed_not_read_into_memory(tmp_path):
     assert (rows, copied) == (60, 60)
     assert grown < size / 2, f"grew RSS by {grown} bytes for a {size}-byte object"
     assert staging.is_dir() and not list(staging.iterdir())  # temporary copies removed
+
+
+@pytest.mark.parametrize("gzipped, head", [(True, b"\n"), (True, b"\x00\x00\x00\x00"), (False, b"\n"),
+                                           (False, b"\x1f\x8b"), (False, b"\x00\x00\x00\x00")])
+def test_damaged_first_bytes_do_not_hide_the_records_after_them(tmp_path, gzipped, head):
+    """The first bytes decide gzip or plain; overwritten, the first record is lost, not the file."""
+    recs = wf.common_crawl_warc_records(2)
+    path = tmp_path / "f.warc"
+    offsets = wf.write_records(path, recs, per_record_gzip=gzipped)
+    data = bytearray(path.read_bytes())
+    data[:len(head)] = head
+    path.write_bytes(bytes(data))
+    items = _items(path)
+    assert items[0].kind == "corrupt" and items[0].offset == 0
+    assert [i.offset for i in items[1:]] == offsets[1:]  # every later record, where it is
+    assert _summary(items)[1:] == ["request", "response", "metadata"] * 2
+
+
+def test_junk_just_before_a_plain_record(tmp_path):
+    recs = wf.common_crawl_warc_records(1)
+    items = _items(_write(tmp_path, "j.warc", recs[0] + b"\x00junk" + b"".join(recs[1:])))
+    assert _summary(items) == ["warcinfo", "CORRUPT", "request", "response", "metadata"]
