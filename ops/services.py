@@ -153,7 +153,7 @@ def airflow_env(s: Settings) -> dict[str, str]:
 def _base_env(s: Settings, venv: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("VIRTUAL_ENV", None)
-    env.pop("PYTHONPATH", None)
+    env["PYTHONPATH"] = str(s.repo_root)  # this checkout's code, not whatever the shell had on the path
     if not s.s3_mode:
         env.pop("C2M_S3", None)
     env.update(c2m_env(s))
