@@ -24,7 +24,7 @@ from ops import storage
 from ops.datasets import DatasetVersion, check_version
 from ops.settings import Settings
 
-# CLI stage -> the dataset stage folder it writes (ARCHITECTURE.md §1).
+# CLI stage -> the dataset stage folder it writes.
 OUTPUT_STAGE = {
     "crawl": "raw", "ingest": "raw", "extract": "extracted", "clean": "clean", "dedup": "corpus",
     "tokenize": "shards",

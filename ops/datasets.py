@@ -1,4 +1,4 @@
-"""Versioned dataset folders and their manifests (ARCHITECTURE.md §3).
+"""Versioned dataset folders and their manifests: the data contract every stage writes and reads.
 
 A dataset version is named by ``{root}/{stage}/v={version}/`` (its URI, what parents, XCom and
 lineage record). Its files live in a *generation* below it, ``v={version}/g={generation}/``,

@@ -127,7 +127,7 @@ def c2m_env(s: Settings) -> dict[str, str]:
 
 
 def airflow_env(s: Settings) -> dict[str, str]:
-    """Environment of every Airflow process (ARCHITECTURE.md §5)."""
+    """Environment of every Airflow process: its home, the DAGs folder, 127.0.0.1 and the ports."""
     env = _base_env(s, s.airflow_venv)
     login = s.airflow_login
     env.update(
