@@ -22,7 +22,7 @@ import sys
 import numpy as np
 import torch
 
-from training import distributed
+from training import baselines, distributed, registry_gate
 from training.config import OptimConfig
 from training.job_result import finish
 from training.metrics import classification_metrics
@@ -261,14 +261,18 @@ def train(
             "task": cfg.task,
         }
         if metrics:
+            result.update(baseline_scores(task, test))
             mlflow.set_tag("c2m.selected_on", f"val/{fitted.selected_on}")
+            mlflow.set_tag("c2m.baseline", result["baseline"])
+            scored = {**test, **{k: v for k, v in result.items() if k.startswith(("baseline_", "lift_"))}}
             metrics.add(
-                fitted.steps, best_epoch=fitted.best_epoch, **{f"test/{k}": v for k, v in test.items()}
+                fitted.steps, best_epoch=fitted.best_epoch, **{f"test/{k}": v for k, v in scored.items()}
             )
             metrics.flush()
             result["run_id"] = metrics.run_id
             if register:
-                result.update(register_and_gate(cfg, task, model, bundle, test[primary]))
+                baseline = registry_gate.Baseline(result["baseline"], result[f"baseline_{primary}"])
+                result.update(register_and_gate(cfg, task, model, bundle, test[primary], baseline))
             tracking.end_run()
         return result, model, task
     except BaseException as exc:
@@ -277,10 +281,20 @@ def train(
         raise
 
 
-def register_and_gate(cfg: TaskConfig, task, model, bundle, value: float) -> dict:
-    """Register the tested model, then let the gate decide whether it becomes champion."""
-    from training import registry_gate
+def baseline_scores(task, test: dict[str, float], split: str = "test") -> dict:
+    """The task's cheap baseline on the same split, beside the model's scores (rank 0)."""
+    scores = baselines.for_task(task, split)
+    name = baselines.name_for(task.kind)
+    out = baselines.beside(test, scores, name)
+    primary = task.primary_metric
+    print(f"[finetune] {baselines.describe(primary, test[primary], scores[primary], name)}", flush=True)
+    return out
 
+
+def register_and_gate(
+    cfg: TaskConfig, task, model, bundle, value: float, baseline: registry_gate.Baseline | None = None
+) -> dict:
+    """Register the tested model, then let the gate decide whether it becomes champion."""
     split_id = split_digest(task, "test")
     logged = export.log_model(
         model, registered_config(cfg, task, bundle), bundle.tokenizer_path, registered_name=cfg.register_name
@@ -295,6 +309,7 @@ def register_and_gate(cfg: TaskConfig, task, model, bundle, value: float) -> dic
         cfg.gate_margin,
         cfg.promote,
         rescore=rescorer(task),
+        baseline=baseline,
     )
     print(
         f"[finetune] {cfg.register_name} v{logged['model_version']}: "
