@@ -296,8 +296,14 @@ def register_and_gate(
 ) -> dict:
     """Register the tested model, then let the gate decide whether it becomes champion."""
     split_id = split_digest(task, "test")
+    from training.tasks.serving import example_texts
+
     logged = export.log_model(
-        model, registered_config(cfg, task, bundle), bundle.tokenizer_path, registered_name=cfg.register_name
+        model,
+        registered_config(cfg, task, bundle),
+        bundle.tokenizer_path,
+        registered_name=cfg.register_name,
+        example_texts=example_texts(task),
     )
     describe_version(cfg, task, bundle, logged["model_version"])
     decision = registry_gate.gate(

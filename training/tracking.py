@@ -39,7 +39,8 @@ from training.config import flatten
 
 CHAMPION = "champion"
 MODEL_ARTIFACT = "model"
-EXTRA_DIR = "extra_files"
+EXTRA_DIR = "extra_files"  # pytorch flavour (base models): the files ride as extra files
+ARTIFACTS_DIR = "artifacts"  # pyfunc flavour (task models, training/tasks/serving.py): pyfunc artefacts
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "model_config.json"
 WEIGHTS_FILE = "weights.pt"
@@ -209,11 +210,21 @@ class ModelBundle:
     version: int | None
 
     @property
+    def files_dir(self) -> Path:
+        return model_files_dir(self.local_dir)
+
+    @property
     def tokenizer_path(self) -> Path:
-        return self.local_dir / EXTRA_DIR / TOKENIZER_FILE
+        return self.files_dir / TOKENIZER_FILE
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return torch.load(self.local_dir / EXTRA_DIR / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        return torch.load(self.files_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+
+
+def model_files_dir(model_dir: Path) -> Path:
+    """Where a logged model keeps tokenizer, config and weights: extra files, else pyfunc artefacts."""
+    extra = Path(model_dir) / EXTRA_DIR
+    return extra if (extra / CONFIG_FILE).exists() else Path(model_dir) / ARTIFACTS_DIR
 
 
 def resolve_version(model_uri: str) -> int | None:
@@ -237,10 +248,11 @@ def load_model_bundle(model_uri: str) -> ModelBundle:
             f"could not fetch {model_uri} from MLflow at {mlflow.get_tracking_uri()}: {exc}. "
             "Run pretraining first (it registers c2m-base with alias champion), or check MLFLOW_TRACKING_URI."
         ) from exc
-    config_path = local / EXTRA_DIR / CONFIG_FILE
+    config_path = model_files_dir(local) / CONFIG_FILE
     if not config_path.exists():
         raise RuntimeError(
-            f"{model_uri} has no {EXTRA_DIR}/{CONFIG_FILE}; it was not logged by crawl2model training"
+            f"{model_uri} has no {EXTRA_DIR}/{CONFIG_FILE} or {ARTIFACTS_DIR}/{CONFIG_FILE}; "
+            "it was not logged by crawl2model training"
         )
     return ModelBundle(
         local_dir=local, config=json.loads(config_path.read_text()), version=resolve_version(model_uri)
