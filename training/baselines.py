@@ -20,6 +20,7 @@ such as bpb a negative lift is the model winning): :func:`beside`.
 from __future__ import annotations
 
 import lzma
+import math
 from collections import Counter, defaultdict
 from typing import Sequence
 
@@ -165,5 +166,6 @@ def beside(model: dict[str, float], baseline: dict[str, float], name: str) -> di
 
 def describe(metric: str, value: float, baseline_value: float, name: str) -> str:
     """One line a person reads: 'accuracy 0.5800 < TF-IDF+LR baseline 0.6800'."""
-    sign = "=" if value == baseline_value else (">" if value > baseline_value else "<")
+    tie = math.isclose(value, baseline_value, rel_tol=1e-9, abs_tol=1e-12)
+    sign = "=" if tie else (">" if value > baseline_value else "<")
     return f"{metric} {value:.4f} {sign} {name} baseline {baseline_value:.4f}"

@@ -10,20 +10,25 @@ apples with pears. The new version is promoted when it wins by more than ``margi
 ``challenger``. Either way it is tagged with the comparison, so the registry UI shows why.
 
 Tags written on the new version: ``c2m.test.<metric>``, ``c2m.test.split``,
-``c2m.gate`` (promoted|challenger|forced|not-promoted), ``c2m.gate.reason`` and the
+``c2m.gate`` (promoted|challenger|below-baseline|forced|not-promoted), ``c2m.gate.reason`` and the
 comparison itself: ``c2m.gate.metric``, ``c2m.gate.value``, ``c2m.gate.champion_version``,
 ``c2m.gate.champion_value``, ``c2m.gate.margin`` and ``c2m.gate.split`` (the digest of
 what both numbers were measured on).
 
 The gate also knows the task's cheap baseline (training/baselines.py), scored on the same
-split: a version below it is never promoted (status ``below-baseline``) unless the mode is
-``always``, whatever the champion scores; ``c2m.gate.baseline`` and ``c2m.gate.baseline_name``
-record it, and the reason reads e.g. "accuracy 0.5800 < TF-IDF+LR baseline 0.6800". The pretrain gate compares bits per byte on the
-same raw text (training/bpb.py), which stays comparable when the tokenizer changes.
+split: a version below it is never promoted (status ``below-baseline``, alias ``challenger``)
+unless the mode is ``always``, whatever the champion scores; ``c2m.gate.baseline`` and
+``c2m.gate.baseline_name`` record it, and the reason reads e.g. "accuracy 0.5800 < TF-IDF+LR
+baseline 0.6800". A baseline with ``blocks=False`` is recorded and named in the reason but does
+not stop a promotion.
+
+The pretrain gate compares bits per byte on the same raw text (training/bpb.py), which stays
+comparable when the tokenizer changes.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -114,7 +119,8 @@ def decide(
         return decision
     from training.baselines import describe
 
-    below = not beats(value, baseline.value, metric) and value != baseline.value
+    tie = math.isclose(value, baseline.value, rel_tol=1e-9, abs_tol=1e-12)  # e.g. BLEU 100 both
+    below = not tie and not beats(value, baseline.value, metric)
     decision.baseline_value, decision.baseline_name = float(baseline.value), baseline.name
     line = describe(metric, value, baseline.value, baseline.name)
     if below and baseline.blocks:

@@ -83,6 +83,12 @@ def test_pretrain_writes_result_registers_champion_and_logs(pretrained, mlflow_u
     assert losses[-1] < 0.7 * losses[0]
     assert len(client.get_metric_history(result["run_id"], "val/loss")) == 3
     assert result["val_loss"] < losses[0]
+    # xz's bits per byte on the same held-out text, beside the model's (recorded, not blocking).
+    assert result["baseline"] == "xz-9" and 0 < result["baseline_bpb"] < 8
+    assert result["lift_bpb"] == pytest.approx(result["val_bpb"] - result["baseline_bpb"])
+    assert run.data.metrics["val/baseline_bpb"] == pytest.approx(result["baseline_bpb"])
+    tags = client.get_model_version("c2m-base-test", str(result["model_version"])).tags
+    assert tags["c2m.gate.baseline_name"] == "xz-9" and "xz-9 baseline" in tags["c2m.gate.reason"]
 
 
 def test_rerun_resumes_from_the_newest_good_checkpoint_bit_for_bit(
