@@ -12,6 +12,11 @@ registered as ``c2m-<task>``, and the promotion gate moves ``champion`` only if 
 metric beats the current champion's. Launched like pretraining (``horovodrun -np K`` or
 one process): each rank takes its slice of every global batch and evaluation counts are
 summed over ranks. Rank 0 logs to MLflow and writes the result file.
+
+The test scores sit beside the task's cheap baseline on the same split (training/baselines.py:
+``baseline_<metric>``, ``lift_<metric>``), and the gate never promotes a model below it unless
+``--promote always``. ``--compare-init random --seeds N`` measures transfer instead of training
+one model (training/tasks/transfer.py).
 """
 
 from __future__ import annotations
@@ -83,6 +88,13 @@ def build_parser(prog: str = "python -m training.finetune", description: str = "
     p.add_argument(
         "--init", default=d.init, choices=INIT, help="random = same architecture, untrained (baseline)"
     )
+    p.add_argument(
+        "--compare-init",
+        default="",
+        choices=("", *INIT),
+        help="measure transfer: also fine-tune from this start and report the per-seed lift (no registering)",
+    )
+    p.add_argument("--seeds", type=int, default=1, help="--compare-init: seeds (from --seed upwards)")
     p.add_argument("--promote", default=d.promote, choices=PROMOTE, help="how the champion alias may move")
     p.add_argument("--gate-margin", type=float, default=d.gate_margin)
     p.add_argument("--checkpoint-dir", default="",
@@ -294,7 +306,14 @@ def baseline_scores(task, test: dict[str, float], split: str = "test") -> dict:
 def register_and_gate(
     cfg: TaskConfig, task, model, bundle, value: float, baseline: registry_gate.Baseline | None = None
 ) -> dict:
-    """Register the tested model, then let the gate decide whether it becomes champion."""
+    """Register the tested model, then let the gate decide whether it becomes champion.
+
+    The gate also gets the task's baseline on the test split (computed here when the caller,
+    e.g. HPO's final model, did not bring it), so no path promotes a model below it.
+    """
+    if baseline is None:
+        scores = baselines.for_task(task, "test")
+        baseline = registry_gate.Baseline(baselines.name_for(task.kind), scores[task.primary_metric])
     split_id = split_digest(task, "test")
     from training.tasks.serving import example_texts
 
@@ -363,7 +382,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     dist = distributed.init(num_threads=args.threads or None)
     try:
-        result, _, _ = train(build_config(args), dist)
+        if args.compare_init:
+            from training.tasks.transfer import compare
+
+            result = compare(build_config(args), dist, args.compare_init, args.seeds)
+        else:
+            result, _, _ = train(build_config(args), dist)
         return finish(dist, "finetune", result, args.result_file)
     finally:
         dist.shutdown()

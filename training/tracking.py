@@ -11,7 +11,9 @@ Registered models use the pytorch flavour in pickle format, so
 (MLflow 3.17 only unpickles with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true``). Next to it,
 as extra files, go ``tokenizer.json``, ``model_config.json`` and a tensors-only
 ``weights.pt``: :func:`load_model_bundle` rebuilds the module from those, so our own
-jobs never unpickle code from the registry.
+jobs never unpickle code from the registry. Fine-tuned task models are text-in pyfuncs
+instead (training/tasks/serving.py) carrying the same three files as pyfunc artefacts;
+:func:`load_model_bundle` reads either layout.
 """
 
 from __future__ import annotations

@@ -19,4 +19,4 @@ def test_summary_prints_baselines_and_lifts_beside_the_models():
     at = next(i for i, line in enumerate(lines) if line.startswith("pretrain "))
     assert lines[at + 1] == "val bits/byte 2.6100  xz-9 baseline 2.3500  lift 0.2600 (lower is better)"
     assert lines[at + 2].startswith("finetune        accuracy 0.5850")
-    assert lines[at + 3].startswith("TF-IDF+LR baseline accuracy 0.6850  lift -0.1000  (not promoted: accuracy")
+    assert lines[at + 3].startswith("TF-IDF+LR baseline accuracy 0.6850  lift -0.1000  (not promoted: ")

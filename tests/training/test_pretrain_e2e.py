@@ -155,9 +155,12 @@ def test_finetune_from_champion(pretrained, mlflow_uri, tmp_path, monkeypatch):
             "c2m-sentiment-test",
             "--result-file",
             str(tmp_path / "finetune.json"),
+            "--promote",
+            "always",  # two epochs of a tiny model may stay below the TF-IDF+LR baseline
         ]
     )
     assert json.loads((tmp_path / "finetune.json").read_text()) == result
+    assert result["baseline"] == "TF-IDF+LR" and 0.0 <= result["baseline_accuracy"] <= 1.0
     assert 0.0 <= result["accuracy"] <= 1.0 and 0.0 <= result["f1"] <= 1.0
     assert result["steps"] == 2 * (result["examples"]["train"] // 8)
     client = MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)

@@ -91,7 +91,7 @@ class TextModel(mlflow.pyfunc.PythonModel):
         )
         self.module = export.load_module(self.bundle)
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         from training.tasks import task_for_model
 
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
