@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from test_finetune_tasks import base_in_mlflow, finetune_args, write_classification_jsonl, write_tagging_jsonl
+from test_generation_task import write_generation_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 TEXTS = ["the cat sees the red ball", "a dog likes a quiet river", "my friend finds the long road"]
@@ -37,7 +38,10 @@ def models(mlflow_uri, shards_uri, tmp_path_factory):
                                           str(write_classification_jsonl(root / "cls")), *common))
         tag = finetune.main(finetune_args(base_uri, "c2m-serve-tag", "--task", "tagging", "--data",
                                           str(write_tagging_jsonl(root / "tag")), *common))
-        yield {"classification": cls, "tagging": tag}
+        gen = finetune.main(finetune_args(base_uri, "c2m-serve-gen", "--task", "generation", "--data",
+                                          str(write_generation_jsonl(root / "gen", n=60)),
+                                          "--max-new-tokens", "6", *common))
+        yield {"classification": cls, "tagging": tag, "generation": gen}
 
 
 def test_pyfunc_predicts_labels_and_probabilities_from_text_as_the_torch_model_does(models):
@@ -74,6 +78,22 @@ def test_pyfunc_tagger_returns_one_known_tag_per_whitespace_token(models):
     assert out["tokens"].tolist() == [["the", "cat", "sees", "the", "red", "ball"], [], ["a", "dog"]]
     assert [len(t) for t in out["tags"]] == [6, 0, 2]
     assert {t for tags in out["tags"] for t in tags} <= {"O", "B-THING", "I-THING"}
+
+
+def test_pyfunc_generator_continues_prompts_as_evaluation_decodes_them(models):
+    import mlflow
+
+    from training import tracking
+    from training.tasks import export, task_for_model
+    from training.tasks.serving import serving_data
+
+    uri = f"models:/c2m-serve-gen/{models['generation']['model_version']}"
+    prompts = ["the cat sees", "a dog likes"]
+    out = mlflow.pyfunc.load_model(uri).predict(pd.DataFrame({"text": prompts}))
+    assert list(out.columns) == ["generated"] and all(isinstance(g, str) for g in out["generated"])
+    bundle = tracking.load_model_bundle(uri)
+    task = task_for_model(bundle, data=serving_data(bundle.config, prompts))
+    assert out["generated"].tolist() == task.predict(export.load_module(bundle), "serve")
 
 
 def _free_port() -> int:
