@@ -311,12 +311,12 @@ def register_and_gate(
     The gate also gets the task's baseline on the test split (computed here when the caller,
     e.g. HPO's final model, did not bring it), so no path promotes a model below it.
     """
+    from training.tasks.serving import example_texts
+
     if baseline is None:
         scores = baselines.for_task(task, "test")
         baseline = registry_gate.Baseline(baselines.name_for(task.kind), scores[task.primary_metric])
     split_id = split_digest(task, "test")
-    from training.tasks.serving import example_texts
-
     logged = export.log_model(
         model,
         registered_config(cfg, task, bundle),

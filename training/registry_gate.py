@@ -64,6 +64,15 @@ class GateDecision:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """A cheap baseline's score on the same split; ``blocks``: a version below it is not promoted."""
+
+    name: str
+    value: float
+    blocks: bool = True
+
+
 def beats(value: float, champion_value: float, metric: str, margin: float = 0.0) -> bool:
     """True when ``value`` is better than ``champion_value`` by more than ``margin``."""
     if higher_is_better(metric):
@@ -129,15 +138,6 @@ def decide(
     else:
         decision.reason = f"{line}; {decision.reason}"
     return decision
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """A cheap baseline's score on the same split; ``blocks``: a version below it is not promoted."""
-
-    name: str
-    value: float
-    blocks: bool = True
 
 
 def _against_champion(
