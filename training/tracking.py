@@ -246,9 +246,17 @@ def load_model_bundle(model_uri: str) -> ModelBundle:
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
     except mlflow.exceptions.MlflowException as exc:
-        raise RuntimeError(
-            f"could not fetch {model_uri} from MLflow at {mlflow.get_tracking_uri()}: {exc}. "
+        hint = (
             "Run pretraining first (it registers c2m-base with alias champion), or check MLFLOW_TRACKING_URI."
+        )
+        if "@" in model_uri and "alias" in str(exc) and not model_uri.startswith("models:/c2m-base@"):
+            hint = (
+                "No version holds that alias: the gate promotes a fine-tuned model only when it beats its "
+                "baseline and the champion (see the versions' c2m.gate.reason tags); name a version "
+                "(models:/<name>/<version>) or rerun with --promote always."
+            )
+        raise RuntimeError(
+            f"could not fetch {model_uri} from MLflow at {mlflow.get_tracking_uri()}: {exc}. {hint}"
         ) from exc
     config_path = model_files_dir(local) / CONFIG_FILE
     if not config_path.exists():

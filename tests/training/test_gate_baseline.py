@@ -24,7 +24,10 @@ def registry(mlflow_uri, tmp_path):
     return client, new_version
 
 
-def test_below_baseline_is_not_promoted_even_without_a_champion(registry):
+def test_below_baseline_is_not_promoted_even_without_a_champion(registry, mlflow_uri, monkeypatch):
+    from training import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
     client, new_version = registry
     v1 = new_version("gate-baseline-a")
     base = gate.Baseline("TF-IDF+LR", 0.68)
@@ -36,6 +39,8 @@ def test_below_baseline_is_not_promoted_even_without_a_champion(registry):
     assert float(tags["c2m.gate.baseline"]) == 0.68 and tags["c2m.gate.baseline_name"] == "TF-IDF+LR"
     with pytest.raises(Exception):
         client.get_model_version_by_alias("gate-baseline-a", "champion")
+    with pytest.raises(RuntimeError, match="No version holds that alias.*c2m.gate.reason"):
+        tracking.load_model_bundle("models:/gate-baseline-a@champion")  # the consumer is told why
 
     v2 = new_version("gate-baseline-a")
     d = gate.gate("gate-baseline-a", v2, "accuracy", 0.70, "split", client=client, baseline=base)
