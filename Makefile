@@ -17,6 +17,10 @@ DATASETS_STAMP := $(C2M_CACHE)/datasets/.fetched
 APT_PACKAGES := openjdk-17-jre-headless g++ cmake make python3.11-doc
 PIP := pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Set-up prints one line per step: pip runs with -q (errors stay visible), and setuptools'
+# "Editable installation" box, a notice about how an editable install is wired, is filtered
+# by its message; every other warning still shows (tests/ops/test_packaging.py keeps the build clean).
+QUIET_INSTALL := PYTHONWARNINGS='ignore:Editable installation'
 
 .PHONY: help demo test test-unit test-deploy test-integration browser-deps up down status clean venvs system-deps datasets k8s-tools s3a-jars
 
@@ -38,25 +42,25 @@ system-deps:
 
 $(JOBS_STAMP): setup.cfg pyproject.toml | system-deps
 	@echo "[make] creating $(JOBS_VENV) (pyspark, torch CPU, mlflow, tokenizers…)"
-	test -x $(JOBS_VENV)/bin/python || $(PYTHON) -m venv $(JOBS_VENV)
-	$(JOBS_VENV)/bin/$(PIP) install -q --upgrade pip wheel setuptools
-	$(JOBS_VENV)/bin/$(PIP) install -q -e '.[spark,train,dev]'
-	touch $@
+	@test -x $(JOBS_VENV)/bin/python || $(PYTHON) -m venv $(JOBS_VENV)
+	@$(JOBS_VENV)/bin/$(PIP) install -q --upgrade pip wheel setuptools
+	@$(QUIET_INSTALL) $(JOBS_VENV)/bin/$(PIP) install -q -e '.[spark,train,dev]'
+	@touch $@
 
 $(HOROVOD_STAMP): $(JOBS_STAMP) ops/install/build_horovod.sh ops/install/horovod-0.28.1.patch
 	bash ops/install/build_horovod.sh $(JOBS_VENV)
-	touch $@
+	@touch $@
 
 $(AIRFLOW_STAMP): setup.cfg pyproject.toml
 	@echo "[make] creating $(AIRFLOW_VENV) (apache-airflow 3.3.2 and providers)"
-	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
-	$(AIRFLOW_VENV)/bin/$(PIP) install -q --upgrade pip wheel setuptools
-	$(AIRFLOW_VENV)/bin/$(PIP) install -q -e '.[airflow,dev]'
-	touch $@
+	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	@$(AIRFLOW_VENV)/bin/$(PIP) install -q --upgrade pip wheel setuptools
+	@$(QUIET_INSTALL) $(AIRFLOW_VENV)/bin/$(PIP) install -q -e '.[airflow,dev]'
+	@touch $@
 
 $(DATASETS_STAMP): ops/install/fetch_datasets.sh
 	bash ops/install/fetch_datasets.sh
-	touch $@
+	@touch $@
 
 datasets: $(DATASETS_STAMP)
 
@@ -125,7 +129,7 @@ $(BENCH_STAMP): Makefile
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/$(PIP) install -q $(BENCH_PINS)
 	$(BENCH_VENV)/bin/python -c "import datatrove.pipeline.filters, datatrove.pipeline.dedup.minhash"
-	touch $@
+	@touch $@
 
 bench-venv: $(BENCH_STAMP)
 

@@ -4,7 +4,9 @@ The Params form declares the study: base model and task (as in ``finetune``), th
 of trials and how many tasks run them at once, epochs per trial, sampler (TPE or random),
 pruner, and the learning-rate range. Every process runs ``python -m training.hpo`` on the
 configured launcher, one rank each, against one shared Optuna storage (SQLite under the
-stack dir locally, ``$C2M_OPTUNA_STORAGE`` such as Postgres on a cluster):
+stack dir locally, ``$C2M_OPTUNA_STORAGE`` such as Postgres on a cluster). Each task resolves
+the storage URL itself and hands it to the job in its environment, so the URL (and its
+password) is never in XCom, the job's command line or a log line:
 
 - ``plan`` checks the Params and fixes the study name (``<task>-<run id>`` unless given) and
   how the trials are split over ``parallel_trials`` slots;
@@ -40,8 +42,12 @@ def _hpo(plan: dict, trials: int, parent_run_id: str | None = None, finalize: bo
 
     ctx = get_current_context()
     params = dict(ctx["params"])
-    job = ds.TrainingTask(ctx, get_settings())
-    args = ds.hpo_args(params, plan["study"], plan["storage"], plan["run_name"], job.result_file, trials,
+    s = get_settings()
+    job = ds.TrainingTask(ctx, s)
+    # The storage URL (a DB password on a cluster) is resolved here and reaches the job through
+    # its environment only: never through XCom, the job's argv or a log line.
+    job.env.update(ds.optuna_env(s, plan["study"]))
+    args = ds.hpo_args(params, plan["study"], plan["run_name"], job.result_file, trials,
                        parent_run_id, finalize)
     result = job.run(HPO_MODULE, args, 1)
     if finalize:
@@ -63,9 +69,7 @@ def hpo():
 
     @task
     def plan() -> dict:
-        """Check the Params; fix the study's name, storage and the trials per slot."""
-        from pathlib import Path
-
+        """Check the Params; fix the study's name and the trials per slot."""
         from ops import dag_support as ds
 
         ctx = get_current_context()
@@ -75,10 +79,7 @@ def hpo():
         if ds.task_launcher(s).kind == "local":
             ds.require_module(s, HPO_MODULE, "Fine-tuning HPO comes with issue 6.")
         study = params.get("study_name") or ds.safe_name(f"{params['task']}-{ctx['run_id']}")[:100]
-        storage_url = ds.optuna_storage(s, study)
-        if storage_url.startswith("sqlite:///"):
-            Path(storage_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        return {"study": study, "storage": storage_url, "run_name": f"hpo@{ctx['run_id']}",
+        return {"study": study, "run_name": f"hpo@{ctx['run_id']}",
                 "slots": ds.split_trials(params["n_trials"], params["parallel_trials"])}
 
     @task_group

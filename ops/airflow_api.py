@@ -2,7 +2,13 @@
 
 The demo and the integration test drive Airflow the way a user or another service would:
 over HTTP, never in-process. Only the calls they need are here: token, DAG parsing state,
-pause/unpause, trigger with conf, run and task-instance states, XComs, import errors.
+pause/unpause, trigger with conf, run and task-instance states, XComs, import errors, task logs.
+
+While it waits on a run, :meth:`AirflowClient.wait_for_run` relays each running task's newest
+``[progress]`` line (ops/progress.py) from its log, read incrementally through
+``GET .../taskInstances/{task_id}/logs/{try_number}`` with the continuation token, and prints a
+heartbeat (the running tasks and for how long) when nothing new came for ``heartbeat`` seconds,
+so a terminal never sits silent while a job works.
 
 Auth: the simple auth manager. With a login (``C2M_AIRFLOW_LOGIN=1``) the token comes from
 ``POST /auth/token`` with the generated admin password; on the default no-login local stack
@@ -10,15 +16,20 @@ it comes from ``GET /auth/token``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
+from datetime import datetime, timezone
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 TERMINAL_RUN_STATES = ("success", "failed")
+PROGRESS_MARK = "[progress]"  # ops.progress.PREFIX; this module stays standard library only
+HEARTBEAT_S = 12.0  # longest silence while waiting: the poll interval adds at most a few seconds
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
 
 
@@ -119,9 +130,14 @@ class AirflowClient:
     def import_errors(self) -> list[dict]:
         return self.request("GET", "/api/v2/importErrors?limit=100").get("import_errors", [])
 
-    def wait_for_dags(self, dag_ids: list[str], timeout: float = 180.0, poll: float = 2.0) -> None:
+    def wait_for_dags(self, dag_ids: list[str], timeout: float = 180.0, poll: float = 2.0,
+                      progress: Callable[[str], None] | None = None, heartbeat: float = HEARTBEAT_S) -> None:
         """Wait until the dag-processor has parsed these DAGs; fail fast on import errors."""
         deadline = time.monotonic() + timeout
+        with beating(progress, heartbeat, "the dag-processor is parsing the DAG files"):
+            self._wait_for_dags(dag_ids, timeout, poll, deadline)
+
+    def _wait_for_dags(self, dag_ids: list[str], timeout: float, poll: float, deadline: float) -> None:
         while True:
             missing = sorted(set(dag_ids) - set(self.dag_ids()))
             if not missing:
@@ -199,21 +215,44 @@ class AirflowClient:
                 return value
         return value
 
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1,
+                 token: str | None = None) -> tuple[list[str], str | None]:
+        """A task try's log lines (each event's text) after ``token`` (from the previous call; none:
+        from the start), and the token to continue from (None once the log has ended)."""
+        query = f"?map_index={map_index}" + (f"&token={q(token)}" if token else "")
+        path = (f"/api/v2/dags/{q(dag_id)}/dagRuns/{q(run_id)}/taskInstances/{q(task_id)}"
+                f"/logs/{int(try_number)}{query}")
+        payload = self.request("GET", path) or {}
+        lines = [str(item.get("event", "")) if isinstance(item, dict) else str(item)
+                 for item in payload.get("content") or []]
+        return lines, payload.get("continuation_token")
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 3600.0, poll: float = 3.0,
-                     progress: Callable[[str], None] | None = print) -> dict:
-        """Poll until the run is success/failed; report task-state changes as they happen."""
+                     progress: Callable[[str], None] | None = print, heartbeat: float = HEARTBEAT_S) -> dict:
+        """Poll until the run is success/failed; report task-state changes as they happen, relay the
+        running tasks' ``[progress]`` lines, and say what runs when nothing new came for ``heartbeat`` s."""
         deadline = time.monotonic() + timeout
+        with beating(progress, heartbeat, f"{dag_id}: waiting for the run's state") as say:
+            return self._wait_for_run(dag_id, run_id, timeout, poll, deadline, say)
+
+    def _wait_for_run(self, dag_id: str, run_id: str, timeout: float, poll: float, deadline: float,
+                      say: "Heartbeat | None") -> dict:
         seen: dict[str, str | None] = {}
         t0 = time.monotonic()
+        relay = ProgressRelay(self, dag_id, run_id)
         while True:
             run = self.get_run(dag_id, run_id)
-            if progress:
-                states = self.task_states(dag_id, run_id)
-                changed = {t: s for t, s in states.items() if seen.get(t, "?") != s}
-                if changed:
+            if say:
+                tis = self.task_instances(dag_id, run_id)
+                states = {ti["task_id"]: ti.get("state") for ti in tis}
+                stamp = f"  [{dag_id} {time.monotonic() - t0:5.0f}s]"
+                if any(seen.get(t, "?") != s for t, s in states.items()):
                     text = "  ".join(f"{t}={s or 'none'}" for t, s in states.items())
-                    progress(f"  [{dag_id} {time.monotonic() - t0:5.0f}s] {run['state']}: {text}")
+                    say(f"{stamp} {run['state']}: {text}")
                     seen = states
+                for task, line in relay.poll(tis):
+                    say(f"{stamp} {task}: {line}")
+                say.status = f"{dag_id} {run['state']}: {running_summary(tis)}"
             if run["state"] in TERMINAL_RUN_STATES:
                 return run
             if time.monotonic() > deadline:
@@ -221,9 +260,15 @@ class AirflowClient:
             time.sleep(poll)
 
     def wait_for_new_run(self, dag_id: str, after: str, run_type: str | None = None, timeout: float = 300.0,
-                         poll: float = 2.0) -> dict:
+                         poll: float = 2.0, progress: Callable[[str], None] | None = None,
+                         heartbeat: float = HEARTBEAT_S) -> dict:
         """The first run of ``dag_id`` queued at or after the ISO time ``after`` (e.g. asset-triggered)."""
         deadline = time.monotonic() + timeout
+        with beating(progress, heartbeat, f"{dag_id}: no {run_type or 'new'} run yet"):
+            return self._wait_for_new_run(dag_id, after, run_type, timeout, poll, deadline)
+
+    def _wait_for_new_run(self, dag_id: str, after: str, run_type: str | None, timeout: float, poll: float,
+                          deadline: float) -> dict:
         while True:
             runs = [r for r in self.list_runs(dag_id, run_type=run_type)
                     if (r.get("queued_at") or r.get("run_after") or "") >= after]
@@ -238,3 +283,117 @@ class AirflowClient:
     def failed_tasks(self, dag_id: str, run_id: str) -> list[dict]:
         return [ti for ti in self.task_instances(dag_id, run_id)
                 if ti.get("state") in ("failed", "upstream_failed")]
+
+
+class Heartbeat:
+    """A print callback that remembers when it last printed. Started (a context manager), a thread
+    prints ``status`` (what is being waited for) whenever nothing was printed for ``every`` seconds,
+    so slow REST answers or a long step never leave the terminal silent."""
+
+    def __init__(self, echo: Callable[[str], None], every: float = HEARTBEAT_S):
+        self.echo, self.every = echo, every
+        self.status = "working"
+        self.started = self.last = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, text: str) -> None:
+        with self._lock:
+            self.echo(text)
+            self.last = time.monotonic()
+
+    def silent_for(self) -> float:
+        return time.monotonic() - self.last
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(1.0, self.every / 4)):
+            if self.silent_for() >= self.every:
+                self(f"  [{time.monotonic() - self.started:5.0f}s] {self.status} ...")
+
+    def __enter__(self) -> "Heartbeat":
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._thread = None
+
+
+@contextlib.contextmanager
+def beating(progress: Callable[[str], None] | None, every: float, status: str) -> Iterator[Heartbeat | None]:
+    """A started :class:`Heartbeat` around a wait: ``progress`` itself when it is one (already
+    beating: only its status changes), else a new one printing through ``progress``; None without it."""
+    if progress is None:
+        yield None
+    elif isinstance(progress, Heartbeat):
+        before, progress.status = progress.status, status
+        try:
+            yield progress
+        finally:
+            progress.status = before
+    else:
+        with Heartbeat(progress, every) as beat:
+            beat.status = status
+            yield beat
+
+
+class ProgressRelay:
+    """The newest ``[progress]`` line of each running task of one run, read from its log a piece at
+    a time (the log API's continuation token), each line relayed once."""
+
+    def __init__(self, client: AirflowClient, dag_id: str, run_id: str):
+        self.client, self.dag_id, self.run_id = client, dag_id, run_id
+        self.tokens: dict[tuple, str] = {}
+        self.last: dict[tuple, str] = {}
+
+    def poll(self, task_instances: list[dict]) -> list[tuple[str, str]]:
+        """``(task label, progress line)`` for each running task with a new line since the last poll."""
+        out = []
+        for ti in task_instances:
+            if ti.get("state") != "running":
+                continue
+            map_index = -1 if ti.get("map_index") is None else ti["map_index"]
+            key = (ti["task_id"], map_index, ti.get("try_number") or 1)
+            try:
+                lines, token = self.client.task_log(self.dag_id, self.run_id, ti["task_id"], key[2],
+                                                    map_index, self.tokens.get(key))
+            except AirflowAPIError:  # no log yet (the task is starting) or a bad token: next poll
+                self.tokens.pop(key, None)
+                continue
+            if token:
+                self.tokens[key] = token
+            newest = next((ln[ln.index(PROGRESS_MARK):] for ln in reversed(lines) if PROGRESS_MARK in ln),
+                          None)
+            if newest and newest != self.last.get(key):
+                self.last[key] = newest
+                out.append((ti["task_id"] + (f"[{map_index}]" if map_index >= 0 else ""), newest))
+        return out
+
+
+def running_summary(task_instances: list[dict]) -> str:
+    """``running ingest.crawl (41 s)``, or what the run waits for when no task runs."""
+    now = datetime.now(timezone.utc)
+    running = []
+    for ti in task_instances:
+        if ti.get("state") != "running":
+            continue
+        map_index = ti.get("map_index")
+        label = ti["task_id"] + (f"[{map_index}]" if map_index is not None and map_index >= 0 else "")
+        try:
+            started = datetime.fromisoformat(str(ti.get("start_date")).replace("Z", "+00:00"))
+            label += f" ({(now - started).total_seconds():.0f} s)"
+        except ValueError:
+            pass
+        running.append(label)
+    if running:
+        return "running " + ", ".join(running)
+    waiting = sorted({str(ti.get("state")) for ti in task_instances if ti.get("state") not in
+                      ("success", "failed", "skipped", "upstream_failed", "removed")})
+    if not waiting:
+        return "finishing"
+    return f"no task running (tasks {', '.join(waiting)}); waiting for the scheduler"

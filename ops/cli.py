@@ -5,8 +5,9 @@
     crawl2model pretrain|finetune [--np N]  <job flags ...>               (horovodrun)
     crawl2model evaluate|hpo|compress  <job flags ...>                    (one python process)
 
-Stage flags are passed verbatim to the job, so ``crawl2model crawl --help`` shows the job's own
-help; Airflow tasks call the same launchers. This module imports nothing heavy, so it runs
+Stage flags are passed verbatim to the job; Airflow tasks call the same launchers.
+``crawl2model <stage> --help`` prints the job's own usage once, from the job's parser run by the
+jobs venv's python: no spark-submit, no horovodrun. This module imports nothing heavy, so it runs
 from either venv.
 
 ``--s3`` (or ``C2M_S3=1``) runs the stack in S3 mode: a local S3 server, data under
@@ -38,6 +39,41 @@ def _split_np(args: list[str]) -> tuple[int | None, list[str]]:
             raise SystemExit("crawl2model: --np needs a number of processes, e.g. --np=2")
         return int(value), args[1:]
     return None, args
+
+
+HELP_FLAGS = ("-h", "--help")
+
+
+def wants_help(args: list[str]) -> bool:
+    """-h/--help among the job's flags (before a ``--``, after which argparse takes words as values)."""
+    head = args[:args.index("--")] if "--" in args else args
+    return any(a in HELP_FLAGS for a in head)
+
+
+def help_command(command: str, jobs_python: str, repo_root) -> list[str]:
+    """The job's parser alone: the Spark script or training module with ``--help`` under plain python
+    (each parses its flags before it starts a SparkSession or Horovod)."""
+    if command in DATA_STAGES:
+        return [jobs_python, str(repo_root / "spark_jobs" / "jobs" / f"{command}.py"), "--help"]
+    return [jobs_python, "-m", f"training.{command}", "--help"]
+
+
+def _job_help(command: str) -> int:
+    import subprocess
+
+    from ops.launchers import job_env
+    from ops.settings import get_settings
+
+    s = get_settings()
+    if not s.jobs_python.exists():
+        print(f"crawl2model {command}: the jobs venv's python ({s.jobs_python}) is missing; "
+              "run `make venvs` first", file=sys.stderr)
+        return 1
+    done = subprocess.run(help_command(command, str(s.jobs_python), s.repo_root), env=job_env(s),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    sys.stdout.write(done.stdout)  # through sys.stdout, so a caller's capture sees it
+    sys.stdout.flush()
+    return done.returncode
 
 
 def _run_stage(command: str, rest: list[str]) -> int:
@@ -125,6 +161,8 @@ def _status() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DATA_STAGES + TRAIN_STAGES + PY_STAGES and wants_help(argv[1:]):
+        return _job_help(argv[0])
     if argv and argv[0] in DATA_STAGES + TRAIN_STAGES:
         return _run_stage(argv[0], argv[1:])
     if argv and argv[0] in PY_STAGES:

@@ -85,9 +85,10 @@ def data_refresh_params(s: Settings) -> dict[str, dict]:
         "allow_domains": _p([], "Allowed domains",
                             "host[:port] the crawler may visit; empty = the seeds' hosts.", "Crawl",
                             type="array", items={"type": "string", "pattern": HOST_PATTERN}),
-        "allow_private": _p(True, "Allow private addresses",
-                            "Allow loopback/private IPs (the demo site is on 127.0.0.1).", "Crawl",
-                            type="boolean"),
+        "allow_private": _p(False, "Allow private addresses",
+                            "Also fetch loopback/private IPs (the local demo site is on 127.0.0.1). Off by "
+                            "default: a crawl must not reach internal services. Link-local and cloud "
+                            "metadata addresses stay refused either way.", "Crawl", type="boolean"),
         "max_pages": _p(150, "Max pages", "Most URLs to fetch.", "Crawl",
                         type="integer", minimum=1, maximum=1_000_000),
         "crawl_shards": _p(1, "Crawl shards", "Parallel crawl tasks (dynamic task mapping). Seeds are "

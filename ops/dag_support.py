@@ -663,22 +663,35 @@ def finetune_optional_args(p: dict[str, Any]) -> list[str]:
                       ("--promote", p.get("promote"))])
 
 
+OPTUNA_STORAGE_ENV = "C2M_OPTUNA_STORAGE"
+
+
 def optuna_storage(s: Settings, study: str) -> str:
     """The study's shared storage: $C2M_OPTUNA_STORAGE (Postgres on a cluster), else SQLite here."""
-    return os.environ.get("C2M_OPTUNA_STORAGE") or f"sqlite:///{s.stack_dir / 'optuna' / safe_name(study)}.db"
+    return os.environ.get(OPTUNA_STORAGE_ENV) or f"sqlite:///{s.stack_dir / 'optuna' / safe_name(study)}.db"
 
 
-def hpo_args(p: dict[str, Any], study: str, storage_url: str, run_name: str, result_file: str, trials: int,
+def optuna_env(s: Settings, study: str) -> dict[str, str]:
+    """The job's environment entry naming the study's storage (its URL may hold a DB password, so it
+    travels by environment only: never XCom, argv, logs); a local SQLite file's folder is created."""
+    url = optuna_storage(s, study)
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return {OPTUNA_STORAGE_ENV: url}
+
+
+def hpo_args(p: dict[str, Any], study: str, run_name: str, result_file: str, trials: int,
              parent_run_id: str | None = None, finalize: bool = False) -> list[str]:
     """Flags for one ``python -m training.hpo`` process of a fanned-out study.
 
     ``trials=0`` with ``finalize`` off sets the study and the MLflow parent run up; mapped
     processes each add ``trials`` trials under ``parent_run_id``; ``trials=0`` with
-    ``finalize`` logs, registers and gates the best trial on the parent.
+    ``finalize`` logs, registers and gates the best trial on the parent. The storage is not
+    a flag: the job reads it from ``$C2M_OPTUNA_STORAGE`` (:func:`optuna_env`).
     """
     args = [
         "--base-model", str(p["base_model"]), "--task", str(p["task"]), "--trials", str(trials),
-        "--epochs", str(p["epochs"]), "--study-name", study, "--storage", storage_url,
+        "--epochs", str(p["epochs"]), "--study-name", study,
         "--sampler", str(p["sampler"]), "--pruner", str(p["pruner"]),
         "--lr-min", str(p["lr_min"]), "--lr-max", str(p["lr_max"]),
         "--experiment", "hpo", "--run-name", run_name, "--result-file", result_file,

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from ops import services
-from ops.airflow_api import AirflowAPIError, AirflowClient
-from ops.mlflow_helpers import MlflowLookupError, run_link
+from ops.airflow_api import AirflowAPIError, AirflowClient, Heartbeat
+from ops.mlflow_helpers import (MlflowLookupError, artifact_url, data_card_run, list_artifacts, run_link,
+                                run_url)
 from ops.settings import Settings, get_settings
 
 DAGS = ("data_refresh", "pretrain", "finetune")
@@ -42,18 +44,20 @@ class Profile:
 
 
 PROFILES = {
-    # ~150 of the ~530 doc pages; robots.txt's Crawl-delay (1 s) sets the pace.
+    # ~150 of the ~530 doc pages; robots.txt's Crawl-delay (1 s) sets the pace. The site is on
+    # 127.0.0.1, so the crawl must allow private addresses (off by default in data_refresh).
     "demo": Profile(
         # dedup_against=none: each demo run is a self-contained corpus, so a second `make demo`
         # on the same data root is not emptied by cross-refresh dedup against the first.
         data={"max_pages": 150, "max_depth": 3, "delay": 1.0, "vocab_size": 4096, "seq_len": 128,
-              "dedup_against": "none", "pretrain": {"max_steps": 200}},
+              "dedup_against": "none", "allow_private": True, "pretrain": {"max_steps": 200}},
         finetune={"epochs": 2},
     ),
     # For the integration test: a handful of pages, a few steps.
     "tiny": Profile(
         data={"max_pages": 20, "max_depth": 2, "delay": 0.0, "vocab_size": 512, "seq_len": 32,
-              "val_fraction": 0.2, "dedup_against": "none", "pretrain": {"max_steps": 10, "batch_size": 4}},
+              "val_fraction": 0.2, "dedup_against": "none", "allow_private": True,
+              "pretrain": {"max_steps": 10, "batch_size": 4}},
         finetune={"epochs": 1, "extra_args": ["--max-examples", "256"]},
         timeout_s=1800.0,
     ),
@@ -66,6 +70,7 @@ class DemoResult:
     runs: dict[str, dict] = field(default_factory=dict)  # dag_id -> final run
     outputs: dict[str, Any] = field(default_factory=dict)  # task XComs and results
     failure: str | None = None
+    printed: list[tuple[float, str]] = field(default_factory=list)  # (time.monotonic(), line) as echoed
 
 
 def _now_iso() -> str:
@@ -180,20 +185,30 @@ def merge_crawl_summaries(parts: list[dict]) -> dict | None:
 
 def run_demo(profile: str = "demo", s: Settings | None = None,
              echo: Callable[[str], None] = print) -> DemoResult:
-    """Run the flow through Airflow; returns what ran and what it produced (``ok`` False on failure)."""
+    """Run the flow through Airflow; returns what ran and what it produced (``ok`` False on failure).
+
+    Every line goes through one :class:`~ops.airflow_api.Heartbeat`: when nothing was printed for
+    12 s it says what the demo is waiting for, whatever step (or slow REST call) it is in."""
     s = s or get_settings()
-    prof = PROFILES[profile]
     result = DemoResult()
+    with Heartbeat(_recording(echo, result.printed)) as say:
+        say.status = "starting the stack"
+        _run_flow(PROFILES[profile], s, result, say)
+    return result
+
+
+def _run_flow(prof: Profile, s: Settings, result: DemoResult, echo: Heartbeat) -> None:
     services.up(s, echo=echo)
     client = AirflowClient(s.airflow_url, services.airflow_home(s))
     echo("waiting for the DAGs to be parsed ...")
-    client.wait_for_dags(list(ALL_DAGS))
+    client.wait_for_dags(list(ALL_DAGS), progress=echo)
+    echo.status = "talking to Airflow's API"
     for dag_id in ("pretrain", "finetune"):
         client.set_paused(dag_id, False)
 
     refresh = trigger_refresh(client, prof.data, echo)
     if not _wait(client, "data_refresh", refresh["dag_run_id"], result, s, prof.timeout_s, echo):
-        return result
+        return
     for stage, task_id in DATA_TASKS.items():
         if stage == "crawl":  # mapped: one XCom per crawl shard
             result.outputs[stage] = crawl_output(client, refresh["dag_run_id"])
@@ -202,19 +217,28 @@ def run_demo(profile: str = "demo", s: Settings | None = None,
 
     started = result.runs["data_refresh"].get("start_date") or refresh.get("queued_at") or _now_iso()
     echo("waiting for the pretrain run started by the corpus Asset ...")
-    pre = client.wait_for_new_run("pretrain", after=started, run_type="asset_triggered")
+    pre = client.wait_for_new_run("pretrain", after=started, run_type="asset_triggered", progress=echo)
     if not _wait(client, "pretrain", pre["dag_run_id"], result, s, prof.timeout_s, echo):
-        return result
+        return
     result.outputs["pretrain"] = client.xcom("pretrain", pre["dag_run_id"], "train")
 
     fin = client.trigger("finetune", prof.finetune, note="crawl2model demo")
     echo(f"triggered finetune run {fin['dag_run_id']}")
     if not _wait(client, "finetune", fin["dag_run_id"], result, s, prof.timeout_s, echo):
-        return result
+        return
     result.outputs["finetune"] = client.xcom("finetune", fin["dag_run_id"], "train")
     result.ok = True
+    echo.status = "reading the outputs for the summary"
     echo(summary(result, s))
-    return result
+
+
+def _recording(echo: Callable[[str], None], printed: list[tuple[float, str]]) -> Callable[[str], None]:
+    """``echo`` that also keeps each line with its time (the demo's longest silence is checked)."""
+    def say(text: str) -> None:
+        printed.append((time.monotonic(), text))
+        echo(text)
+
+    return say
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -227,6 +251,31 @@ def _baseline_line(fin: dict) -> str:
     return (f"                  {fin.get('baseline', 'baseline')} baseline {metric} "
             f"{_fmt(fin.get(f'baseline_{metric}'))}  lift {_fmt(fin.get(f'lift_{metric}'))}  "
             f"({'champion' if fin.get('promoted') else 'not promoted'}: {fin.get('gate')})")
+
+
+CARD_PICTURES = ("funnel.png", "doc_length.png", "languages.png", "shard_tokens.png")
+
+
+def data_card_lines(s: Settings, shards_uri: str | None) -> list[str]:
+    """The data card's MLflow run and direct links to its pictures (those it logged)."""
+    if not shards_uri:
+        return []
+    try:
+        run = data_card_run(s.mlflow_uri, shards_uri)
+    except MlflowLookupError as exc:
+        return [f"  data card       ({exc})"]
+    if run is None:
+        return ["  data card       none logged for this shards version (see the tokenize task's log)"]
+    info = run["info"]
+    lines = [f"  data card       {run_url(s.mlflow_uri, info['experiment_id'], info['run_id'])}"]
+    try:
+        logged = {f["path"] for f in list_artifacts(s.mlflow_uri, info["run_id"], "data_card")}
+    except MlflowLookupError:
+        logged = set()
+    for name in CARD_PICTURES:
+        if f"data_card/{name}" in logged:
+            lines.append(f"    {name:17} {artifact_url(s.mlflow_uri, info['run_id'], f'data_card/{name}')}")
+    return lines
 
 
 def summary(result: DemoResult, s: Settings) -> str:
@@ -257,6 +306,7 @@ def summary(result: DemoResult, s: Settings) -> str:
     ]
     for dag_id, run in result.runs.items():
         lines.append(f"    {dag_id:13} {s.airflow_url}/dags/{dag_id}/runs/{run['dag_run_id']}")
+    lines += data_card_lines(s, tok.get("uri"))
     lines.append("  MLflow runs:")
     for name, res in (("pretrain", pre), ("finetune", fin)):
         if res.get("mlflow_run_url"):

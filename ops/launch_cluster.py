@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
+from ops import secret_env
 from ops.launchers import TAIL_LINES, LaunchError, job_env, run
 from ops.settings import Settings, get_settings
 
@@ -69,6 +70,10 @@ class ClusterConfig:
     s3_region: str = "us-east-1"
     s3_path_style: bool = True
     s3_secret: str = ""  # Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+    # Job variables that are secrets, each from a Secret: "secret" (the key is the variable's name)
+    # or "secret:key", e.g. {"C2M_OPTUNA_STORAGE": "c2m-optuna", "MLFLOW_TRACKING_PASSWORD":
+    # "c2m-mlflow-auth:password"}. The Airflow task's own value of such a variable is never used.
+    secret_env: dict[str, str] = field(default_factory=dict)
     # Training
     trainer_image: str = "ghcr.io/example/crawl2model-trainer:0.1.0"
     trainer_venv: str = "/opt/venv"
@@ -262,13 +267,28 @@ CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop"
 
 
 def _env_list(cfg: ClusterConfig, extra: dict[str, str] | None) -> list[dict]:
-    env = [{"name": k, "value": str(v)} for k, v in sorted({**cfg.env, **(extra or {})}.items())]
+    """The job containers' env: plain values, then secrets as ``secretKeyRef`` only (S3 keys,
+    then :attr:`ClusterConfig.secret_env` in its order; the chart's MPIJob lists them the same way).
+
+    A secret value (a secret name, or a URL with a password) with no Secret to come from is an
+    error: written into the MPIJob it would be readable by anyone who may read the object.
+    """
+    plain = {k: str(v) for k, v in {**cfg.env, **(extra or {})}.items() if k not in cfg.secret_env}
+    leaked = sorted(k for k, v in plain.items() if secret_env.is_secret(k, v))
+    if leaked:
+        raise LaunchError(f"{', '.join(leaked)} would be written into the job's manifest in clear; "
+                          "put the value in a Kubernetes Secret and name it in the cluster setting "
+                          f"secret_env, e.g. {{\"{leaked[0]}\": \"<secret name>[:<key>]\"}}")
+    env = [{"name": k, "value": v} for k, v in sorted(plain.items())]
     if cfg.s3_secret:
         env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": cfg.s3_secret, "key": key}}}
                 for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
     env.append({"name": "AWS_DEFAULT_REGION", "value": cfg.s3_region})
     if cfg.s3_endpoint:
         env.append({"name": "AWS_ENDPOINT_URL", "value": cfg.s3_endpoint})
+    for var, ref in cfg.secret_env.items():
+        name, _, key = ref.partition(":")
+        env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": name, "key": key or var}}})
     return env
 
 
@@ -438,7 +458,7 @@ class KubernetesLauncher:
             while self._get(custom, name) is not None:
                 self._sleep(self.cfg.poll_seconds)
         custom.create_namespaced_custom_object(MPI_GROUP, MPI_VERSION, ns, MPI_PLURAL, body)
-        command = " ".join(cluster_horovodrun_command(module, args, self.cfg, np))
+        command = secret_env.mask(" ".join(cluster_horovodrun_command(module, args, self.cfg, np)))
         print(f"[crawl2model] created MPIJob {ns}/{name}: {command}", flush=True)
         while True:
             job = self._get(custom, name)

@@ -22,6 +22,7 @@ from collections import deque
 from pathlib import Path
 from typing import Protocol
 
+from ops import secret_env
 from ops.settings import Settings, get_settings
 
 
@@ -62,11 +63,13 @@ def check_java() -> None:
 
 
 def job_env(settings: Settings | None = None) -> dict[str, str]:
-    """Environment for jobs: loopback Spark, the jobs venv's python, MLflow URI, no telemetry;
-    in S3 mode also the stack's S3 endpoint and credentials (a real bucket's come from AWS_*)."""
+    """Environment for jobs: the allow-listed part of this one (:mod:`ops.secret_env`; never the
+    Airflow task's ``AIRFLOW__*`` settings), loopback Spark, the jobs venv's python, MLflow URI,
+    no telemetry; in S3 mode also the stack's S3 endpoint and credentials (a real bucket's come
+    from AWS_*). Secrets in it travel by environment only, never on a command line."""
     s = settings or get_settings()
     py = str(s.jobs_python)
-    env = dict(os.environ)
+    env = secret_env.job_environment()
     env.update(
         SPARK_LOCAL_IP=s.host,
         PYSPARK_PYTHON=py,
@@ -81,9 +84,6 @@ def job_env(settings: Settings | None = None) -> dict[str, str]:
 
         s3_server.apply_client_env(env, s)
     env["PATH"] = f"{s.jobs_venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    # The airflow venv's own packages must not leak into the jobs venv's interpreter.
-    env.pop("PYTHONPATH", None)
-    env.pop("VIRTUAL_ENV", None)
     return env
 
 
@@ -124,28 +124,33 @@ def spark_submit_command(job: str, args: list[str], settings: Settings | None = 
 
 
 def horovodrun_command(module: str, args: list[str], np: int | None = None,
-                       settings: Settings | None = None) -> list[str]:
+                       settings: Settings | None = None, secrets_file: bool = False) -> list[str]:
+    """``horovodrun`` on ``np`` local ranks over Gloo; with ``secrets_file`` each rank starts through
+    ``ops.secret_env``, which loads the secrets from the 0600 file named by $C2M_SECRET_ENV_FILE."""
     s = settings or get_settings()
     n = np if np is not None else s.train_np
     if n < 1:
         raise LaunchError(f"np={n}: need at least one training process")
+    entry = ["-m", "ops.secret_env", module] if secrets_file else ["-m", module]
     return [
         str(_require(s.jobs_venv / "bin" / "horovodrun",
                      "horovodrun (jobs venv; built by ops/install/build_horovod.sh)")),
         "-np", str(n), "-H", f"localhost:{n}", "--gloo",
         "--network-interfaces", "lo",
-        str(s.jobs_python), "-m", module, *args,
+        str(s.jobs_python), *entry, *args,
     ]
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None, what: str = "job",
-        tail_lines: int = TAIL_LINES) -> None:
+        tail_lines: int = TAIL_LINES, mask_env: dict[str, str] | None = None) -> None:
     """Run a command, streaming its output; raise LaunchError with the command on failure.
 
     The last ``tail_lines`` lines are kept in memory and put into the error: the job's own
-    exception is usually among them, above the launcher's traceback.
+    exception is usually among them, above the launcher's traceback. Secrets (URL passwords,
+    secret-named values of ``env`` and ``mask_env``) are masked in everything printed.
     """
-    print(f"[crawl2model] launching {what}: {shlex.join(cmd)}", flush=True)
+    hide = secret_env.masker({**(env or {}), **(mask_env or {})})
+    print(f"[crawl2model] launching {what}: {hide(shlex.join(cmd))}", flush=True)
     tail: deque[str] = deque(maxlen=max(tail_lines, 0))
     try:
         # Relay line by line through Python's stdout rather than handing over a file
@@ -156,11 +161,13 @@ def run(cmd: list[str], env: dict[str, str] | None = None, what: str = "job",
         raise LaunchError(f"could not start {what}: {exc}") from exc
     with proc:
         for line in proc.stdout:
+            line = hide(line)
             sys.stdout.write(line)
             tail.append(line)
         sys.stdout.flush()
     if proc.returncode != 0:
-        raise LaunchError(f"{what} failed with exit code {proc.returncode}. Command: {shlex.join(cmd)}",
+        raise LaunchError(f"{what} failed with exit code {proc.returncode}. "
+                          f"Command: {hide(shlex.join(cmd))}",
                           tail=list(tail), returncode=proc.returncode)
 
 
@@ -183,7 +190,19 @@ def horovodrun(module: str, args: list[str], np: int | None = None, settings: Se
     env.setdefault("HOROVOD_START_TIMEOUT", "120")
     # No MALLOC_* default here: training/distributed.py raises glibc's mmap *and* trim
     # thresholds in-process for every launcher, and an environment value would switch that off.
-    run(horovodrun_command(module, args, np, s), env=env, what=f"training {module}")
+    # horovodrun --gloo writes every exported variable into each rank's `sh -c` command line:
+    # secrets go to a 0600 file instead, which each rank loads at start (ops.secret_env).
+    env, secrets = secret_env.split_secrets(env)
+    if not secrets:
+        run(horovodrun_command(module, args, np, s), env=env, what=f"training {module}")
+        return
+    path = secret_env.write_env_file(secrets)
+    try:
+        run(horovodrun_command(module, args, np, s, secrets_file=True),
+            env={**env, secret_env.ENV_FILE_VAR: str(path)}, what=f"training {module}",
+            mask_env=secrets)
+    finally:
+        secret_env.remove_env_file(path)
 
 
 # ---------------------------------------------------------------- one interface, chosen by config

@@ -85,3 +85,32 @@ def run_link(tracking_uri: str, run_id: str) -> str:
     """UI link of a run, looked up by its id."""
     info = get_run(tracking_uri, run_id)["info"]
     return run_url(tracking_uri, info["experiment_id"], run_id)
+
+
+def artifact_url(tracking_uri: str, run_id: str, path: str) -> str:
+    """Direct link to one artefact of a run (the tracking server's ``get-artifact`` route)."""
+    query = urllib.parse.urlencode({"path": path, "run_uuid": run_id})
+    return f"{tracking_uri.rstrip('/')}/get-artifact?{query}"
+
+
+def data_card_run(tracking_uri: str, shards_uri: str,
+                  experiment: str = "data_refresh") -> dict[str, Any] | None:
+    """The newest data-card run of a shards version (tag ``c2m.shards``), or None."""
+    try:
+        exp = _get(tracking_uri, "experiments/get-by-name", experiment_name=experiment)["experiment"]
+    except MlflowLookupError as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "HTTP 404" in str(exc):
+            return None
+        raise
+    value = str(shards_uri).replace("'", "\\'")
+    body = {"experiment_ids": [exp["experiment_id"]], "max_results": 1,
+            "order_by": ["attributes.start_time DESC"],
+            "filter": f"tags.c2m.job = 'data_card' and tags.c2m.shards = '{value}'"}
+    runs = _post(tracking_uri, "runs/search", body).get("runs", [])
+    return runs[0] if runs else None
+
+
+def list_artifacts(tracking_uri: str, run_id: str, path: str = "") -> list[dict[str, Any]]:
+    """``[{"path", "is_dir", "file_size"}]`` of a run's artefacts under ``path``."""
+    query = {"run_id": run_id, **({"path": path} if path else {})}
+    return _request(tracking_uri, "artifacts/list", query=query).get("files", [])

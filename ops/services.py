@@ -8,7 +8,9 @@ found "by name". Ports and folders come from :mod:`ops.settings` (``C2M_*_PORT``
 
 Airflow's UI has no login on this stack (``SIMPLE_AUTH_MANAGER_ALL_ADMINS``): it listens
 on loopback only and is a developer's sandbox. Set ``C2M_AIRFLOW_LOGIN=1`` to keep the
-login; the REST client then uses the generated admin password either way.
+login; the REST client then uses the generated admin password either way. A non-loopback
+``C2M_HOST`` is refused unless the login is on (:func:`check_exposure`). The stack folder
+is private to its user (0700).
 
 S3 mode (``C2M_S3=1`` / ``crawl2model up --s3``) adds a local S3 server (:mod:`ops.s3_server`),
 started first; its bucket is created before anything else starts, every component gets its
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ops import s3_server
+from ops import s3_server, secret_env
 from ops.settings import Settings, get_settings
 
 MLFLOW_ARTIFACTS_PREFIX = "mlflow-artifacts"  # under the bucket, in S3 mode
@@ -79,6 +81,30 @@ def mode_file(s: Settings) -> Path:
     return s.stack_dir / "mode.json"
 
 
+def check_exposure(s: Settings) -> None:
+    """Refuse to serve the stack beyond this machine while Airflow has no login.
+
+    Without ``C2M_AIRFLOW_LOGIN`` every visitor of the Airflow UI is an admin (and MLflow and the
+    S3 server have no login of their own): on a non-loopback ``C2M_HOST`` anyone on the network
+    could run DAGs. With the login on, the host is the user's choice.
+    """
+    if s.host_is_loopback or s.airflow_login:
+        return
+    raise StackError(
+        f"C2M_HOST={s.host} would expose the stack beyond this machine, and Airflow has no login on it "
+        "(every visitor is admin; MLflow and the S3 server have no login at all). Use C2M_HOST=127.0.0.1 "
+        "and an SSH tunnel, or set C2M_AIRFLOW_LOGIN=1 to turn Airflow's login on (the admin password "
+        f"is then in {airflow_home(s)}/simple_auth_manager_passwords.json.generated).")
+
+
+def ensure_stack_dir(s: Settings) -> Path:
+    """Create the stack folder private to this user (0700): it holds logs, PIDs, the Airflow DB, its
+    passwords and, in S3 mode, the S3 server's keys. An existing folder is made 0700 too."""
+    s.stack_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(s.stack_dir, 0o700)
+    return s.stack_dir
+
+
 def c2m_env(s: Settings) -> dict[str, str]:
     """The settings as C2M_* variables, so Airflow tasks see the same stack as the CLI."""
     s3 = {"C2M_S3": "1", "C2M_S3_PORT": str(s.s3_port), "C2M_S3_BUCKET": s.s3_bucket} if s.s3_mode else {}
@@ -103,7 +129,7 @@ def c2m_env(s: Settings) -> dict[str, str]:
 def airflow_env(s: Settings) -> dict[str, str]:
     """Environment of every Airflow process (ARCHITECTURE.md §5)."""
     env = _base_env(s, s.airflow_venv)
-    login = os.environ.get("C2M_AIRFLOW_LOGIN", "") not in ("", "0", "false", "False")
+    login = s.airflow_login
     env.update(
         AIRFLOW_HOME=str(airflow_home(s)),
         AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder(s)),
@@ -249,7 +275,8 @@ def _spawn(s: Settings, comp: Component) -> int:
     log = log_file(s, comp.name)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(comp.argv)}\n".encode())
+        argv = secret_env.mask(" ".join(comp.argv), comp.env)  # e.g. a backend store URI's password
+        out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {argv}\n".encode())
         out.flush()
         proc = subprocess.Popen(comp.argv, env=comp.env, cwd=str(comp.cwd or s.repo_root), stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -409,6 +436,8 @@ def up(s: Settings | None = None, timeout: float = 240.0,
     Idempotent: a healthy stack is left alone. Returns seconds-to-healthy per started component.
     """
     s = s or get_settings()
+    check_exposure(s)
+    ensure_stack_dir(s)
     # First, before anything reads (and drops) a stale PID file; and a crashed scheduler's
     # heartbeat still looks healthy for 30 s, so health alone would not restart it.
     crashed = note_crashed(s, ALL_COMPONENTS, echo)

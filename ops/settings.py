@@ -11,6 +11,7 @@ always wins (e.g. a real bucket).
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, asdict
@@ -75,6 +76,8 @@ class Settings:
         default_factory=lambda: Path(_env("C2M_AIRFLOW_VENV", str(REPO_ROOT / ".venv-airflow")))
     )
     host: str = field(default_factory=lambda: _env("C2M_HOST", "127.0.0.1"))
+    # Keep Airflow's login on the local stack (off: every visitor is admin, loopback only).
+    airflow_login: bool = field(default_factory=lambda: _flag("C2M_AIRFLOW_LOGIN"))
     airflow_port: int = field(default_factory=lambda: _port("C2M_AIRFLOW_PORT", 28080))
     mlflow_port: int = field(default_factory=lambda: _port("C2M_MLFLOW_PORT", 25000))
     site_port: int = field(default_factory=lambda: _port("C2M_SITE_PORT", 28000))
@@ -102,11 +105,25 @@ class Settings:
         return f"http://{self.host}:{self.s3_port}"
 
     @property
+    def host_is_loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    @property
     def jobs_python(self) -> Path:
         return self.jobs_venv / "bin" / "python"
 
     def as_dict(self) -> dict:
         return {k: str(v) for k, v in asdict(self).items()}
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1); any other name or address is not."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def get_settings() -> Settings:

@@ -25,6 +25,7 @@ import functools
 import os
 import shutil
 import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -465,13 +466,12 @@ def _transfer_config():
 @contextmanager
 def _atomic_local(path: Path) -> Iterator[BinaryIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _new_temp(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; published files follow the umask
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -479,7 +479,13 @@ def _atomic_local(path: Path) -> Iterator[BinaryIO]:
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _new_temp(path: Path) -> tuple[int, str]:
+    """A new temp file next to ``path``, opened for writing with mode 0666 less the umask (as a
+    published file should be), so no chmod and no process-wide umask change is needed."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temp file next to {path}")

@@ -8,7 +8,11 @@ experiment ``data_refresh``, what the refresh produced:
 - the shards and the corpus they came from as run inputs (``mlflow.log_input``), the
   shards under the *same* name and digest that every training run logs, so the MLflow UI
   links a model to the corpus version and tokenizer it came from;
-- ``tokenizer.json`` and a Markdown data card as artefacts, the tokenizer hash as a tag.
+- ``tokenizer.json``, a Markdown data card and its pictures (:mod:`spark_jobs.card_plots`: the
+  funnel of rows per stage with drops by reason, document lengths, language share, tokens per
+  shard) as artefacts under ``data_card/``, the tokenizer hash as a tag;
+- a one-paragraph run description (``mlflow.note.content``): which version, from which corpus,
+  and how many rows and tokens came through.
 
 It runs only when ``MLFLOW_TRACKING_URI`` is set (the stack sets it); a data stage never
 fails because tracking is down: the error is printed and the version stays published.
@@ -27,6 +31,10 @@ from ops.datasets import MANIFEST, DatasetVersion
 
 EXPERIMENT = "data_refresh"
 MAX_CHAIN = 16  # a guard against a cycle in hand-edited manifests
+CARD_DIR = "data_card"  # the run's artefact folder: data_card.md, lineage.json, tokenizer.json, *.png
+# MLflow shows this tag as the run's description (training sets it with training.tracking.describe_run;
+# this data stage sets it directly, so it never imports torch through training.tracking).
+NOTE_TAG = "mlflow.note.content"
 
 
 def shards_dataset_name(uri: str) -> str:
@@ -71,8 +79,9 @@ def card_metrics(chain: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-def card_markdown(chain: list[dict[str, Any]]) -> str:
-    """A human-readable card: one table row per stage, oldest first, and the tokenizer."""
+def card_markdown(chain: list[dict[str, Any]], figures: dict[str, str] | None = None) -> str:
+    """A human-readable card: one table row per stage, oldest first, the tokenizer, and links to
+    the pictures (``figures``: file name -> title, next to the card)."""
     head = chain[0]
     lines = [f"# Data card: {head.get('uri')}", "",
              f"Code: `{head.get('code_sha')}`, created {head.get('created_at')}.", "",
@@ -89,7 +98,36 @@ def card_markdown(chain: list[dict[str, Any]]) -> str:
         for split, facts in sorted((head.get("splits") or {}).items()):
             lines.append(f"- {split}: {facts.get('tokens')} tokens, {facts.get('sequences')} sequences, "
                          f"{facts.get('docs')} documents")
+    if figures:
+        lines += ["", "## Pictures", ""]
+        lines += [f"![{title}]({name})" for name, title in figures.items()]
     return "\n".join(lines) + "\n"
+
+
+def card_description(chain: list[dict[str, Any]]) -> str:
+    """The data-card run's description: what ran, on which versions, with which result."""
+    head = chain[0]
+    source = f" from the {chain[1].get('stage')} version {chain[1].get('uri')}" if len(chain) > 1 else ""
+    flow = " → ".join(f"{m.get('stage')} {m.get('rows_out')}" for m in reversed(chain))
+    tokens = ", ".join(f"{facts.get('tokens')} {split} tokens"
+                       for split, facts in sorted((head.get("splits") or {}).items()))
+    return (f"Data card of {head.get('stage')} version {head.get('version')} ({head.get('uri')}){source}, "
+            f"written by the tokenize stage at the end of a data refresh. Data: the chain of "
+            f"{len(chain)} manifests back to the first stage. Result: rows kept per stage {flow}"
+            + (f"; {tokens}" if tokens else "")
+            + f"; drops by reason in the metrics and {CARD_DIR}/funnel.png.")
+
+
+def draw_figures(chain: list[dict[str, Any]], folder: str) -> dict[str, str]:
+    """The card's PNGs in ``folder`` (file name -> title); none, with a line saying why, when they
+    cannot be drawn (e.g. matplotlib missing from a cluster image): the card is logged without them."""
+    try:
+        from spark_jobs import card_plots
+
+        return card_plots.draw_all(chain, folder)
+    except Exception as exc:  # pictures are a view of the data, not a reason to lose the card
+        print(f"[lineage] data card pictures not drawn: {type(exc).__name__}: {exc}", flush=True)
+        return {}
 
 
 def log_data_card(manifest: dict[str, Any], tokenizer_json: str | None = None) -> str | None:
@@ -135,11 +173,14 @@ def _log(manifest: dict[str, Any], tokenizer_json: str | None) -> str:
             mlflow.log_input(dataset(corpus["uri"], f"{corpus.get('stage')}-v={corpus.get('version')}",
                                      manifest_digest(corpus)), context="source")
         with tempfile.TemporaryDirectory(prefix="c2m-card-") as tmp:
-            Path(tmp, "data_card.md").write_text(card_markdown(chain), encoding="utf-8")
-            Path(tmp, "lineage.json").write_text(json.dumps(chain, indent=2, sort_keys=True), encoding="utf-8")
+            figures = draw_figures(chain, tmp)
+            Path(tmp, "data_card.md").write_text(card_markdown(chain, figures), encoding="utf-8")
+            Path(tmp, "lineage.json").write_text(json.dumps(chain, indent=2, sort_keys=True),
+                                                 encoding="utf-8")
             if tokenizer_json is not None:
                 Path(tmp, "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
-            mlflow.log_artifacts(tmp, artifact_path="data_card")
+            mlflow.log_artifacts(tmp, artifact_path=CARD_DIR)
+        mlflow.set_tag(NOTE_TAG, card_description(chain))
         print(f"[lineage] data card for {manifest['uri']} in MLflow run {run.info.run_id}", flush=True)
         return run.info.run_id
 

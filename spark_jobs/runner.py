@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 from urllib.parse import unquote
 
-from ops import storage
+from ops import progress, storage
 from ops.datasets import REMOVED, DatasetVersion, check_accounting
 from spark_jobs import s3io
-from spark_jobs.records import RECORD_COLUMNS, SOURCE_JSONL, ddl
+from spark_jobs.records import RECORD_COLUMNS, ddl
 from spark_jobs.staging import Staging, local_input
 from spark_jobs.steps import apply_steps
 
@@ -60,6 +60,9 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None, conf: di
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("C2M_SPARK_LOG_LEVEL", "WARN"))
     s3io.configure(spark)  # fs.s3a.* from the environment when Spark reads and writes s3a:// itself
+    from spark_jobs.progress import watch
+
+    watch(spark, app_name)  # a [progress] line every 10 s: active stages, tasks done/total
     return spark
 
 
@@ -77,38 +80,73 @@ def read_version(spark, dv: DatasetVersion):
     return spark.read.option("basePath", folder).parquet(*parts)
 
 
-def read_jsonl(spark, path: str, extra: Iterable[str] = ()):
-    """Bring-your-own-corpus input: JSON lines with at least ``text`` (and ideally ``id``).
+class JsonlInput(NamedTuple):
+    """A JSONL input split in two: ``records`` (record columns + extra) and ``rejected`` (one row
+    per line that is no record: ``_drop_reason`` plus :data:`spark_jobs.jsonl.REJECTED_COLUMNS`)."""
 
-    Missing record columns become nulls, ``id`` defaults to sha1(url or text), and
-    ``source`` to "jsonl". Columns named in ``extra`` (e.g. ``html``) pass through.
+    records: Any
+    rejected: Any
+
+
+def read_jsonl_input(spark, path: str, extra: Iterable[str] = ()) -> JsonlInput:
+    """Bring-your-own-corpus input, every line accounted for (rules: :mod:`spark_jobs.jsonl`).
+
+    Spark reads the file(s) as text split on "\\n" only (a "\\r" before it is JSON whitespace),
+    one row per line, empty lines included; each line is cast to its raw bytes (Spark's text
+    reader does not validate UTF-8, so invalid bytes reach the parser as they are) and parsed
+    in plain Python. Both halves are lazy views of one parse; each action reads the file again.
     """
     from pyspark.sql import functions as F
 
-    df = spark.read.json(path)
-    names = set(df.columns)
-    if "_corrupt_record" in names:
-        bad = df.filter(F.col("_corrupt_record").isNotNull()).count()
-        if bad:
-            raise ValueError(f"{path}: {bad} lines are not valid JSON objects; fix or remove them")
-    if "text" not in names and not (set(extra) & names):
-        raise ValueError(f"{path}: JSONL records need a 'text' field (found {sorted(names)})")
+    from spark_jobs.jsonl import REJECTED_COLUMNS
 
-    def present(name: str, kind: str):
-        return F.col(name).cast(kind) if name in names else F.lit(None).cast(kind)
+    extra = tuple(extra)
+    record_cols = RECORD_COLUMNS + [(name, "string") for name in extra]
+    lines = (_jsonl_lines(spark, path)
+             .select(F.col("value").cast("binary").alias("line"), F.input_file_name().alias("file")))
+    parsed = lines.mapInPandas(_parse_lines_fn(record_cols, extra),
+                               ddl(record_cols + [(DROP, "string")] + REJECTED_COLUMNS))
+    records = parsed.filter(F.col(DROP).isNull()).select(*[name for name, _ in record_cols])
+    rejected = parsed.filter(F.col(DROP).isNotNull()).select(DROP, *[name for name, _ in REJECTED_COLUMNS])
+    return JsonlInput(records, rejected)
 
-    defaults = {
-        "id": F.sha1(F.coalesce(present("url", "string"), present("text", "string"))),
-        "source": F.lit(SOURCE_JSONL),
-    }
-    cols = []
-    for name, kind in RECORD_COLUMNS:
-        value = present(name, kind)
-        if name in defaults:
-            value = F.coalesce(value, defaults[name])
-        cols.append(value.alias(name))
-    cols += [F.col(c) for c in extra if c in names]
-    return df.select(*cols)
+
+def _jsonl_lines(spark, path: str):
+    return spark.read.option("lineSep", "\n").text(path)
+
+
+def count_jsonl_lines(spark, path: str) -> int:
+    """Every line of a JSONL input, counted without parsing: the rows_in of a stage that reads it."""
+    return _jsonl_lines(spark, path).count()
+
+
+def _parse_lines_fn(record_cols: list[tuple[str, str]], extra: tuple[str, ...]) -> Callable:
+    from spark_jobs.jsonl import REJECTED_COLUMNS, parse_line_detail, rejected_row
+
+    names = [name for name, _ in record_cols] + [DROP] + [name for name, _ in REJECTED_COLUMNS]
+    empty_record = dict.fromkeys(name for name, _ in record_cols)
+    empty_rejected = dict.fromkeys(name for name, _ in REJECTED_COLUMNS)
+
+    def run(batches):
+        import pandas as pd
+
+        for pdf in batches:
+            rows = []
+            for raw, file in zip(pdf["line"], pdf["file"]):
+                record, reason, error = parse_line_detail(bytes(raw), extra)
+                if reason is None:
+                    rows.append({**record, DROP: None, **empty_rejected})
+                else:
+                    rows.append({**empty_record, DROP: reason, **rejected_row(bytes(raw), file, error)})
+            yield pd.DataFrame(rows, columns=names)
+
+    return run
+
+
+def read_jsonl(spark, path: str, extra: Iterable[str] = ()):
+    """The usable records of a JSONL input (see :func:`read_jsonl_input`). Lines that are no
+    record are left out without a count: stages use :func:`read_jsonl_input`, which keeps them."""
+    return read_jsonl_input(spark, path, extra).records
 
 
 # ---------------------------------------------------------------- applying steps
@@ -252,6 +290,7 @@ def run_stage(spark, df, steps: list[object], out_cols: list[tuple[str, str]], o
               extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Count the input, apply the steps (then ``post``, a whole-DataFrame step), write the version."""
     rows_in = df.count()
+    progress.update(documents_in=rows_in)  # named on the job's progress lines
     result = apply_steps_df(spread(df), steps, out_cols)
     if post is not None:
         result = post(result)

@@ -388,6 +388,12 @@ def run(args, dist) -> dict:
             "promoted": decision.promoted,
             "gate": decision.reason,
         }
+        tracking.describe_run(
+            f"{args.method} compression of {args.model} (v{bundle.version})",
+            f"{task.data.name} ({task.data.source}), test split",
+            f"test {metric} {rows[1][metric]:.4f} against the original's {rows[0][metric]:.4f}; "
+            + tracking.registration_words(name, logged["model_version"], decision.promoted, decision.reason),
+        )
         mlflow.end_run()
         return result
     except BaseException:

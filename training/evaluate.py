@@ -300,6 +300,7 @@ def evaluate(args: argparse.Namespace) -> dict:
                     context="evaluation",
                 )
             mlflow.log_artifacts(str(out), artifact_path=ARTIFACT_DIR)
+            describe_run(args, bundle, scores, task)
             run_id = run.info.run_id
     result = {
         **scores,
@@ -322,6 +323,17 @@ def evaluate(args: argparse.Namespace) -> dict:
         )
         result["tagged_version"] = bundle.version
     return result
+
+
+def describe_run(args, bundle, scores: dict, task) -> None:
+    """The run page's description: which model, on which data and split, and its numbers."""
+    from training import tracking
+
+    data = f"{task.data.name} ({task.data.source})" if task is not None else f"shards {args.shards or '?'}"
+    numbers = ", ".join(f"{k} {v:.4f}" for k, v in sorted(scores.items())
+                        if isinstance(v, float))[:600] or "no numeric scores"
+    tracking.describe_run(f"Evaluation of {args.model} (v{bundle.version}) on the {args.split} split",
+                          f"{data}, {args.max_examples or 'all'} examples", numbers)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -285,6 +285,7 @@ def train(
             if register:
                 baseline = registry_gate.Baseline(result["baseline"], result[f"baseline_{primary}"])
                 result.update(register_and_gate(cfg, task, model, bundle, test[primary], baseline))
+            describe_run(cfg, task, bundle, result, sizes)
             tracking.end_run()
         return result, model, task
     except BaseException as exc:
@@ -301,6 +302,24 @@ def baseline_scores(task, test: dict[str, float], split: str = "test") -> dict:
     primary = task.primary_metric
     print(f"[finetune] {baselines.describe(primary, test[primary], scores[primary], name)}", flush=True)
     return out
+
+
+def describe_run(cfg: TaskConfig, task, bundle, result: dict, sizes: dict) -> None:
+    """The run page's description: task and base model, the task data, the test result and the gate."""
+    from training import tracking
+
+    metric = result["metric"]
+    outcome = f"test {metric} {result['metric_value']:.4f} (best epoch {result['best_epoch']})"
+    if "model_version" in result:
+        outcome += "; " + tracking.registration_words(cfg.register_name, result["model_version"],
+                                                      result["promoted"], result["gate"])
+    tracking.describe_run(
+        f"Fine-tuning for the {task.kind} task {cfg.task!r} from {cfg.base_model} (v{bundle.version}), "
+        f"{result['steps']} steps on {result['world_size']} rank(s)",
+        f"{task.data.name} ({task.data.source}): {sizes['train']} train, {sizes['val']} val, "
+        f"{sizes['test']} test examples",
+        outcome,
+    )
 
 
 def register_and_gate(

@@ -22,10 +22,12 @@ ran in another process, its params are retrained here (same seed) rather than co
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+from ops.secret_env import mask
 from training import distributed
 from training.job_result import finish
 
@@ -39,6 +41,7 @@ SEARCH_SPACE: dict[str, tuple] = {
     "freeze_layers": ("int", 0, 6),
 }
 OPTIM_KEYS = ("lr", "warmup_steps", "weight_decay")
+STORAGE_ENV = "C2M_OPTUNA_STORAGE"  # the storage URL, which may hold a DB password
 
 
 def _optuna():
@@ -71,7 +74,10 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--timeout", type=float, default=0, help="stop starting trials after this many seconds")
     p.add_argument("--study-name", default="", help="default: finetune-<task>")
     p.add_argument(
-        "--storage", default="", help="Optuna RDB URL (default sqlite:///{data root}/hpo/optuna.db)"
+        "--storage",
+        default="",
+        help="Optuna RDB URL; default $C2M_OPTUNA_STORAGE, else sqlite:///{data root}/hpo/optuna.db. "
+        "A URL with a password belongs in $C2M_OPTUNA_STORAGE: a flag is visible to every `ps`",
     )
     p.add_argument("--space", default="", help="JSON (or a .json file) replacing parts of the search space")
     p.add_argument("--startup-trials", type=int, default=5, help="random trials before TPE models the space")
@@ -223,6 +229,11 @@ def make_sampler(args, seed: int):
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=args.startup_trials)
 
 
+def storage_url(flag: str) -> str:
+    """``--storage``, else ``$C2M_OPTUNA_STORAGE`` (the DAG's way), else SQLite under the data root."""
+    return flag or os.environ.get(STORAGE_ENV) or default_storage()
+
+
 def default_storage() -> str:
     from ops.settings import get_settings
 
@@ -246,14 +257,15 @@ def run(args, dist) -> dict:
     metric, direction = objective(task)
     del task
     study_name = args.study_name or f"finetune-{base_cfg.task}"
-    storage_url = args.storage or default_storage()
+    storage = storage_url(args.storage)
+    shown = mask(storage)  # what MLflow, the result (XCom) and messages get: never the password
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=args.prune_warmup_epochs)
         if args.pruner == "median"
         else optuna.pruners.NopPruner()
     )
     study = optuna.create_study(
-        storage=storage_url,
+        storage=storage,
         study_name=study_name,
         direction=direction,
         load_if_exists=True,
@@ -262,7 +274,7 @@ def run(args, dist) -> dict:
     )
     if study.direction.name.lower() != direction:  # an existing study keeps its own direction
         raise ValueError(
-            f"study {study_name!r} in {storage_url} was created to {study.direction.name.lower()}, but "
+            f"study {study_name!r} in {shown} was created to {study.direction.name.lower()}, but "
             f"val {metric} must be {direction}d; pass a new --study-name"
         )
     if study.trials:  # a process joining a study: a different seed, so it does not replay the first trials
@@ -284,7 +296,7 @@ def run(args, dist) -> dict:
             tracking.log_config(
                 {
                     "study": study_name,
-                    "storage": storage_url,
+                    "storage": shown,
                     "space": json.dumps(space),
                     "base": base_cfg.to_dict(),
                     "objective": f"{direction} val/{metric}",
@@ -302,18 +314,39 @@ def run(args, dist) -> dict:
         mlflow.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, (int, float))})
         result = {
             "study": study_name,
-            "storage": storage_url,
+            "storage": shown,
             "run_id": parent.info.run_id,
             "parent_run_id": parent.info.run_id,
             **summary,
         }
         if not args.no_finalize and summary.get("best_trial") is not None:
             result.update(finalize(study.best_trial, search, base_cfg, bundle, dist))
+        describe_parent(base_cfg, study_name, metric, direction, result)
         mlflow.end_run()
         return result
     except BaseException:
         mlflow.end_run(status="FAILED")
         raise
+
+
+def describe_parent(base_cfg, study_name: str, metric: str, direction: str, result: dict) -> None:
+    """The parent run's description: the study, the task data, the best trial and the gate."""
+    from training import tracking
+
+    outcome = (f"{result['trials']} trials ({result['complete']} complete, {result['pruned']} pruned, "
+               f"{result['failed']} failed)")
+    if result.get("best_trial") is not None:
+        outcome += (f"; best trial {result['best_trial']} with val {metric} {result['best_value']:.4f}, "
+                    f"params {json.dumps(result.get('best_params'), sort_keys=True)}")
+    if "model_version" in result:
+        outcome += "; " + tracking.registration_words(base_cfg.register_name, result["model_version"],
+                                                      result["promoted"], result["gate"])
+    tracking.describe_run(
+        f"Hyperparameter search (Optuna study {study_name!r}, {direction} val {metric}) for the task "
+        f"{base_cfg.task!r} from {base_cfg.base_model}",
+        f"{base_cfg.task} task data as each trial's finetune run logs it (same split for every trial)",
+        outcome,
+    )
 
 
 def summarize(study) -> dict:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ops import storage
+from ops import progress, storage
 from ops.settings import get_settings
 from training import checkpoint, distributed
 from training.config import (
@@ -390,6 +390,8 @@ def train(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed, peak_t
             f"step {step}/{tc.max_steps}{resumed}",
             flush=True,
         )
+        # rank 0's [progress] line every 10 s: step/max, loss, tokens/s, ETA (ops/progress.py)
+        progress.start("pretrain", unit="steps", total=tc.max_steps).update(done=step)
 
     tokens_per_step = tc.batch_size * tc.grad_accum * dist.size * cfg.model.block_size
     flops_token = flops_per_token(cfg, model.num_parameters())
@@ -417,6 +419,7 @@ def train(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed, peak_t
             dist.zero_grad(optimizer)
             step += 1
             steps_timed += 1
+            progress.update(done=step)  # a no-op on ranks other than 0
             inject_fault(step, dist.rank)  # no-op unless a fail-fast test sets C2M_TEST_FAULT
             pending.append((step, sum(micro_losses), lr, grad_norm))
 
@@ -433,6 +436,7 @@ def train(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed, peak_t
                 seconds = time.perf_counter() - t_interval
                 if tracker:
                     tokens_s = len(pending) * tokens_per_step / seconds if seconds > 0 else 0.0
+                    progress.update(loss=train_loss, tokens_per_s=tokens_s)
                     perf = {"perf/tokens_per_s": tokens_s}
                     if peak_tflops:
                         perf["perf/mfu"] = tokens_s * flops_token / (peak_tflops * 1e12 * dist.size)
@@ -467,6 +471,7 @@ def train(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed, peak_t
                 side["checkpoint_seconds"] += time.perf_counter() - t_save  # includes an fsync
             t_interval = time.perf_counter() if not pending else t_interval
 
+        progress.stop()
         train_seconds = time.perf_counter() - t_start - sum(side.values())
         steps_per_s = steps_timed / train_seconds if steps_timed and train_seconds > 0 else 0.0
         digest = params_digest(model)
@@ -495,6 +500,7 @@ def train(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed, peak_t
             result.update(tracker.finish(model, result))
         return result
     except BaseException:
+        progress.stop()
         if tracker:
             tracker.fail()
         raise

@@ -161,6 +161,7 @@ class PretrainTracker:
             f"{'champion' if decision.promoted else 'not promoted'} ({decision.reason})",
             flush=True,
         )
+        self.describe_run(version, result, decision, score)
         t.end_run()
         return {
             "run_id": self.run_id,
@@ -217,6 +218,20 @@ class PretrainTracker:
                 f"model, {result['steps']} steps, {measured}; MLflow run {self.run_id}"
             ),
             tags=tags,
+        )
+
+    def describe_run(self, version: int, result: dict, decision, score) -> None:
+        """The run page's description: objective and model, the shards version, losses and the gate."""
+        corpus = self.tracking.corpus_tags(self.info.uri, self.info.manifest)
+        bpb = f", val bpb {score.bpb:.4f}" if score else ""
+        self.tracking.describe_run(
+            f"Pretraining ({self.cfg.objective.name} objective) of a {self.cfg.model_size} "
+            f"{self.cfg.model.arch.upper()} model, {result['steps']} steps on {self.world_size} rank(s)",
+            f"shards {self.info.uri} (corpus {corpus['c2m.corpus.uri']}, version "
+            f"{corpus['c2m.corpus.version']}, tokenizer sha256 {corpus['c2m.tokenizer_sha256'][:12]})",
+            f"train loss {result['train_loss']:.4f}, val loss {result['val_loss']:.4f}{bpb}; "
+            + self.tracking.registration_words(self.cfg.register_name, version, decision.promoted,
+                                               decision.reason),
         )
 
     def fail(self) -> None:

@@ -7,7 +7,8 @@ number is missing or was measured on another split is re-scored by the caller's
 ``rescore`` callback on this split; without one the gate refuses rather than compare
 apples with pears. The new version is promoted when it wins by more than ``margin``
 (direction from the metric: perplexity and loss go down); otherwise it gets the alias
-``challenger``. Either way it is tagged with the comparison, so the registry UI shows why.
+``challenger``. Either way it is tagged with the comparison, and its description ends with
+the decision in words, so the registry UI shows why.
 
 Tags written on the new version: ``c2m.test.<metric>``, ``c2m.test.split``,
 ``c2m.gate`` (promoted|challenger|below-baseline|forced|not-promoted), ``c2m.gate.reason`` and the
@@ -228,7 +229,36 @@ def apply(
         client.set_registered_model_alias(name, CHAMPION, str(version))
     elif mode == "gate":
         client.set_registered_model_alias(name, CHALLENGER, str(version))
+    describe_decision(client, name, version, status, decision)
     return GateDecision(**{**decision.to_dict(), "promoted": promote})
+
+
+DECISION_HEADING = "Promotion decision:"
+STATUS_WORDS = {
+    "promoted": f"promoted to {CHAMPION}",
+    "forced": f"made {CHAMPION} by hand (promotion mode 'always') although the gate would not promote it",
+    CHALLENGER: f"not promoted; it carries the alias {CHALLENGER}",
+    "not-promoted": "not promoted (promotion mode 'never')",
+    BELOW_BASELINE: f"not promoted, below its baseline; it carries the alias {CHALLENGER}",
+}
+
+
+def decision_words(status: str, decision: GateDecision) -> str:
+    """The gate's decision as a sentence for the version's description."""
+    compared = ""
+    if decision.champion_value is not None:
+        compared = (f" Compared on test {decision.metric}: this version {decision.value:.4f}, "
+                    f"{CHAMPION} v{decision.champion_version} {decision.champion_value:.4f}, "
+                    f"margin {decision.margin:g}.")
+    return f"{DECISION_HEADING} {STATUS_WORDS.get(status, status)}: {decision.reason}.{compared}"
+
+
+def describe_decision(client, name: str, version: int | str, status: str, decision: GateDecision) -> None:
+    """Append the decision to the version's description (replacing an earlier decision paragraph)."""
+    current = client.get_model_version(name, str(version)).description or ""
+    kept = current.split(DECISION_HEADING, 1)[0].rstrip()
+    words = decision_words(status, decision)
+    client.update_model_version(name, str(version), description=f"{kept}\n\n{words}" if kept else words)
 
 
 def gate(

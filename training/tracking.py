@@ -97,6 +97,27 @@ def set_run_tags(tags: dict[str, str]) -> None:
     mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
 
+NOTE_TAG = "mlflow.note.content"  # MLflow shows this tag as the run's description
+
+
+def describe_run(what: str, data: str, result: str, run_id: str | None = None) -> str:
+    """Set a run's description (the active run unless ``run_id``): one paragraph saying what ran,
+    on which data version, and with which result. Called once, at the end of the run; returns it."""
+    parts = (what, f"Data: {data}" if data else "", f"Result: {result}" if result else "")
+    text = " ".join(p.strip().rstrip(".") + "." for p in parts if p.strip())
+    if run_id:
+        MlflowClient().set_tag(run_id, NOTE_TAG, text)
+    else:
+        mlflow.set_tag(NOTE_TAG, text)
+    return text
+
+
+def registration_words(name: str, version: Any, promoted: bool, reason: str) -> str:
+    """A registered version and the gate's decision, in words (for run descriptions)."""
+    verdict = "promoted to champion" if promoted else "not promoted"
+    return f"registered as {name} v{version}, {verdict} ({reason})"
+
+
 def log_config(config: dict[str, Any]) -> None:
     """Log a nested config once, flattened to ``section.key`` params (one batched call)."""
     params = {k: str(v)[:_MAX_PARAM_LEN] for k, v in flatten(config).items()}

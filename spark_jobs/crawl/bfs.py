@@ -6,28 +6,36 @@ are fetched in frontier order until ``max_pages`` URLs have been tried, (3) fetc
 plan in rounds: each round is one Spark job with one partition per host (at most
 ``checkpoint_every`` of that host's URLs, one after another at the host's delay), so
 hosts run in parallel across executors while each host sees one request at a time,
-(4) commits each round (WARC bytes, then fetch-log rows) to the crawl state, and (5) at
+(4) commits each round to the crawl state: the fetch tasks write the stored pages as WARC
+files themselves and return only metadata (:mod:`spark_jobs.crawl.store`), then the driver
+writes the round's fetch-log rows, and (5) at
 the end of the level adds new in-scope links (normalised, deduplicated, depth+1) to the
 next level, in frontier order, and checkpoints.
 
 Politeness across rounds and levels: each host's last request time travels in the
 checkpoint, and a host's next job starts no earlier than that plus its delay (the larger
-of ``--delay``, default 1 s, and the robots.txt ``Crawl-delay``). How the state is laid
-out and why a kill loses at most one round: :mod:`spark_jobs.crawl.state`.
+of ``--delay``, default 1 s, and the robots.txt ``Crawl-delay``). A host whose Crawl-delay
+is longer than ``max_crawl_delay`` (default 60 s) is not crawled: its URLs are logged with
+``crawl_delay_too_long`` (a day between requests would hold the crawl for days, and crawling
+faster than the host asked is not polite). How the state is laid out and why a kill loses
+at most one round: :mod:`spark_jobs.crawl.state`.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from spark_jobs.crawl import fetcher
+from ops import progress
+from spark_jobs.crawl import fetcher, store
 from spark_jobs.crawl.fetcher import OK, ROBOTS_DISALLOWED, FetchConfig, HostJob, Pacer
-from spark_jobs.crawl.robots import RobotsRules
+from spark_jobs.crawl.robots import ALLOW_ALL, DISALLOW_ALL, MAX_ROBOTS_REDIRECTS, RobotsRules
 from spark_jobs.crawl.state import CrawlState, fingerprint
 from spark_jobs.crawl.urls import host_key, in_scope, normalize_url, origin
-from spark_jobs.crawl.warc import encode_responses
+
+CRAWL_DELAY_TOO_LONG = "crawl_delay_too_long"  # the host's robots.txt Crawl-delay exceeds max_crawl_delay
 
 LOG_COLUMNS = ["url", "final_url", "status", "reason", "bytes", "seconds", "depth", "fetched_at",
                "content_type", "host", "attempts"]
@@ -43,6 +51,7 @@ class CrawlConfig:
     max_depth: int = 3
     delay: float = 1.0  # seconds between requests to one host: at most 1 request/s by default
     checkpoint_every: int = 20  # URLs per host per round; a kill loses at most one round
+    max_crawl_delay: float = 60.0  # seconds; a host whose robots.txt asks for more is skipped
     fetch: FetchConfig = field(default_factory=FetchConfig)
 
     def __post_init__(self):
@@ -51,9 +60,11 @@ class CrawlConfig:
         if bad or not self.seeds:
             raise ValueError(f"seeds must be http(s) URLs; got {bad or 'none'}")
         self.seeds = list(OrderedDict.fromkeys(normalised))
-        if self.max_pages < 1 or self.max_depth < 0 or self.delay < 0 or self.checkpoint_every < 1:
-            raise ValueError("need --max-pages >= 1, --max-depth >= 0, --delay >= 0 "
-                             "and --checkpoint-every >= 1")
+        finite = math.isfinite(self.delay) and math.isfinite(self.max_crawl_delay)
+        if (not finite or self.max_pages < 1 or self.max_depth < 0 or self.delay < 0
+                or self.max_crawl_delay < 0 or self.checkpoint_every < 1):
+            raise ValueError("need --max-pages >= 1, --max-depth >= 0, finite --delay >= 0 and "
+                             "--max-crawl-delay >= 0, and --checkpoint-every >= 1")
 
     def scope(self) -> list[tuple[str, int | None]]:
         return self.allow_domains or [_host_port(s) for s in self.seeds]
@@ -69,39 +80,58 @@ class CrawlConfig:
 class CrawlResult:
     log: list[dict[str, Any]]
     counts: Counter
-    rounds: list[tuple[int, int]]  # (round number, WARC records) of rounds that stored pages, in order
+    warcs: list[tuple[str, int]]  # (URI, records) of the rounds' WARC files, in crawl order
     robots: dict[str, str]
     checkpoint: dict[str, Any]
 
 
+# a robots.txt fetch that ended this way found the file unreachable (RFC 9309 §2.3.1.4): disallow all
+_UNREACHABLE = frozenset({fetcher.TIMEOUT, fetcher.CONNECTION_ERROR, fetcher.FETCH_DEADLINE,
+                          fetcher.BUDGET_EXHAUSTED, fetcher.INVALID_RESPONSE, fetcher.DNS_ERROR,
+                          fetcher.PRIVATE_ADDRESS})
+
+
 def fetch_robots(host_origin: str, cfg: CrawlConfig) -> RobotsRules:
-    """robots.txt for one host, fetched from the driver (RFC 9309 outcomes)."""
-    session = fetcher.new_session(cfg.fetch)
+    """robots.txt for one host, fetched from the driver, redirects followed as RFC 9309 §2.3.1.2
+    asks: up to five, to any host, each hop through the same address checks as a page."""
+    fetch_cfg = FetchConfig(**{**cfg.fetch.__dict__, "allowed": (), "max_redirects": MAX_ROBOTS_REDIRECTS})
+    session = fetcher.new_session(fetch_cfg)
     try:
-        res = fetcher.fetch_url(session, f"{host_origin}/robots.txt", cfg.fetch, Pacer(0.0), None,
-                                content_types=())
+        res = fetcher.fetch_url(session, f"{host_origin}/robots.txt", fetch_cfg, Pacer(0.0), None,
+                                content_types=(), follow_offhost=True)
     finally:
         session.close()
-    if res["reason"] in (fetcher.DNS_ERROR, fetcher.PRIVATE_ADDRESS):
-        return RobotsRules("allow_all")  # the page fetches will fail with this reason themselves
-    if res["reason"] == OK:
-        return RobotsRules.from_fetch(res["status"], res["body"])
-    status = res["status"]
-    unavailable = status is None or status >= 500 or status == 429  # 429: the server is overloaded
-    return RobotsRules.from_fetch(None if unavailable else status, None)
+    return robots_rules(res)
+
+
+def robots_rules(res: dict[str, Any]) -> RobotsRules:
+    """The rules a robots.txt fetch result means (RFC 9309 §2.3.1)."""
+    reason, status = res["reason"], res["status"]
+    if reason == OK:
+        return RobotsRules.from_fetch(status, res["body"])
+    if reason in (fetcher.DNS_ERROR, fetcher.PRIVATE_ADDRESS) and status is None:
+        return RobotsRules(ALLOW_ALL)  # the host itself: its page fetches fail with this reason too
+    if reason in _UNREACHABLE:  # also a redirect target that does not resolve or is refused
+        return RobotsRules(DISALLOW_ALL)
+    if reason in (fetcher.TOO_MANY_REDIRECTS, fetcher.REDIRECT_LOOP):
+        return RobotsRules(ALLOW_ALL)  # more than five redirects, or a loop: "unavailable"
+    if status == 429:  # the server is overloaded: unreachable, not unavailable
+        return RobotsRules(DISALLOW_ALL)
+    return RobotsRules.from_fetch(status, None)  # 4xx: unavailable, allow all; 5xx: disallow all
 
 
 def run_level(spark, jobs: list[HostJob]) -> list[dict[str, Any]]:
-    """Fetch one round in Spark: one partition per host, results back on the driver."""
+    """Fetch one round in Spark: one partition per host; the tasks write the pages, the driver
+    gets their metadata (:mod:`spark_jobs.crawl.store`)."""
     if not jobs:
         return []
     rdd = spark.sparkContext.parallelize(jobs, len(jobs))
-    return rdd.mapPartitions(fetcher.fetch_host_jobs).collect()
+    return rdd.mapPartitions(store.fetch_and_store).collect()
 
 
 def run_inline(spark, jobs: list[HostJob]) -> list[dict[str, Any]]:
     """Fetch one round in this process, host after host (debugging, tests without Spark)."""
-    return list(fetcher.fetch_host_jobs(iter(jobs)))
+    return list(store.fetch_and_store(iter(jobs)))
 
 
 def new_checkpoint(cfg: CrawlConfig) -> dict[str, Any]:
@@ -111,12 +141,18 @@ def new_checkpoint(cfg: CrawlConfig) -> dict[str, Any]:
 
 
 def plan_level(frontier: list[tuple[str, int]], robots: dict[str, RobotsRules], fetched: int,
-               cfg: CrawlConfig) -> tuple[list[tuple[int, str, int]], list[tuple[int, str, int]]]:
-    """(skipped by robots, to fetch) as (frontier position, url, depth); pure, so a resume replans alike."""
+               cfg: CrawlConfig) -> tuple[list[tuple[int, str, int, str]], list[tuple[int, str, int]]]:
+    """(skipped, to fetch): (frontier position, url, depth, reason) of URLs that robots.txt
+    disallows or whose host asks for a Crawl-delay over ``max_crawl_delay``, and (position, url,
+    depth) of those to fetch; pure, so a resume replans alike."""
     skipped, to_fetch = [], []
+    ua = cfg.fetch.user_agent
     for position, (url, depth) in enumerate(frontier):
-        if not robots[host_key(url)].can_fetch(cfg.fetch.user_agent, url):
-            skipped.append((position, url, depth))
+        rules = robots[host_key(url)]
+        if not rules.can_fetch(ua, url):
+            skipped.append((position, url, depth, ROBOTS_DISALLOWED))
+        elif rules.crawl_delay(ua) > cfg.max_crawl_delay:
+            skipped.append((position, url, depth, CRAWL_DELAY_TOO_LONG))
         elif fetched + len(to_fetch) < cfg.max_pages:
             to_fetch.append((position, url, depth))
         # else: not attempted, the page budget is spent
@@ -147,10 +183,13 @@ def crawl(spark, cfg: CrawlConfig, state: CrawlState, level_runner=run_level) ->
         done = {row["position"] for r in rounds if r["level"] == level for row in r["rows"]}
         todo_skips = [s for s in skipped if s[0] not in done]
         if todo_skips:
-            rows = [_skipped(url, depth, position, ROBOTS_DISALLOWED) for position, url, depth in todo_skips]
-            rounds.append(state.write_round(_next(rounds), level, rows, None, 0))
+            rows = [_skipped(url, depth, position, reason) for position, url, depth, reason in todo_skips]
+            rounds.append(state.write_round(_next(rounds), level, rows))
         todo = [f for f in to_fetch if f[0] not in done]
         while todo:
+            # pages tried of the page budget, on the job's [progress] lines (ops/progress.py)
+            progress.update(done=ckpt["fetched"] + len(to_fetch) - len(todo), total=cfg.max_pages,
+                            unit="pages")
             batch, todo = _take_round(todo, cfg.checkpoint_every)
             rounds.append(_fetch_round(spark, batch, level, robots, ckpt, cfg, fetch_cfg, state, rounds,
                                        level_runner))
@@ -160,6 +199,7 @@ def crawl(spark, cfg: CrawlConfig, state: CrawlState, level_runner=run_level) ->
         for row in level_rows:
             row.pop("outlinks", None)  # in the next frontier now; the driver need not hold them
         ckpt["fetched"] += len(to_fetch)
+        progress.update(done=ckpt["fetched"], total=cfg.max_pages, unit="pages", level=level)
         ckpt["level"] = level + 1
         state.save_checkpoint(ckpt)
     ckpt["finished"] = True
@@ -168,7 +208,7 @@ def crawl(spark, cfg: CrawlConfig, state: CrawlState, level_runner=run_level) ->
                      key=lambda item: item[:2])
     log = [{c: row.get(c) for c in LOG_COLUMNS} for _, _, row in ordered]
     counts = Counter(row["reason"] for row in log)
-    return CrawlResult(log, counts, [(r["number"], r["records"]) for r in rounds if r["records"]],
+    return CrawlResult(log, counts, [w for r in rounds for w in state.round_warcs(r)],
                        {h: r.mode for h, r in robots.items()}, ckpt)
 
 
@@ -191,20 +231,22 @@ def _fetch_round(spark, batch, level, robots, ckpt, cfg, fetch_cfg, state, round
     by_host: dict[str, list[tuple[int, str, int]]] = OrderedDict()
     for item in batch:
         by_host.setdefault(host_key(item[1]), []).append(item)
+    number = _next(rounds)
     jobs = []
-    for host, urls in by_host.items():
-        delay = max(cfg.delay, robots[host].crawl_delay(fetch_cfg.user_agent))
+    for index, (host, urls) in enumerate(by_host.items()):
+        delay = max(cfg.delay, robots[host].crawl_delay(fetch_cfg.user_agent))  # <= max_crawl_delay here
         jobs.append(HostJob(host, tuple(urls), delay, robots[host], fetch_cfg,
-                            not_before=ckpt["last_request"].get(host, 0.0) + delay))
+                            not_before=ckpt["last_request"].get(host, 0.0) + delay,
+                            warc=state.round_warc(number, index)))
     results = sorted(level_runner(spark, jobs), key=lambda r: r["position"])
     for res in results:
         host = res["host"]
         ckpt["last_request"][host] = max(ckpt["last_request"].get(host, 0.0), res.get("ended_at", 0.0))
-    stored = [res for res in results if res["reason"] == OK]
+    stored = Counter(res["host"] for res in results if res["reason"] == OK)
     rows = [{**{c: res.get(c) for c in LOG_COLUMNS}, "position": res["position"], "outlinks": res["outlinks"]}
             for res in results]
-    return state.write_round(_next(rounds), level, rows, encode_responses(stored) if stored else None,
-                             len(stored), last_request={h: ckpt["last_request"][h] for h in by_host})
+    return state.write_round(number, level, rows, [(job.warc, stored[job.host]) for job in jobs],
+                             last_request={h: ckpt["last_request"][h] for h in by_host})
 
 
 def _next_frontier(level_rows, ckpt, cfg, allowed) -> list[list[Any]]:

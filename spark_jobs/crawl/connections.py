@@ -7,7 +7,8 @@ Two things a requests session cannot do by itself, done in urllib3's connection 
   with a public address first and 127.0.0.1 or 169.254.169.254 next (DNS rebinding) would get
   the request through. Here the connected socket's peer is checked before a byte is sent (and
   before TLS), and a private peer closes the connection with :class:`PrivatePeer`, which the
-  fetcher names ``private_address``. ``--allow-private`` switches the check off.
+  fetcher names ``private_address``. ``--allow-private`` admits private and loopback peers;
+  link-local and cloud metadata peers stay refused (:func:`safety.is_allowed_ip`).
 * **Each response read reports its socket** to the thread's current attempt, so the attempt's
   timer can shut it at the deadline (:mod:`spark_jobs.crawl.watchdog`).
 
@@ -34,11 +35,10 @@ def mount(session, allow_private: bool) -> None:
         # a urllib3 that renamed it would fail test_crawl_retry's private-address test, not pass silently.
         def _new_conn(self):  # the TCP connection, before any request byte or TLS handshake
             sock = super()._new_conn()
-            if not allow_private:
-                peer = sock.getpeername()[0]
-                if not safety.is_public_ip(peer):
-                    sock.close()
-                    raise PrivatePeer(f"{self.host} resolved to {peer} when connecting: a private address")
+            peer = sock.getpeername()[0]
+            if not safety.is_allowed_ip(peer, allow_private):
+                sock.close()
+                raise PrivatePeer(f"{self.host} resolved to {peer} when connecting: a refused address")
             return sock
 
         def getresponse(self, *args, **kwargs):  # reads the status line and the headers

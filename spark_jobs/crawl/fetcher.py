@@ -22,6 +22,7 @@ means stored. A failure of one URL never stops the crawl.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -77,9 +78,11 @@ class FetchConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def __post_init__(self):
-        if self.timeout <= 0 or self.deadline <= 0 or self.max_bytes < 1 or self.max_redirects < 0:
-            raise ValueError("fetch settings need --timeout > 0, --fetch-deadline > 0, --max-bytes >= 1 "
-                             f"and max_redirects >= 0; got {self}")
+        finite = math.isfinite(self.timeout) and math.isfinite(self.deadline)
+        if (not finite or self.timeout <= 0 or self.deadline <= 0 or self.max_bytes < 1
+                or self.max_redirects < 0):
+            raise ValueError("fetch settings need finite --timeout > 0 and --fetch-deadline > 0, "
+                             f"--max-bytes >= 1 and max_redirects >= 0; got {self}")
 
 
 class Pacer:
@@ -102,6 +105,10 @@ def new_session(cfg: FetchConfig):
     session = requests.Session()
     connections.mount(session, cfg.allow_private)  # peers checked after connecting; cut at the deadline
     session.trust_env = False  # direct connections: the address check must see the real peer
+    # With allow_redirects=False requests still prepares the next hop of a redirect (Response.next),
+    # reading the whole redirect body first, decompressed and without a cap: a gzip bomb in a 302.
+    # The fetcher follows redirects itself, so that preparation is switched off.
+    session.resolve_redirects = lambda *args, **kwargs: iter(())
     session.headers.update({"User-Agent": cfg.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9"})
     return session
 
@@ -119,16 +126,17 @@ def _mime(content_type: str | None) -> str:
 
 
 def fetch_url(session, url: str, cfg: FetchConfig, pacer: Pacer, robots: RobotsRules | None = None,
-              content_types: tuple[str, ...] | None = None) -> dict[str, Any]:
+              content_types: tuple[str, ...] | None = None, follow_offhost: bool = False) -> dict[str, Any]:
     """Fetch one URL, retrying 429/5xx/timeouts/connection errors (see retry.py); always returns
-    a result dict."""
+    a result dict. ``follow_offhost`` follows redirects to other hosts (robots.txt, RFC 9309) where
+    a page's redirect ends with ``redirected_offhost``; every hop passes the same address checks."""
     policy = cfg.retry
     rng = retry.rng_for(url)
     start = time.monotonic()
     attempt = 0
     while True:
         remaining = policy.budget - (time.monotonic() - start)
-        result = _fetch_once(session, url, cfg, pacer, robots, content_types, remaining)
+        result = _fetch_once(session, url, cfg, pacer, robots, content_types, remaining, follow_offhost)
         result["attempts"] = attempt + 1
         if not _retryable(result):
             break
@@ -156,7 +164,8 @@ def _exhausted_reason(result: dict[str, Any]) -> str:
 
 
 def _fetch_once(session, url: str, cfg: FetchConfig, pacer: Pacer, robots: RobotsRules | None,
-                content_types: tuple[str, ...] | None, budget_left: float) -> dict[str, Any]:
+                content_types: tuple[str, ...] | None, budget_left: float,
+                follow_offhost: bool = False) -> dict[str, Any]:
     """One attempt: the redirect chain from ``url`` to a stored page or a named failure.
 
     The attempt ends by ``cfg.deadline`` or by what is left of the URL's retry budget,
@@ -201,7 +210,7 @@ def _fetch_once(session, url: str, cfg: FetchConfig, pacer: Pacer, robots: Robot
                         chain.add(target)
                         if cfg.allowed and not in_scope(target, list(cfg.allowed)):
                             return _done(result, REDIRECT_OUT_OF_SCOPE, start)
-                        if host_key(target) != host_key(current):
+                        if host_key(target) != host_key(current) and not follow_offhost:
                             result["outlinks"] = [target]
                             return _done(result, REDIRECTED_OFFHOST, start)
                         if robots is not None and not robots.can_fetch(cfg.user_agent, target):
@@ -212,8 +221,9 @@ def _fetch_once(session, url: str, cfg: FetchConfig, pacer: Pacer, robots: Robot
                         return _done(result, _status_reason(resp.status_code), start)
                     if allowed_types and _mime(result["content_type"]) not in allowed_types:
                         return _done(result, CONTENT_TYPE, start)
-                    declared = resp.headers.get("Content-Length", "")
-                    if declared.isdigit() and int(declared) > cfg.max_bytes:
+                    declared = resp.headers.get("Content-Length", "").strip()
+                    if declared.isascii() and declared.isdigit() and (  # int() of 5,000 digits raises
+                            len(declared) > 18 or int(declared) > cfg.max_bytes):
                         return _done(result, TOO_LARGE, start)
                     body, failed = _read_body(resp, cfg.max_bytes)
                     if watch.expired and not failed:  # cut mid-body: the end seen was the cut's
@@ -325,6 +335,7 @@ class HostJob:
     robots: RobotsRules
     config: FetchConfig
     not_before: float = 0.0  # epoch seconds: the host's last request (robots.txt, last level) + delay
+    warc: str = ""  # where the task writes the host's stored pages (spark_jobs.crawl.store)
 
 
 def fetch_host_jobs(jobs: Iterator[HostJob]) -> Iterator[dict[str, Any]]:

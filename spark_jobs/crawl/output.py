@@ -5,14 +5,17 @@ attempted URL with its reason), ``removed/{reason}/part-00000.parquet`` (the fet
 rows of each failure reason). rows_in = URLs attempted, rows_out = pages stored.
 
 Progress lives in the crawl state (:mod:`spark_jobs.crawl.state`) until the version is
-published; the WARC files are then assembled from the rounds' records in round order.
+published; the WARC files are then assembled from the rounds' files in round order, each
+copied in chunks.
 Rerunning a published crawl returns its manifest and fetches nothing.
 """
 from __future__ import annotations
 
 import os
+from contextlib import closing
 from typing import Any
 
+from ops import storage
 from ops.datasets import DatasetVersion
 from spark_jobs.crawl.bfs import LOG_COLUMNS, CrawlConfig, CrawlResult, crawl, run_level
 from spark_jobs.crawl.fetcher import OK
@@ -46,18 +49,19 @@ def run_crawl(spark, cfg: CrawlConfig, out: DatasetVersion, state: CrawlState, c
         state.discard()  # the version was deleted since: crawl it afresh
     result = crawl(spark, cfg, state, level_runner=level_runner)
     with Staging(out) as staging:
-        manifest = publish_crawl(result, cfg, state, staging, config)
+        manifest = publish_crawl(result, cfg, staging, config)
     state.mark_published(result.checkpoint)
     return manifest
 
 
-def publish_crawl(result: CrawlResult, cfg: CrawlConfig, state: CrawlState, staging: Staging,
+def publish_crawl(result: CrawlResult, cfg: CrawlConfig, staging: Staging,
                   config: dict[str, Any]) -> dict:
     import pyarrow.parquet as pq
 
     sink = WarcSink(staging.path)
-    for number, records in result.rounds:
-        sink.write_encoded(state.read_round_warc(number), records)
+    for uri, records in result.warcs:  # streamed: the driver never holds a round's pages
+        with closing(storage.open_read(uri)) as stream:
+            sink.append(stream, records)
     sink.close()
     os.makedirs(staging.join("fetch_log"))
     pq.write_table(_log_table(result.log), staging.join("fetch_log", "part-00000.parquet"))

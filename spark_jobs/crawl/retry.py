@@ -18,6 +18,7 @@ reproducible (tests, reruns) yet differs from URL to URL.
 """
 from __future__ import annotations
 
+import math
 import random
 import zlib
 from dataclasses import dataclass
@@ -36,10 +37,11 @@ class RetryPolicy:
     budget: float = 120.0  # seconds per URL, all attempts and waits together
 
     def __post_init__(self):
-        if (self.max_retries < 0 or self.base_delay < 0 or self.max_delay < self.base_delay
+        finite = all(math.isfinite(v) for v in (self.base_delay, self.max_delay, self.budget))
+        if (not finite or self.max_retries < 0 or self.base_delay < 0 or self.max_delay < self.base_delay
                 or self.budget <= 0):
-            raise ValueError("retry settings need --max-retries >= 0, 0 <= --backoff-base <= --backoff-max "
-                             f"and --retry-budget > 0; got {self}")
+            raise ValueError("retry settings need finite numbers with --max-retries >= 0, "
+                             f"0 <= --backoff-base <= --backoff-max and --retry-budget > 0; got {self}")
 
 
 def rng_for(url: str, seed: int = 0) -> random.Random:
@@ -49,7 +51,7 @@ def rng_for(url: str, seed: int = 0) -> random.Random:
 
 def backoff_delay(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
     """Seconds to wait before retry number ``attempt + 1`` (attempt 0 = after the first try)."""
-    ceiling = min(policy.max_delay, policy.base_delay * (2 ** attempt))
+    ceiling = min(policy.max_delay, policy.base_delay * (2.0 ** min(attempt, 64)))  # 2.0**1100 overflows
     return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
 
 
@@ -63,11 +65,11 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return float(value)  # thousands of digits give inf: past any budget, the URL is not retried
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # e.g. a year or zone out of range
         return None
     if when is None or when.tzinfo is None:
         return None  # RFC 9110 dates are GMT; a date without a zone is not one

@@ -3,11 +3,14 @@
 A crawl of version V keeps its progress in ``{root}/raw/_crawl-v={V}/`` (beside the
 version folder, never inside it: the published version stays all-or-nothing):
 
-- ``rounds/r-{n:05d}.warc.gz``: the pages stored by round ``n``, one gzip member per
-  record (no warcinfo), so rounds can later be concatenated into WARC files;
+- ``rounds/r-{n:05d}-{h:04d}.warc.gz``: the pages stored by round ``n`` for its ``h``-th
+  host, one gzip member per record (no warcinfo), so rounds can later be concatenated into
+  WARC files. The Spark task that fetched the host writes it (:mod:`spark_jobs.crawl.store`):
+  page bodies never pass through the driver;
 - ``rounds/r-{n:05d}.json``: the round's fetch-log rows (with frontier position and
-  outlinks). Written after the WARC, it is the round's commit marker: a WARC without its
-  JSON is the leftover of a killed round and is ignored and overwritten;
+  outlinks) and its WARC files with their record counts. Written after the WARCs, it is the
+  round's commit marker: WARCs without it are the leftovers of a killed round, ignored and
+  overwritten;
 - ``checkpoint.json``: the crawl between rounds: level, frontier, seen URLs, pages
   fetched before this level, robots rules, each host's last request, and a fingerprint
   of the settings that shape the crawl. Written at the start of a level (after new
@@ -80,18 +83,26 @@ class CrawlState:
         storage.write_text(self._path(CHECKPOINT), json.dumps({**ckpt, "format": FORMAT}, sort_keys=True))
 
     # ---------------------------------------------------------------- rounds
-    def round_warc(self, number: int) -> str:
-        return self._path(ROUNDS, f"r-{number:05d}.warc.gz")
+    def round_warc(self, number: int, host_index: int) -> str:
+        """Where round ``number``'s fetch task for its ``host_index``-th host writes stored pages."""
+        return self._path(ROUNDS, f"r-{number:05d}-{host_index:04d}.warc.gz")
 
-    def write_round(self, number: int, level: int, rows: list[dict[str, Any]], warc: bytes | None,
-                    records: int, last_request: dict[str, float] | None = None) -> dict[str, Any]:
-        """Commit one round: its WARC first, then the JSON that makes it count."""
-        if warc:
-            storage.write_bytes(self.round_warc(number), warc)
-        entry = {"number": number, "level": level, "rows": rows, "records": records if warc else 0,
-                 "last_request": last_request or {}}
+    def write_round(self, number: int, level: int, rows: list[dict[str, Any]],
+                    warcs: list[tuple[str, int]] = (), last_request: dict[str, float] | None = None
+                    ) -> dict[str, Any]:
+        """Commit one round whose WARC files (URI, records) are already written: the JSON makes it count."""
+        names = [[uri.rsplit("/", 1)[-1], records] for uri, records in warcs if records]
+        entry = {"number": number, "level": level, "rows": rows, "warcs": names,
+                 "records": sum(n for _, n in names), "last_request": last_request or {}}
         storage.write_text(self._path(ROUNDS, f"r-{number:05d}.json"), json.dumps(entry))
         return entry
+
+    def round_warcs(self, entry: dict[str, Any]) -> list[tuple[str, int]]:
+        """A committed round's WARC files as (URI, records), in the round's host order."""
+        names = entry.get("warcs")
+        if names is None:  # a round committed with one WARC for all its hosts
+            names = [[f"r-{entry['number']:05d}.warc.gz", entry["records"]]] if entry["records"] else []
+        return [(self._path(ROUNDS, name), records) for name, records in names]
 
     def rounds(self) -> list[dict[str, Any]]:
         """Committed rounds in order; leftovers of a killed round are ignored."""
@@ -101,9 +112,6 @@ class CrawlState:
             if match:
                 found.append(json.loads(storage.read_text(uri)))
         return sorted(found, key=lambda r: r["number"])
-
-    def read_round_warc(self, number: int) -> bytes:
-        return storage.read_bytes(self.round_warc(number))
 
     # ---------------------------------------------------------------- lifecycle
     def mark_published(self, ckpt: dict[str, Any]) -> None:

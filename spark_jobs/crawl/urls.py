@@ -18,10 +18,8 @@ def normalize_url(url: str, base: str | None = None) -> str | None:
     """The canonical form of an http(s) URL, or None for anything that is not one."""
     if not url:
         return None
-    url = url.strip()
-    if base:
-        url = urljoin(base, url)
-    try:
+    try:  # urljoin and urlsplit both raise on a malformed host such as "http://["
+        url = urljoin(base, url.strip()) if base else url.strip()
         parts = urlsplit(url)
         port = parts.port
     except ValueError:

@@ -2,19 +2,21 @@
 
 Files rotate every ``max_records`` records: ``part-00000.warc.gz``, ``part-00001…``, so
 the extract stage gets one task per file. Because every record is its own gzip member,
-records encoded elsewhere (a crawl round, :func:`encode_responses`) are appended to a
-file byte for byte (:meth:`WarcSink.write_encoded`). The body is stored decoded (requests undoes
-Content-Encoding), so Content-Encoding/Transfer-Encoding are dropped from the stored
-headers and Content-Length is set to the stored length: a WARC reader then sees a
-consistent record.
+records encoded elsewhere (a crawl round's files, :mod:`spark_jobs.crawl.store`) are
+appended to a file byte for byte, streamed (:meth:`WarcSink.append`). The body is stored
+decoded (requests undoes Content-Encoding), so Content-Encoding/Transfer-Encoding are
+dropped from the stored headers and Content-Length is set to the stored length: a WARC
+reader then sees a consistent record.
 """
 from __future__ import annotations
 
 import os
+import shutil
 from io import BytesIO
-from typing import Any
+from typing import Any, BinaryIO
 
 WARC_PATTERN = "part-{:05d}.warc.gz"
+COPY_CHUNK = 1 << 20
 
 
 class WarcSink:
@@ -45,16 +47,17 @@ class WarcSink:
         """Write one stored page (a fetch result with reason 'ok')."""
         if self._writer is None or self._count >= self.max_records:
             self._open()
-        _write_response(self._writer, result)
+        write_response(self._writer, result)
         self._count += 1
 
-    def write_encoded(self, data: bytes, records: int) -> None:
-        """Append ``records`` records already encoded as gzip members (one crawl round)."""
+    def append(self, stream: BinaryIO, records: int) -> None:
+        """Append ``records`` records already encoded as gzip members (one crawl round's host),
+        copied in chunks: memory stays bounded whatever the size."""
         if not records:
             return
         if self._writer is None or self._count >= self.max_records:
             self._open()
-        self._fh.write(data)
+        shutil.copyfileobj(stream, self._fh, COPY_CHUNK)
         self._count += records
 
     def close(self) -> None:
@@ -64,18 +67,8 @@ class WarcSink:
             self._writer = None
 
 
-def encode_responses(results: list[dict[str, Any]]) -> bytes:
-    """Stored pages as concatenated gzip-member WARC records, without a warcinfo header."""
-    from warcio.warcwriter import WARCWriter
-
-    buf = BytesIO()
-    writer = WARCWriter(buf, gzip=True)
-    for result in results:
-        _write_response(writer, result)
-    return buf.getvalue()
-
-
-def _write_response(writer, result: dict[str, Any]) -> None:
+def write_response(writer, result: dict[str, Any]) -> None:
+    """One stored page (a fetch result with reason 'ok') as a response record."""
     from warcio.statusandheaders import StatusAndHeaders
 
     body = result["body"] or b""

@@ -9,7 +9,8 @@ import json
 import logging
 from typing import Any
 
-from spark_jobs.extract.decode import DecodeError, InvalidUtf8, decode_html, looks_binary
+from spark_jobs.extract.charsets import REPLACEMENT
+from spark_jobs.extract.decode import DecodeError, InvalidUtf8, decode_page, looks_binary
 from spark_jobs.extract.timelimit import PageTimeout, time_limit
 from spark_jobs.steps import Drop
 
@@ -21,10 +22,12 @@ TOO_LARGE = "too_large"
 EMPTY_DOCUMENT = "empty_document"  # no bytes, or only whitespace, before any parsing
 DECODE_ERROR = "decode_error"
 INVALID_UTF8 = "invalid_utf8"  # declared UTF-8 (or a UTF-8 BOM) but too many bytes are not
+UNSUPPORTED_CHARSET = "unsupported_charset"  # declared an encoding the standard decodes to U+FFFD only
 EXTRACTION_ERROR = "extraction_error"
 EXTRACT_TIMEOUT = "extract_timeout"
 EMPTY_AFTER_EXTRACTION = "empty_after_extraction"
 CORRUPT_RECORD = "corrupt_record"
+CHARSET_NOTE = "charset_note"  # column: "unknown_charset" when a declared label named no encoding
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 _FAST_DATES = {"extensive_search": False, "original_date": False}
@@ -80,22 +83,36 @@ class HtmlPayloadFilter:
 
 
 class DecodeHtml:
-    """HTML bytes → str with the page's real charset (see extract/decode.py)."""
+    """HTML bytes → str with the page's real charset (see extract/decode.py).
+
+    Decoding runs under the page time limit like extraction: the codecs the label table can
+    choose are linear, but the page is at most ``max_bytes`` of them and a stalled task costs a
+    whole partition. A page declaring a label outside the WHATWG table is decoded by sniffing
+    and kept with ``charset_note`` = "unknown_charset"; one declaring a ``replacement`` encoding
+    (iso-2022-kr, hz-gb-2312, ...) has no text a browser would show: ``unsupported_charset``.
+    """
 
     name = "decode_html"
 
-    def __init__(self, max_replacement_ratio: float = 0.01):
+    def __init__(self, max_replacement_ratio: float = 0.01, timeout: float = 30.0):
         self.max_replacement_ratio = max_replacement_ratio
+        self.timeout = timeout
 
     def map(self, doc: dict[str, Any]) -> dict[str, Any]:
         html = doc.get("html")
         if isinstance(html, (bytes, bytearray)):
             try:
-                doc["html"] = decode_html(bytes(html), doc.get("content_type"), self.max_replacement_ratio)
+                with time_limit(self.timeout):
+                    decoded = decode_page(bytes(html), doc.get("content_type"), self.max_replacement_ratio)
+            except PageTimeout:
+                raise Drop(EXTRACT_TIMEOUT) from None
             except InvalidUtf8:
                 raise Drop(INVALID_UTF8) from None
             except DecodeError:
                 raise Drop(DECODE_ERROR) from None
+            if decoded.encoding == REPLACEMENT:
+                raise Drop(UNSUPPORTED_CHARSET)
+            doc["html"], doc[CHARSET_NOTE] = decoded.text, decoded.note
         return doc
 
 
@@ -184,5 +201,5 @@ class IdentifyLanguage:
 
 
 def default_steps(max_bytes: int = 2 * 1024 * 1024, page_timeout: float = 30.0) -> list[object]:
-    return [WarcRecordFilter(), HtmlPayloadFilter(max_bytes=max_bytes), DecodeHtml(),
+    return [WarcRecordFilter(), HtmlPayloadFilter(max_bytes=max_bytes), DecodeHtml(timeout=page_timeout),
             ExtractMainText(timeout=page_timeout), IdentifyLanguage()]

@@ -15,7 +15,8 @@ import sys
 if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)
 
-from spark_jobs.jobs._args import base_parser, common_config, input_frame, parse, print_summary  # noqa: E402
+from spark_jobs.jobs._args import (base_parser, common_config, input_frame, input_rows, parse,  # noqa: E402
+                                   print_summary, write_rejected)
 
 
 def build_parser():
@@ -81,11 +82,12 @@ def main(argv=None, spark=None) -> dict:
     df, parents = input_frame(spark, args, "extracted")
     out = DatasetVersion(args.root, "clean", args.version)
     config = {**common_config(args), "filters": step_settings(args.filter_profile, args.filter_config)}
-    rows_in = df.count()
+    rows_in = input_rows(spark, args, df)
     result = apply_steps_df(spread(df), steps, columns((SIGNALS_KEY, "string"), (EDITS_KEY, "string")))
     with Staging(out) as staging:
         counts = write_rows(spark, result, staging)
         edits = sum_text_edits(spark, sorted(staging.files("*part-*.parquet").values()))
+        counts.update(write_rejected(spark, args, staging))  # after the edits: other columns
         pii = {kind: edits.get(f"pii_{kind}", 0) for kind in PLACEHOLDERS}
         manifest = publish_version(staging, rows_in=rows_in, counts=counts, parents=parents, config=config,
                                    schema=schema_dict(result.schema),

@@ -27,9 +27,13 @@ def build_parser():
     p.add_argument("--max-depth", type=int, default=3, help="link hops from a seed")
     p.add_argument("--delay", type=float, default=1.0, help="seconds between requests to one host "
                    "(robots.txt Crawl-delay wins if larger)")
+    p.add_argument("--max-crawl-delay", type=float, default=60.0,
+                   help="longest robots.txt Crawl-delay honoured, in seconds: a host asking for more is "
+                   "not crawled, its URLs are logged as crawl_delay_too_long")
     p.add_argument("--user-agent", default=DEFAULT_UA)
     p.add_argument("--allow-private", action="store_true",
-                   help="allow loopback/private addresses (the local demo site is on 127.0.0.1)")
+                   help="also fetch loopback/private addresses (the local demo site is on 127.0.0.1); "
+                   "link-local and cloud metadata addresses stay refused")
     p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds to connect, and most seconds between two reads of a response")
     p.add_argument("--fetch-deadline", type=float, default=60.0,
@@ -70,7 +74,7 @@ def main(argv=None, spark=None) -> dict:
         seeds=[s for s in args.seeds.split(",") if s.strip()],
         allow_domains=parse_allowed(args.allow_domains.split(",")),
         max_pages=args.max_pages, max_depth=args.max_depth, delay=args.delay,
-        checkpoint_every=args.checkpoint_every,
+        checkpoint_every=args.checkpoint_every, max_crawl_delay=args.max_crawl_delay,
         fetch=FetchConfig(user_agent=args.user_agent, timeout=args.timeout, deadline=args.fetch_deadline,
                           max_bytes=args.max_bytes, allow_private=args.allow_private, retry=retry),
     )

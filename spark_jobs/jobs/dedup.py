@@ -15,7 +15,8 @@ import sys
 if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)
 
-from spark_jobs.jobs._args import base_parser, common_config, input_frame, parse, print_summary  # noqa: E402
+from spark_jobs.jobs._args import (base_parser, common_config, input_frame, input_rows, parse,  # noqa: E402
+                                   print_summary, write_rejected)
 
 
 def build_parser():
@@ -78,7 +79,7 @@ def main(argv=None, spark=None) -> dict:
     spark = spark or get_spark("crawl2model-dedup")
     df, parents = input_frame(spark, args, "clean")
     out = DatasetVersion(args.root, "corpus", args.version)
-    rows_in = df.count()
+    rows_in = input_rows(spark, args, df)
     cols = columns((SIGNALS_KEY, "string"), (DUP_CLUSTER, "string"))
     tagged = mark_duplicates(apply_steps_df(spread(df), [ExactHash()], cols), DROP)
     extra = {}
@@ -96,6 +97,7 @@ def main(argv=None, spark=None) -> dict:
                      "signatures": SIGNATURES_DIR, "dedup_against": [dv.uri for dv in earlier],
                      "near_dedup": info}
         staging.remove("work")
+        counts.update(write_rejected(spark, args, staging))
         manifest = publish_version(staging, rows_in=rows_in, counts=counts, parents=parents,
                                    config={**common_config(args), "minhash": cfg.to_dict()},
                                    schema=schema_dict(tagged.schema), extra=extra)

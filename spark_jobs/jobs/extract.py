@@ -7,7 +7,9 @@
 
 WARC and WET files (Common Crawl layout) are read directly with ``--warc-glob``, or from
 raw/v=V (written by the crawl or ingest stage). Damaged records count as ``corrupt_record``;
-a page whose extraction runs past --page-timeout as ``extract_timeout``.
+a page whose decoding or extraction runs past --page-timeout as ``extract_timeout``. The
+manifest's ``charset_notes`` counts pages whose declared charset is not a WHATWG label
+(decoded by sniffing; the row's ``charset_note`` says so).
 """
 import os
 import sys
@@ -16,7 +18,8 @@ import sys
 if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)
 
-from spark_jobs.jobs._args import base_parser, common_config, input_frame, parse, print_summary  # noqa: E402
+from spark_jobs.jobs._args import (base_parser, common_config, input_frame, input_rows, parse,  # noqa: E402
+                                   print_summary, write_rejected)
 
 
 def build_parser():
@@ -75,26 +78,51 @@ def raw_frame(spark, root: str, versions: list[str]):
     return reduce(lambda a, b: a.unionByName(b), frames), parents
 
 
+def charset_notes(spark, files: list[str]) -> dict[str, int]:
+    """Rows per ``charset_note`` (pages whose declared charset named no encoding) in these files."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs.extract.steps import CHARSET_NOTE
+
+    if not files:
+        return {}
+    rows = (spark.read.parquet(*files).where(F.col(CHARSET_NOTE).isNotNull())
+            .groupBy(CHARSET_NOTE).count().collect())
+    return {r[CHARSET_NOTE]: int(r["count"]) for r in sorted(rows, key=lambda r: r[CHARSET_NOTE])}
+
+
 def main(argv=None, spark=None) -> dict:
     from ops.datasets import DatasetVersion
-    from spark_jobs.extract.steps import default_steps
+    from spark_jobs.extract.steps import CHARSET_NOTE, default_steps
     from spark_jobs.extract.warc_reader import SOURCE_WARC, warc_frame
     from spark_jobs.records import columns
-    from spark_jobs.runner import get_spark, run_stage
+    from spark_jobs.runner import apply_steps_df, get_spark, publish_version, schema_dict, spread, write_rows
+    from spark_jobs.staging import Staging
 
     args = parse(build_parser(), argv)
     spark = spark or get_spark("crawl2model-extract")
     if args.input_jsonl:
-        df, parents = input_frame(spark, args, "raw", extra_jsonl=("html",))
+        df, parents = input_frame(spark, args, "raw", extra_jsonl=JSONL_EXTRA)
     elif args.warc_glob:
         df, parents = warc_frame(spark, args.warc_glob, source=SOURCE_WARC), [args.warc_glob]
     else:
         df, parents = raw_frame(spark, args.root, args.input_versions or [args.input_version])
     out = DatasetVersion(args.root, "extracted", args.version)
-    manifest = run_stage(spark, df, default_steps(args.max_page_bytes, args.page_timeout), columns(), out,
-                         parents=parents, config=common_config(args))
+    rows_in = input_rows(spark, args, df)
+    result = apply_steps_df(spread(df), default_steps(args.max_page_bytes, args.page_timeout),
+                            columns((CHARSET_NOTE, "string")))
+    with Staging(out) as staging:
+        counts = write_rows(spark, result, staging)
+        notes = charset_notes(spark, sorted(staging.files("*part-*.parquet").values()))
+        counts.update(write_rejected(spark, args, staging, extra_jsonl=JSONL_EXTRA))  # after: own columns
+        manifest = publish_version(staging, rows_in=rows_in, counts=counts, parents=parents,
+                                   config=common_config(args), schema=schema_dict(result.schema),
+                                   extra={"charset_notes": notes})
     print_summary(manifest)
     return manifest
+
+
+JSONL_EXTRA = ("html",)  # a JSONL record may bring html instead of text
 
 
 if __name__ == "__main__":

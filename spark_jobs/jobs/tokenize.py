@@ -16,7 +16,8 @@ import sys
 if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)
 
-from spark_jobs.jobs._args import base_parser, common_config, input_frame, parse, print_summary  # noqa: E402
+from spark_jobs.jobs._args import (base_parser, common_config, input_frame, parse,  # noqa: E402
+                                   print_summary, write_rejected)
 
 
 def build_parser():
@@ -108,6 +109,9 @@ def _run(spark, args) -> dict:
             # was read in smaller splits (coalesce reads the cache; nothing is encoded again)
             cores = spark.sparkContext.defaultParallelism
             counts = write_rows(spark, index.coalesce(cores), staging)
+            rejected = write_rejected(spark, args, staging)  # JSONL lines that are no record
+            counts.update(rejected)
+            rows_in += sum(rejected.values())
             clock.lap("doc index")
             kept = encoded.filter(F.col(DROP).isNull())
             total = stats["tokens"]

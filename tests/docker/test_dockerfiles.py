@@ -267,7 +267,39 @@ def test_compose_runs_the_whole_stack():
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert env["C2M_DATA_ROOT"].startswith("s3://") and env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     mlflow_args = " ".join(services["mlflow"]["command"])
-    assert "postgresql+psycopg://" in mlflow_args and "--artifacts-destination=s3://" in mlflow_args
+    assert "--artifacts-destination=s3://" in mlflow_args and "--app-name=basic-auth" in mlflow_args
+    assert services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg://")
+
+
+def test_compose_keeps_credentials_out_of_command_lines():
+    """Every process's argv is readable by any user of the host (`ps`): credentials go in environment."""
+    services = compose()["services"]
+    for name, svc in services.items():
+        for key in ("command", "entrypoint"):
+            value = svc.get(key) or []
+            for arg in [value] if isinstance(value, str) else value:
+                assert not re.search(r"\$\{C2M_[A-Z_]*(PASSWORD|SECRET|KEY)", arg), (name, key, arg)
+                assert not re.search(r"://[^/\s:@]*:[^@\s]+@", arg), (name, key, arg)
+
+
+def test_compose_mlflow_requires_a_login_that_the_tasks_have(monkeypatch):
+    from mlflow.server.auth.config import read_auth_config
+
+    services = compose()["services"]
+    env = services["mlflow"]["environment"]
+    config = env["MLFLOW_AUTH_CONFIG_PATH"]
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in services["mlflow"]["volumes"]}
+    ini = (DOCKER / mounts[config]).resolve()
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(ini))
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_USERNAME", "u")
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "p")
+    auth = read_auth_config()  # what the basic-auth app reads at start
+    db_file = auth.database_uri.removeprefix("sqlite:///")
+    assert any(db_file.startswith(target + "/") for target in mounts if not target.endswith(".ini")), db_file
+    airflow = services["airflow-scheduler"]["environment"]
+    assert airflow["MLFLOW_TRACKING_USERNAME"] == env["MLFLOW_AUTH_ADMIN_USERNAME"]
+    assert airflow["MLFLOW_TRACKING_PASSWORD"] == env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    assert "MLFLOW_FLASK_SERVER_SECRET_KEY" in env
 
 
 def test_compose_takes_every_credential_from_the_environment():

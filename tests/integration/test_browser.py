@@ -242,3 +242,51 @@ def test_mlflow_ui_shows_the_pretrain_loss_chart_and_the_champion_alias(
         expect(row.get_by_title("champion", exact=True)).to_be_visible()
         _close_assistant(page)
         _shot(page, folder, "mlflow-4-registered-model")
+
+
+def _jobs_checkout() -> Path:
+    """The checkout the stack's jobs import ``spark_jobs`` from (the jobs venv's editable install;
+    launched jobs get no PYTHONPATH, so a worktree's own copy is not what they run)."""
+    import subprocess
+
+    from ops.settings import get_settings
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    code = ("import os, spark_jobs; "
+            "print(os.path.dirname(os.path.dirname(os.path.abspath(spark_jobs.__file__))))")
+    out = subprocess.run([str(get_settings().jobs_python), "-c", code], env=env, cwd="/", text=True,
+                         capture_output=True, timeout=60)
+    return Path(out.stdout.strip() or "?").resolve()
+
+
+def test_mlflow_ui_shows_the_data_card_funnel(stack, tiny_demo, artefacts_dir, page):
+    from playwright.sync_api import expect
+
+    from ops.mlflow_helpers import data_card_run, list_artifacts
+
+    require_demo(tiny_demo)
+    here = Path(__file__).resolve().parents[2]
+    if _jobs_checkout() != here:
+        pytest.skip(f"the stack's jobs run the code in {_jobs_checkout()}, not this checkout ({here}); "
+                    "its tokenize stage logs that code's data card")
+    shards = tiny_demo.outputs["tokenize"]["uri"]
+    card = data_card_run(stack.mlflow_uri, shards)
+    assert card is not None, f"no data-card run for {shards}"
+    run_id, experiment_id = card["info"]["run_id"], card["info"]["experiment_id"]
+    logged = {f["path"] for f in list_artifacts(stack.mlflow_uri, run_id, "data_card")}
+    assert "data_card/funnel.png" in logged, logged
+    folder = artefacts_dir / "browser"
+    with _shot_on_failure(page, folder, "data-card"):
+        page.goto(f"{stack.mlflow_uri}/#/experiments/{experiment_id}/runs/{run_id}")
+        expect(page.get_by_role("heading", name=card["info"]["run_name"])).to_be_visible()
+        _close_assistant(page)
+        expect(page.get_by_text("Data card of shards version")).to_be_visible()  # the run's description
+        page.get_by_role("tab", name="Artifacts").click()
+        page.get_by_text("data_card", exact=True).first.click()
+        page.get_by_text("funnel.png", exact=True).first.click()
+        expect(page.get_by_text("data_card/funnel.png")).to_be_visible()
+        image = page.locator("img").first
+        expect(image).to_be_visible()
+        # The PNG decoded in the browser: the funnel is drawn 8 inches or more wide at 100 dpi.
+        page.wait_for_function("img => img.complete && img.naturalWidth >= 600", arg=image.element_handle())
+        _shot(page, folder, "mlflow-5-data-card-funnel")

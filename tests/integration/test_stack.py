@@ -125,6 +125,22 @@ def test_tiny_demo_runs_every_dag_and_registers_models(stack, tiny_demo):
     assert pre["lift_bpb"] == pytest.approx(pre["val_bpb"] - pre["baseline_bpb"])
 
 
+def test_the_tiny_demo_never_sat_silent_and_its_summary_links_the_data_card(tiny_demo):
+    """While it waited on the DAG runs the demo printed a line at least every 20 s (task states,
+    relayed [progress] lines, heartbeats naming the running task), and ended with the data card."""
+    result = tiny_demo
+    assert result.ok, result.failure
+    times = [when for when, _ in result.printed]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    worst = max(range(len(gaps)), key=gaps.__getitem__)
+    assert gaps[worst] < 20, (f"{gaps[worst]:.1f} s of silence after: {result.printed[worst][1]!r}, "
+                              f"before: {result.printed[worst + 1][1]!r}")
+    heartbeats = [text for _, text in result.printed if " running: running " in text]
+    assert heartbeats, "no heartbeat named a running task"  # the tasks outlast the 12 s heartbeat
+    card = [text for _, text in result.printed if "\n  data card       " in text]
+    assert card and "/#/experiments/" in card[0].split("\n  data card       ", 1)[1].split("\n", 1)[0]
+
+
 def test_end_to_end_chains_the_three_dags(stack):
     from ops.demo import PROFILES, explain_failure
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,7 @@ def calls(monkeypatch):
 
 
 def test_data_stage_args_pass_through_verbatim(calls):
-    argv = ["crawl", "--version", "v1", "--seeds", "http://127.0.0.1:1/", "--help"]
+    argv = ["crawl", "--version", "v1", "--seeds", "http://127.0.0.1:1/", "--", "--help"]
     assert cli.main(argv) == 0
     assert calls == [("spark", "crawl", argv[1:])]
 
@@ -33,6 +34,38 @@ def test_training_stage_takes_a_leading_np(calls):
         ("hvd", "training.finetune", ["--epochs", "1"], 1),
         ("hvd", "training.finetune", ["--epochs", "1", "--np", "3"], None),
     ]
+
+
+@pytest.mark.parametrize("stage", cli.DATA_STAGES + cli.TRAIN_STAGES + cli.PY_STAGES)
+def test_stage_help_prints_the_jobs_usage_once_without_a_launcher(stage, monkeypatch, capsys):
+    def no_launch(*args, **kwargs):
+        raise AssertionError("--help must not launch spark-submit, horovodrun or the job")
+
+    for name in ("spark_submit", "horovodrun", "run"):
+        monkeypatch.setattr(launchers, name, no_launch)
+    args = [stage, "--np", "2", "--help"] if stage in cli.TRAIN_STAGES else [stage, "-h"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("usage:") == 1 and "[0]<stdout>" not in out and "[1]<stdout>" not in out
+    assert f"training.{stage}" in out or f"crawl2model {stage}" in out  # the job's own parser
+    assert "--version" in out or "--help" in out
+
+
+def test_help_command_is_plain_python():
+    for stage in cli.DATA_STAGES + cli.TRAIN_STAGES + cli.PY_STAGES:
+        cmd = cli.help_command(stage, "/venv/bin/python", Path("/repo"))
+        assert cmd[0] == "/venv/bin/python" and cmd[-1] == "--help"
+        assert not any("spark-submit" in c or "horovodrun" in c for c in cmd)
+    assert cli.wants_help(["--max-steps", "3", "-h"]) and not cli.wants_help(["--", "--help"])
+
+
+@pytest.mark.timeout(120)
+def test_pretrain_help_from_the_console_answers_once():
+    done = subprocess.run([sys.executable, "-m", "ops.cli", "pretrain", "--help"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("usage: python -m training.pretrain") == 1
+    assert "<stdout>" not in done.stdout + done.stderr and "launching" not in done.stdout
 
 
 def test_bad_np_is_an_error():

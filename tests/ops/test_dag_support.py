@@ -297,14 +297,14 @@ def test_finetune_and_hpo_flags():
     assert args[-4:] == ["--run-name", "x", "--lr", "0.01"]  # the user's extra flags come last and win
     hp = {**p, "n_trials": 4, "sampler": "tpe", "pruner": "median", "lr_min": 1e-5, "lr_max": 1e-3,
           "extra_args": []}
-    setup = ds.hpo_args(hp, "pos-r1", "sqlite:////s/optuna/pos-r1.db", "hpo@r1", "/r.json", trials=0)
+    setup = ds.hpo_args(hp, "pos-r1", "hpo@r1", "/r.json", trials=0)
     flags = dict(zip(setup[::2], setup[1::2]))
-    assert flags["--trials"] == "0" and flags["--storage"] == "sqlite:////s/optuna/pos-r1.db"
+    assert flags["--trials"] == "0" and "--storage" not in setup  # the URL travels by environment only
     assert flags["--experiment"] == "hpo" and flags["--study-name"] == "pos-r1" and "--no-finalize" in setup
     assert "--parent-run-id" not in setup
-    trial = ds.hpo_args(hp, "pos-r1", "sqlite:///x", "hpo@r1", "/r.json", trials=3, parent_run_id="p1")
+    trial = ds.hpo_args(hp, "pos-r1", "hpo@r1", "/r.json", trials=3, parent_run_id="p1")
     assert trial[trial.index("--parent-run-id") + 1] == "p1" and "--no-finalize" in trial
-    final = ds.hpo_args(hp, "pos-r1", "sqlite:///x", "hpo@r1", "/r.json", trials=0, parent_run_id="p1",
+    final = ds.hpo_args(hp, "pos-r1", "hpo@r1", "/r.json", trials=0, parent_run_id="p1",
                         finalize=True)
     assert "--no-finalize" not in final
 
@@ -465,3 +465,18 @@ def ds_settings():
     from ops.settings import get_settings
 
     return get_settings()
+
+
+def test_the_optuna_url_goes_to_the_job_environment_only(tmp_path, monkeypatch):
+    from ops.settings import Settings
+
+    monkeypatch.delenv("C2M_OPTUNA_STORAGE", raising=False)
+    env = ds.optuna_env(Settings(stack_dir=tmp_path), "s/1")
+    assert env == {"C2M_OPTUNA_STORAGE": f"sqlite:///{tmp_path}/optuna/s_1.db"}
+    assert (tmp_path / "optuna").is_dir()  # SQLite needs the folder
+    monkeypatch.setenv("C2M_OPTUNA_STORAGE", "postgresql://optuna:pw-123@db/optuna")
+    assert ds.optuna_env(Settings(stack_dir=tmp_path), "s") == {
+        "C2M_OPTUNA_STORAGE": "postgresql://optuna:pw-123@db/optuna"}
+    p = {"base_model": "m", "task": "pos", "epochs": 1, "sampler": "tpe", "pruner": "median",
+         "lr_min": 1e-5, "lr_max": 1e-3}
+    assert not [a for a in ds.hpo_args(p, "s", "hpo@r", "/r.json", 2) if "pw-123" in a or "sqlite" in a]

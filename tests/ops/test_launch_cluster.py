@@ -83,8 +83,17 @@ def config_from_values(values: dict) -> ClusterConfig:
         network_interfaces=t["networkInterfaces"], node_selector=t["nodeSelector"],
         tolerations=tuple(t["tolerations"]), worker_resources=t["workerResources"],
         launcher_resources=t["launcherResources"], env=t["env"], shm_size=t["shmSize"],
-        ttl_seconds_after_finished=t["ttlSecondsAfterFinished"],
+        ttl_seconds_after_finished=t["ttlSecondsAfterFinished"], secret_env=_mlflow_auth_env(values),
     )
+
+
+def _mlflow_auth_env(values: dict) -> dict[str, str]:
+    """The MLflow client credentials the chart gives training pods, as secret_env entries."""
+    auth = (values.get("mlflow") or {}).get("auth") or {}
+    if not auth.get("enabled"):
+        return {}
+    return {"MLFLOW_TRACKING_USERNAME": f"{auth['secretName']}:{auth['usernameKey']}",
+            "MLFLOW_TRACKING_PASSWORD": f"{auth['secretName']}:{auth['passwordKey']}"}
 
 
 def strip_labels(job: dict) -> dict:

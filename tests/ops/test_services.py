@@ -180,3 +180,51 @@ def test_a_crashed_component_is_found_and_what_it_left_behind_is_stopped_by_down
     assert services._proc_start_time(worker) is None, "down() must stop what the crash left behind"
     assert any(str(worker) in line for line in said)
     assert not services.leftovers_file(stack).exists()
+
+
+@pytest.mark.parametrize("host, login, refused", [
+    ("0.0.0.0", False, True), ("192.168.1.20", False, True), ("my-laptop.example", False, True),
+    ("::", False, True), ("0.0.0.0", True, False), ("127.0.0.1", False, False), ("127.0.0.2", False, False),
+    ("localhost", False, False), ("::1", False, False),
+])
+def test_a_non_loopback_host_needs_the_airflow_login(stack, monkeypatch, host, login, refused):
+    monkeypatch.setenv("C2M_HOST", host)
+    monkeypatch.setenv("C2M_AIRFLOW_LOGIN", "1" if login else "0")
+    s = get_settings()
+    if not refused:
+        services.check_exposure(s)
+        return
+    with pytest.raises(services.StackError, match="C2M_AIRFLOW_LOGIN=1") as err:
+        services.up(s, echo=lambda line: None)  # refused before anything is created or started
+    assert f"C2M_HOST={host}" in str(err.value) and "127.0.0.1" in str(err.value)
+    assert not s.stack_dir.exists()
+
+
+def test_the_login_setting_reaches_airflow(stack, monkeypatch):
+    monkeypatch.setenv("C2M_AIRFLOW_LOGIN", "1")
+    assert services.airflow_env(get_settings())["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"
+    monkeypatch.setenv("C2M_AIRFLOW_LOGIN", "0")
+    assert services.airflow_env(get_settings())["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "True"
+
+
+def test_the_stack_folder_is_private(stack):
+    import stat
+
+    assert stat.S_IMODE(services.ensure_stack_dir(stack).stat().st_mode) == 0o700
+    stack.stack_dir.chmod(0o755)  # a folder made by an earlier version, or by hand
+    services.ensure_stack_dir(stack)
+    assert stat.S_IMODE(stack.stack_dir.stat().st_mode) == 0o700
+
+
+def test_up_creates_the_stack_folder_private(stack, tiny_site, monkeypatch):
+    import stat
+
+    monkeypatch.setenv("C2M_SITE_ROOT", str(tiny_site))
+    monkeypatch.setattr(services, "_require_binaries", lambda s, names: None)
+    with socket.socket() as taken:  # stop up() at its port check, after the folder is made
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("C2M_SITE_PORT", str(taken.getsockname()[1]))
+        with pytest.raises(services.StackError, match="C2M_SITE_PORT"):
+            services.up(get_settings(), echo=lambda line: None)
+    assert stat.S_IMODE(get_settings().stack_dir.stat().st_mode) == 0o700

@@ -50,3 +50,26 @@ def test_s3_round_trip(s3):
 def test_s3_missing_bucket_named(s3):
     with pytest.raises(ValueError, match="no bucket"):
         storage.read_bytes("s3:///key")
+
+
+def test_local_writes_follow_the_umask_without_changing_it(tmp_path, monkeypatch):
+    """A published file gets 0666 less the umask, and the process umask is never touched:
+    os.umask is process-wide, so setting it even briefly races other threads' file creation."""
+    import stat
+
+    def no_umask(mask):
+        raise AssertionError(f"os.umask({mask:o}) called: it changes the umask of every thread")
+
+    old = os.umask(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", no_umask)
+        storage.write_text(str(tmp_path / "a" / "x.json"), "{}")
+        with storage.open_write(str(tmp_path / "a" / "y.bin")) as fh:
+            fh.write(b"y")
+        storage.upload_file(tmp_path / "a" / "y.bin", str(tmp_path / "b" / "z.bin"))
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+    for name in ("a/x.json", "a/y.bin", "b/z.bin"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640, name
+    assert not [p for p in tmp_path.rglob("*.tmp")]

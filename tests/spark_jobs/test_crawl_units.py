@@ -63,7 +63,9 @@ def test_robots_rules_and_crawl_delay():
 ])
 def test_private_addresses_are_refused(address, refused):
     assert safety.check_host(address, 80) == refused
-    assert safety.check_host(address, 80, allow_private=True) is None
+    # allow_private admits private and loopback hosts, never link-local/metadata or unspecified ones
+    always = address in ("169.254.169.254", "0.0.0.0")
+    assert safety.check_host(address, 80, allow_private=True) == (safety.PRIVATE_ADDRESS if always else None)
 
 
 def test_localhost_name_is_resolved_then_refused():

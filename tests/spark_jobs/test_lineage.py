@@ -1,12 +1,32 @@
 """The data card: the tokenize stage's MLflow run with the whole chain of manifests."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ops.datasets import DatasetVersion
 from spark_jobs import lineage
 
 mlflow = pytest.importorskip("mlflow")
+
+
+def _data_files(dv: DatasetVersion, stage: str) -> None:
+    """The files the pictures read: the corpus's ``lang`` column, the shards' document index and
+    shard files (40 and 8 uint16 tokens)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = Path(dv.uri)
+    folder.mkdir(parents=True, exist_ok=True)
+    if stage == "corpus":
+        pq.write_table(pa.table({"id": list("abcde"), "lang": ["en", "en", "en", "de", None]}),
+                       folder / "part-00000.parquet")
+    if stage == "shards":
+        pq.write_table(pa.table({"id": list("abcd"), "split": ["train"] * 3 + ["val"],
+                                 "n_tokens": [5, 12, 12, 40]}), folder / "part-00000.parquet")
+        (folder / "train-00000.bin").write_bytes(bytes(80))
+        (folder / "val-00000.bin").write_bytes(bytes(16))
 
 
 def _chain(root: str) -> dict:
@@ -23,8 +43,12 @@ def _chain(root: str) -> dict:
         extra = {}
         if stage == "shards":
             extra = {"tokenizer_sha256": "ab" * 32, "tokenizer_type": "bpe", "vocab_size": 512, "seq_len": 16,
-                     "dtype": "uint16", "splits": {"train": {"tokens": 800, "sequences": 50, "docs": 4},
-                                                   "val": {"tokens": 160, "sequences": 10, "docs": 1}}}
+                     "dtype": "uint16",
+                     "splits": {"train": {"tokens": 800, "sequences": 50, "docs": 4,
+                                          "files": ["train-00000.bin"]},
+                                "val": {"tokens": 160, "sequences": 10, "docs": 1,
+                                        "files": ["val-00000.bin"]}}}
+        _data_files(dv, stage)
         manifest = dv.write_manifest(rows_in=rows_in, rows_out=rows_out, dropped=dropped,
                                      parents=[uris[p] for p in parents], config={"seq_len": 16, "lang": ["en"]},
                                      extra=extra)
@@ -62,7 +86,52 @@ def test_data_card_run_logs_the_shards_as_training_does(tmp_path, monkeypatch):
     assert shards.digest == digest_json(manifest)[:36]  # the digest every pretrain run logs
     assert "corpus-v=7" in inputs
     files = {f.path for f in client.list_artifacts(run_id, "data_card")}
-    assert files == {"data_card/data_card.md", "data_card/lineage.json", "data_card/tokenizer.json"}
+    assert files == {"data_card/data_card.md", "data_card/lineage.json", "data_card/tokenizer.json",
+                     "data_card/funnel.png", "data_card/doc_length.png", "data_card/languages.png",
+                     "data_card/shard_tokens.png"}
+    note = run.data.tags["mlflow.note.content"]  # the run page's description
+    assert note.startswith(f"Data card of shards version 7 ({manifest['uri']}) from the corpus version")
+    assert "raw 10 → extracted 9 → clean 6 → corpus 5 → shards 5" in note
+    assert "800 train tokens" in note
+
+
+def _png_size(path) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk, after checking the signature; then decoded whole."""
+    import struct
+
+    from matplotlib import image
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", path
+    pixels = image.imread(path)  # the whole file decodes
+    assert pixels.ndim == 3 and pixels.std() > 0, f"{path} is blank"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_card_pictures_are_valid_pngs_linked_from_the_card(tmp_path):
+    from spark_jobs import card_plots
+
+    chain = lineage.lineage(_chain(str(tmp_path / "lake")))
+    out = tmp_path / "card"
+    out.mkdir()
+    figures = lineage.draw_figures(chain, str(out))
+    assert list(figures) == ["funnel.png", "doc_length.png", "languages.png", "shard_tokens.png"]
+    for name in figures:
+        width, height = _png_size(out / name)
+        assert width >= 300 and height >= 200
+    card = lineage.card_markdown(chain, figures)
+    for name, title in figures.items():
+        assert f"![{title}]({name})" in card
+    assert card_plots.tokens_per_shard(chain[0]) == {"train-00000.bin": 40, "val-00000.bin": 8}
+    assert card_plots.parquet_column(chain[1]["uri"], "lang")[0] == ["en", "en", "en", "de", None]
+    assert card_plots.parquet_column(chain[2]["uri"], "lang") == ([], "")  # no files: left out
+
+
+def test_a_chain_without_data_files_still_gets_its_funnel(tmp_path):
+    dv = DatasetVersion(str(tmp_path / "lake"), "clean", "1")
+    manifest = dv.write_manifest(rows_in=5, rows_out=3, dropped={"too_short": 2}, parents=[], config={})
+    figures = lineage.draw_figures([manifest], str(tmp_path))
+    assert list(figures) == ["funnel.png"] and _png_size(tmp_path / "funnel.png")[0] >= 300
 
 
 @pytest.mark.timeout(60)  # MLflow's own client would retry a dead server for minutes

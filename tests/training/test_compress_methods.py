@@ -72,6 +72,9 @@ def test_int8_quantisation_keeps_accuracy_and_registers_with_a_table(teacher):
     assert arts == ["comparison/comparison.csv", "comparison/comparison.json", "comparison/comparison.md"]
     version = client.get_model_version("c2m-cmp-test-quantize", "1")
     assert version.tags["c2m.compression"] == "dynamic-int8" and version.tags["c2m.gate"] == "promoted"
+    assert "Promotion decision: promoted to champion" in version.description
+    note = client.get_run(result["run_id"]).data.tags["mlflow.note.content"]
+    assert note.startswith("quantize compression of ") and "c2m-cmp-test-quantize v1" in note
     model = _load("models:/c2m-cmp-test-quantize/1")
     assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
     assert model(torch.tensor([[5, 6, 7]])).shape == (1, 2)

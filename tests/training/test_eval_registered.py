@@ -72,6 +72,8 @@ def test_sentiment_champion_scores_as_at_training_with_artefacts(env, tmp_path):
     assert run.data.metrics["test/lift_accuracy"] == pytest.approx(lift)
     assert json.loads((tmp_path / "e.json").read_text())["lift_f1"] == pytest.approx(result["lift_f1"])
     assert run.data.params["model_version"] == str(trained["model_version"])
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("Evaluation of ") and f"accuracy {result['accuracy']:.4f}" in note
     assert "tagged_version" not in result  # a subset is not the test split the gate compares on
 
 

@@ -9,10 +9,17 @@ from training import registry_gate as gate
 
 
 class FakeRegistry:
-    """The four MlflowClient calls the gate makes, in memory."""
+    """The MlflowClient calls the gate makes, in memory."""
 
     def __init__(self):
-        self.aliases, self.tags = {}, {}
+        self.aliases, self.tags, self.descriptions = {}, {}, {}
+
+    def get_model_version(self, name, version):
+        description = self.descriptions.get((name, str(version)))
+        return SimpleNamespace(name=name, version=str(version), description=description)
+
+    def update_model_version(self, name, version, description):
+        self.descriptions[(name, str(version))] = description
 
     def get_model_version_by_alias(self, name, alias):
         if (name, alias) not in self.aliases:

@@ -89,6 +89,12 @@ def test_pretrain_writes_result_registers_champion_and_logs(pretrained, mlflow_u
     assert run.data.metrics["val/baseline_bpb"] == pytest.approx(result["baseline_bpb"])
     tags = client.get_model_version("c2m-base-test", str(result["model_version"])).tags
     assert tags["c2m.gate.baseline_name"] == "xz-9" and "xz-9 baseline" in tags["c2m.gate.reason"]
+    note = run.data.tags["mlflow.note.content"]  # the run page's description
+    assert note.startswith("Pretraining (") and "shards " in note and "version t1" in note
+    assert f"val loss {result['val_loss']:.4f}" in note
+    assert f"c2m-base-test v{result['model_version']}" in note
+    version = client.get_model_version("c2m-base-test", str(result["model_version"]))
+    assert "Promotion decision: promoted to champion" in version.description
 
 
 def test_rerun_resumes_from_the_newest_good_checkpoint_bit_for_bit(
@@ -172,6 +178,9 @@ def test_finetune_from_champion(pretrained, mlflow_uri, tmp_path, monkeypatch):
     assert run.data.params["base_model_version"] == str(result["base_model_version"])
     assert run.data.metrics["test/accuracy"] == pytest.approx(result["accuracy"])
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["pang-lee-polarity-sentences"]
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("Fine-tuning for the classification task 'sentiment' from models:/c2m-base-test")
+    assert f"test accuracy {result['accuracy']:.4f}" in note and "promoted to champion" in note
     assert os.environ["MLFLOW_TRACKING_URI"] == mlflow_uri
 
 

@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from ops import storage
+from ops import progress, storage
 from training import distributed
 from training.data.shards import ShardSampler
 from training.metrics import higher_is_better
@@ -107,6 +107,7 @@ def fit(
     if dist.is_main:
         direction = "higher" if higher_is_better(key) else "lower"
         print(f"[finetune] model selection on val/{key} ({direction} is better)", flush=True)
+        progress.start("finetune", unit="steps", total=total_steps)  # [progress] every 10 s on rank 0
 
     step, t0 = 0, time.perf_counter()
     best_state, best_val, best_epoch, history, stale = None, {}, 0, [], 0
@@ -119,8 +120,10 @@ def fit(
             dist.step(optimizer, params, cfg.optim.grad_clip)
             dist.zero_grad(optimizer)
             step += 1
+            progress.update(done=step, epoch=epoch)  # a no-op on ranks other than 0
             if log:
                 log(step, **{"train/loss": loss.item()})  # rank 0's batch: indicative, no collective
+                progress.update(loss=loss.item())
         val = task.evaluate(model, "val", dist)
         history.append({"epoch": epoch, **val})
         if log:
@@ -142,6 +145,7 @@ def fit(
             on_epoch(epoch, val)
         if cfg.patience and stale >= cfg.patience:
             break
+    progress.stop()
     model.load_state_dict(best_state)
     return FitResult(
         steps=step,

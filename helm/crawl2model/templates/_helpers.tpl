@@ -25,6 +25,15 @@
 {{- end -}}
 {{- end -}}
 
+{{/* The Airflow control plane's ServiceAccount (scheduler, api-server, triggerer, ...). */}}
+{{- define "crawl2model.airflowServiceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (printf "%s-airflow" (include "crawl2model.fullname" .)) .Values.serviceAccount.airflowName -}}
+{{- else -}}
+{{- required "serviceAccount.airflowName is required when serviceAccount.create=false" .Values.serviceAccount.airflowName -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Labels: common, and selector labels for one component (call with dict "root" $ "component" "x"). */}}
 {{- define "crawl2model.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
@@ -153,4 +162,29 @@ affinity:
     secretKeyRef:
       name: {{ .Values.postgresql.auth.secretName }}
       key: {{ .Values.postgresql.auth.passwordKey }}
+{{- end -}}
+
+{{/* Redis password, for the broker URL built with $(C2M_REDIS_PASSWORD). */}}
+{{- define "crawl2model.redisPasswordEnv" -}}
+- name: C2M_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.auth.secretName }}
+      key: {{ .Values.redis.auth.passwordKey }}
+{{- end -}}
+
+{{/* MLflow client login (read by the mlflow client itself) for every container that logs runs. */}}
+{{- define "crawl2model.mlflowClientEnv" -}}
+{{- if .Values.mlflow.auth.enabled }}
+- name: MLFLOW_TRACKING_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.mlflow.auth.secretName }}
+      key: {{ .Values.mlflow.auth.usernameKey }}
+- name: MLFLOW_TRACKING_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.mlflow.auth.secretName }}
+      key: {{ .Values.mlflow.auth.passwordKey }}
+{{- end }}
 {{- end -}}

@@ -38,8 +38,9 @@
       name: {{ $v.airflow.celery.brokerSecretName }}
       key: broker-url
 {{- else }}
+{{ include "crawl2model.redisPasswordEnv" . }}
 - name: AIRFLOW__CELERY__BROKER_URL
-  value: {{ printf "redis://%s-redis:6379/0" (include "crawl2model.fullname" .) | quote }}
+  value: {{ printf "redis://:$(C2M_REDIS_PASSWORD)@%s-redis:6379/0" (include "crawl2model.fullname" .) | quote }}
 {{- end }}
 - name: AIRFLOW__CELERY__WORKER_CONCURRENCY
   value: {{ $v.airflow.workers.concurrency | quote }}
@@ -81,6 +82,7 @@
   value: {{ .Values.images.airflowWorker.jobsVenv | quote }}
 - name: SPARK_CONF_DIR
   value: /opt/c2m/spark-conf
+{{- include "crawl2model.mlflowClientEnv" . }}
 {{- end -}}
 
 {{- define "crawl2model.airflow.envFrom" -}}
@@ -105,9 +107,19 @@
     limits: {cpu: 500m, memory: 512Mi}
 {{- end -}}
 
-{{/* Pod-level settings every Airflow pod shares (uid 50000, gid 0 as in the official image). */}}
+{{/* Pod-level settings every Airflow control-plane pod shares (uid 50000, gid 0 as in the
+     official image). Task pods and Celery workers use taskPodCommon: the launcher account. */}}
 {{- define "crawl2model.airflow.podCommon" -}}
+serviceAccountName: {{ include "crawl2model.airflowServiceAccountName" . }}
+{{- include "crawl2model.airflow.podRest" . }}
+{{- end -}}
+
+{{- define "crawl2model.airflow.taskPodCommon" -}}
 serviceAccountName: {{ include "crawl2model.serviceAccountName" . }}
+{{- include "crawl2model.airflow.podRest" . }}
+{{- end -}}
+
+{{- define "crawl2model.airflow.podRest" -}}
 {{- include "crawl2model.imagePullSecrets" . }}
 securityContext:
   {{- include "crawl2model.podSecurityContext" (dict "root" . "uid" 50000 "gid" 0) | nindent 2 }}
@@ -116,7 +128,7 @@ securityContext:
 
 {{/* Spec of a KubernetesExecutor task pod (rendered into the pod-template ConfigMap). */}}
 {{- define "crawl2model.airflow.taskPodSpec" -}}
-{{ include "crawl2model.airflow.podCommon" . }}
+{{ include "crawl2model.airflow.taskPodCommon" . }}
 restartPolicy: Never
 containers:
   - name: base

@@ -19,7 +19,14 @@ spec:
       labels:
         {{- include "crawl2model.componentLabels" (dict "root" $root "component" $component) | nindent 8 }}
     spec:
+      {{- if .worker }}
+      {{- include "crawl2model.airflow.taskPodCommon" $root | nindent 6 }}
+      {{- else }}
       {{- include "crawl2model.airflow.podCommon" $root | nindent 6 }}
+      {{- end }}
+      {{- if eq .name "dag-processor" }}
+      automountServiceAccountToken: false
+      {{- end }}
       terminationGracePeriodSeconds: {{ .worker | ternary 600 60 }}
       initContainers:
         {{- include "crawl2model.airflow.waitForMigrations" $root | nindent 8 }}

@@ -22,6 +22,7 @@
   value: {{ $value | quote }}
 {{- end }}
 {{- include "crawl2model.s3Env" . }}
+{{- include "crawl2model.mlflowClientEnv" . }}
 {{- end -}}
 
 {{/* The MPIJob (kubeflow.org/v2beta1): one CPU launcher running horovodrun, N GPU workers

@@ -1,0 +1,136 @@
+"""Secrets on their way to jobs: the allow-listed job environment, masking, the 0600 env file."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from ops import launch_cluster, launchers, secret_env
+from ops.settings import Settings
+
+AIRFLOW_SECRETS = {
+    "AIRFLOW__CORE__FERNET_KEY": "fernet-" + uuid.uuid4().hex,
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql://airflow:{uuid.uuid4().hex}@db/airflow",
+    "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+    "AIRFLOW_CONN_C2M_S3": f"aws://key:{uuid.uuid4().hex}@",
+}
+
+
+def test_job_env_drops_the_airflow_task_settings_and_keeps_what_jobs_need(monkeypatch, tmp_path):
+    for name, value in AIRFLOW_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SOME_UNRELATED_TOKEN", "x" * 12)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-value")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "mlflow-pw")
+    monkeypatch.setenv("C2M_SHARD_CACHE", str(tmp_path))
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setenv("PYTHONPATH", "/airflow/venv/site")
+    env = launchers.job_env(Settings(jobs_venv=tmp_path / "venv"))
+    assert not set(AIRFLOW_SECRETS) & set(env)
+    assert not [k for k in env if k.startswith("AIRFLOW")]
+    assert "SOME_UNRELATED_TOKEN" not in env and "PYTHONPATH" not in env
+    assert env["AWS_SECRET_ACCESS_KEY"] == "aws-secret-value"  # jobs need these: by environment only
+    assert env["MLFLOW_TRACKING_PASSWORD"] == "mlflow-pw"
+    assert env["C2M_SHARD_CACHE"] == str(tmp_path) and env["OMP_NUM_THREADS"] == "3"
+    assert env["PATH"].startswith(str(tmp_path / "venv" / "bin"))
+
+
+@pytest.mark.parametrize("name, secret", [
+    ("AWS_SECRET_ACCESS_KEY", True), ("AWS_ACCESS_KEY_ID", True), ("AWS_SESSION_TOKEN", True),
+    ("AIRFLOW__CORE__FERNET_KEY", True), ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", True),
+    ("MLFLOW_TRACKING_PASSWORD", True), ("MLFLOW_TRACKING_TOKEN", True), ("HF_TOKEN", True),
+    ("C2M_OPTUNA_STORAGE", True), ("AIRFLOW_CONN_C2M_S3", True),
+    ("TOKENIZERS_PARALLELISM", False), ("AWS_REGION", False), ("MLFLOW_TRACKING_URI", False),
+    ("C2M_ALLOW_PRIVATE", False), ("PATH", False),
+])
+def test_secret_names(name, secret):
+    assert secret_env.is_secret_name(name) is secret
+
+
+def test_mask_hides_url_passwords_secret_assignments_and_known_values():
+    pw, key = uuid.uuid4().hex, uuid.uuid4().hex
+    text = (f"python -m training.hpo --storage postgresql://optuna:{pw}@db:5432/optuna "
+            f"AWS_SECRET_ACCESS_KEY={key} OMP_NUM_THREADS=1 sqlite:///f.db?uri=true&password={pw}x")
+    masked = secret_env.mask(text)
+    assert pw not in masked and key not in masked
+    assert "postgresql://optuna:***@db:5432/optuna" in masked and "OMP_NUM_THREADS=1" in masked
+    assert "password=***" in masked
+    # A value the job prints on its own is hidden when the environment names it a secret.
+    assert secret_env.mask(f"error: bad key {key}", {"AWS_SECRET_ACCESS_KEY": key}) == "error: bad key ***"
+    assert secret_env.mask(f"a {key}", {"AWS_REGION": key}) == f"a {key}"  # not a secret
+
+
+def test_split_secrets_and_the_env_file_are_private(tmp_path):
+    env = {"PATH": "/bin", "AWS_SECRET_ACCESS_KEY": "k" * 20, "MLFLOW_TRACKING_URI": "http://u:pw12@h/",
+           "C2M_OPTUNA_STORAGE": "sqlite:///x.db"}
+    plain, secrets = secret_env.split_secrets(env)
+    assert plain == {"PATH": "/bin"}
+    assert set(secrets) == {"AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_URI", "C2M_OPTUNA_STORAGE"}
+    path = secret_env.write_env_file(secrets)
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        loaded: dict[str, str] = {}
+        assert secret_env.load_env_file(path, loaded) == sorted(secrets)
+        assert loaded == secrets
+    finally:
+        secret_env.remove_env_file(path)
+    assert not path.parent.exists()
+
+
+def test_the_rank_wrapper_loads_the_file_then_runs_the_module(tmp_path):
+    secret = uuid.uuid4().hex
+    path = secret_env.write_env_file({"MLFLOW_TRACKING_PASSWORD": secret})
+    (tmp_path / "show_env.py").write_text(
+        "import os, sys\nprint(os.environ['MLFLOW_TRACKING_PASSWORD'] == sys.argv[1], "
+        "'C2M_SECRET_ENV_FILE' in os.environ, sys.argv[2:])\n")
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.getcwd()}",
+           secret_env.ENV_FILE_VAR: str(path)}
+    try:
+        out = subprocess.run([sys.executable, "-m", "ops.secret_env", "show_env", secret, "--x", "1"],
+                             env=env, capture_output=True, text=True, check=True).stdout
+    finally:
+        secret_env.remove_env_file(path)
+    assert out.strip() == "True False ['--x', '1']"
+
+
+def test_run_masks_the_command_the_output_and_the_error(capsys):
+    pw, key = uuid.uuid4().hex, uuid.uuid4().hex
+    code = "import os, sys; print('key is', os.environ['AWS_SECRET_ACCESS_KEY']); sys.exit(3)"
+    env = {**os.environ, "AWS_SECRET_ACCESS_KEY": key}
+    with pytest.raises(launchers.LaunchError) as err:
+        launchers.run([sys.executable, "-c", code, f"postgresql://u:{pw}@db/x"], env=env, what="leaky job")
+    out = capsys.readouterr().out
+    assert "key is ***" in out and "postgresql://u:***@db/x" in out
+    for text in (out, str(err.value)):
+        assert pw not in text and key not in text
+    assert err.value.returncode == 3
+
+
+def test_cluster_jobs_get_secrets_from_secrets_only():
+    cfg = launch_cluster.ClusterConfig(secret_env={"C2M_OPTUNA_STORAGE": "c2m-optuna",
+                                                   "MLFLOW_TRACKING_PASSWORD": "c2m-mlflow-auth:password"})
+    env = launch_cluster._env_list(cfg, {"C2M_OPTUNA_STORAGE": "postgresql://o:pw@db/o", "C2M_X": "1"})
+    by_name = {e["name"]: e for e in env}
+    assert by_name["C2M_OPTUNA_STORAGE"] == {
+        "name": "C2M_OPTUNA_STORAGE",
+        "valueFrom": {"secretKeyRef": {"name": "c2m-optuna", "key": "C2M_OPTUNA_STORAGE"}}}
+    assert by_name["MLFLOW_TRACKING_PASSWORD"]["valueFrom"] == {
+        "secretKeyRef": {"name": "c2m-mlflow-auth", "key": "password"}}
+    assert "pw@" not in json.dumps(env)
+    assert by_name["C2M_X"] == {"name": "C2M_X", "value": "1"}
+    with pytest.raises(launchers.LaunchError, match="secret_env"):
+        launch_cluster._env_list(launch_cluster.ClusterConfig(), {"C2M_OPTUNA_STORAGE": "pg://o:p@db/o"})
+
+
+def test_ranks_start_through_the_wrapper_only_when_there_are_secrets():
+    plain = launchers.horovodrun_command("training.pretrain", ["--x", "1"], np=2)
+    wrapped = launchers.horovodrun_command("training.pretrain", ["--x", "1"], np=2, secrets_file=True)
+    assert plain[-4:] == ["-m", "training.pretrain", "--x", "1"]
+    assert wrapped[-5:] == ["-m", "ops.secret_env", "training.pretrain", "--x", "1"]
+    assert wrapped[:-5] == plain[:-4]
