@@ -42,6 +42,7 @@ def main():
     import torch
     import torch.nn.functional as F
 
+    from ops.datasets import data_uri_of
     from training.config import fit_to_data, model_config
     from training.models import build_model
 
@@ -49,7 +50,8 @@ def main():
     torch.manual_seed(0)
     m = json.load(open(os.path.join(args.shards, "_manifest.json")))
     seq_len = m["seq_len"]
-    data = np.memmap(os.path.join(args.shards, m["splits"]["train"]["files"][0]),
+    files = data_uri_of(args.shards, m)  # the generation the manifest names
+    data = np.memmap(os.path.join(files, m["splits"]["train"]["files"][0]),
                      dtype=np.uint16 if m["dtype"] == "uint16" else np.uint32, mode="r").reshape(-1, seq_len)
     cfg = fit_to_data(model_config(args.model), seq_len - 1, m["vocab_size"])
     model = build_model(cfg)

@@ -34,6 +34,7 @@ from pathlib import Path  # noqa: E402
 from bench.common import (JOBS_PY, REPO, PeakRSS, job_env, last_json_line, ratio, require_datatrove,  # noqa: E402
                           run_measured, table, timed, work_dir, write_result)
 from bench.corpus import corpus_path, read_docs, shard_jsonl, write_jsonl  # noqa: E402
+from ops.datasets import DatasetVersion  # noqa: E402
 
 KEPT = None
 
@@ -105,7 +106,7 @@ def run_spark(jsonl: Path, root: Path, cores: int) -> dict:
            "--input-jsonl", jsonl, "--filter-profile", "paper", "--langs", "", "--min-lang-score", "0"]
     res = run_measured(cmd, env=job_env(cores))
     inner = last_json_line(res["stdout"])
-    folder = root / "clean" / "v=bench"
+    folder = Path(DatasetVersion(str(root), "clean", "bench").data_uri)  # the generation its manifest names
     decisions = {}
     for f in folder.glob("part-*.parquet"):
         decisions.update((i, KEPT) for i in pq.read_table(f, columns=["id"]).column("id").to_pylist())

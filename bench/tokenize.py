@@ -36,6 +36,7 @@ from pathlib import Path  # noqa: E402
 from bench.common import (JOBS_PY, REPO, job_env, last_json_line, ratio, run_measured, table, timed,  # noqa: E402
                           work_dir, write_result)
 from bench.corpus import changelog_path, corpus_path  # noqa: E402
+from ops.datasets import DatasetVersion  # noqa: E402
 
 CALLS = ("encode_batch", "encode_batch_fast")
 
@@ -64,8 +65,6 @@ def write_input_version(docs: list[dict], root: Path) -> Path:
     the stage reads it with ``--input-version`` exactly as the pipeline hands it dedup's output."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from ops.datasets import DatasetVersion
 
     version = DatasetVersion(str(root), "corpus", "in")
     shutil.rmtree(version.uri, ignore_errors=True)
@@ -111,8 +110,9 @@ def run_stage(tokenizer: Path, root: Path, cores: int, seq_len: int) -> dict:
     res = run_measured(cmd, env=env)
     inner = last_json_line(res["stdout"])
     folder = root / "shards" / "v=bench"
+    data = Path(DatasetVersion(str(root), "shards", "bench").data_uri)  # the generation its manifest names
     tokens = sum(pq.read_table(f, columns=["n_tokens"]).column("n_tokens").to_numpy().sum()
-                 for f in folder.glob("part-*.parquet"))
+                 for f in data.glob("part-*.parquet"))
     return {"seconds": inner["stage_s"], "startup_s": inner["startup_s"], "tokens": int(tokens),
             "peak_rss_mb": res["peak_rss_mb"], "shards": str(folder)}
 

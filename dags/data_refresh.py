@@ -12,6 +12,11 @@ Stages are grouped as **ingest** (shards, crawl, extract), **refine** (clean, de
 in the event's extra; the ``pretrain`` DAG is scheduled on it. With the Param
 ``publish=false`` (used by ``end_to_end``) it is skipped and no pretrain run starts.
 
+The Param ``source`` picks where pages come from: ``crawl`` (the default), ``warc`` (existing
+WARC/WET/ARC files named by the Param ``warc_glob``, e.g. a Common Crawl dump, copied into
+raw/ by ``ingest.warc``) or ``both``. ``ingest.source`` is a branch: the path not chosen is
+skipped, and ``extract`` reads the raw versions of whichever ran.
+
 The crawl fans out with dynamic task mapping: ``ingest.shards`` groups the seeds by host
 into at most ``crawl_shards`` shards, one mapped ``ingest.crawl`` task each, every shard
 writing a raw version of its own (``{version}-c{k}``; one shard writes ``{version}``, as
@@ -75,7 +80,19 @@ def data_refresh():
 
     @task_group
     def ingest(p: dict) -> dict:
-        """Fetch pages in parallel crawl shards and turn them into text records."""
+        """Fetch pages in parallel crawl shards and/or ingest WARC files, and turn them into text records."""
+
+        @task.branch
+        def source(plan: dict) -> list[str]:
+            """Choose the crawl, the WARC ingest or both (Param ``source``); the other path is skipped."""
+            from ops.dag_support import ingest_args
+
+            params = get_current_context()["params"]
+            chosen = params.get("source") or "crawl"
+            if chosen != "crawl":
+                ingest_args(params, plan["root"], plan["version"])  # fails here, naming the Param, if unset
+            return [tid for name, tid in (("crawl", "ingest.shards"), ("warc", "ingest.warc"))
+                    if chosen in (name, "both")]
 
         @task
         def shards(plan: dict) -> list[dict]:
@@ -95,16 +112,32 @@ def data_refresh():
             return _run_stage("crawl", plan, args, shard["version"])
 
         @task
-        def extract(plan: dict, crawled: list) -> dict:
-            """HTML to text plus language ID from every crawl shard's raw version (extracted/)."""
+        def warc(plan: dict) -> dict:
+            """Copy the readable records of the files ``warc_glob`` names into raw/ (raw/v={version},
+            or raw/v={version}-w beside a crawl); damaged records are counted as corrupt_record."""
+            from ops.dag_support import ingest_args, ingest_version
+
+            params = get_current_context()["params"]
+            version = ingest_version(plan["version"], params.get("source") or "crawl")
+            return _run_stage("ingest", plan, ingest_args(params, plan["root"], version), version)
+
+        @task(trigger_rule="none_failed_min_one_success")
+        def extract(plan: dict, crawled: list | None, ingested: dict | None) -> dict:
+            """HTML to text plus language ID from the raw versions of every crawl shard and of the
+            WARC ingest, whichever ran (extracted/)."""
             from ops.dag_support import stage_args
 
-            inputs = [c["version"] for c in crawled]  # in map-index order: shard 0 first
+            inputs = [c["version"] for c in (crawled or []) if c]  # in map-index order: shard 0 first
+            inputs += [ingested["version"]] if ingested else []
             params = get_current_context()["params"]
             return _run_stage("extract", plan,
                               stage_args("extract", params, plan["root"], plan["version"], inputs=inputs))
 
-        return extract(p, crawl.partial(plan=p).expand(shard=shards(p)))
+        chosen = source(p)
+        planned = shards(p)
+        ingested = warc(p)
+        chosen >> [planned, ingested]
+        return extract(p, crawl.partial(plan=p).expand(shard=planned), ingested)
 
     @task_group
     def refine(p: dict, upstream: dict) -> dict:

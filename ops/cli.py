@@ -1,7 +1,7 @@
 """``crawl2model``: one command for the local stack and every stage.
 
     crawl2model up [--s3] [--spark-workers N] | down | status | demo [--s3] [--profile tiny]
-    crawl2model crawl|extract|clean|dedup|tokenize  <job flags ...>      (spark-submit)
+    crawl2model crawl|ingest|extract|clean|dedup|tokenize  <job flags ...>  (spark-submit)
     crawl2model pretrain|finetune [--np N]  <job flags ...>               (horovodrun)
     crawl2model evaluate|hpo|compress  <job flags ...>                    (one python process)
 
@@ -20,7 +20,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-DATA_STAGES = ("crawl", "extract", "clean", "dedup", "tokenize")
+# ingest: existing WARC/WET/ARC files (e.g. Common Crawl), ``--warc-glob``, into raw/ like a crawl.
+DATA_STAGES = ("crawl", "ingest", "extract", "clean", "dedup", "tokenize")
 TRAIN_STAGES = ("pretrain", "finetune")
 # One process each, run by the jobs venv's python: evaluation and compression are single-process,
 # and an HPO study runs its trials one after another (more processes may share its --storage).

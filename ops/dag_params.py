@@ -28,6 +28,8 @@ MODEL_URI_PATTERN = (r"^(models:/[A-Za-z0-9][A-Za-z0-9_.-]*(@[A-Za-z0-9][A-Za-z0
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 DATA_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,62}/\S*|/\S+)$"
 STUDY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+SOURCES = ("crawl", "warc", "both")  # data_refresh: crawl the seeds, ingest WARC files, or both
+WARC_GLOB_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,62}/\S+|/\S+)$"
 
 
 def training_choice(module: str, attr: str, fallback: tuple[str, ...]) -> tuple[str, ...]:
@@ -79,6 +81,12 @@ def _launch(s: Settings) -> dict[str, dict]:
 
 def data_refresh_params(s: Settings) -> dict[str, dict]:
     return {
+        "source": _p("crawl", "Source", "Where pages come from: crawl the seeds, ingest existing "
+                     "WARC/WET/ARC files (warc: e.g. a Common Crawl dump, see WARC glob), or both.", "Source",
+                     type="string", enum=list(SOURCES)),
+        "warc_glob": _p(None, "WARC glob", "Files to ingest when Source is warc or both: a local glob "
+                        "(/data/cc/*.warc.gz) or s3://bucket/prefix/*.warc.wet.gz.", "Source",
+                        type=NULL_STR, pattern=WARC_GLOB_PATTERN),
         "seeds": _p([f"{s.site_url}/"], "Seed URLs", "Start URLs. The default is the local demo site.",
                     "Crawl", type="array", minItems=1, maxItems=1000,
                     items={"type": "string", "pattern": r"^https?://\S+$"}),

@@ -24,9 +24,10 @@ from ops import storage
 from ops.datasets import DatasetVersion, check_version
 from ops.settings import Settings
 
-# CLI stage -> the dataset stage folder it writes (ARCHITECTURE.md §1).
+# CLI stage -> the dataset stage folder it writes.
 OUTPUT_STAGE = {
-    "crawl": "raw", "extract": "extracted", "clean": "clean", "dedup": "corpus", "tokenize": "shards",
+    "crawl": "raw", "ingest": "raw", "extract": "extracted", "clean": "clean", "dedup": "corpus",
+    "tokenize": "shards",
 }
 DATA_STAGES = tuple(OUTPUT_STAGE)
 # Keys of the corpus Asset event extra, read by the pretrain DAG.
@@ -160,6 +161,29 @@ def shard_version(version: str, index: int) -> str:
         digest = hashlib.sha1(version.encode()).hexdigest()[:8]
         version = f"{version[:64 - len(suffix) - 9].rstrip('._-')}-{digest}"
     return check_version(version + suffix)
+
+
+def ingest_version(version: str, source: str) -> str:
+    """Raw version the WARC ingest writes: the run's ``version`` when it is the only source,
+    ``{version}-w`` beside a crawl (``source`` both), shortened like a shard version."""
+    import hashlib
+
+    if source != "both":
+        return version
+    suffix = "-w"
+    if len(version) + len(suffix) > 64:
+        digest = hashlib.sha1(version.encode()).hexdigest()[:8]
+        version = f"{version[:64 - len(suffix) - 9].rstrip('._-')}-{digest}"
+    return check_version(version + suffix)
+
+
+def ingest_args(params: dict[str, Any], root: str, version: str) -> list[str]:
+    """Flags for spark_jobs/jobs/ingest.py: the Param ``warc_glob`` into raw/v=version."""
+    glob = (params.get("warc_glob") or "").strip()
+    if not glob:
+        raise ValueError(f"source={params.get('source')!r} needs the Param warc_glob: a local glob "
+                         "(/data/cc/*.warc.gz) or s3://bucket/prefix/*.warc.gz")
+    return ["--root", root, "--version", version, "--warc-glob", glob]
 
 
 def crawl_shards(params: dict[str, Any], version: str) -> list[dict[str, Any]]:

@@ -1,14 +1,29 @@
-"""Versioned dataset folders and their manifests (ARCHITECTURE.md §3).
+"""Versioned dataset folders and their manifests: the data contract every stage writes and reads.
 
-A dataset version lives at ``{root}/{stage}/v={version}/``. Its ``_manifest.json`` is
-written last and atomically; a folder without one is an unfinished attempt that readers
-ignore and a rerun replaces. The manifest records what went in and out, so every later
-artefact (shards, models) can point back to the data and code that made it.
+A dataset version is named by ``{root}/{stage}/v={version}/`` (its URI, what parents, XCom and
+lineage record). Its files live in a *generation* below it, ``v={version}/g={generation}/``,
+one per publish, and its ``_manifest.json`` (directly under ``v={version}/``) is written last
+and atomically and names the generation it describes: the manifest is the commit point.
+Readers resolve files through it (:attr:`DatasetVersion.data_uri`,
+:meth:`DatasetVersion.data_path`, :func:`data_uri_of`), so a rerun that dies before its
+manifest exists leaves the previous version untouched, and a reader that resolved the
+previous generation keeps its files for the grace period (:func:`prune_generations`).
+
+A manifest without a ``generation`` (written before generations existed) describes the files
+directly under ``v={version}/``: generation ``""`` is the version folder itself.
+
+A version without a manifest is an unfinished attempt that readers ignore and a rerun
+replaces. The manifest records what went in and out, so every later artefact (shards,
+models) can point back to the data and code that made it.
 """
 from __future__ import annotations
 
+import calendar
 import json
+import os
 import re
+import secrets
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -23,6 +38,11 @@ REMOVED = "removed"
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 STAGES = ("raw", "extracted", "clean", "corpus", "shards")
+
+GENERATION_PREFIX = "g="
+GRACE_ENV = "C2M_GENERATION_GRACE_S"
+DEFAULT_GRACE_S = 3600  # how long a superseded generation stays for readers that resolved it
+_GENERATION_RE = re.compile(r"^(\d{8}T\d{6})(\d{3})-[0-9a-f]{8}$")
 
 
 class ManifestError(RuntimeError):
@@ -84,6 +104,18 @@ class DatasetVersion:
     def manifest_uri(self) -> str:
         return self.path(MANIFEST)
 
+    @property
+    def data_uri(self) -> str:
+        """Where the finished version's files are: the generation its manifest names."""
+        return data_uri_of(self.uri, self.read_manifest())
+
+    def data_path(self, *parts: str) -> str:
+        """A file or folder of the finished version (resolved through its manifest)."""
+        return storage.join(self.data_uri, *parts)
+
+    def generation_uri(self, generation: str) -> str:
+        return generation_uri(self.uri, generation)
+
     def is_complete(self) -> bool:
         return storage.exists(self.manifest_uri)
 
@@ -105,19 +137,25 @@ class DatasetVersion:
         config: dict[str, Any],
         schema: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
+        generation: str = "",
     ) -> dict[str, Any]:
-        """Check the accounting invariant, then publish the manifest (last, atomically)."""
+        """Check the accounting invariant, then commit ``generation`` by writing the manifest
+        that names it (last, atomically). ``files`` and ``bytes`` count that generation's data;
+        ``stats.json`` is written into the generation first, so it always matches its manifest."""
         check_accounting(rows_in, rows_out, dropped, where=self.uri)
-        files = [f for f in storage.list_files(self.uri) if f"/{REMOVED}/" not in f and not f.endswith(".json")]
+        data = self.generation_uri(generation)
+        files = [f for f in _generation_files(self.uri, generation)
+                 if f"/{REMOVED}/" not in f and not f.endswith(".json")]
         manifest = {
             "stage": self.stage,
             "version": self.version,
             "uri": self.uri,
+            "generation": generation,
             "rows_in": rows_in,
             "rows_out": rows_out,
             "dropped": dict(sorted(dropped.items())),
             "parents": parents,
-            "files": [f[len(self.uri):].lstrip("/") for f in files],
+            "files": [f[len(data):].lstrip("/") for f in files],
             "bytes": sum(_size(f) for f in files),
             "schema": schema or {},
             "code_sha": code_sha(),
@@ -126,10 +164,113 @@ class DatasetVersion:
         }
         if extra:
             manifest.update(extra)
-        storage.write_text(self.path(STATS), json.dumps(
+        storage.write_text(storage.join(data, STATS), json.dumps(
             {"rows_in": rows_in, "rows_out": rows_out, "dropped": manifest["dropped"]}, indent=2))
         storage.write_text(self.manifest_uri, json.dumps(manifest, indent=2, sort_keys=True))
         return manifest
+
+
+def new_generation() -> str:
+    """A fresh generation id: UTC time to the millisecond (so ids sort by age) and 32 random bits."""
+    now = time.time()
+    return (time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}-"
+            + secrets.token_hex(4))
+
+
+def generation_uri(version_uri: str, generation: str) -> str:
+    """The folder of one generation of a version (``""``: the version folder itself)."""
+    return storage.join(version_uri, GENERATION_PREFIX + generation) if generation else str(version_uri)
+
+
+def data_uri_of(version_uri: str, manifest: dict[str, Any]) -> str:
+    """Where the files a manifest lists are (for readers that hold the manifest already)."""
+    return generation_uri(version_uri, str(manifest.get("generation") or ""))
+
+
+def _generation_of(rel: str) -> str:
+    """The generation a file under a version folder belongs to, from its relative name."""
+    head = rel.split("/", 1)[0]
+    return head[len(GENERATION_PREFIX):] if head.startswith(GENERATION_PREFIX) and "/" in rel else ""
+
+
+def _generation_files(version_uri: str, generation: str) -> list[str]:
+    """The files of one generation (for ``""``: those directly in the version folder, not in a
+    ``g=`` folder, and not the manifest)."""
+    if generation:
+        return storage.list_files(generation_uri(version_uri, generation))
+    base = str(version_uri).rstrip("/")
+    return [f for f in storage.list_files(base)
+            if _generation_of(f[len(base):].lstrip("/")) == "" and not f.endswith("/" + MANIFEST)]
+
+
+def _generation_time(generation: str) -> float | None:
+    """When a generation was made (its id's timestamp), or None for a name this code did not make."""
+    match = _GENERATION_RE.match(generation)
+    if not match:
+        return None
+    return calendar.timegm(time.strptime(match.group(1), "%Y%m%dT%H%M%S")) + int(match.group(2)) / 1000
+
+
+def grace_seconds() -> float:
+    """How long superseded and unreferenced generations are kept (``$C2M_GENERATION_GRACE_S``)."""
+    return float(os.environ.get(GRACE_ENV, DEFAULT_GRACE_S))
+
+
+def prune_generations(dv: "DatasetVersion", grace_s: float | None = None, now: float | None = None,
+                      superseded_grace_s: float | None = None) -> list[str]:
+    """Delete the generations of ``dv`` that no reader may still need; return their names.
+
+    Never the one the manifest names. A generation older than it was superseded at the latest
+    when the manifest was written, so it goes once the manifest is ``grace_s`` old; a newer one
+    (a publish that died before its manifest, or one still uploading) goes once its own id is
+    ``grace_s`` old. Without a manifest nothing is deleted: a rerun will commit one. Names this
+    code did not make (other than the legacy ``""``) are left alone. ``superseded_grace_s``
+    (default ``grace_s``) is for the older ones alone: 0 when no manifest named them, so no
+    reader can hold them.
+    """
+    grace = grace_seconds() if grace_s is None else grace_s
+    older_grace = grace if superseded_grace_s is None else superseded_grace_s
+    now = time.time() if now is None else now
+    try:
+        manifest = json.loads(storage.read_text(dv.manifest_uri))
+    except FileNotFoundError:  # storage.MissingObject too
+        return []
+    current = str(manifest.get("generation") or "")
+    committed = calendar.timegm(time.strptime(manifest.get("created_at", "1970-01-01T00:00:00Z"),
+                                              "%Y-%m-%dT%H:%M:%SZ"))
+    base = dv.uri.rstrip("/")
+    by_generation: dict[str, list[str]] = {}
+    for uri in storage.list_files(base):
+        rel = uri[len(base):].lstrip("/")
+        if rel != MANIFEST:
+            by_generation.setdefault(_generation_of(rel), []).append(uri)
+    gone = []
+    for generation, uris in sorted(by_generation.items()):
+        made = _generation_time(generation) if generation else 0.0
+        if generation == current or made is None:
+            continue
+        if generation < current and now - committed >= older_grace or (
+                generation > current and now - made >= grace):
+            _remove_generation(base, generation, uris)
+            gone.append(generation)
+    return gone
+
+
+def _remove_generation(base: str, generation: str, uris: list[str]) -> None:
+    if storage.is_s3(base):
+        storage.remove_files(uris)
+    elif generation:
+        shutil.rmtree(generation_uri(base, generation), ignore_errors=True)
+    else:  # the legacy files directly in the version folder, then their emptied folders
+        storage.remove_files(uris)
+        for name in os.listdir(base):
+            top = os.path.join(base, name)
+            if not name.startswith(GENERATION_PREFIX) and os.path.isdir(top):
+                for folder, _, _ in sorted(os.walk(top), key=lambda item: -len(item[0])):
+                    try:
+                        os.rmdir(folder)
+                    except OSError:
+                        pass  # not empty: something else lives there
 
 
 def check_accounting(rows_in: int, rows_out: int, dropped: dict[str, int], where: str = "") -> None:
@@ -145,8 +286,6 @@ def check_accounting(rows_in: int, rows_out: int, dropped: dict[str, int], where
 def _size(uri: str) -> int:
     if storage.is_s3(uri):
         return 0  # sizes of S3 objects are not fetched one by one; the manifest lists the files
-    import os
-
     return os.path.getsize(uri)
 
 

@@ -245,6 +245,14 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _baseline_line(fin: dict) -> str:
+    """The fine-tuned model's primary metric beside its cheap baseline's on the same test split."""
+    metric = fin.get("metric") or "accuracy"
+    return (f"                  {fin.get('baseline', 'baseline')} baseline {metric} "
+            f"{_fmt(fin.get(f'baseline_{metric}'))}  lift {_fmt(fin.get(f'lift_{metric}'))}  "
+            f"({'champion' if fin.get('promoted') else 'not promoted'}: {fin.get('gate')})")
+
+
 CARD_PICTURES = ("funnel.png", "doc_length.png", "languages.png", "shard_tokens.png")
 
 
@@ -288,8 +296,12 @@ def summary(result: DemoResult, s: Settings) -> str:
         f"(vocab {tok.get('vocab_size')}, seq_len {tok.get('seq_len')}, {tok.get('uri')})",
         f"  pretrain        train loss {_fmt(pre.get('train_loss'))}  val loss {_fmt(pre.get('val_loss'))}  "
         f"steps {pre.get('steps')}  model {pre.get('model_uri')}",
+        f"                  val bits/byte {_fmt(pre.get('val_bpb'))}  "
+        f"{pre.get('baseline', 'xz')} baseline {_fmt(pre.get('baseline_bpb'))}  "
+        f"lift {_fmt(pre.get('lift_bpb'))} (lower is better)",
         f"  finetune        accuracy {_fmt(fin.get('accuracy'))}  F1 {_fmt(fin.get('f1'))}  "
         f"version {fin.get('model_version')}",
+        _baseline_line(fin),
         "  Airflow runs:",
     ]
     for dag_id, run in result.runs.items():

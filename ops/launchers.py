@@ -84,6 +84,8 @@ def job_env(settings: Settings | None = None) -> dict[str, str]:
 
         s3_server.apply_client_env(env, s)
     env["PATH"] = f"{s.jobs_venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    # The job imports crawl2model from the checkout it was launched from (its script's), installed or not.
+    env["PYTHONPATH"] = str(s.repo_root)
     return env
 
 

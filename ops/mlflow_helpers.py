@@ -71,7 +71,8 @@ def alias_version(tracking_uri: str, name: str, alias: str = "champion") -> dict
     try:
         return _get(tracking_uri, "registered-models/alias", name=name, alias=alias)["model_version"]
     except MlflowLookupError as exc:
-        if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "HTTP 404" in str(exc):
+        # MLflow answers 404 for a missing model, 400 "alias ... not found" for a model without the alias.
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "HTTP 404" in str(exc) or "not found" in str(exc):
             return None
         raise
 

@@ -127,7 +127,7 @@ def c2m_env(s: Settings) -> dict[str, str]:
 
 
 def airflow_env(s: Settings) -> dict[str, str]:
-    """Environment of every Airflow process (ARCHITECTURE.md §5)."""
+    """Environment of every Airflow process: its home, the DAGs folder, 127.0.0.1 and the ports."""
     env = _base_env(s, s.airflow_venv)
     login = s.airflow_login
     env.update(
@@ -153,7 +153,7 @@ def airflow_env(s: Settings) -> dict[str, str]:
 def _base_env(s: Settings, venv: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("VIRTUAL_ENV", None)
-    env.pop("PYTHONPATH", None)
+    env["PYTHONPATH"] = str(s.repo_root)  # this checkout's code, not whatever the shell had on the path
     if not s.s3_mode:
         env.pop("C2M_S3", None)
     env.update(c2m_env(s))

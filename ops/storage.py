@@ -17,7 +17,8 @@ so no half object is ever visible), and dataset versions are only trusted once t
 manifest exists (see :mod:`ops.datasets`).
 
 Failures surface as :class:`StorageError` with the endpoint, the bucket and what to do;
-credentials never appear in them.
+credentials never appear in them. An object key or listed name is joined onto a local folder
+only through :func:`safe_join`, which refuses keys that would land outside it.
 """
 from __future__ import annotations
 
@@ -42,6 +43,10 @@ class MissingObject(StorageError, FileNotFoundError):
     """The object or file does not exist (also a FileNotFoundError, as locally)."""
 
 
+class UnsafeKey(StorageError, ValueError):
+    """An object key or listed name would land outside the local folder it is joined onto."""
+
+
 def is_s3(uri: str) -> bool:
     """s3:// (boto3) and s3a:// (the Hadoop connector's name for the same objects)."""
     return str(uri).startswith(("s3://", "s3a://"))
@@ -58,6 +63,27 @@ def join(base: str, *parts: str) -> str:
     if is_s3(base):
         return "/".join([base.rstrip("/")] + [p.strip("/") for p in parts])
     return str(Path(base, *parts))
+
+
+def safe_join(folder: str | Path, rel: str) -> Path:
+    """``folder/rel`` for a relative name taken from an object key or a listing, checked first.
+
+    Anyone who can write the bucket chooses its keys, so a key is refused (:class:`UnsafeKey`)
+    when any ``/``-segment is empty, ``.`` or ``..``, when it is absolute or holds a NUL or a
+    backslash, and when the joined path (symlinks resolved) leaves ``folder``.
+    """
+    rel = str(rel)
+    parts = rel.split("/")
+    bad = (not rel or rel.startswith("/") or "\\" in rel or "\0" in rel
+           or any(p in ("", ".", "..") for p in parts))
+    if not bad:
+        base = Path(folder).resolve()
+        target = base.joinpath(*parts)
+        bad = not target.resolve().is_relative_to(base)
+    if bad:
+        raise UnsafeKey(f"refusing the object key or file name {rel!r}: it has an empty, '.', '..' or "
+                        f"absolute segment, or leaves {folder}; delete or rename that object")
+    return target
 
 
 def split_s3(uri: str) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""The record schema shared by every stage from extraction on (ARCHITECTURE.md §3).
+"""The record schema shared by every stage from extraction on.
 
 Columns are declared once here, so a stage names the extra columns it adds and the
 runner knows which types to write. ``fetched_at`` is an ISO-8601 UTC string: it

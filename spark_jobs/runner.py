@@ -69,7 +69,7 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None, conf: di
 # ---------------------------------------------------------------- readers
 
 def read_version(spark, dv: DatasetVersion):
-    """The kept rows of a finished version (never removed/ or logs)."""
+    """The kept rows of a finished version (its manifest's generation; never removed/ or logs)."""
     folder = local_input(dv)
     parts = [f for f in storage.list_files(folder, suffix=".parquet")  # the top level only
              if os.path.dirname(f) == folder.rstrip("/") and os.path.basename(f).startswith("part-")]
@@ -267,13 +267,14 @@ def schema_dict(schema) -> dict[str, str]:
 def publish_version(staging: Staging, *, rows_in: int, counts: dict[str, int], parents: list[str],
                     config: dict[str, Any], schema: dict[str, str] | None = None,
                     extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Check the accounting, swap the staged folder in, then write the manifest last."""
+    """Check the accounting, publish the staged files as a new generation, then commit it by
+    writing the manifest that names it (last)."""
     rows_out = counts.get(KEPT, 0)
     dropped = {k: v for k, v in counts.items() if k != KEPT and v}
     check_accounting(rows_in, rows_out, dropped, where=staging.uri)
-    staging.publish()
-    return staging.out.write_manifest(rows_in=rows_in, rows_out=rows_out, dropped=dropped, parents=parents,
-                                      config=config, schema=schema, extra=extra)
+    return staging.commit(lambda generation: staging.out.write_manifest(
+        rows_in=rows_in, rows_out=rows_out, dropped=dropped, parents=parents, config=config, schema=schema,
+        extra=extra, generation=generation))
 
 
 def write_version(spark, result, out: DatasetVersion, *, rows_in: int, parents: list[str],

@@ -1,10 +1,13 @@
-"""Assemble a dataset version privately, then publish it in one move.
+"""Assemble a dataset version privately, then publish it as a new generation.
 
-A stage writes everything (data, removed/, logs) into a staging area, then ``publish()``
-swaps it in for ``{root}/{stage}/v={version}``, so readers never see half a version and a
-rerun replaces rather than appends. The manifest is written after publishing (by
-:meth:`ops.datasets.DatasetVersion.write_manifest`), and only a version with a manifest
-counts as finished. Stages address staged files by their final relative names:
+A stage writes everything (data, removed/, logs) into a staging area. :meth:`Staging.commit`
+then puts the staged files into a fresh generation folder ``{root}/{stage}/v={V}/g={G}/``
+(:mod:`ops.datasets`), writes the manifest ``v={V}/_manifest.json`` naming ``G`` (the commit
+point: atomic locally by temp file + rename, and an S3 PUT is atomic), and only then
+drops what is no longer needed. Nothing of the previous generation is touched before the
+new manifest exists, so a failure or a kill at any step leaves the finished version whole
+and readable; readers resolve files through the manifest, so they never see half a version.
+Stages address staged files by their final relative names:
 
 - :meth:`Staging.spark_path` is where Spark writers and executors put output;
 - :meth:`Staging.join` is a driver-local path for small files the driver writes itself;
@@ -13,20 +16,32 @@ counts as finished. Stages address staged files by their final relative names:
 
 Where the staging area is depends on the root and on :func:`spark_jobs.s3io.mode`:
 
-- **local root**: the folder ``{root}/{stage}/_tmp-v={V}-{id}``, published by rename.
-- **s3:// root, ``stage`` mode**: a local temp dir (under ``$C2M_STAGING_DIR`` when set; on a
-  cluster that must be a volume every executor mounts), published by deleting the old
-  objects and uploading (:func:`ops.storage.upload_file`: multipart, retried). Inputs are
-  downloaded the same way (:func:`local_input`).
-- **s3:// root, ``s3a`` mode**: the prefix ``{root}/{stage}/_tmp-v={V}-{id}/`` in the bucket,
+- **local root**: the folder ``{root}/{stage}/_tmp-v={V}+{id}``, published by renaming it to
+  the generation folder.
+- **s3:// root, ``stage`` mode**: a local temp dir ``c2m-{stage}-_tmp-v={V}+{id}`` (under
+  ``$C2M_STAGING_DIR`` when set; on a cluster that must be a volume every executor mounts),
+  published by uploading it into the
+  generation (:func:`ops.storage.upload_file`: multipart, retried). Inputs are downloaded
+  the same way (:func:`local_input`).
+- **s3:// root, ``s3a`` mode**: the prefix ``{root}/{stage}/_tmp-v={V}+{id}/`` in the bucket,
   which Spark writes through ``s3a://``; executors that write files themselves upload them
   there. S3 has no rename, so :meth:`~Staging.move` only records the new name, and
-  ``publish()`` deletes the old version's objects, copies each staged object server-side to
-  its final name (once), uploads the driver's local files, then deletes the prefix.
+  publishing copies each staged object server-side into the generation (once) and uploads
+  the driver's local files; the prefix is deleted after the manifest is written.
   Inputs are handed to Spark as ``s3a://`` paths, never downloaded.
 
-Readers trust a version only once its manifest exists, so a publish that dies half-way is
-never read; the next run deletes and rewrites the version (and stale ``_tmp-`` folders).
+``+`` cannot occur in a version name, so ``_tmp-v={V}+`` names the staging areas of exactly
+one version. Cleaning up, at the start of a run and after each commit:
+
+- stale staging areas of the same version are deleted when a run starts (one version is
+  built by one run at a time; a publish that failed keeps its staging area until then;
+  ``stage`` mode's local ones only under ``$C2M_STAGING_DIR``);
+- generations other than the one the manifest names go once they are
+  ``$C2M_GENERATION_GRACE_S`` old (default 3600 s; :func:`ops.datasets.prune_generations`):
+  a superseded one counted from when it was superseded, so a reader that resolved it
+  before a rerun finishes its read; an uncommitted one (a publish that died) counted from
+  its creation, so a concurrent publish still uploading is not deleted under it.
+  The same rule holds for local and S3 roots.
 """
 from __future__ import annotations
 
@@ -39,10 +54,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from ops import storage
-from ops.datasets import MANIFEST, REMOVED, DatasetVersion
+from ops.datasets import (GENERATION_PREFIX, MANIFEST, REMOVED, DatasetVersion, data_uri_of, new_generation,
+                          prune_generations)
 from spark_jobs import s3io
 
 # Files Spark's committer leaves behind that are not data.
@@ -50,6 +66,13 @@ _JUNK_NAMES = ("_SUCCESS",)
 _JUNK_SUFFIXES = (".crc",)
 _JUNK_DIRS = ("_temporary",)  # a failed job's attempt folders
 COPY_THREADS = 16  # concurrent server-side copies when publishing in s3a mode
+TMP_PREFIX = "_tmp-v="
+TMP_SEP = "+"  # never in a version name (ops.datasets._VERSION_RE): one version's staging only
+
+
+def staging_prefix(version: str) -> str:
+    """The start of every staging area's name for ``version`` (and of no other version's)."""
+    return f"{TMP_PREFIX}{version}{TMP_SEP}"
 
 
 class Staging:
@@ -60,23 +83,31 @@ class Staging:
         self.remote = storage.is_s3(out.root)
         self.direct = s3io.direct(out.root)
         self._renamed: dict[str, str] = {}  # direct mode: staged object (relative) -> its final name
-        tmp_name = f"_tmp-v={out.version}-"
+        self.generation = ""  # set by publish(): the generation the staged files went to
+        self.published = False  # the manifest naming that generation is written
+        self._publishing = False
+        self._had_manifest = out.is_complete()  # if not, no reader holds any of its files
+        _prune(out)  # what earlier runs left, past the grace period
+        tmp_name = staging_prefix(out.version) + uuid.uuid4().hex[:8]
         stage_dir = storage.join(out.root, out.stage)
-        if self.direct:  # first delete what a crashed earlier attempt of this version left
-            storage.remove_files(storage.list_files(storage.join(stage_dir, tmp_name), name_prefix=True))
-            self.uri = storage.to_s3a(storage.join(stage_dir, tmp_name + uuid.uuid4().hex[:8]))
-            self.path = tempfile.mkdtemp(prefix=f"c2m-{out.stage}-v{out.version}-", dir=staging_dir())
-        elif self.remote:
-            self.path = tempfile.mkdtemp(prefix=f"c2m-{out.stage}-v{out.version}-", dir=staging_dir())
+        if self.remote:  # first delete what a crashed earlier attempt of this version left
+            local_prefix = f"c2m-{out.stage}-{staging_prefix(out.version)}"
+            if staging_dir():  # a dedicated folder; the system temp dir is the OS's to clean
+                for stale in Path(staging_dir()).glob(local_prefix + "*"):
+                    shutil.rmtree(stale, ignore_errors=True)
+            self.path = tempfile.mkdtemp(prefix=local_prefix, dir=staging_dir())
             self.uri = self.path
-        else:
+        if self.direct:
+            stale = storage.join(stage_dir, staging_prefix(out.version))
+            storage.remove_files(storage.list_files(stale, name_prefix=True))
+            self.uri = storage.to_s3a(storage.join(stage_dir, tmp_name))
+        if not self.remote:
             Path(stage_dir).mkdir(parents=True, exist_ok=True)
-            for stale in Path(stage_dir).glob(f"{tmp_name}*"):
+            for stale in Path(stage_dir).glob(staging_prefix(out.version) + "*"):
                 shutil.rmtree(stale, ignore_errors=True)  # a crashed earlier attempt of this version
-            self.path = str(Path(stage_dir, tmp_name + uuid.uuid4().hex[:8]))
+            self.path = str(Path(stage_dir, tmp_name))
             os.makedirs(self.path)
             self.uri = self.path
-        self.published = False
 
     def join(self, *parts: str) -> str:
         """A driver-local path in the staging area (uploaded at publish when the root is on S3)."""
@@ -138,8 +169,15 @@ class Staging:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if not self.published:
-            self.discard()
+        if self.published:
+            return
+        if self._publishing and not (self.remote and not self.direct):
+            local_generation = self.generation and not self.remote  # the staging folder was renamed to it
+            where = self.out.generation_uri(self.generation) if local_generation else self.uri
+            print(f"[crawl2model] publishing {self.out.uri} failed; the previous version is untouched and "
+                  f"the staged copy stays at {where} until the next run of this version", flush=True)
+            return
+        self.discard()
 
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -150,34 +188,64 @@ class Staging:
                 print(f"[crawl2model] could not delete the staging prefix {self.uri}: {err}; "
                       "the next run of this version deletes it", flush=True)
 
+    def commit(self, write_manifest: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+        """Publish the staged files as a new generation, commit it with ``write_manifest(generation)``
+        (which writes the manifest naming it), then clean up; return the manifest."""
+        self.publish()
+        manifest = write_manifest(self.generation)
+        self.published = True
+        self._finish()
+        return manifest
+
     def publish(self) -> str:
-        """Replace the version with the staged one; return its URI."""
+        """Put the staged files into a fresh generation of the version; return its URI.
+
+        Nothing reads it until a manifest names it (:meth:`commit`); the version's current
+        files are not touched."""
+        self._publishing = True
         remove_junk(self.path)
         staged = self._staged() if self.direct else {}
         if os.path.exists(self.join(MANIFEST)) or MANIFEST in staged.values():
             raise RuntimeError("staging must not contain a manifest: it is written after publishing")
+        generation = new_generation()
+        dest = self.out.generation_uri(generation)
         if self.remote:
-            storage.remove_tree(self.out.uri)
-            storage.upload_tree(self.path, self.out.uri)  # the driver's files (all of them in stage mode)
+            storage.upload_tree(self.path, dest)  # the driver's files (all of them in stage mode)
+
             def copy(item: tuple[str, str]) -> None:  # s3a mode: server-side, once per object
-                storage.copy(storage.join(self.uri, item[0]), self.out.path(item[1]))
+                storage.copy(storage.join(self.uri, item[0]), storage.join(dest, item[1]))
 
             with ThreadPoolExecutor(max_workers=COPY_THREADS) as pool:
                 list(pool.map(copy, sorted(staged.items())))
+        else:
+            os.makedirs(self.out.uri, exist_ok=True)
+            os.rename(self.path, dest)
+        self.generation = generation
+        return dest
+
+    def _finish(self) -> None:
+        """After the commit: drop the staging area and the generations past their grace period.
+        A failure here is reported, not raised: the version is already committed."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        try:
             if self.direct:
                 storage.remove_tree(self.uri)
-            shutil.rmtree(self.path, ignore_errors=True)
-        else:
-            target = Path(self.out.uri)
-            old = None
-            if target.exists():
-                old = target.with_name(f"_old-{target.name}-{uuid.uuid4().hex[:8]}")
-                os.rename(target, old)
-            os.rename(self.path, target)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        self.published = True
-        return self.out.uri
+        except storage.StorageError as err:
+            print(f"[crawl2model] {self.out.uri} is published, but deleting the staging prefix {self.uri} "
+                  f"failed: {err}; the next run of this version deletes it", flush=True)
+        _prune(self.out, superseded_grace_s=None if self._had_manifest else 0)
+
+
+def _prune(out: DatasetVersion, superseded_grace_s: float | None = None) -> None:
+    try:
+        gone = prune_generations(out, superseded_grace_s=superseded_grace_s)
+    except storage.StorageError as err:
+        print(f"[crawl2model] could not delete old generations of {out.uri}: {err}; "
+              "a later run of this version deletes them", flush=True)
+        return
+    if gone:
+        print(f"[crawl2model] {out.uri}: deleted generations no longer needed: "
+              + ", ".join(g or "(files directly in the version folder)" for g in gone), flush=True)
 
 
 def _is_junk(rel: str) -> bool:
@@ -222,30 +290,41 @@ def local_folder(dest: str) -> Iterator[str]:
 
 
 def local_input(dv: DatasetVersion) -> str:
-    """A finished version's folder for Spark to read: itself when local, its ``s3a://`` URI in
-    ``s3a`` mode, else a local copy (downloaded; ``removed/`` is skipped)."""
-    dv.read_manifest()  # raises with a hint when the version is unfinished
+    """A finished version's files for Spark to read (the generation its manifest names): that
+    folder when local, its ``s3a://`` URI in ``s3a`` mode, else a local copy (downloaded;
+    ``removed/`` is skipped)."""
+    data = data_uri_of(dv.uri, dv.read_manifest())  # raises with a hint when the version is unfinished
     if not storage.is_s3(dv.root):
-        return dv.uri
+        return data
     if s3io.direct(dv.root):
-        return storage.to_s3a(dv.uri)
-    return download_copy(dv.uri, f"c2m-in-{dv.stage}-v{dv.version}-",
-                         keep=lambda rel: not rel.startswith(f"{REMOVED}/"))[0]
+        return storage.to_s3a(data)
+    legacy = data.rstrip("/") == dv.uri.rstrip("/")  # files directly in v=V: skip the g= folders
+
+    def keep(rel: str) -> bool:
+        return not rel.startswith(f"{REMOVED}/") and not (
+            legacy and (rel == MANIFEST or rel.startswith(GENERATION_PREFIX)))
+
+    return download_copy(data, f"c2m-in-{dv.stage}-v{dv.version}-", keep=keep)[0]
 
 
 def download_copy(uri: str, prefix: str, keep=lambda rel: True) -> tuple[str, list[str]]:
     """A local copy of the files under ``uri`` whose relative path passes ``keep``, for Spark to
     read: (the folder, the files in it, sorted). It lies under :func:`staging_dir` and is removed
-    when the job's process ends (Spark reads lazily, so not before)."""
+    when the job's process ends (Spark reads lazily, so not before). Every key is checked
+    (:func:`ops.storage.safe_join`) before anything is written: one that would land outside
+    the folder stops the copy."""
+    sources = storage.list_files(uri)
     local = tempfile.mkdtemp(prefix=prefix, dir=staging_dir())
     atexit.register(shutil.rmtree, local, True)
-    files = []
-    for src in storage.list_files(uri):
-        rel = src[len(uri):].lstrip("/")
+    base = uri.rstrip("/") + "/"
+    wanted = []
+    for src in sources:
+        rel = src[len(base):] if src.startswith(base) else src
         if keep(rel):
-            storage.download_file(src, Path(local, rel))
-            files.append(str(Path(local, rel)))
-    return local, sorted(files)
+            wanted.append((src, storage.safe_join(local, rel)))
+    for src, dest in wanted:
+        storage.download_file(src, dest)
+    return local, sorted(str(dest) for _, dest in wanted)
 
 
 def staging_dir() -> str | None:

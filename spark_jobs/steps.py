@@ -1,4 +1,4 @@
-"""Steps: the plain-Python unit of every stage (STYLE.md principle 1).
+"""Steps: the plain-Python unit of every stage; a stage is a list of them.
 
 A step is any object with one of two methods:
 

@@ -162,30 +162,32 @@ def _read_table(uri: str, columns: list[str]):
     return pq.read_table(io.BytesIO(storage.read_bytes(uri)), columns=columns)
 
 
-def _part_files(version_uri: str, manifest: dict) -> list[str]:
+def _part_files(data_uri: str, manifest: dict) -> list[str]:
+    """The top-level part files a manifest lists, under its data folder (:func:`ops.datasets.data_uri_of`)."""
     from ops import storage
 
     files = manifest.get("files", ())
     names = [f for f in files if "/" not in f and f.startswith("part-") and f.endswith(".parquet")]
-    return [storage.join(version_uri, f) for f in sorted(names)]
+    return [storage.join(data_uri, f) for f in sorted(names)]
 
 
 def _corpus_val_docs(info) -> tuple[list[tuple[str, str]], str] | None:
     """(id, text) of the val documents from the shards' parent corpus, or None when unreachable."""
     from ops import storage
+    from ops.datasets import data_uri_of
 
     parent = info.manifest.get("parent") or ""
     if not parent or not storage.exists(storage.join(parent, "_manifest.json")):
         return None
     val_ids: set[str] = set()
-    for part in _part_files(info.uri, info.manifest):
+    for part in _part_files(info.data_uri, info.manifest):
         table = _read_table(part, ["id", "split"])
         val_ids.update(i for i, s in zip(table["id"].to_pylist(), table["split"].to_pylist()) if s == "val")
     if not val_ids:
         return None
     corpus_manifest = json.loads(storage.read_text(storage.join(parent, "_manifest.json")))
     docs = []
-    for part in _part_files(parent, corpus_manifest):
+    for part in _part_files(data_uri_of(parent, corpus_manifest), corpus_manifest):
         table = _read_table(part, ["id", "text"])
         rows = zip(table["id"].to_pylist(), table["text"].to_pylist())
         docs += [(i, t) for i, t in rows if i in val_ids and t]

@@ -11,6 +11,11 @@ What is measured follows the model's kind (from its ``model_config.json``):
 - language model: perplexity on a shards split (``--shards``), and BLEU of greedy
   continuations against references (``--generation FILE.jsonl`` of prompt/target).
 
+Task models are scored beside their cheap baseline (training/baselines.py: TF-IDF+LR,
+most frequent tag per word, nearest training prompt), fitted on the model's train split
+and scored on the same split: ``baseline_<metric>`` and ``lift_<metric>`` (model - baseline)
+in the metrics, ``metrics.json`` and the result.
+
 Every run also writes an error analysis: the worst-predicted examples (highest loss,
 most wrong entities, highest perplexity, lowest sentence BLEU) as JSON and CSV. All of it
 goes to one MLflow run in the ``evaluate`` experiment (metrics ``<split>/<name>``,
@@ -33,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ops import storage
+from training import baselines
 from training import metrics as M
 
 ARTIFACT_DIR = "eval"
@@ -246,6 +252,8 @@ def score(args: argparse.Namespace, bundle, out: Path) -> tuple[dict, list, obje
     task = task_for_model(bundle, max_examples=args.max_examples, data_dir=args.data)
     fn = {"classification": eval_classifier, "generation": eval_generator}.get(task.kind, eval_tagger)
     scores, rows = fn(task, model, args.split, args.batch_size, args.worst_k, out)
+    baseline = baselines.for_task(task, args.split)
+    scores.update(baselines.beside(scores, baseline, baselines.name_for(task.kind)))
     return {**scores, "metric": task.primary_metric}, rows, task
 
 
@@ -265,7 +273,10 @@ def evaluate(args: argparse.Namespace) -> dict:
         (out / "metrics.json").write_text(json.dumps(scores, indent=2, sort_keys=True))
         mlflow.set_experiment(args.experiment)
         name = args.run_name or f"eval-{args.model.removeprefix('models:/')}-{args.split}".replace("/", "-")
-        with mlflow.start_run(run_name=name, tags={"c2m.job": "evaluate", "c2m.model": args.model}) as run:
+        tags = {"c2m.job": "evaluate", "c2m.model": args.model}
+        if "baseline" in scores:
+            tags["c2m.baseline"] = scores["baseline"]
+        with mlflow.start_run(run_name=name, tags=tags) as run:
             tracking.log_config(
                 {
                     "model": args.model,

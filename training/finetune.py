@@ -12,6 +12,11 @@ registered as ``c2m-<task>``, and the promotion gate moves ``champion`` only if 
 metric beats the current champion's. Launched like pretraining (``horovodrun -np K`` or
 one process): each rank takes its slice of every global batch and evaluation counts are
 summed over ranks. Rank 0 logs to MLflow and writes the result file.
+
+The test scores sit beside the task's cheap baseline on the same split (training/baselines.py:
+``baseline_<metric>``, ``lift_<metric>``), and the gate never promotes a model below it unless
+``--promote always``. ``--compare-init random --seeds N`` measures transfer instead of training
+one model (training/tasks/transfer.py).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import sys
 import numpy as np
 import torch
 
-from training import distributed
+from training import baselines, distributed, registry_gate
 from training.config import OptimConfig
 from training.job_result import finish
 from training.metrics import classification_metrics
@@ -83,6 +88,13 @@ def build_parser(prog: str = "python -m training.finetune", description: str = "
     p.add_argument(
         "--init", default=d.init, choices=INIT, help="random = same architecture, untrained (baseline)"
     )
+    p.add_argument(
+        "--compare-init",
+        default="",
+        choices=("", *INIT),
+        help="measure transfer: also fine-tune from this start and report the per-seed lift (no registering)",
+    )
+    p.add_argument("--seeds", type=int, default=1, help="--compare-init: seeds (from --seed upwards)")
     p.add_argument("--promote", default=d.promote, choices=PROMOTE, help="how the champion alias may move")
     p.add_argument("--gate-margin", type=float, default=d.gate_margin)
     p.add_argument("--checkpoint-dir", default="",
@@ -261,14 +273,18 @@ def train(
             "task": cfg.task,
         }
         if metrics:
+            result.update(baseline_scores(task, test))
             mlflow.set_tag("c2m.selected_on", f"val/{fitted.selected_on}")
+            mlflow.set_tag("c2m.baseline", result["baseline"])
+            scored = {**test, **{k: v for k, v in result.items() if k.startswith(("baseline_", "lift_"))}}
             metrics.add(
-                fitted.steps, best_epoch=fitted.best_epoch, **{f"test/{k}": v for k, v in test.items()}
+                fitted.steps, best_epoch=fitted.best_epoch, **{f"test/{k}": v for k, v in scored.items()}
             )
             metrics.flush()
             result["run_id"] = metrics.run_id
             if register:
-                result.update(register_and_gate(cfg, task, model, bundle, test[primary]))
+                baseline = registry_gate.Baseline(result["baseline"], result[f"baseline_{primary}"])
+                result.update(register_and_gate(cfg, task, model, bundle, test[primary], baseline))
             describe_run(cfg, task, bundle, result, sizes)
             tracking.end_run()
         return result, model, task
@@ -276,6 +292,16 @@ def train(
         if metrics:
             tracking.end_run(status="KILLED" if isinstance(exc, StopTraining) else "FAILED")
         raise
+
+
+def baseline_scores(task, test: dict[str, float], split: str = "test") -> dict:
+    """The task's cheap baseline on the same split, beside the model's scores (rank 0)."""
+    scores = baselines.for_task(task, split)
+    name = baselines.name_for(task.kind)
+    out = baselines.beside(test, scores, name)
+    primary = task.primary_metric
+    print(f"[finetune] {baselines.describe(primary, test[primary], scores[primary], name)}", flush=True)
+    return out
 
 
 def describe_run(cfg: TaskConfig, task, bundle, result: dict, sizes: dict) -> None:
@@ -296,13 +322,26 @@ def describe_run(cfg: TaskConfig, task, bundle, result: dict, sizes: dict) -> No
     )
 
 
-def register_and_gate(cfg: TaskConfig, task, model, bundle, value: float) -> dict:
-    """Register the tested model, then let the gate decide whether it becomes champion."""
-    from training import registry_gate
+def register_and_gate(
+    cfg: TaskConfig, task, model, bundle, value: float, baseline: registry_gate.Baseline | None = None
+) -> dict:
+    """Register the tested model, then let the gate decide whether it becomes champion.
 
+    The gate also gets the task's baseline on the test split (computed here when the caller,
+    e.g. HPO's final model, did not bring it), so no path promotes a model below it.
+    """
+    from training.tasks.serving import example_texts
+
+    if baseline is None:
+        scores = baselines.for_task(task, "test")
+        baseline = registry_gate.Baseline(baselines.name_for(task.kind), scores[task.primary_metric])
     split_id = split_digest(task, "test")
     logged = export.log_model(
-        model, registered_config(cfg, task, bundle), bundle.tokenizer_path, registered_name=cfg.register_name
+        model,
+        registered_config(cfg, task, bundle),
+        bundle.tokenizer_path,
+        registered_name=cfg.register_name,
+        example_texts=example_texts(task),
     )
     describe_version(cfg, task, bundle, logged["model_version"])
     decision = registry_gate.gate(
@@ -314,6 +353,7 @@ def register_and_gate(cfg: TaskConfig, task, model, bundle, value: float) -> dic
         cfg.gate_margin,
         cfg.promote,
         rescore=rescorer(task),
+        baseline=baseline,
     )
     print(
         f"[finetune] {cfg.register_name} v{logged['model_version']}: "
@@ -361,7 +401,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     dist = distributed.init(num_threads=args.threads or None)
     try:
-        result, _, _ = train(build_config(args), dist)
+        if args.compare_init:
+            from training.tasks.transfer import compare
+
+            result = compare(build_config(args), dist, args.compare_init, args.seeds)
+        else:
+            result, _, _ = train(build_config(args), dist)
         return finish(dist, "finetune", result, args.result_file)
     finally:
         dist.shutdown()

@@ -6,7 +6,9 @@ beats the champion (training/registry_gate.py):
 
 - a GPT on bits per byte over the same held-out raw text, scored by each model through
   its own tokenizer (training/bpb.py), because the weekly refresh trains a new tokenizer
-  and per-token losses of different tokenizers are not comparable;
+  and per-token losses of different tokenizers are not comparable; xz's bits per byte on
+  that text (training/baselines.py) is logged beside it (``val/baseline_bpb``,
+  ``val/lift_bpb``) and named in the gate's reason and tags, without blocking;
 - a BERT (MLM/contrastive: no per-byte likelihood) on val loss, comparable only with the
   same tokenizer and val rows (:func:`val_split_id`); otherwise the gate refuses.
 
@@ -19,6 +21,7 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
+from training import baselines
 from training.config import JobConfig
 from training.data.shards import ShardInfo
 
@@ -112,11 +115,20 @@ class PretrainTracker:
             text = bpb.load_eval_text(self.info, self.cfg.train.bpb_max_bytes)
             tokenizer = _tokenizer(self.info.tokenizer_path)
             score = bpb.score_docs(model, tokenizer, text.docs, self.info.eos_id, self.cfg.model.block_size)
+            xz = compressor_baseline(text)
             self.metrics.add(
-                result["steps"], **{"val/bpb": score.bpb, "val/tokens_per_byte": score.tokens_per_byte}
+                result["steps"],
+                **{
+                    "val/bpb": score.bpb,
+                    "val/tokens_per_byte": score.tokens_per_byte,
+                    "val/baseline_bpb": xz.value,
+                    "val/lift_bpb": score.bpb - xz.value,
+                },
             )
-            t.set_run_tags(bpb_tags(text, score))
+            t.set_run_tags({**bpb_tags(text, score), "c2m.baseline": xz.name})
             result["val_bpb"] = score.bpb
+            print(f"[pretrain] {baselines.describe('bpb', score.bpb, xz.value, xz.name)} on the same text",
+                  flush=True)
         self.metrics.flush()
         version, model_uri = t.log_and_register_model(
             model,
@@ -130,7 +142,7 @@ class PretrainTracker:
         if gpt:
             decision = gate_on_bpb(
                 self.cfg.register_name, version, score.bpb, text, self.cfg.train.promote_margin,
-                self.cfg.train.promote, device=next(model.parameters()).device,
+                self.cfg.train.promote, device=next(model.parameters()).device, baseline=xz,
             )
         else:
             from training import registry_gate
@@ -157,7 +169,17 @@ class PretrainTracker:
             "model_version": version,
             "promoted": decision.promoted,
             "gate": decision.reason,
-            **({"val_bpb": score.bpb, "champion_bpb": decision.champion_value} if gpt else {}),
+            **(
+                {
+                    "val_bpb": score.bpb,
+                    "champion_bpb": decision.champion_value,
+                    "baseline": xz.name,
+                    "baseline_bpb": xz.value,
+                    "lift_bpb": score.bpb - xz.value,
+                }
+                if gpt
+                else {}
+            ),
         }
 
     def registered_config(self) -> dict:
@@ -240,8 +262,22 @@ def bpb_tags(text, score) -> dict[str, str]:
     }
 
 
+def compressor_baseline(text):
+    """xz's bits per byte on the same held-out text: recorded and named by the gate, not blocking.
+
+    A base model is a means to transfer, judged downstream by its fine-tuned tasks (whose
+    gates do block below their baselines); a small model trained for minutes can lose to
+    a compressor that reads the text itself, and blocking it would leave fine-tuning
+    without a base.
+    """
+    from training import registry_gate
+
+    return registry_gate.Baseline(baselines.XZ, baselines.compressor_bpb(text.docs), blocks=False)
+
+
 def gate_on_bpb(
-    name: str, version: int, value: float, text, margin: float, mode: str, device=None, client=None
+    name: str, version: int, value: float, text, margin: float, mode: str, device=None, client=None,
+    baseline=None,
 ):
     """Promote ``version`` only if its bpb beats the champion's on ``text`` by more than ``margin``.
 
@@ -254,4 +290,6 @@ def gate_on_bpb(
     def rescore(model_uri: str) -> float:
         return bpb.score_registered(model_uri, text, device).bpb
 
-    return registry_gate.gate(name, version, BPB_METRIC, value, text.digest, margin, mode, rescore, client)
+    return registry_gate.gate(
+        name, version, BPB_METRIC, value, text.digest, margin, mode, rescore, client, baseline=baseline
+    )

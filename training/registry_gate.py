@@ -11,15 +11,25 @@ apples with pears. The new version is promoted when it wins by more than ``margi
 the decision in words, so the registry UI shows why.
 
 Tags written on the new version: ``c2m.test.<metric>``, ``c2m.test.split``,
-``c2m.gate`` (promoted|challenger|forced|not-promoted), ``c2m.gate.reason`` and the
+``c2m.gate`` (promoted|challenger|below-baseline|forced|not-promoted), ``c2m.gate.reason`` and the
 comparison itself: ``c2m.gate.metric``, ``c2m.gate.value``, ``c2m.gate.champion_version``,
 ``c2m.gate.champion_value``, ``c2m.gate.margin`` and ``c2m.gate.split`` (the digest of
-what both numbers were measured on). The pretrain gate compares bits per byte on the
-same raw text (training/bpb.py), which stays comparable when the tokenizer changes.
+what both numbers were measured on).
+
+The gate also knows the task's cheap baseline (training/baselines.py), scored on the same
+split: a version below it is never promoted (status ``below-baseline``, alias ``challenger``)
+unless the mode is ``always``, whatever the champion scores; ``c2m.gate.baseline`` and
+``c2m.gate.baseline_name`` record it, and the reason reads e.g. "accuracy 0.5800 < TF-IDF+LR
+baseline 0.6800". A baseline with ``blocks=False`` is recorded and named in the reason but does
+not stop a promotion.
+
+The pretrain gate compares bits per byte on the same raw text (training/bpb.py), which stays
+comparable when the tokenizer changes.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -27,6 +37,7 @@ from training.metrics import higher_is_better
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+BELOW_BASELINE = "below-baseline"
 TAG_SPLIT = "c2m.test.split"
 TAG_GATE = "c2m.gate"
 TAG_REASON = "c2m.gate.reason"
@@ -46,9 +57,21 @@ class GateDecision:
     champion_version: int | None = None
     champion_value: float | None = None
     margin: float = 0.0
+    baseline_value: float | None = None
+    baseline_name: str = ""
+    below_baseline: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A cheap baseline's score on the same split; ``blocks``: a version below it is not promoted."""
+
+    name: str
+    value: float
+    blocks: bool = True
 
 
 def beats(value: float, champion_value: float, metric: str, margin: float = 0.0) -> bool:
@@ -95,8 +118,39 @@ def decide(
     split_id: str,
     margin: float = 0.0,
     rescore: Callable[[str], float] | None = None,
+    baseline: Baseline | None = None,
 ) -> GateDecision:
-    """Compare without changing any alias (the decision alone; :func:`apply` acts on it)."""
+    """Compare without changing any alias (the decision alone; :func:`apply` acts on it).
+
+    With a ``baseline`` the version must reach it first; then it must beat the champion.
+    """
+    decision = _against_champion(client, name, version, metric, value, split_id, margin, rescore)
+    if baseline is None:
+        return decision
+    from training.baselines import describe
+
+    tie = math.isclose(value, baseline.value, rel_tol=1e-9, abs_tol=1e-12)  # e.g. BLEU 100 both
+    below = not tie and not beats(value, baseline.value, metric)
+    decision.baseline_value, decision.baseline_name = float(baseline.value), baseline.name
+    line = describe(metric, value, baseline.value, baseline.name)
+    if below and baseline.blocks:
+        decision.promoted, decision.below_baseline = False, True
+        decision.reason = f"{line}: a model below its baseline is not promoted; {decision.reason}"
+    else:
+        decision.reason = f"{line}; {decision.reason}"
+    return decision
+
+
+def _against_champion(
+    client,
+    name: str,
+    version: int,
+    metric: str,
+    value: float,
+    split_id: str,
+    margin: float,
+    rescore: Callable[[str], float] | None,
+) -> GateDecision:
     champion = _champion(client, name)
     if champion is None:
         return GateDecision(True, f"no {CHAMPION} yet", metric, value, margin=margin)
@@ -147,6 +201,9 @@ def comparison_tags(decision: GateDecision, split_id: str) -> dict[str, str]:
         tags["champion_version"] = str(decision.champion_version)
     if decision.champion_value is not None:
         tags["champion_value"] = repr(float(decision.champion_value))
+    if decision.baseline_value is not None:
+        tags["baseline"] = repr(float(decision.baseline_value))
+        tags["baseline_name"] = decision.baseline_name
     return {TAG_COMPARISON + k: v for k, v in tags.items()}
 
 
@@ -160,6 +217,8 @@ def apply(
         status = "forced"
     elif promote:
         status = "promoted"
+    elif decision.below_baseline:
+        status = BELOW_BASELINE
     else:
         status = CHALLENGER if mode == "gate" else "not-promoted"
     client.set_model_version_tag(name, str(version), TAG_GATE, status)
@@ -180,6 +239,7 @@ STATUS_WORDS = {
     "forced": f"made {CHAMPION} by hand (promotion mode 'always') although the gate would not promote it",
     CHALLENGER: f"not promoted; it carries the alias {CHALLENGER}",
     "not-promoted": "not promoted (promotion mode 'never')",
+    BELOW_BASELINE: f"not promoted, below its baseline; it carries the alias {CHALLENGER}",
 }
 
 
@@ -211,6 +271,7 @@ def gate(
     mode: str = "gate",
     rescore: Callable[[str], float] | None = None,
     client=None,
+    baseline: Baseline | None = None,
 ) -> GateDecision:
     """Decide and apply in one call (the entry point jobs use)."""
     if client is None:
@@ -221,7 +282,7 @@ def gate(
         raise ValueError(f"promotion mode {mode!r}: choose gate, always or never")
     # Forced modes still compare (without re-scoring), so the tags say what the gate would have done.
     decision = decide(
-        client, name, version, metric, value, split_id, margin, rescore if mode == "gate" else None
+        client, name, version, metric, value, split_id, margin, rescore if mode == "gate" else None, baseline
     )
     if mode != "gate":
         decision.reason = f"promotion mode {mode!r}; the gate says: {decision.reason}"

@@ -11,7 +11,9 @@ Registered models use the pytorch flavour in pickle format, so
 (MLflow 3.17 only unpickles with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true``). Next to it,
 as extra files, go ``tokenizer.json``, ``model_config.json`` and a tensors-only
 ``weights.pt``: :func:`load_model_bundle` rebuilds the module from those, so our own
-jobs never unpickle code from the registry.
+jobs never unpickle code from the registry. Fine-tuned task models are text-in pyfuncs
+instead (training/tasks/serving.py) carrying the same three files as pyfunc artefacts;
+:func:`load_model_bundle` reads either layout.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from training.config import flatten
 
 CHAMPION = "champion"
 MODEL_ARTIFACT = "model"
-EXTRA_DIR = "extra_files"
+EXTRA_DIR = "extra_files"  # pytorch flavour (base models): the files ride as extra files
+ARTIFACTS_DIR = "artifacts"  # pyfunc flavour (task models, training/tasks/serving.py): pyfunc artefacts
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "model_config.json"
 WEIGHTS_FILE = "weights.pt"
@@ -230,11 +233,21 @@ class ModelBundle:
     version: int | None
 
     @property
+    def files_dir(self) -> Path:
+        return model_files_dir(self.local_dir)
+
+    @property
     def tokenizer_path(self) -> Path:
-        return self.local_dir / EXTRA_DIR / TOKENIZER_FILE
+        return self.files_dir / TOKENIZER_FILE
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return torch.load(self.local_dir / EXTRA_DIR / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        return torch.load(self.files_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+
+
+def model_files_dir(model_dir: Path) -> Path:
+    """Where a logged model keeps tokenizer, config and weights: extra files, else pyfunc artefacts."""
+    extra = Path(model_dir) / EXTRA_DIR
+    return extra if (extra / CONFIG_FILE).exists() else Path(model_dir) / ARTIFACTS_DIR
 
 
 def resolve_version(model_uri: str) -> int | None:
@@ -254,14 +267,23 @@ def load_model_bundle(model_uri: str) -> ModelBundle:
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
     except mlflow.exceptions.MlflowException as exc:
-        raise RuntimeError(
-            f"could not fetch {model_uri} from MLflow at {mlflow.get_tracking_uri()}: {exc}. "
+        hint = (
             "Run pretraining first (it registers c2m-base with alias champion), or check MLFLOW_TRACKING_URI."
+        )
+        if "@" in model_uri and "alias" in str(exc) and not model_uri.startswith("models:/c2m-base@"):
+            hint = (
+                "No version holds that alias: the gate promotes a fine-tuned model only when it beats its "
+                "baseline and the champion (see the versions' c2m.gate.reason tags); name a version "
+                "(models:/<name>/<version>) or rerun with --promote always."
+            )
+        raise RuntimeError(
+            f"could not fetch {model_uri} from MLflow at {mlflow.get_tracking_uri()}: {exc}. {hint}"
         ) from exc
-    config_path = local / EXTRA_DIR / CONFIG_FILE
+    config_path = model_files_dir(local) / CONFIG_FILE
     if not config_path.exists():
         raise RuntimeError(
-            f"{model_uri} has no {EXTRA_DIR}/{CONFIG_FILE}; it was not logged by crawl2model training"
+            f"{model_uri} has no {EXTRA_DIR}/{CONFIG_FILE} or {ARTIFACTS_DIR}/{CONFIG_FILE}; "
+            "it was not logged by crawl2model training"
         )
     return ModelBundle(
         local_dir=local, config=json.loads(config_path.read_text()), version=resolve_version(model_uri)

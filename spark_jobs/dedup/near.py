@@ -160,7 +160,7 @@ def read_signatures(spark, versions: list[Any]):
 
     files: list[str] = []
     for dv in versions:
-        folder = dv.path(SIGNATURES_DIR)
+        folder = dv.data_path(SIGNATURES_DIR)  # in the generation its manifest names
         if s3io.direct(dv.root):
             files += [storage.to_s3a(uri) for uri in storage.list_files(folder, suffix=".parquet")]
         elif storage.is_s3(dv.root):

@@ -54,8 +54,8 @@ class WarcRecordFilter:
 class HtmlPayloadFilter:
     """Only successful, HTML, text-like, not-giant payloads go on to extraction.
 
-    ``max_bytes`` is 2 MB: trafilatura took 9.6 s on one 5.4 MB page here
-    (ARCHITECTURE.md §5), and pages that large are rarely prose.
+    ``max_bytes`` is 2 MB: trafilatura took 9.6 s on one 5.4 MB page on
+    the reference machine, and pages that large are rarely prose.
     """
 
     name = "html_payload"
@@ -122,8 +122,8 @@ class ExtractMainText:
     Comments are left out (``include_comments=False``): they are rarely the page's prose.
     Date extraction is kept cheap; only the title is used from the metadata. A page that
     takes longer than ``timeout`` seconds is dropped as ``extract_timeout`` (see
-    extract/timelimit.py); 30 s is some 700 times the average page here (23 pages/s,
-    ARCHITECTURE.md §5).
+    extract/timelimit.py); 30 s is some 700 times the average page here (23 pages/s on
+    the reference machine).
     """
 
     name = "extract_main_text"

@@ -1,7 +1,7 @@
 """A wall-clock limit for one page's extraction, so a pathological page cannot stall a task.
 
-trafilatura's time grows faster than linearly on some markup (one 5.4 MB page took 9.6 s,
-ARCHITECTURE.md §5), and a Spark task that stalls on one page holds up its whole
+trafilatura's time grows faster than linearly on some markup (one 5.4 MB page took 9.6 s
+on the reference machine), and a Spark task that stalls on one page holds up its whole
 partition. :func:`time_limit` arms a one-shot ``SIGALRM`` timer that raises
 :class:`PageTimeout` in the code that is running; the extract step turns that into the
 drop reason ``extract_timeout``.

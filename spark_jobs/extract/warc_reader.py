@@ -1,11 +1,13 @@
-"""WARC/WET records → rows for the extract steps (one Spark task per file).
+"""WARC/WET/ARC records → rows for the extract steps (one Spark task per file).
 
-HTTP ``response`` records (WARC) carry HTML in ``html``; ``conversion`` records (Common
-Crawl's WET files) carry extracted text, decoded into ``text``. Damaged or truncated
-stretches become rows with ``warc_error`` set, which :class:`~spark_jobs.extract.steps.
-WarcRecordFilter` drops as ``corrupt_record`` (undecodable WET text as ``decode_error``),
-so they are counted instead of stopping the job or vanishing. Other record types
-(warcinfo, request, metadata, revisit) are not documents and make no rows.
+HTTP ``response`` records (WARC, and ARC records) and ``resource`` records carry their
+bytes in ``html`` with their content type (extract keeps HTML and drops the rest as
+``not_html``); ``conversion`` records (Common Crawl's WET files) and ``text/plain``
+resources carry text, decoded into ``text``. Damaged or truncated stretches become rows
+with ``warc_error`` set, which :class:`~spark_jobs.extract.steps.WarcRecordFilter` drops as
+``corrupt_record`` (undecodable text as ``decode_error``), so they are counted instead of
+stopping the job or vanishing. Other record types (warcinfo, request, metadata, revisit)
+are not documents and make no rows.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Any, Iterator
 
 from ops import storage
 from spark_jobs.extract.decode import DecodeError, decode_html
-from spark_jobs.extract.warc_scan import open_sized, scan_warc
+from spark_jobs.extract.warc_scan import open_warc, scan_source
 from spark_jobs.records import SOURCE_CRAWL, doc_id, sha1_hex
 
 RAW_COLUMNS = [("id", "string"), ("url", "string"), ("html", "binary"), ("html_bytes", "bigint"),
@@ -29,22 +31,27 @@ UNDECODABLE_PREFIX = "decode_error"
 
 
 def iter_warc(uri: str, read_cap: int = READ_CAP, source: str = SOURCE_CRAWL) -> Iterator[dict[str, Any]]:
-    """Document rows of one WARC/WET file, and one row per damaged stretch."""
-    fh, size = open_sized(uri)
-    with fh:
-        for item in scan_warc(fh, size, read_cap):
+    """Document rows of one WARC/WET/ARC file, and one row per damaged stretch (its ``url`` is
+    ``<file>#offset=<byte>``; in a file gzipped whole, the offset in the decompressed stream, or
+    of the damaged gzip member)."""
+    with open_warc(uri) as src:
+        for item in scan_source(src, read_cap):
             if item.kind == "corrupt":
                 where = f"{uri}#offset={item.offset}"
                 yield {"id": sha1_hex(where), "url": where, "source": source,
                        "warc_error": f"{CORRUPT_PREFIX}: {item.error}"}
-            elif item.rec_type == "response":
+            elif item.rec_type == "conversion" or (item.rec_type == "resource" and _is_text(item)):
+                yield _conversion_row(item, source)
+            elif item.rec_type in ("response", "resource"):
                 body = item.body
                 yield {"id": doc_id(item.url, body.decode("latin-1") if not item.url else None),
                        "url": item.url, "html": body, "html_bytes": len(body),
                        "content_type": item.content_type, "http_status": item.http_status,
                        "fetched_at": item.date, "source": source}
-            elif item.rec_type == "conversion":
-                yield _conversion_row(item, source)
+
+
+def _is_text(item) -> bool:
+    return (item.content_type or "").split(";", 1)[0].strip().lower() == "text/plain"
 
 
 def _conversion_row(item, source: str) -> dict[str, Any]:

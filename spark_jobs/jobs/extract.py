@@ -56,7 +56,8 @@ def raw_frame(spark, root: str, versions: list[str]):
 
     Each version keeps its own ``source`` ("warc" when the ingest stage wrote it). Of several
     versions, one that stored no page (a crawl shard whose hosts were all down or disallowed)
-    is still a parent but adds no rows; a single empty version fails as before.
+    is still a parent but adds no rows. When no version stored a page there is nothing to extract,
+    and the error says why the crawl stored none (its drop reasons).
     """
     from functools import reduce
 
@@ -69,13 +70,24 @@ def raw_frame(spark, root: str, versions: list[str]):
         raw = DatasetVersion(root, "raw", version)
         manifest = raw.read_manifest()  # raises with a hint when the version is unfinished
         parents.append(raw.uri)
-        if len(versions) > 1 and manifest.get("rows_out") == 0:
+        if manifest.get("rows_out") == 0:
             continue
         frames.append(warc_frame(spark, local_input(raw), source=manifest.get("source", "crawl")))
-    if not frames:  # every shard stored nothing: the same error as one empty version
-        first = DatasetVersion(root, "raw", versions[0])
-        frames.append(warc_frame(spark, local_input(first)))
+    if not frames:
+        raise EmptyRawVersion(versions, manifest)
     return reduce(lambda a, b: a.unionByName(b), frames), parents
+
+
+class EmptyRawVersion(ValueError):
+    """The raw input holds no page: the crawl fetched nothing it could store."""
+
+    def __init__(self, versions: list[str], manifest: dict):
+        dropped = manifest.get("dropped") or {}
+        why = ", ".join(f"{reason}: {n}" for reason, n in sorted(dropped.items())) or "no URL was tried"
+        super().__init__(
+            f"raw version(s) {', '.join(versions)} stored no page ({why}). Check the crawl's seeds and "
+            "--allow-domains; 'private_address' means the SSRF guard refused the hosts (pass "
+            "--allow-private / the allow_private Param only for sites on your own network)")
 
 
 def charset_notes(spark, files: list[str]) -> dict[str, int]:

@@ -1,13 +1,16 @@
-"""spark-submit entry: existing WARC/WET files (e.g. Common Crawl) → raw/v=V, as the crawler lays it out.
+"""spark-submit entry: existing WARC/WET/ARC files (e.g. Common Crawl) → raw/v=V, laid out like a crawl.
 
-    spark-submit spark_jobs/jobs/ingest.py --version cc-2026-11 --warc-glob '/data/cc/*.warc.gz'
+    crawl2model ingest --version cc-2026-11 --warc-glob '/data/cc/*.warc.gz'
     spark-submit spark_jobs/jobs/ingest.py --version cc-2026-11 --warc-glob 's3://bucket/cc/*.warc.wet.gz'
 
-One Spark task per input file copies every readable document record (``response``, or
-WET ``conversion``) verbatim into ``part-NNNNN.warc.gz`` (plain WARC records are gzipped
-on the way), so extract, and everything after it, runs unchanged. Damaged or truncated
-stretches are skipped and counted as ``corrupt_record`` (see
-:mod:`spark_jobs.extract.warc_scan`); the copy resumes at the next record boundary.
+One Spark task per input file copies every readable document record (``response``, also
+ARC records; ``resource``; WET ``conversion``) into ``part-NNNNN.warc.gz``: a gzip member
+verbatim, a plain record (or one from a file gzipped whole) gzipped on the way, in blocks,
+so memory does not grow with record or file size. An ``s3://`` file is downloaded to a
+temporary file once (under ``$C2M_STAGING_DIR``), not read into memory. Extract, and
+everything after it, runs unchanged. Damaged or truncated stretches are skipped and
+counted as ``corrupt_record`` (see :mod:`spark_jobs.extract.warc_scan`); the copy resumes at
+the next record boundary.
 
 Layout: ``part-*.warc.gz``; ``fetch_log/part-*.parquet``, one row per document record or
 damaged stretch (the crawler's columns; ``reason`` is ok or corrupt_record);
@@ -44,35 +47,49 @@ def build_parser():
 
 
 def copy_records(src: str, dest: str) -> list[dict]:
-    """Copy one file's document records to ``dest`` (gzip members); one row per record or damage."""
-    import gzip
+    """Copy one file's document records to ``dest`` (gzip members); one row per record or damage.
+
+    The file is read once, as a stream (an ``s3://`` object is downloaded to a temporary file
+    first, see :func:`~spark_jobs.extract.warc_scan.open_warc`); records are copied in blocks.
+    """
     from urllib.parse import urlsplit
 
-    from spark_jobs.extract.warc_scan import DOCUMENT_TYPES, open_sized, scan_warc
+    from spark_jobs.extract.warc_scan import DOCUMENT_TYPES, open_warc, scan_source
 
     rows = []
-    scan_fh, size = open_sized(src)
-    copy_fh, _ = open_sized(src)
-    gz = copy_fh.read(2) == b"\x1f\x8b"
     tmp = dest + ".tmp"
-    with scan_fh, copy_fh, open(tmp, "wb") as out:
-        for item in scan_warc(scan_fh, size, read_cap=0):
+    with open_warc(src) as source, open(source.path, "rb") as copy_fh, open(tmp, "wb") as out:
+        for item in scan_source(source, read_cap=0):
             if item.kind == "corrupt":
                 rows.append({"url": f"{src}#offset={item.offset}", "reason": CORRUPT_RECORD, "file": src})
                 continue
             if item.rec_type not in DOCUMENT_TYPES:
                 rows.append({"reason": SKIPPED, "rec_type": item.rec_type, "file": src})
                 continue
-            copy_fh.seek(item.offset)
-            raw = copy_fh.read(item.length)
-            if not gz:
-                raw = gzip.compress(raw if raw.endswith(b"\r\n\r\n") else raw + b"\r\n\r\n")
-            out.write(raw)
+            copy_range(copy_fh, item.offset, item.length, out, compress=not source.gz)
             rows.append({"url": item.url, "final_url": item.url, "status": item.http_status, "reason": OK,
                          "bytes": item.length, "fetched_at": item.date, "content_type": item.content_type,
                          "host": urlsplit(item.url or "").hostname, "rec_type": item.rec_type, "file": src})
     os.replace(tmp, dest)  # a retried task rewrites its own file whole
     return rows
+
+
+def copy_range(fh, offset: int, length: int, out, compress: bool, block: int = 1 << 20) -> None:
+    """Bytes ``offset..offset+length`` of ``fh`` to ``out`` in blocks: verbatim (a gzip member),
+    or, for a plain record, as one gzip member with the record separator added."""
+    import zlib
+
+    packer = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS) if compress else None
+    fh.seek(offset)
+    left = length
+    while left > 0:
+        data = fh.read(min(block, left))
+        if not data:
+            break
+        left -= len(data)
+        out.write(packer.compress(data) if packer else data)
+    if packer:
+        out.write(packer.compress(b"\r\n\r\n") + packer.flush())
 
 
 def main(argv=None, spark=None) -> dict:

@@ -75,12 +75,29 @@ def test_data_refresh_fans_the_crawl_out_over_mapped_shards(dagbag):
     assert isinstance(crawl, MappedOperator)
     assert crawl.upstream_task_ids == {"plan", "ingest.shards"}
     assert not isinstance(dag.get_task("ingest.extract"), MappedOperator)
-    assert dag.get_task("ingest.extract").upstream_task_ids == {"plan", "ingest.crawl"}
+    assert dag.get_task("ingest.extract").upstream_task_ids == {"plan", "ingest.crawl", "ingest.warc"}
     shards = dag.params.get_param("crawl_shards")
     assert shards.resolve(1) == 1 and shards.value == 1
     for bad in (0, 65, "two"):
         with pytest.raises(ParamValidationError):
             shards.resolve(bad)
+
+
+def test_data_refresh_branches_between_crawl_and_warc_ingest(dagbag):
+    dag = dagbag.dags["data_refresh"]
+    source = dag.get_task("ingest.source")
+    assert source.downstream_task_ids == {"ingest.shards", "ingest.warc"}
+    assert dag.get_task("ingest.extract").trigger_rule == "none_failed_min_one_success"
+    assert dag.params.get_param("source").value == "crawl"  # the demo crawls, as before
+    for good in ("warc", "both"):
+        dag.params.get_param("source").resolve(good)
+    for good in ("/data/cc/*.warc.gz", "s3://bucket/cc/CC-MAIN-*/*.warc.wet.gz", None):
+        dag.params.get_param("warc_glob").resolve(good)
+    for bad in ("relative/*.warc.gz", "http://x/a.warc.gz", ""):
+        with pytest.raises(ParamValidationError):
+            dag.params.get_param("warc_glob").resolve(bad)
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("source").resolve("ftp")
 
 
 def test_data_refresh_emits_the_corpus_asset_last(dagbag):

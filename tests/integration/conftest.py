@@ -23,7 +23,8 @@ import pytest
 
 from stack_support import UNSET, running_stack, stack_env
 
-FILE_ORDER = ("test_stack.py", "test_browser.py", "test_retry_resume.py", "test_scheduler_restart.py")
+FILE_ORDER = ("test_stack.py", "test_browser.py", "test_retry_resume.py", "test_warc_source.py",
+              "test_scheduler_restart.py")
 _HERE = Path(__file__).resolve().parent
 
 

@@ -120,6 +120,7 @@ def _version_facts(folder: Path) -> dict:
 def test_a_finished_data_task_run_again_rewrites_the_same_version(stack, tiny_demo):
     from ops import services
     from ops.airflow_api import AirflowClient
+    from ops.datasets import DatasetVersion
     from ops.demo import explain_failure
 
     require_demo(tiny_demo)
@@ -129,7 +130,8 @@ def test_a_finished_data_task_run_again_rewrites_the_same_version(stack, tiny_de
     version = client.xcom("data_refresh", run_id, "refine.dedup")["version"]
     folder = Path(stack.data_root, "corpus", f"v={version}")
     before = _version_facts(folder)
-    files_before = {p.name for p in folder.rglob("*") if p.is_file()}
+    data_before = Path(DatasetVersion.from_uri(str(folder)).data_uri)  # the generation its manifest names
+    files_before = {p.name for p in data_before.rglob("*") if p.is_file()}
 
     cleared = client.clear_tasks("data_refresh", run_id, ["refine.dedup"])
     assert [t["task_id"] for t in cleared] == ["refine.dedup"]
@@ -139,5 +141,8 @@ def test_a_finished_data_task_run_again_rewrites_the_same_version(stack, tiny_de
     assert again["try_number"] == dedup["try_number"] + 1, "the task must really have run again"
 
     assert _version_facts(folder) == before  # replaced, not appended: no second copy, no temp folders
-    files_after = {p.name for p in folder.rglob("*") if p.is_file()}
-    assert len(files_after) == len(files_before)
+    data_after = Path(DatasetVersion.from_uri(str(folder)).data_uri)
+    files_after = {p.name for p in data_after.rglob("*") if p.is_file()}
+    assert len(files_after) == len(files_before) and data_after != data_before
+    # the superseded generation stays whole for readers that resolved it, until the grace period ends
+    assert {p.name for p in data_before.rglob("*") if p.is_file()} == files_before

@@ -115,8 +115,14 @@ def test_tiny_demo_runs_every_dag_and_registers_models(stack, tiny_demo):
     base = alias_version(stack.mlflow_uri, "c2m-base", "champion")
     sentiment = alias_version(stack.mlflow_uri, "c2m-sentiment", "champion")
     assert base is not None and str(base["version"]) == str(pre["model_version"])
-    assert sentiment is not None and str(sentiment["version"]) == str(fin["model_version"])
     assert 0.0 <= fin["accuracy"] <= 1.0
+    # The gate promotes the sentiment model only when it reaches its TF-IDF+LR baseline on the test split.
+    assert fin["baseline"] == "TF-IDF+LR" and 0.0 <= fin["baseline_accuracy"] <= 1.0
+    assert fin["promoted"] == (fin["lift_accuracy"] >= 0), fin["gate"]
+    champion_is_new = sentiment is not None and str(sentiment["version"]) == str(fin["model_version"])
+    assert champion_is_new == fin["promoted"]
+    assert pre["baseline"] == "xz-9"
+    assert pre["lift_bpb"] == pytest.approx(pre["val_bpb"] - pre["baseline_bpb"])
 
 
 def test_the_tiny_demo_never_sat_silent_and_its_summary_links_the_data_card(tiny_demo):
@@ -195,7 +201,8 @@ def test_hpo_fans_trials_out_and_compress_quantizes(stack):
     assert len(child_runs(stack.mlflow_uri, exp, best["run_id"])) >= 2  # one nested run per trial
     assert best["mlflow_run_url"] in (client.get_run("hpo", run["dag_run_id"]).get("note") or "")
 
-    run = client.trigger("compress", {"method": "quantize", "max_examples": 256})
+    # The version HPO registered (it is champion only if it reached its TF-IDF+LR baseline).
+    run = client.trigger("compress", {"method": "quantize", "max_examples": 256, "model": best["model_uri"]})
     final = client.wait_for_run("compress", run["dag_run_id"], timeout=900)
     assert final["state"] == "success", explain_failure(client, stack, "compress", run["dag_run_id"])
     out = client.xcom("compress", run["dag_run_id"], "compress")

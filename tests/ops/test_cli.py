@@ -25,6 +25,15 @@ def test_data_stage_args_pass_through_verbatim(calls):
     assert calls == [("spark", "crawl", argv[1:])]
 
 
+def test_ingest_is_a_data_stage(calls, capsys):
+    argv = ["ingest", "--version", "cc", "--warc-glob", "s3://bucket/cc/*.warc.gz"]
+    assert cli.main(argv) == 0
+    assert calls == [("spark", "ingest", argv[1:])]
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "ingest" in capsys.readouterr().out
+
+
 def test_training_stage_takes_a_leading_np(calls):
     assert cli.main(["pretrain", "--np", "2", "--shards", "/d/shards/v=1", "--max-steps", "5"]) == 0
     assert cli.main(["finetune", "--np=1", "--epochs", "1"]) == 0

@@ -480,3 +480,18 @@ def test_the_optuna_url_goes_to_the_job_environment_only(tmp_path, monkeypatch):
     p = {"base_model": "m", "task": "pos", "epochs": 1, "sampler": "tpe", "pruner": "median",
          "lr_min": 1e-5, "lr_max": 1e-3}
     assert not [a for a in ds.hpo_args(p, "s", "hpo@r", "/r.json", 2) if "pw-123" in a or "sqlite" in a]
+
+
+def test_ingest_version_and_args():
+    from ops.dag_support import OUTPUT_STAGE, ingest_args, ingest_version
+
+    assert ingest_version("2026-03-01", "warc") == "2026-03-01"  # the only raw input: the run's version
+    assert ingest_version("2026-03-01", "both") == "2026-03-01-w"  # beside the crawl's
+    long = ingest_version("v" * 64, "both")
+    assert len(long) <= 64 and long.endswith("-w") and long != ingest_version("v" * 63 + "x", "both")
+    params = {"source": "warc", "warc_glob": " s3://b/cc/*.warc.gz "}
+    assert ingest_args(params, "/data", "v1") == ["--root", "/data", "--version", "v1",
+                                                  "--warc-glob", "s3://b/cc/*.warc.gz"]
+    with pytest.raises(ValueError, match="warc_glob"):
+        ingest_args({"source": "warc", "warc_glob": None}, "/data", "v1")
+    assert OUTPUT_STAGE["ingest"] == "raw"

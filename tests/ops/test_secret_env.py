@@ -33,7 +33,8 @@ def test_job_env_drops_the_airflow_task_settings_and_keeps_what_jobs_need(monkey
     env = launchers.job_env(Settings(jobs_venv=tmp_path / "venv"))
     assert not set(AIRFLOW_SECRETS) & set(env)
     assert not [k for k in env if k.startswith("AIRFLOW")]
-    assert "SOME_UNRELATED_TOKEN" not in env and "PYTHONPATH" not in env
+    assert "SOME_UNRELATED_TOKEN" not in env
+    assert env["PYTHONPATH"] == str(Settings().repo_root)  # this checkout only, not the caller's path
     assert env["AWS_SECRET_ACCESS_KEY"] == "aws-secret-value"  # jobs need these: by environment only
     assert env["MLFLOW_TRACKING_PASSWORD"] == "mlflow-pw"
     assert env["C2M_SHARD_CACHE"] == str(tmp_path) and env["OMP_NUM_THREADS"] == "3"

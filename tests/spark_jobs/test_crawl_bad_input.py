@@ -107,7 +107,7 @@ def _crawl(root, url, **kw) -> tuple[dict, list[dict]]:
     out = DatasetVersion(str(root), "raw", "bad")
     manifest = run_crawl(None, _config(url, **kw), out, CrawlState.for_version(str(root), "bad"), config={},
                          level_runner=run_inline)
-    return manifest, pq.read_table(out.path("fetch_log", "part-00000.parquet")).to_pylist()
+    return manifest, pq.read_table(out.data_path("fetch_log", "part-00000.parquet")).to_pylist()
 
 
 def _extract(warc_path: str) -> dict[str, str]:
@@ -136,7 +136,7 @@ def test_every_bad_url_ends_with_its_reason_and_nothing_is_lost(bad_crawl):
     raw = DatasetVersion(str(root), "raw", "bad")
     fates = {}
     for name in manifest["warc_files"]:
-        fates.update(_extract(raw.path(name)))
+        fates.update(_extract(raw.data_path(name)))
     final = {}
     for row in log:
         path = row["url"][len(site.url):]
@@ -161,7 +161,7 @@ def test_bad_input_crawl_is_fast_and_the_50mb_pages_were_not_read(bad_crawl):
 
 def test_a_truncated_warc_record_is_counted_not_fatal(bad_crawl, tmp_path):
     _, root, manifest, _, _ = bad_crawl
-    data = open(DatasetVersion(str(root), "raw", "bad").path(manifest["warc_files"][0]), "rb").read()
+    data = open(DatasetVersion(str(root), "raw", "bad").data_path(manifest["warc_files"][0]), "rb").read()
     cut = tmp_path / "cut.warc.gz"
     cut.write_bytes(data[: len(data) - 200])  # the last record loses its end
     fates = _extract(str(cut))

@@ -55,7 +55,7 @@ def crawl_into(root: str, url: str, **kw) -> dict:
 
 
 def _log(root: str) -> list[tuple]:
-    table = pq.read_table(DatasetVersion(root, "raw", V).path("fetch_log", "part-00000.parquet"))
+    table = pq.read_table(DatasetVersion(root, "raw", V).data_path("fetch_log", "part-00000.parquet"))
     return [(r["url"].split("/", 3)[-1], r["reason"], r["depth"], r["status"]) for r in table.to_pylist()]
 
 
@@ -64,14 +64,14 @@ def _warc_urls(root: str, manifest: dict) -> list[str]:
 
     urls = []
     for name in manifest["warc_files"]:
-        data = open(DatasetVersion(root, "raw", V).path(name), "rb").read()
+        data = open(DatasetVersion(root, "raw", V).data_path(name), "rb").read()
         urls += [r.rec_headers.get_header("WARC-Target-URI").split("/", 3)[-1]
                  for r in ArchiveIterator(io.BytesIO(data)) if r.rec_type == "response"]
     return urls
 
 
 def _files(root: str, manifest: dict) -> dict[str, bytes]:
-    return {n: open(DatasetVersion(root, "raw", V).path(n), "rb").read() for n in manifest["warc_files"]}
+    return {n: open(DatasetVersion(root, "raw", V).data_path(n), "rb").read() for n in manifest["warc_files"]}
 
 
 _CHILD = """

@@ -65,11 +65,11 @@ def test_crawl_job_writes_raw_version(spark, site, tmp_path):
     assert manifest["rows_in"] == manifest["rows_out"] + sum(manifest["dropped"].values())
     assert manifest["dropped"]["robots_disallowed"] == 1
     assert manifest["warc_files"] == ["part-00000.warc.gz"]
-    log = pq.read_table(raw.path("fetch_log", "part-00000.parquet")).to_pylist()
+    log = pq.read_table(raw.data_path("fetch_log", "part-00000.parquet")).to_pylist()
     assert len(log) == manifest["rows_in"]
-    removed = pq.read_table(raw.path("removed", "http_error_4xx")).to_pylist()
+    removed = pq.read_table(raw.data_path("removed", "http_error_4xx")).to_pylist()
     assert [r["status"] for r in removed] == [404]
-    assert json.loads(open(raw.path("stats.json")).read())["rows_out"] == manifest["rows_out"]
+    assert json.loads(open(raw.data_path("stats.json")).read())["rows_out"] == manifest["rows_out"]
 
 
 def test_fetch_caps_bytes_and_redirects(site):

@@ -125,7 +125,7 @@ def test_generated_near_duplicates(spark, tmp_path):
     assert manifest["dropped"] == {"exact_duplicate": 1, "near_duplicate": 20}
     assert manifest["minhash"]["bands"] == 14 and manifest["minhash"]["rows"] == 8
     out = DatasetVersion(str(tmp_path), "corpus", "n1")
-    rows = read_version(spark, out).collect() + spark.read.parquet(out.path("removed", "*")).collect()
+    rows = read_version(spark, out).collect() + spark.read.parquet(out.data_path("removed", "*")).collect()
     assert len(rows) == manifest["rows_in"] and all(r["dup_cluster"] for r in rows)
     predicted = {r["id"]: r["dup_cluster"] for r in rows if r["id"] != "zcopy"}
     truth = _true_clusters([d for d in docs if d[0] != "zcopy"])
@@ -142,7 +142,7 @@ def test_generated_near_duplicates(spark, tmp_path):
     assert {f"u{u:02d}" for u in range(6)} <= kept
     copy = [r for r in rows if r["id"] == "zcopy"][0]
     assert copy["dup_cluster"] == predicted["b00"]  # exact and near copies share one cluster id
-    sigs = spark.read.parquet(out.path("signatures"))
+    sigs = spark.read.parquet(out.data_path("signatures"))
     assert sigs.count() == manifest["rows_out"] and {r["id"] for r in sigs.collect()} == kept
 
 
@@ -150,7 +150,7 @@ def test_cross_version_dedup_uses_saved_signatures(spark, tmp_path):
     old = [(f"a{i}", english(300 + i, sentences=20)) for i in range(4)]
     v1 = _dedup(tmp_path, "v1", _write_jsonl(tmp_path / "v1.jsonl", old))
     assert v1["rows_out"] == 4 and v1["dedup_against"] == []
-    v1_sigs = DatasetVersion(str(tmp_path), "corpus", "v1").path("signatures")
+    v1_sigs = DatasetVersion(str(tmp_path), "corpus", "v1").data_path("signatures")
     stamps = {f: os.stat(os.path.join(v1_sigs, f)).st_mtime_ns for f in os.listdir(v1_sigs)}
 
     fresh = english(400, sentences=20)

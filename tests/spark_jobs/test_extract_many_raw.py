@@ -38,3 +38,18 @@ def test_input_versions_must_be_valid_and_distinct():
     for bad in ("a,a", "a,b c", ","):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["--version", "v", "--input-versions", bad])
+
+
+def test_a_crawl_that_stored_no_page_fails_extract_saying_why(tmp_path):
+    """Nothing to extract is a crawl-setting problem (here the SSRF guard refused every host):
+    the error names the crawl's drop reasons and the switch, not a missing-file error."""
+    from ops.datasets import DatasetVersion
+    from spark_jobs.jobs.extract import EmptyRawVersion, raw_frame
+    from spark_jobs.runner import publish_version
+    from spark_jobs.staging import Staging
+
+    root = str(tmp_path / "data")
+    with Staging(DatasetVersion(root, "raw", "v1")) as staging:
+        publish_version(staging, rows_in=3, counts={"private_address": 3}, parents=[], config={})
+    with pytest.raises(EmptyRawVersion, match=r"private_address: 3.*allow_private"):
+        raw_frame(None, root, ["v1"])  # no Spark job is started for an empty version

@@ -95,6 +95,6 @@ def test_clean_job_counts_redactions_in_the_manifest(spark, tmp_path):
     texts = {r["id"]: r["text"] for r in read_version(spark, out).collect()}
     assert "<EMAIL>" in texts["a"] and "<PHONE>" in texts["a"] and "<IP_ADDRESS>" in texts["b"]
     assert "3.11.2" in texts["d"] and "2023-02-08" in texts["d"]
-    removed = spark.read.parquet(out.path("removed", "too_few_words")).first()
+    removed = spark.read.parquet(out.data_path("removed", "too_few_words")).first()
     assert removed["text"] == "Too short, mail <EMAIL>."
     assert json.loads(removed["text_edits"]) == {"pii_email": 1}

@@ -49,15 +49,16 @@ def test_counts_layout_and_manifest(spark, tmp_path):
     out, manifest = _run(spark, tmp_path)
     assert manifest["rows_in"] == 40 and manifest["rows_out"] == 20
     assert manifest["dropped"] == {"marked": 10, "too_short": 10}
-    assert sorted(os.listdir(out.path("removed"))) == ["marked", "too_short"]
+    assert sorted(os.listdir(out.data_path("removed"))) == ["marked", "too_short"]
     kept = read_version(spark, out)
     assert kept.count() == 20
     assert all(r["text"].isupper() for r in kept.collect())
     assert json.loads(kept.first()["extra"])["length"] > 0  # dicts are stored as JSON strings
-    marked = spark.read.parquet(out.path("removed", "marked")).collect()
+    marked = spark.read.parquet(out.data_path("removed", "marked")).collect()
     assert len(marked) == 10 and all("forbidden" in r["text"] for r in marked)
     assert manifest["schema"]["extra"] == "string" and "_drop_reason" not in manifest["schema"]
-    names = os.listdir(out.uri)
+    assert sorted(os.listdir(out.uri)) == ["_manifest.json", f"g={manifest['generation']}"]
+    names = os.listdir(out.data_uri)
     assert not [n for n in names if n.startswith(("_SUCCESS", ".")) or n.endswith(".crc")]
     assert all(f.startswith("part-") and f.endswith(".parquet") for f in manifest["files"])
 
@@ -69,7 +70,10 @@ def test_rerun_replaces_the_version(spark, tmp_path):
     ids_second = sorted(r["id"] for r in read_version(spark, out).collect())
     assert ids_first == ids_second and len(ids_second) == len(set(ids_second))
     assert second["rows_out"] == first["rows_out"] and second["dropped"] == first["dropped"]
-    assert sorted(os.listdir(os.path.join(tmp_path, "clean"))) == ["v=r1"]  # no temp or old folders left
+    assert sorted(os.listdir(os.path.join(tmp_path, "clean"))) == ["v=r1"]  # no staging folder left
+    generations = sorted(os.listdir(out.uri))  # the first kept for its readers until the grace period ends
+    assert generations == ["_manifest.json", f"g={first['generation']}", f"g={second['generation']}"]
+    assert out.data_uri.endswith(f"g={second['generation']}")
 
 
 def test_all_dropped_still_leaves_a_readable_version(spark, tmp_path):

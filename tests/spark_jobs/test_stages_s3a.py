@@ -95,6 +95,13 @@ def runs(s3, tmp_path_factory):
     return result, roots, staging
 
 
+def _data(root: str, stage: str, version: str) -> str:
+    """Where a finished version's files are: the generation its manifest names."""
+    from ops.datasets import DatasetVersion
+
+    return DatasetVersion(root, stage, version).data_uri
+
+
 def _versions(m: dict) -> dict[str, tuple[str, str]]:
     return {key: (m[key]["stage"], m[key]["version"]) for key in m}
 
@@ -117,10 +124,11 @@ def test_every_version_is_published_with_its_manifest_and_no_staging_prefix(runs
     for mode, root in roots.items():
         manifests = result[mode]["manifests"]
         for key, (stage, version) in _versions(manifests).items():
-            uri = f"{root}/{stage}/v={version}"
+            stored = json.loads(storage.read_text(f"{root}/{stage}/v={version}/_manifest.json"))
+            uri = _data(root, stage, version)  # the generation the manifest names
+            assert uri.endswith(f"/v={version}/g={stored['generation']}") and stored["generation"]
             names = {u[len(uri) + 1:] for u in storage.list_files(uri)}
-            assert {"_manifest.json", "stats.json"} <= names, (mode, key)
-            stored = json.loads(storage.read_text(f"{uri}/_manifest.json"))
+            assert "stats.json" in names, (mode, key)
             assert stored["rows_out"] == manifests[key]["rows_out"]
             data = {n for n in names if not n.startswith("removed/") and not n.endswith(".json")}
             assert data == set(manifests[key]["files"]), (mode, key)
@@ -146,14 +154,14 @@ def test_s3a_mode_gives_the_same_outputs_as_staging_through_the_driver(runs):
             sorted(UUID.sub("", f) for f in stage[key]["files"]), key
         if stage_name == "raw":
             continue  # raw holds WARC files and the fetch log, compared below
-        a, b = (f"{roots[mode]}/{stage_name}/v={version}" for mode in ("s3a", "stage"))
+        a, b = (_data(roots[mode], stage_name, version) for mode in ("s3a", "stage"))
         assert _ids(a) == _ids(b), key
         for reason in direct[key]["dropped"]:
             assert _ids(f"{a}/removed/{reason}") == _ids(f"{b}/removed/{reason}"), (key, reason)
     for name in direct["raw"]["warc_files"]:  # executor-written files, uploaded by the executors
         # (the same records; gzip headers of re-compressed plain records carry the time)
-        assert gzip.decompress(storage.read_bytes(f"{roots['s3a']}/raw/v=s1/{name}")) == \
-            gzip.decompress(storage.read_bytes(f"{roots['stage']}/raw/v=s1/{name}"))
+        assert gzip.decompress(storage.read_bytes(f"{_data(roots['s3a'], 'raw', 's1')}/{name}")) == \
+            gzip.decompress(storage.read_bytes(f"{_data(roots['stage'], 'raw', 's1')}/{name}"))
     assert direct["shards"]["splits"] == stage["shards"]["splits"]
     assert direct["shards"]["tokenizer_sha256"] == stage["shards"]["tokenizer_sha256"]
 
@@ -163,7 +171,7 @@ def test_s3a_mode_gives_the_same_outputs_as_staging_through_the_driver(runs):
 def test_shard_objects_match_their_manifest_checksums(runs):
     result, roots, _ = runs
     shards = result["s3a"]["manifests"]["shards"]
-    uri = f"{roots['s3a']}/shards/v={shards['version']}"
+    uri = _data(roots["s3a"], "shards", shards["version"])
     total = 0
     for split in ("train", "val"):
         for name, digest in shards["splits"][split]["sha256"].items():
@@ -195,10 +203,10 @@ def test_s3a_staging_moves_by_copying_once_at_publish_and_cleans_up(s3, monkeypa
     monkeypatch.setenv("C2M_STAGING_DIR", str(tmp_path))
     out = DatasetVersion(f"s3://{BUCKET}/unit", "clean", "u1")
     storage.write_text(out.path("stale.parquet"), "old run")
-    storage.write_text(f"s3://{BUCKET}/unit/clean/_tmp-v=u1-dead/part-0.parquet", "crashed attempt")
+    storage.write_text(f"s3://{BUCKET}/unit/clean/_tmp-v=u1+dead/part-0.parquet", "crashed attempt")
     with Staging(out) as staging:
-        assert staging.direct and staging.uri.startswith(f"s3a://{BUCKET}/unit/clean/_tmp-v=u1-")
-        assert not storage.exists(f"s3://{BUCKET}/unit/clean/_tmp-v=u1-dead")
+        assert staging.direct and staging.uri.startswith(f"s3a://{BUCKET}/unit/clean/_tmp-v=u1+")
+        assert not storage.exists(f"s3://{BUCKET}/unit/clean/_tmp-v=u1+dead")
         rows = staging.spark_path("tagged_rows")
         storage.write_text(f"{rows}/_drop_reason=_kept/part-0.parquet", "kept")
         storage.write_text(f"{rows}/_drop_reason=too_short/part-0.parquet", "gone")
@@ -211,11 +219,13 @@ def test_s3a_staging_moves_by_copying_once_at_publish_and_cleans_up(s3, monkeypa
         assert storage.read_text(found["part-0.parquet"]) == "kept"  # still where Spark wrote it
         with open(staging.join("tokenizer.json"), "w") as fh:  # a driver-written file
             fh.write("{}")
-        publish_version(staging, rows_in=2, counts={KEPT: 1, "too_short": 1}, parents=[], config={})
+        manifest = publish_version(staging, rows_in=2, counts={KEPT: 1, "too_short": 1}, parents=[],
+                                   config={})
     names = sorted(u[len(out.uri) + 1:] for u in storage.list_files(out.uri))
-    assert names == ["_manifest.json", "part-0.parquet", "removed/too_short/part-0.parquet", "stats.json",
-                     "tokenizer.json"]
-    assert storage.read_text(out.path("removed/too_short/part-0.parquet")) == "gone"
+    gen = f"g={manifest['generation']}"
+    assert names == ["_manifest.json", f"{gen}/part-0.parquet", f"{gen}/removed/too_short/part-0.parquet",
+                     f"{gen}/stats.json", f"{gen}/tokenizer.json"]  # stale.parquet: no manifest named it
+    assert storage.read_text(out.data_path("removed/too_short/part-0.parquet")) == "gone"
     assert not [u for u in storage.list_files(f"s3://{BUCKET}/unit/clean") if "_tmp-" in u]
     assert os.listdir(tmp_path) == []
 

@@ -68,7 +68,7 @@ def test_dedup_drops_copies_and_keeps_the_smallest_id(chain, spark):
     assert m["corpus"]["dropped"] == {"exact_duplicate": 2}  # /b.html and the redirect copy of /a.html
     corpus = read_version(spark, DatasetVersion(root, "corpus", V)).collect()
     corpus_version = DatasetVersion(root, "corpus", V)
-    removed = spark.read.parquet(corpus_version.path("removed", "exact_duplicate")).collect()
+    removed = spark.read.parquet(corpus_version.data_path("removed", "exact_duplicate")).collect()
     cluster = removed[0]["dup_cluster"]
     keeper = [r for r in corpus if r["dup_cluster"] == cluster]
     assert len(keeper) == 1 and all(keeper[0]["id"] < r["id"] for r in removed)
@@ -84,17 +84,17 @@ def test_shards_follow_the_contract(chain):
     assert set(man["splits"]) == {"train", "val"} and man["splits"]["val"]["docs"] >= 1
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(shards.path("tokenizer.json"))
+    tok = Tokenizer.from_file(shards.data_path("tokenizer.json"))
     assert tok.get_vocab_size() == man["vocab_size"]
     for split, info in man["splits"].items():
         total = 0
         for name in info["files"]:
-            arr = np.fromfile(shards.path(name), dtype="<u2")
+            arr = np.fromfile(shards.data_path(name), dtype="<u2")
             assert arr.size % 32 == 0 and arr.max() < man["vocab_size"]
             total += arr.size // 32
         assert total == info["sequences"] and info["tokens"] == total * 32, split
-    first = np.fromfile(shards.path(man["splits"]["train"]["files"][0]), dtype="<u2")
-    train_tokens = np.concatenate([np.fromfile(shards.path(n), dtype="<u2")
+    first = np.fromfile(shards.data_path(man["splits"]["train"]["files"][0]), dtype="<u2")
+    train_tokens = np.concatenate([np.fromfile(shards.data_path(n), dtype="<u2")
                                    for n in man["splits"]["train"]["files"]])
     # Each document is followed by EOS; each shard file drops only its own tail (< seq_len tokens,
     # shorter than any test document), so at most one EOS per file can be lost.

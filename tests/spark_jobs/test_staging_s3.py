@@ -37,8 +37,12 @@ def test_publish_uploads_then_manifest_then_local_input(bucket):
             fh.write("gone")
         counts = {KEPT: 2, "too_short": 1}
         manifest = publish_version(staging, rows_in=3, counts=counts, parents=[], config={})
-    names = [u.rsplit("/", 1)[-1] for u in storage.list_files(out.uri)]
-    assert "stale.parquet" not in names and "part-00000.parquet" in names
-    assert manifest["files"] == ["part-00000.parquet"] and out.is_complete()
+    gen = f"{out.uri}/g={manifest['generation']}"
+    names = [u[len(out.uri) + 1:] for u in storage.list_files(out.uri)]
+    assert "stale.parquet" not in names  # no manifest named it: nobody can be reading it
+    assert names == ["_manifest.json", *(f"g={manifest['generation']}/{n}" for n in
+                                         ("part-00000.parquet", "removed/too_short/part-00000.parquet",
+                                          "stats.json"))]
+    assert manifest["files"] == ["part-00000.parquet"] and out.is_complete() and out.data_uri == gen
     local = local_input(out)
-    assert sorted(os.listdir(local)) == ["_manifest.json", "part-00000.parquet", "stats.json"]
+    assert sorted(os.listdir(local)) == ["part-00000.parquet", "stats.json"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from spark_test_data import english
-from ops.datasets import DatasetVersion
+from ops.datasets import DatasetVersion, data_uri_of
 from spark_jobs.jobs import tokenize
 
 pytestmark = pytest.mark.spark
@@ -39,14 +39,14 @@ def test_wordpiece_joins_documents_with_sep_and_counts_unknowns(wordpiece):
     tmp, man = wordpiece
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(Path(man["uri"]) / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(Path(data_uri_of(man["uri"], man)) / "tokenizer.json"))
     sep = tok.token_to_id("[SEP]")
     assert man["tokenizer_type"] == "wordpiece" and man["eos_id"] == sep == 3 and man["pad_id"] == 0
     assert man["special_tokens"] == {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "eos": 3, "mask": 4}
     assert man["sentinel_ids"] == list(range(5, 13))
     assert man["unk_tokens"] == 0 and man["long_docs"] == 1
     assert man["config"]["tokenizer"] == "wordpiece"
-    train = np.concatenate([np.fromfile(Path(man["uri"]) / f, dtype="<u2")
+    train = np.concatenate([np.fromfile(Path(data_uri_of(man["uri"], man)) / f, dtype="<u2")
                             for f in man["splits"]["train"]["files"]])
     assert (train == sep).sum() >= man["splits"]["train"]["docs"] - 2  # one [SEP] per document, bar tails
     assert tok.decode(train[:16].tolist())
@@ -60,12 +60,12 @@ def test_manifest_checksums_match_and_the_loader_refuses_a_changed_shard(wordpie
         sums = man["splits"][split]["sha256"]
         assert sorted(sums) == sorted(man["splits"][split]["files"])
         for name, digest in sums.items():
-            assert file_sha256(Path(man["uri"]) / name) == digest
+            assert file_sha256(Path(data_uri_of(man["uri"], man)) / name) == digest
     info = read_shard_info(man["uri"])
     assert info.tokenizer_type == "wordpiece" and info.special_tokens["mask"] == 4
     assert len(ShardDataset(info, "train")) == man["splits"]["train"]["sequences"]
 
-    bad = Path(man["uri"]) / man["splits"]["val"]["files"][0]
+    bad = Path(data_uri_of(man["uri"], man)) / man["splits"]["val"]["files"][0]
     data = bytearray(bad.read_bytes())
     data[5] ^= 0xFF  # one flipped byte, same size
     bad.write_bytes(bytes(data))
@@ -85,7 +85,7 @@ def test_unigram_with_a_sample_of_the_corpus(spark, tmp_path):
     assert man["dtype"] == "uint16" and man["splits"]["train"]["sequences"] > 0
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(Path(man["uri"]) / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(Path(data_uri_of(man["uri"], man)) / "tokenizer.json"))
     assert tok.token_to_id("<doc>") == man["sentinel_ids"][-1] + 1
 
 
@@ -116,7 +116,7 @@ def test_a_vocabulary_over_65535_ids_writes_uint32(spark, tmp_path):
     tok.save(str(path))
     man = _run(spark, tmp_path, "big", "--tokenizer-file", str(path))
     assert man["vocab_size"] == 70_000 + len(words) and man["dtype"] == "uint32"
-    arr = np.fromfile(Path(man["uri"]) / man["splits"]["train"]["files"][0], dtype="<u4")
+    arr = np.fromfile(Path(data_uri_of(man["uri"], man)) / man["splits"]["train"]["files"][0], dtype="<u4")
     assert arr.max() >= 70_000 and arr.size % 16 == 0
 
     from training.data.shards import ShardDataset, read_shard_info

@@ -75,9 +75,9 @@ def test_ingest_then_extract(spark, tmp_path):
     assert manifest["source"] == "warc"
     assert manifest["warc_files"] == ["part-00000.warc.gz", "part-00001.warc.gz"]
     raw = DatasetVersion(root, "raw", "cc")
-    assert spark.read.parquet(raw.path("removed", "corrupt_record")).count() == 2
-    assert spark.read.parquet(raw.path("fetch_log")).count() == 6
-    copied = [i for f in manifest["warc_files"] for i in _scan(raw.path(f))]
+    assert spark.read.parquet(raw.data_path("removed", "corrupt_record")).count() == 2
+    assert spark.read.parquet(raw.data_path("fetch_log")).count() == 6
+    copied = [i for f in manifest["warc_files"] for i in _scan(raw.data_path(f))]
     assert all(i.kind == "record" for i in copied) and len(copied) == 4  # clean gzip copies
 
     extracted = extract.main(["--root", root, "--version", "cc"], spark=spark)
@@ -85,3 +85,52 @@ def test_ingest_then_extract(spark, tmp_path):
     direct = extract.main(["--root", root, "--version", "direct", "--warc-glob", str(src / "*.warc*")],
                           spark=spark)
     assert direct["rows_in"] == 6 and direct["dropped"] == {"corrupt_record": 2} and direct["rows_out"] == 4
+
+
+@pytest.mark.spark
+@pytest.mark.integration
+def test_cli_ingest_help_and_run(tmp_path, monkeypatch, capsys):
+    """``crawl2model ingest`` through the real spark-submit: its help, then a run over a
+    Common Crawl style WARC, a WET file and an ARC file, one of them damaged."""
+    import warc_test_files as wf
+    from ops import cli
+    from ops.datasets import DatasetVersion
+
+    monkeypatch.setenv("C2M_SPARK_MASTER", "local[2]")
+    assert cli.main(["ingest", "--help"]) == 0
+    assert "--warc-glob" in capsys.readouterr().out
+    src = tmp_path / "cc"
+    src.mkdir()
+    members = [wf.gz(r) for r in wf.common_crawl_warc_records(3)]
+    members[5] = members[5][:40] + b"\x00" * 30 + members[5][70:]  # the second page's response
+    (src / "a.warc.gz").write_bytes(b"".join(members))
+    wf.write_records(src / "b.warc.wet.gz", wf.common_crawl_wet_records(2))
+    wf.write_records(src / "c.arc", wf.arc_records(2), per_record_gzip=False)
+    root = tmp_path / "data"
+    assert cli.main(["ingest", "--root", str(root), "--version", "cc", "--warc-glob", str(src / "*")]) == 0
+    manifest = DatasetVersion(str(root), "raw", "cc").read_manifest()
+    assert (manifest["rows_in"], manifest["rows_out"], manifest["dropped"]) == (7, 6, {"corrupt_record": 1})
+    assert manifest["skipped_record_types"] == {"metadata": 3, "request": 3, "warcinfo": 3}
+    assert "v=cc: rows_in=7 rows_out=6 dropped={'corrupt_record': 1}" in capsys.readouterr().out
+
+
+@pytest.mark.spark
+def test_ingest_other_tools_files_record_types_and_extract_reasons(spark, tmp_path):
+    """Heritrix (revisits, a 404, a redirect), a wget WARC gzipped whole and plain resource
+    records: documents are copied, other record types counted by type, and extract drops
+    what is no page with its usual reasons."""
+    import warc_test_files as wf
+    from spark_jobs.jobs import extract, ingest
+
+    src = tmp_path / "in"
+    src.mkdir()
+    wf.write_records(src / "heritrix.warc.gz", wf.heritrix_records(2))
+    (src / "wget.warc.gz").write_bytes(wf.gz(b"".join(wf.wget_records(2))))
+    wf.write_records(src / "resources.warc", wf.resource_records(), per_record_gzip=False)
+    root = str(tmp_path / "data")
+    manifest = ingest.main(["--root", root, "--version", "t", "--warc-glob", str(src / "*")], spark=spark)
+    assert (manifest["rows_in"], manifest["rows_out"], manifest["dropped"]) == (10, 10, {})
+    assert manifest["skipped_record_types"] == {"metadata": 5, "request": 4, "revisit": 2, "warcinfo": 3}
+    extracted = extract.main(["--root", root, "--version", "t"], spark=spark)
+    assert extracted["rows_in"] == 10 and extracted["rows_out"] == 7
+    assert extracted["dropped"] == {"http_status": 2, "not_html": 1}

@@ -33,7 +33,8 @@ def test_sentiment_champion_scores_as_at_training_with_artefacts(env, tmp_path):
     base, _, client = env
     trained = finetune.main(
         finetune_args(
-            base, "c2m-sentiment-evaltest", "--task", "sentiment", "--epochs", "1", "--max-examples", "200"
+            base, "c2m-sentiment-evaltest", "--task", "sentiment", "--epochs", "1", "--max-examples", "200",
+            "--promote", "always",  # one epoch of a tiny model may stay below TF-IDF+LR
         )
     )
     result = _evaluate(
@@ -64,6 +65,12 @@ def test_sentiment_champion_scores_as_at_training_with_artefacts(env, tmp_path):
     ]
     run = client.get_run(result["run_id"])
     assert run.data.metrics["test/accuracy"] == pytest.approx(result["accuracy"])
+    # The same baseline on the same split as at training, beside the model in run and report.
+    assert result["baseline"] == "TF-IDF+LR" and run.data.tags["c2m.baseline"] == "TF-IDF+LR"
+    assert result["baseline_accuracy"] == pytest.approx(trained["baseline_accuracy"])
+    lift = result["accuracy"] - result["baseline_accuracy"]
+    assert run.data.metrics["test/lift_accuracy"] == pytest.approx(lift)
+    assert json.loads((tmp_path / "e.json").read_text())["lift_f1"] == pytest.approx(result["lift_f1"])
     assert run.data.params["model_version"] == str(trained["model_version"])
     note = run.data.tags["mlflow.note.content"]
     assert note.startswith("Evaluation of ") and f"accuracy {result['accuracy']:.4f}" in note
@@ -84,6 +91,8 @@ def test_tagger_entity_f1_and_version_tag(env, tmp_path):
     assert result["entity_f1"] == pytest.approx(trained["entity_f1"])
     assert result["token_accuracy"] == pytest.approx(trained["token_accuracy"])
     assert "THING_f1" in result and "eval/per_type.json" in _artifacts(client, result["run_id"])
+    assert result["baseline"] == "most-frequent-tag"
+    assert result["baseline_entity_f1"] == pytest.approx(trained["baseline_entity_f1"])
     tags = client.get_model_version("c2m-tagger-evaltest", str(trained["model_version"])).tags
     assert float(tags["c2m.test.entity_f1"]) == pytest.approx(result["entity_f1"])
 

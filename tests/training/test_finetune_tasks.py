@@ -183,10 +183,14 @@ def test_classification_learns_keeps_the_best_epoch_and_registers(base, mlflow_e
             str(tmp_path / "ckpt"),
             "--result-file",
             str(tmp_path / "r.json"),
+            "--promote",
+            "always",  # TF-IDF solves this task (the object's words name the class): the gate may refuse
         )
     )
     assert json.loads((tmp_path / "r.json").read_text()) == result
     assert result["accuracy"] >= 0.9 and result["metric"] == "accuracy" and result["promoted"]
+    assert result["baseline"] == "TF-IDF+LR" and result["baseline_accuracy"] >= 0.9
+    assert result["lift_accuracy"] == pytest.approx(result["accuracy"] - result["baseline_accuracy"])
     best = torch.load(tmp_path / "ckpt" / "best.pt", weights_only=False)
     assert best["epoch"] == result["best_epoch"] and best["val"]["accuracy"] == result["val_accuracy"]
     run = mlflow_env.get_run(result["run_id"])
@@ -194,9 +198,13 @@ def test_classification_learns_keeps_the_best_epoch_and_registers(base, mlflow_e
     assert len(val_history) == 4 and max(val_history) == result["val_accuracy"]
     assert run.data.params["layer_lr_decay"] == "0.8"
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["jsonl-cls"]
+    assert run.data.metrics["test/baseline_accuracy"] == pytest.approx(result["baseline_accuracy"])
+    assert run.data.metrics["test/lift_accuracy"] == pytest.approx(result["lift_accuracy"])
     version = mlflow_env.get_model_version_by_alias("c2m-cls-test", "champion")
     assert int(version.version) == result["model_version"]
     assert float(version.tags["c2m.test.accuracy"]) == pytest.approx(result["accuracy"])
+    assert float(version.tags["c2m.gate.baseline"]) == pytest.approx(result["baseline_accuracy"])
+    assert version.tags["c2m.gate"] == ("promoted" if result["lift_accuracy"] >= 0 else "forced")
 
 
 @pytest.mark.parametrize("crf", [False, True], ids=["softmax", "crf"])

@@ -4,8 +4,10 @@ The end-to-end test registers an untrained tiny base GPT on the test shards' tok
 (as test_finetune_tasks.py does) and fine-tunes it on a synthetic JSONL task a model can
 only solve by reading its prompt: ``"<subject> <verb>"`` -> the object that verb always
 takes and the ending that subject always takes (5-7 words, so 4-gram BLEU is defined).
-BLEU must climb, the version must be registered with its BLEU, and the gate must
-move ``champion`` only when a new version beats it by more than the margin.
+BLEU must climb and the version must be registered with its BLEU beside the
+nearest-prompt baseline's; as every test prompt also occurs in train, that baseline is
+exact, so the gate refuses a weak version even with no champion; a forced champion is
+then kept against a version that does not beat it by the margin.
 """
 
 import json
@@ -182,6 +184,7 @@ def _finetune(base_uri, data, *extra):
 
 def test_generation_finetunes_registers_bleu_and_gates_on_it(base, mlflow_uri, monkeypatch, tmp_path):
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     from training import evaluate
 
@@ -189,18 +192,31 @@ def test_generation_finetunes_registers_bleu_and_gates_on_it(base, mlflow_uri, m
     client = MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
     data = write_generation_jsonl(tmp_path / "gen")
     weak = _finetune(base[0], data, "--epochs", "1", "--lr", "1e-5")
-    assert weak["metric"] == "bleu" and weak["promoted"] and weak["model_version"] == 1
-    strong = _finetune(base[0], data, "--epochs", "6", "--gate-margin", "5")
+    assert weak["metric"] == "bleu" and weak["model_version"] == 1
+    # Every test prompt also occurs in train, so the nearest training prompt's completion is the
+    # reference itself: the baseline scores BLEU 100, and the weak model is refused even with no
+    # champion to beat.
+    assert weak["baseline"] == "nearest-prompt" and weak["baseline_bleu"] == pytest.approx(100.0)
+    assert weak["lift_bleu"] == pytest.approx(weak["bleu"] - 100.0)
+    assert not weak["promoted"] and "< nearest-prompt baseline 100.0000" in weak["gate"]
+    v1 = client.get_model_version("c2m-generation-test", "1")
+    assert v1.tags["c2m.gate"] == "below-baseline"
+    assert float(v1.tags["c2m.gate.baseline"]) == pytest.approx(100.0)
+    with pytest.raises(MlflowException):
+        client.get_model_version_by_alias("c2m-generation-test", "champion")
+    strong = _finetune(base[0], data, "--epochs", "6", "--promote", "always")
     assert strong["bleu"] >= 80 > weak["bleu"] + 5, (weak["bleu"], strong["bleu"])
     assert strong["promoted"] and 1.0 <= strong["perplexity"] < weak["perplexity"]
-    assert {"chrf", "loss", "val_bleu"} <= set(strong)
+    assert {"chrf", "loss", "val_bleu", "baseline_chrf", "lift_chrf"} <= set(strong)
     v2 = client.get_model_version("c2m-generation-test", str(strong["model_version"]))
     assert float(v2.tags["c2m.test.bleu"]) == pytest.approx(strong["bleu"])
-    assert v2.tags["c2m.gate"] == "promoted" and v2.tags["c2m.gate.champion_version"] == "1"
+    reached = strong["bleu"] >= strong["baseline_bleu"] - 1e-6  # the gate's tie: equal up to rounding
+    assert v2.tags["c2m.gate"] == ("promoted" if reached else "forced")
     # Generation selects the epoch on validation loss by default, and says so.
     assert strong["selected_on"] == "loss"
     run = client.get_run(strong["run_id"])
     assert run.data.tags["c2m.selected_on"] == "val/loss" and run.data.params["select_on"] == "loss"
+    assert run.data.metrics["test/baseline_bleu"] == pytest.approx(100.0)
     history = client.get_metric_history(strong["run_id"], "val/loss")
     assert len(history) == 6 and min(m.value for m in history) == pytest.approx(strong["val_loss"])
     best = [m.step for m in history if m.value == pytest.approx(strong["val_loss"])]
@@ -217,6 +233,8 @@ def test_generation_finetunes_registers_bleu_and_gates_on_it(base, mlflow_uri, m
         ["--experiment", "evaluate-test", "--model", "models:/c2m-generation-test@champion", "--worst-k", "4"]
     )
     assert result["bleu"] == pytest.approx(strong["bleu"]) and result["examples"] == 40
+    assert result["baseline_bleu"] == pytest.approx(100.0)
+    assert result["lift_bleu"] == pytest.approx(result["bleu"] - 100.0)
     worst = result["worst"]
     assert len(worst) == 4 and worst[0]["sentence_bleu"] <= worst[-1]["sentence_bleu"]
     assert {"prompt", "reference", "generated", "nll_per_token"} <= set(worst[0])

@@ -83,6 +83,12 @@ def test_pretrain_writes_result_registers_champion_and_logs(pretrained, mlflow_u
     assert losses[-1] < 0.7 * losses[0]
     assert len(client.get_metric_history(result["run_id"], "val/loss")) == 3
     assert result["val_loss"] < losses[0]
+    # xz's bits per byte on the same held-out text, beside the model's (recorded, not blocking).
+    assert result["baseline"] == "xz-9" and 0 < result["baseline_bpb"] < 8
+    assert result["lift_bpb"] == pytest.approx(result["val_bpb"] - result["baseline_bpb"])
+    assert run.data.metrics["val/baseline_bpb"] == pytest.approx(result["baseline_bpb"])
+    tags = client.get_model_version("c2m-base-test", str(result["model_version"])).tags
+    assert tags["c2m.gate.baseline_name"] == "xz-9" and "xz-9 baseline" in tags["c2m.gate.reason"]
     note = run.data.tags["mlflow.note.content"]  # the run page's description
     assert note.startswith("Pretraining (") and "shards " in note and "version t1" in note
     assert f"val loss {result['val_loss']:.4f}" in note
@@ -155,9 +161,12 @@ def test_finetune_from_champion(pretrained, mlflow_uri, tmp_path, monkeypatch):
             "c2m-sentiment-test",
             "--result-file",
             str(tmp_path / "finetune.json"),
+            "--promote",
+            "always",  # two epochs of a tiny model may stay below the TF-IDF+LR baseline
         ]
     )
     assert json.loads((tmp_path / "finetune.json").read_text()) == result
+    assert result["baseline"] == "TF-IDF+LR" and 0.0 <= result["baseline_accuracy"] <= 1.0
     assert 0.0 <= result["accuracy"] <= 1.0 and 0.0 <= result["f1"] <= 1.0
     assert result["steps"] == 2 * (result["examples"]["train"] // 8)
     client = MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)

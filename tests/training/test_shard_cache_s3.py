@@ -54,7 +54,7 @@ def test_s3_shards_read_exactly_as_local_ones(shards_uri, s3_shards, cache):
     sums = {n: d for s in local.splits.values() for n, d in s["sha256"].items()}
     for name, digest in sums.items():
         cached = cache / digest[:2] / f"{digest}.bin"
-        assert cached.read_bytes() == (Path(shards_uri) / name).read_bytes()
+        assert cached.read_bytes() == (Path(read_shard_info(shards_uri).data_uri) / name).read_bytes()
     assert remote.tokenizer_path.parent.parent == cache
     assert json.loads(remote.tokenizer_path.read_text()) == json.loads(local.tokenizer_path.read_text())
 
@@ -64,7 +64,8 @@ def test_second_run_downloads_nothing(s3_shards, cache, monkeypatch):
     info = read_shard_info(s3_shards)
     first = [ShardDataset(info, split).rows(np.arange(3)) for split in ("train", "val")]
     tokenizer = info.tokenizer_path
-    assert sorted(spy.uris) == sorted(storage.join(s3_shards, n) for n in _files(info) + ["tokenizer.json"])
+    assert info.data_uri == storage.join(s3_shards, f"g={info.manifest['generation']}")
+    assert sorted(spy.uris) == sorted(storage.join(info.data_uri, n) for n in _files(info) + ["tokenizer.json"])
 
     shard_cache.forget_verified()  # as a new process: cached files are hashed again, not downloaded
     spy.uris.clear()
@@ -87,14 +88,14 @@ def test_damaged_cache_file_is_fetched_again(s3_shards, cache, monkeypatch):
     shard_cache.forget_verified()
     spy = DownloadSpy(monkeypatch)
     assert (ShardDataset(info, "train").rows(np.arange(5)) == expected).all()
-    assert spy.uris == [storage.join(s3_shards, name)]
+    assert spy.uris == [storage.join(info.data_uri, name)]
     assert shard_cache.file_sha256(cached) == digest
 
 
 def test_object_not_matching_its_digest_is_refused_by_name(s3_shards, cache):
     info = read_shard_info(s3_shards)
     name = info.splits["train"]["files"][1]
-    obj = storage.join(s3_shards, name)
+    obj = storage.join(info.data_uri, name)
     data = bytearray(storage.read_bytes(obj))
     data[-1] ^= 0x01  # same size, different bytes: changed on the server after tokenizing
     storage.write_bytes(obj, bytes(data))
@@ -117,7 +118,7 @@ def test_ranks_fetching_at_once_download_each_file_once(s3_shards, cache, monkey
     def rank():
         try:
             start.wait()
-            paths.append(shard_cache.fetch(storage.join(s3_shards, name), digest))
+            paths.append(shard_cache.fetch(storage.join(info.data_uri, name), digest))
         except Exception as exc:  # surfaced below
             errors.append(exc)
 

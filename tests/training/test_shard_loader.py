@@ -15,7 +15,7 @@ def test_reads_rows_across_files_as_written(shards_uri):
     ds = ShardDataset(info, "train")
     assert len(ds) == info.splits["train"]["sequences"] and ds.seq_len == info.seq_len
     flat = np.concatenate(
-        [np.fromfile(Path(shards_uri) / f, dtype="<u2") for f in info.splits["train"]["files"]]
+        [np.fromfile(Path(info.data_uri) / f, dtype="<u2") for f in info.splits["train"]["files"]]
     )
     rows = ds.rows(np.array([0, len(ds) // 2, len(ds) - 1]))  # first, across the file boundary, last
     expected = flat.reshape(-1, info.seq_len)[[0, len(ds) // 2, len(ds) - 1]]
@@ -94,7 +94,7 @@ def test_clear_errors(shards_uri, tmp_path):
 
 def _all_rows(shards_uri, split="train"):
     info = read_shard_info(shards_uri)
-    files = [Path(shards_uri) / f for f in info.splits[split]["files"]]
+    files = [Path(info.data_uri) / f for f in info.splits[split]["files"]]
     return np.concatenate([np.fromfile(f, dtype="<u2") for f in files]).reshape(-1, info.seq_len)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ops.datasets import DatasetVersion
+from ops.datasets import DatasetVersion, new_generation
 
 SUBJECTS = ["the cat", "a dog", "my friend", "the old man", "a small bird", "the teacher", "our neighbour"]
 VERBS = ["sees", "likes", "finds", "follows", "watches", "remembers", "draws"]
@@ -55,11 +55,14 @@ def write_shards(
 ) -> str:
     """A shards/v=version folder per the contract (checksums included); returns its URI.
 
-    Every ``val_every``-th document (the first included) goes to the val split."""
+    The files go into a generation folder (v=version/g=G) that the manifest names, as the
+    tokenize stage publishes them. Every ``val_every``-th document (the first included) goes
+    to the val split."""
     from spark_jobs.tokenize.trainers import describe
 
     dv = DatasetVersion(str(root), "shards", version)
-    out = Path(dv.uri)
+    generation = new_generation()
+    out = Path(dv.generation_uri(generation))
     out.mkdir(parents=True, exist_ok=True)
     docs = synthetic_docs(n_docs, seed)
     tok = train_tokenizer(docs, vocab_size, out / "tokenizer.json", kind)
@@ -99,5 +102,6 @@ def write_shards(
             "tokenizer_sha256": hashlib.sha256(tok.to_str().encode()).hexdigest(),
             "parent": "",
         },
+        generation=generation,
     )
     return dv.uri

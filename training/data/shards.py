@@ -1,7 +1,8 @@
 """Token shards (the tokenize stage's output) read by memory map, and a resumable per-rank sampler.
 
-Shard format (see the contract): ``shards/v=V/{train,val}-NNNNN.bin`` hold ``seq_len``-token
-sequences back to back as little-endian uint16/uint32, described by ``_manifest.json``.
+Shard format (see the contract): ``shards/v=V/g=G/{train,val}-NNNNN.bin`` (``G``: the generation
+``shards/v=V/_manifest.json`` names; files directly in ``v=V`` for older manifests) hold
+``seq_len``-token sequences back to back as little-endian uint16/uint32, described by the manifest.
 Nothing is loaded into memory up front; each batch reads only its rows.
 
 The sampler walks one seeded permutation per epoch. Each optimiser micro-step takes the
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from ops import storage
+from ops.datasets import data_uri_of
 from training.data import shard_cache
 from training.data.shard_cache import file_sha256  # noqa: F401  (re-exported: older imports)
 from training.data.stitch import stitch
@@ -51,13 +53,18 @@ class ShardInfo:
     tokenizer_type: str = "bpe"
     special_tokens: dict = field(default_factory=dict)  # role (eos, pad, mask, unk, cls, sep) -> id
     sentinel_ids: tuple = ()  # span-corruption sentinels, in order
+    data_uri: str = ""  # where the files are: the generation the manifest names (default: uri itself)
+
+    def __post_init__(self):
+        if not self.data_uri:
+            object.__setattr__(self, "data_uri", self.uri)
 
     @property
     def tokenizer_path(self) -> Path:
         """A local tokenizer.json: the version's own file, or its cached copy for s3:// shards."""
         if not storage.is_s3(self.uri):
-            return Path(self.uri) / "tokenizer.json"
-        return _cached_tokenizer(self.uri, self.manifest)
+            return Path(self.data_uri) / "tokenizer.json"
+        return _cached_tokenizer(self.data_uri, self.manifest)
 
     def local_file(self, name: str, verify: bool = True) -> Path:
         """A local path holding shard file ``name``, checked against the manifest's sha256.
@@ -71,14 +78,14 @@ class ShardInfo:
                 raise ShardError(f"{self.uri}/_manifest.json has no sha256 for {name}, which s3:// shards "
                                  "need (it keys the local cache); re-run the tokenize stage for this version")
             try:
-                return shard_cache.fetch(storage.join(self.uri, name), digest, verify=verify,
+                return shard_cache.fetch(storage.join(self.data_uri, name), digest, verify=verify,
                                          keep=_file_digests(self.splits).values())  # spared by eviction
             except shard_cache.DigestMismatch as exc:
                 raise ShardError(str(exc)) from None
             except storage.MissingObject as exc:
                 raise ShardError(f"{exc}; it is listed in {self.uri}/_manifest.json, so the version is "
                                  "incomplete: re-run the tokenize stage for this version") from None
-        path = Path(self.uri) / name
+        path = Path(self.data_uri) / name
         if not path.is_file():
             raise ShardError(f"{path} is missing but listed in {self.uri}/_manifest.json; "
                              "re-run the tokenize stage for this version")
@@ -154,6 +161,7 @@ def read_shard_info(uri: str) -> ShardInfo:
             f"{uri} has no _manifest.json: the tokenize stage has not finished for this version. "
             "Run `crawl2model tokenize --version V` (or pass the right --shards folder)."
         ) from None
+    data = data_uri_of(uri, m)
     missing = [k for k in ("seq_len", "dtype", "vocab_size", "eos_id", "pad_id", "splits") if k not in m]
     if missing:
         raise ShardError(f"{manifest_path} lacks {missing}; it was not written by the tokenize stage")
@@ -161,7 +169,7 @@ def read_shard_info(uri: str) -> ShardInfo:
         raise ShardError(f"{manifest_path}: dtype {m['dtype']!r} unknown; expected one of {list(DTYPES)}")
     return ShardInfo(uri=str(uri), seq_len=int(m["seq_len"]), vocab_size=int(m["vocab_size"]),
                      eos_id=int(m["eos_id"]), pad_id=int(m["pad_id"]), dtype=m["dtype"],
-                     splits=m["splits"], manifest=m, **_vocab_roles(uri, m))
+                     splits=m["splits"], manifest=m, data_uri=data, **_vocab_roles(data, m))
 
 
 def verify_checksum(path: Path, expected: str) -> None:

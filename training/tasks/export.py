@@ -1,10 +1,12 @@
 """Task models in and out of MLflow: log (registering is optional, promotion is the gate's), rebuild.
 
-The files are laid out as ``training.tracking.log_and_register_model`` lays them out (the
-pytorch flavour, plus ``tokenizer.json``, ``model_config.json`` and a tensors-only
-``weights.pt`` as extra files), so :func:`training.tracking.load_model_bundle` reads
-either. The difference: this never moves the ``champion`` alias; that is
-:mod:`training.registry_gate`'s decision, made on the test metric.
+A task model is logged as a pyfunc that takes raw text (training/tasks/serving.py), so
+``mlflow models serve`` and ``mlflow.pyfunc.load_model`` answer with labels, tags or
+generations. Its artefacts are the files base models carry as extra files
+(``tokenizer.json``, ``model_config.json`` and a tensors-only ``weights.pt``), so
+:func:`training.tracking.load_model_bundle` reads either layout and further training,
+evaluation and compression rebuild the torch module from them. Logging never moves the
+``champion`` alias; that is :mod:`training.registry_gate`'s decision, made on the test metric.
 
 ``model_config.json`` says how to rebuild the module (``kind``: gpt-lm, gpt-classifier,
 gpt-tagger, gpt-generator; ``compression``: dynamic-int8 for quantised models), so evaluation and
@@ -19,28 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import mlflow.pytorch
-import numpy as np
+import mlflow.pyfunc
 import torch
 import torch.nn as nn
-from mlflow.models import ModelSignature
-from mlflow.types import Schema, TensorSpec
 
 from training import tracking
 from training.config import ModelConfig
 from training.models.gpt import GPT
 
 INT8 = "dynamic-int8"
-
-
-def signature(config: dict) -> ModelSignature:
-    """Token ids (B, T) int64 -> (B, K) class logits, (B, T, K) tag scores or (B, T, V) LM logits."""
-    k = len(config.get("labels", ())) or config["model"]["vocab_size"]
-    shape = (-1, k) if config["kind"] == "gpt-classifier" else (-1, -1, k)
-    return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype("int64"), (-1, -1))]),
-        outputs=Schema([TensorSpec(np.dtype("float32"), shape)]),
-    )
 
 
 def log_model(
@@ -50,31 +39,35 @@ def log_model(
     registered_name: str = "",
     name: str = tracking.MODEL_ARTIFACT,
     tags: dict[str, str] | None = None,
+    example_texts: list[str] | None = None,
 ) -> dict:
-    """Log to the active run; register under ``registered_name`` when given.
+    """Log to the active run as a text-in pyfunc (training/tasks/serving.py); register when named.
+
+    ``example_texts`` become the logged input example (a ``text`` column).
 
     Returns ``{"model_uri", "model_version"}`` (version None when not registered); the
     model URI is ``models:/name/version`` or, unregistered, the logged model's URI.
     """
+    from training.tasks import serving
+
     with tempfile.TemporaryDirectory(prefix="c2m-task-model-") as tmp:
-        extra = [
-            Path(tmp) / tracking.TOKENIZER_FILE,
-            Path(tmp) / tracking.CONFIG_FILE,
-            Path(tmp) / tracking.WEIGHTS_FILE,
-        ]
-        extra[0].write_bytes(Path(tokenizer_path).read_bytes())
-        extra[1].write_text(json.dumps(model_config, indent=2, sort_keys=True))
-        torch.save(model.state_dict(), extra[2])
-        info = mlflow.pytorch.log_model(
-            model,
+        folder = Path(tmp)
+        (folder / tracking.TOKENIZER_FILE).write_bytes(Path(tokenizer_path).read_bytes())
+        (folder / tracking.CONFIG_FILE).write_text(json.dumps(model_config, indent=2, sort_keys=True))
+        torch.save(model.state_dict(), folder / tracking.WEIGHTS_FILE)
+        info = mlflow.pyfunc.log_model(
             name=name,
-            serialization_format="pickle",
-            signature=signature(model_config),
-            extra_files=[str(p) for p in extra],
+            python_model=str(serving.CODE_FILE),
+            artifacts=serving.artifacts(folder),
+            signature=serving.signature(model_config),
+            input_example=serving.input_example(list(example_texts or ())),
             registered_model_name=registered_name or None,
+            # Explicit requirements skip MLflow's slow inference step; serving also needs
+            # the crawl2model package itself (its training.tasks.serving module).
             pip_requirements=[
                 f"torch=={torch.__version__.split('+')[0]}",
                 "numpy",
+                "pandas",
                 "tokenizers",
                 f"mlflow=={mlflow.__version__}",
             ],
