@@ -116,15 +116,16 @@ def snapshot(root: str, stage: str, version: str) -> dict:
     manifest = dv.read_manifest()
     assert manifest is not None, f"{dv.uri} has no manifest"
     snap = {"rows_in": manifest["rows_in"], "rows_out": manifest["rows_out"],
-            "dropped": manifest["dropped"], "kept": _rows(dv.uri), "removed": {}}
+            "dropped": manifest["dropped"], "kept": _rows(dv.data_uri), "removed": {}}
+    assert stage == "shards" or len(snap["kept"]) == manifest["rows_out"], f"{dv.uri}: kept rows not found"
     for reason in manifest["dropped"]:
-        folder = storage.join(dv.uri, "removed", reason)
+        folder = dv.data_path("removed", reason)
         snap["removed"][reason] = len(_rows(folder, top_only=False))
     if stage == "shards":
         snap["tokenizer"] = manifest["tokenizer_sha256"]
         snap["splits"] = manifest["splits"]
         names = [name for split in manifest["splits"].values() for name in split["files"]]
-        snap["shard_sha256"] = {n: hashlib.sha256(storage.read_bytes(storage.join(dv.uri, n))).hexdigest()
+        snap["shard_sha256"] = {n: hashlib.sha256(storage.read_bytes(dv.data_path(n))).hexdigest()
                                 for n in names}
     return snap
 
