@@ -18,7 +18,11 @@ import pytest
 TAG = os.environ.get("C2M_IMAGE_TAG", "0.1.0")
 PODMAN = ["podman", "--runtime", "runc"]
 RUN = [*PODMAN, "run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
-HOST_PIP_TRACES = ("/opt/wheels", "/opt/pypi", "/etc/xdg/pip/constraints.txt", "/run/c2m-host")
+# The host's pip find-links, local indexes and constraints: none of these may exist in an image.
+HOST_PIP_TRACES = ("/opt/wheels", "/opt/pypi", "/opt/pypi-more", "/etc/xdg/pip/constraints.txt")
+# Where the build mounts them, the pip.conf and CA bundle copy, the Horovod cache and the s3a jars:
+# buildah leaves the empty mount points behind, but no file in them may have content.
+BUILD_MOUNTS = ("/run/c2m-host", "/run/c2m-hvd", "/run/c2m-s3a-jars")
 
 
 def podman_problem() -> str | None:
@@ -135,9 +139,11 @@ def test_images_hold_nothing_from_the_host_build_mounts(name):
               "'pip_config': subprocess.run([sys.executable, '-m', 'pip', 'config', 'list'], "
               "capture_output=True, text=True).stdout, "
               f"'present': [p for p in {list(HOST_PIP_TRACES)!r} if os.path.exists(p)], "
+              f"'content': [os.path.join(d, f) for m in {list(BUILD_MOUNTS)!r} for d, _, fs in os.walk(m) "
+              "for f in fs if os.path.getsize(os.path.join(d, f))], "
               "'pip_env': sorted(k for k in os.environ if k.startswith('PIP_'))}))")
     found = json.loads(run(ref, "python", "-c", script, opts=("--network=none",)).strip().splitlines()[-1])
-    assert found["present"] == [], found
+    assert found["present"] == [] and found["content"] == [], found
     assert not any(t in found["pip_config"] for t in HOST_PIP_TRACES), found
     assert not {"PIP_CONFIG_FILE", "PIP_FIND_LINKS", "PIP_CERT"} & set(found["pip_env"]), found
     inspect = subprocess.run([*PODMAN, "image", "inspect", ref], capture_output=True, text=True, check=True)
