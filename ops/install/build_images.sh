@@ -126,22 +126,25 @@ main() {
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/c2m-build.XXXXXX")
     trap 'rm -rf "$WORK"' EXIT
     host_pip_config "$WORK"
+    chmod -R a+rX "$WORK"  # RUN steps of the airflow image run as its uid 50000
     mkdir -p "$C2M_CACHE/horovod" "$C2M_CACHE/s3a-jars"
     # Images with a jobs venv: build_horovod.sh reuses (or adds) a wheel in the host's cache
     # when torch and Python match.
     local image JOBS_ARGS
-    JOBS_ARGS=(--build-arg HOROVOD_CACHE=/run/c2m-hvd -v "$C2M_CACHE/horovod:/run/c2m-hvd/horovod")
+    JOBS_ARGS=(--build-arg HOROVOD_CACHE=/run/c2m-hvd)
     # torch's CPU wheel: PyPI plus the host pip's find-links (a local torch-*+cpu wheel here);
     # C2M_TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu where that index is reachable.
     JOBS_ARGS+=(--build-arg TORCH_INDEX_URL="${C2M_TORCH_INDEX_URL:-https://pypi.org/simple}")
     for image in "${images[@]}"; do
         case $image in
-            airflow) build_one airflow docker/airflow/Dockerfile worker \
-                         "${JOBS_ARGS[@]}" ;;
+            airflow)  # its build runs as uid 50000: a writable copy of the wheel cache
+                mkdir -p "$WORK/hvd" && cp -r "$C2M_CACHE/horovod" "$WORK/hvd/" && chmod -R a+rwX "$WORK/hvd"
+                build_one airflow docker/airflow/Dockerfile worker "${JOBS_ARGS[@]}" \
+                    -v "$WORK/hvd/horovod:/run/c2m-hvd/horovod" ;;
             spark) build_one spark docker/spark/Dockerfile "" --build-arg S3A_JARS=local \
                        -v "$C2M_CACHE/s3a-jars:/run/c2m-s3a-jars:ro" ;;
             trainer) build_one trainer docker/trainer/Dockerfile "" --build-arg VARIANT=cpu \
-                         "${JOBS_ARGS[@]}" ;;
+                         "${JOBS_ARGS[@]}" -v "$C2M_CACHE/horovod:/run/c2m-hvd/horovod" ;;
             base) ;;
             *) die "unknown image '$image' (airflow, spark, trainer)" ;;
         esac
