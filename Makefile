@@ -22,7 +22,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # by its message; every other warning still shows (tests/ops/test_packaging.py keeps the build clean).
 QUIET_INSTALL := PYTHONWARNINGS='ignore:Editable installation'
 
-.PHONY: help demo test test-unit test-deploy test-integration browser-deps up down status clean venvs system-deps datasets k8s-tools s3a-jars
+.PHONY: help demo test test-unit test-deploy test-integration browser-deps up down status clean venvs system-deps datasets k8s-tools s3a-jars images test-images
 
 help:
 	@echo "make demo   - set up everything, start the local stack, run the whole life cycle through Airflow"
@@ -113,6 +113,17 @@ test-deploy: k8s-tools
 	$(JOBS_VENV)/bin/python -m pytest -q tests/docker tests/helm
 
 test: test-unit test-deploy test-integration
+
+# The airflow worker, spark and trainer (CPU) images, built with podman on a Debian base made here
+# (ops/install/build_images.sh; prints SKIP and exits 0 where podman cannot run). The trainer reuses
+# the Horovod wheel `make venvs` cached, the spark image the s3a test jars.
+images: s3a-jars
+	nice -n 10 bash ops/install/build_images.sh
+
+# Self-checks inside each built image (tests/docker/test_images.py; skipped, with the reason, where
+# podman cannot run or an image is not built).
+test-images:
+	$(JOBS_VENV)/bin/python -m pytest -q -rs tests/docker/test_images.py
 
 # Benchmarks (bench/README.md): OURS against a reference, side by side in one run, on 2 cores.
 # datatrove (the data-stage reference) conflicts with the project's pins, so it gets a venv of

@@ -8,8 +8,9 @@ the job's last lines of output, so the reason shows up where the failure is repo
 
 :func:`get_launcher` puts the local launcher and the cluster one
 (:mod:`ops.launch_cluster`: Spark on Kubernetes, Horovod as an MPIJob) behind one
-interface, chosen by configuration (``C2M_LAUNCHER=local|kubernetes``), so the same task
-code runs on a laptop and on a cluster.
+interface, chosen by configuration (``C2M_LAUNCHER=local|kubernetes|podman``), so the same task
+code runs on a laptop and on a cluster; ``podman`` (:mod:`ops.launch_podman`) runs the jobs as
+containers from the images `make images` builds, on this machine.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from ops.settings import Settings, get_settings
 
 TAIL_LINES = 40  # lines of a failed job's output carried in its LaunchError
 LAUNCHER_ENV = "C2M_LAUNCHER"
-LAUNCHER_KINDS = ("local", "kubernetes")
+LAUNCHER_KINDS = ("local", "kubernetes", "podman")
 
 
 class LaunchError(RuntimeError):
@@ -260,8 +261,13 @@ def launcher_kind(value: str | None = None) -> str:
 
 def get_launcher(kind: str | None = None, settings: Settings | None = None, **cluster) -> Launcher:
     """The launcher for ``kind`` (see :func:`launcher_kind`); cluster options go to the cluster one."""
-    if launcher_kind(kind) == "local":
+    chosen = launcher_kind(kind)
+    if chosen == "local":
         return LocalLauncher(settings)
+    if chosen == "podman":
+        from ops.launch_podman import PodmanLauncher
+
+        return PodmanLauncher(settings)
     from ops.launch_cluster import KubernetesLauncher
 
     return KubernetesLauncher(settings=settings, **cluster)

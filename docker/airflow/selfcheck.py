@@ -20,8 +20,8 @@ def check_dags() -> None:
                       AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/no-such-dir/airflow.db")
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=os.environ.get("AIRFLOW__CORE__DAGS_FOLDER", "/opt/airflow/dags"),
-                 include_examples=False)
+    # Examples stay out through AIRFLOW__CORE__LOAD_EXAMPLES (Airflow 3's DagBag has no flag for it).
+    bag = DagBag(dag_folder=os.environ.get("AIRFLOW__CORE__DAGS_FOLDER", "/opt/airflow/dags"))
     if bag.import_errors:
         sys.exit(f"DAG import errors: {bag.import_errors}")
     missing = EXPECTED_DAGS - set(bag.dag_ids)

@@ -25,8 +25,11 @@ def main() -> None:
              .config("spark.ui.enabled", "false").getOrCreate())
     try:
         jvm = spark.sparkContext._jvm
-        for cls in ("org.apache.hadoop.fs.s3a.S3AFileSystem",
-                    "software.amazon.awssdk.services.s3.S3Client",
+        # The SDK v2 bundle in production; the SDK v1 test pair when built with S3A_JARS=local.
+        sdk = ("com.amazonaws.services.s3.AmazonS3Client" if any(j.startswith("aws-java-sdk-bundle")
+                                                                 for j in jars)
+               else "software.amazon.awssdk.services.s3.S3Client")
+        for cls in ("org.apache.hadoop.fs.s3a.S3AFileSystem", sdk,
                     "org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend"):
             jvm.java.lang.Class.forName(cls)
         rows = spark.range(10).selectExpr("sum(id) AS s").collect()

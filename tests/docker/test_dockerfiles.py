@@ -162,7 +162,7 @@ def test_spark_image_hadoop_matches_the_hadoop_inside_pyspark():
 
 def test_trainer_builds_horovod_with_nccl_through_the_project_script():
     text = (DOCKER / "trainer" / "Dockerfile").read_text()
-    assert re.search(r"ARG CUDA_IMAGE=nvidia/cuda:12\.\d+(\.\d+)?-\S*devel\S*", text)
+    assert re.search(r"ARG BASE_IMAGE=nvidia/cuda:12\.\d+(\.\d+)?-\S*devel\S*", text)
     assert "/whl/cu12" in arg("trainer", "TORCH_INDEX_URL")
     assert "bash /tmp/hvd/build_horovod.sh" in text and "C2M_HOROVOD_GPU_OPERATIONS=NCCL" in text
     assert "COPY ops/install/build_horovod.sh ops/install/horovod-0.28.1.patch" in text
