@@ -133,7 +133,7 @@ def test_driver_memory_stays_flat_over_many_large_pages(spark, tmp_path):
     assert manifest["rows_out"] == PAGES + 1 and manifest["dropped"] == {}
     # one round brings 20 pages of 2-4 MiB (about 60 MiB); the driver holds a few MiB at most
     assert peak < 16 * MB, f"driver peak {peak / MB:.1f} MiB"
-    stored = _warc_bodies([out.path(name) for name in manifest["warc_files"]])
+    stored = _warc_bodies([out.data_path(name) for name in manifest["warc_files"]])
     assert {url: stored[url] for url in large.expected} == large.expected  # every byte of every page
 
 
@@ -202,6 +202,6 @@ def test_spark_submit_crawl_with_a_512m_driver(tmp_path):
     out = DatasetVersion(str(tmp_path), "raw", "big")
     manifest = out.read_manifest()
     assert manifest["rows_out"] == PAGES + 1
-    stored = _warc_bodies([out.path(name) for name in manifest["warc_files"]])
+    stored = _warc_bodies([out.data_path(name) for name in manifest["warc_files"]])
     assert {url: stored[url] for url in large.expected} == large.expected
     assert peak < 250 * MB, f"Python driver peak RSS {peak / MB:.0f} MiB"

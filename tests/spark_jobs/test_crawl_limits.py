@@ -40,7 +40,7 @@ def _crawl(root, seeds: list[str], version: str = "lim", **kw) -> tuple[dict, li
     out = DatasetVersion(str(root), "raw", version)
     manifest = run_crawl(None, cfg, out, CrawlState.for_version(str(root), version), config={},
                          level_runner=run_inline)
-    return manifest, pq.read_table(out.path("fetch_log", "part-00000.parquet")).to_pylist()
+    return manifest, pq.read_table(out.data_path("fetch_log", "part-00000.parquet")).to_pylist()
 
 
 # ---------------------------------------------------------------- Crawl-delay
@@ -62,7 +62,7 @@ def test_a_host_asking_for_a_crawl_delay_over_the_cap_is_skipped_and_accounted_f
     assert manifest["dropped"] == {"crawl_delay_too_long": 1} and manifest["rows_out"] == 2
     assert manifest["rows_in"] == manifest["rows_out"] + sum(manifest["dropped"].values())
     raw = DatasetVersion(str(tmp_path), "raw", "lim")
-    removed = pq.read_table(raw.path("removed", "crawl_delay_too_long"))
+    removed = pq.read_table(raw.data_path("removed", "crawl_delay_too_long"))
     assert removed.column("url").to_pylist() == [slow.url + "/"]
     # below the cap the host's own delay holds, fractions included
     times = sorted(fine.times("/") + fine.times("/b") + fine.times("/robots.txt"))

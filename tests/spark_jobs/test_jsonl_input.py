@@ -9,6 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from spark_test_data import english
+
+from ops.datasets import DatasetVersion
 from spark_jobs import jsonl
 from spark_jobs.jsonl import parse_line
 
@@ -83,7 +85,7 @@ def _write_mixed(path, good: list[dict]) -> None:
 
 
 def _removed(root: str, stage: str, version: str) -> dict[str, list[dict]]:
-    folder = os.path.join(root, stage, f"v={version}", "removed")
+    folder = DatasetVersion(root, stage, version).data_path("removed")
     found = {}
     for reason in BAD_LINES:
         files = sorted(f for f in os.listdir(os.path.join(folder, reason)) if f.endswith(".parquet"))
