@@ -77,14 +77,14 @@ def test_data_refresh_ingests_warc_files_with_a_damaged_member(stack):
     # a.warc.gz: 4 of 6 pages whole, one damaged member, one cut; c.warc.gz: 3; the WET file: 3
     assert manifest["source"] == "warc"
     assert (manifest["rows_in"], manifest["rows_out"], manifest["dropped"]) == (12, 10, {"corrupt_record": 2})
-    corrupt = pq.read_table(raw.path("removed", "corrupt_record")).column("url").to_pylist()
+    corrupt = pq.read_table(raw.data_path("removed", "corrupt_record")).column("url").to_pylist()
     assert sorted(u.split("#")[0].rsplit("/", 1)[1] for u in corrupt) == ["a.warc.gz", "a.warc.gz"]
 
     extracted = DatasetVersion(stack.data_root, "extracted", VERSION)
     em = extracted.read_manifest()
     assert em["parents"] == [raw.uri]
     assert (em["rows_in"], em["rows_out"], em["dropped"]) == (10, 10, {})
-    parts = sorted(Path(extracted.uri).glob("*.parquet"))
+    parts = sorted(Path(extracted.data_uri).glob("*.parquet"))
     urls = {u for p in parts for u in pq.read_table(p, columns=["url"]).column("url").to_pylist()}
     good = {f"http://warc.test/page{i}.html" for i in (0, 2, 3, 4, 20, 21, 22)}
     good |= {f"http://wet.test/{i}" for i in range(3)}
