@@ -284,7 +284,7 @@ def test_mlflow_ui_shows_the_data_card_funnel(stack, tiny_demo, artefacts_dir, p
         page.get_by_role("tab", name="Artifacts").click()
         page.get_by_text("data_card", exact=True).first.click()
         page.get_by_text("funnel.png", exact=True).first.click()
-        expect(page.get_by_text("data_card/funnel.png")).to_be_visible()
+        expect(page.get_by_text("data_card/funnel.png", exact=True)).to_be_visible()
         image = page.locator("img").first
         expect(image).to_be_visible()
         # The PNG decoded in the browser: the funnel is drawn 8 inches or more wide at 100 dpi.
