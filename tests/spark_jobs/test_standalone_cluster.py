@@ -31,7 +31,7 @@ from s3_cluster_env import BUCKET
 from warc_test_files import write_warc
 
 # Each chain is six spark-submits with executors in other JVMs: minutes on a busy 2-core machine.
-pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.timeout(3600), pytest.mark.distributed]
 CRAWL, WARC = "c", "w"
 CHAIN_STAGES = ("raw", "extracted", "clean", "corpus", "shards")
 TOKENIZE = ["--vocab-size", "400", "--seq-len", "16", "--val-fraction", "0.3"]
@@ -165,7 +165,6 @@ def test_the_cluster_has_two_one_core_workers_on_loopback(spark_cluster):
     assert spark_cluster.master_url.startswith("spark://127.0.0.1:")
 
 
-@pytest.mark.cluster_chain
 def test_every_stage_on_the_cluster_matches_local(cluster_chain, local_chain, spark_cluster):
     for stage in ("crawl",) + CHAIN_STAGES:
         assert cluster_chain[stage] == local_chain[stage], stage
@@ -178,7 +177,6 @@ def test_every_stage_on_the_cluster_matches_local(cluster_chain, local_chain, sp
     assert {f"crawl2model-{job}" for job in jobs} <= names
 
 
-@pytest.mark.cluster_chain
 @pytest.mark.parametrize("mode", ["stage", "s3a"])
 def test_every_stage_on_an_s3_root_matches(mode, local_chain, spark_cluster, site, inputs):
     if mode == "s3a" and cached_jars() is None:
