@@ -88,7 +88,7 @@ def test_data_refresh_branches_between_crawl_and_warc_ingest(dagbag):
     source = dag.get_task("ingest.source")
     assert source.downstream_task_ids == {"ingest.shards", "ingest.warc"}
     assert dag.get_task("ingest.extract").trigger_rule == "none_failed_min_one_success"
-    assert dag.params.get_param("source").value == "crawl"  # the demo crawls, as before
+    assert dag.params.get_param("source").value == "crawl"  # the demo relies on it
     for good in ("warc", "both"):
         dag.params.get_param("source").resolve(good)
     for good in ("/data/cc/*.warc.gz", "s3://bucket/cc/CC-MAIN-*/*.warc.wet.gz", None):
