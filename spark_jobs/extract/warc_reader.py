@@ -11,6 +11,7 @@ are not documents and make no rows.
 """
 from __future__ import annotations
 
+import fnmatch
 import glob as globlib
 from pathlib import Path
 from typing import Any, Iterator
@@ -70,8 +71,6 @@ def warc_files(folder_or_glob: str) -> list[str]:
 
     Globs work locally and on ``s3://bucket/prefix/*.warc.gz`` (matched on the key).
     """
-    import fnmatch
-
     pattern = folder_or_glob
     if not any(ch in pattern for ch in "*?["):
         if storage.is_s3(pattern) and not pattern.endswith("/") and storage.is_file(pattern):
@@ -81,8 +80,23 @@ def warc_files(folder_or_glob: str) -> list[str]:
         pattern = storage.join(folder_or_glob, "*.warc.gz")
     if storage.is_s3(pattern):
         prefix = pattern.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0].rsplit("/", 1)[0]
-        return [u for u in storage.list_files(prefix) if fnmatch.fnmatch(u, pattern)]
+        return [u for u in storage.list_files(prefix) if glob_match(pattern, u)]
     return sorted(p for p in globlib.glob(pattern, recursive=True) if Path(p).is_file())
+
+
+def glob_match(pattern: str, uri: str) -> bool:
+    """Whether ``uri`` matches ``pattern`` as a local glob would: ``*``, ``?`` and ``[...]`` stay
+    within one path segment and ``**`` spans any number of them. Object keys have no folders,
+    so a plain fnmatch would let ``raw/*.warc.gz`` also take ``raw/g=1/x.warc.gz``."""
+    return _match_parts(pattern.split("/"), uri.split("/"))
+
+
+def _match_parts(pattern: list[str], parts: list[str]) -> bool:
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_match_parts(pattern[1:], parts[i:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _match_parts(pattern[1:], parts[1:])
 
 
 def warc_frame(spark, folder_or_glob: str, source: str = SOURCE_CRAWL):

@@ -6,6 +6,7 @@ artefact folder, which is all the gate reads.
 
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from training import registry_gate as gate
 
@@ -17,8 +18,9 @@ def registry(mlflow_uri, tmp_path):
     def new_version(name: str) -> int:
         try:
             client.create_registered_model(name)
-        except Exception:  # already there: add a version
-            pass
+        except MlflowException as exc:  # already there: add a version; anything else is an error
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
         return int(client.create_model_version(name, source=str(tmp_path)).version)
 
     return client, new_version
