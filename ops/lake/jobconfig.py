@@ -1,0 +1,200 @@
+"""Each job setting declared once: a dataclass field, from which the job's argparse flags, the
+Airflow Params form and the flags a DAG passes are all derived.
+
+A job declares its settings as a dataclass whose fields are made with :func:`setting`::
+
+    @dataclass
+    class CleanConfig:
+        langs: list[str] = setting(["en"], "ISO 639-1 codes to keep", title="Languages",
+                                   item_pattern="^[a-z]{2}$")
+        min_lang_score: float = setting(0.5, "least language-ID probability to keep",
+                                        minimum=0.0, maximum=1.0)
+
+- :func:`add_arguments` adds ``--langs en,de`` and ``--min-lang-score`` to a parser;
+  :func:`from_args` turns the parsed namespace back into the dataclass.
+- :func:`param_specs` gives the Airflow Params (plain JSON-schema dicts, no Airflow import) with
+  the same defaults, bounds and help; :func:`to_flags` turns a Params dict back into flags.
+
+Types: ``bool`` (default False: ``--x``; default True: ``--no-x``), ``int``, ``float``, ``str``,
+``list[str]`` (comma-separated on the command line, an array in the form), ``dict`` (JSON on the
+command line) and ``X | None`` of these (None: flag left out). Pure Python: DAG files import it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from typing import Any, Callable
+
+_META = "c2m_setting"
+
+
+def setting(default: Any, help: str, *, title: str | None = None, flag: str | None = None,
+            choices: tuple | list | None = None, minimum: float | None = None, maximum: float | None = None,
+            pattern: str | None = None, item_pattern: str | None = None, max_items: int | None = None,
+            parse: Callable[[str], Any] | None = None, param: bool = True) -> Any:
+    """A dataclass field carrying its flag, help, bounds and form title.
+
+    ``flag`` overrides the derived ``--field-name``; ``parse`` replaces the type's parser on the
+    command line (it raises ``argparse.ArgumentTypeError`` with a message that says what to pass);
+    ``param=False`` keeps the setting off the Airflow form (a CLI-only setting)."""
+    meta = {"help": help, "title": title, "flag": flag, "choices": tuple(choices) if choices else None,
+            "minimum": minimum, "maximum": maximum, "pattern": pattern, "item_pattern": item_pattern,
+            "max_items": max_items, "parse": parse, "param": param}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata={_META: meta})
+    return dataclasses.field(default=default, metadata={_META: meta})
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One declared setting, resolved: its name, Python type, default and metadata."""
+    name: str
+    kind: type  # bool, int, float, str, list or dict
+    optional: bool
+    default: Any
+    meta: dict
+
+    @property
+    def flag(self) -> str:
+        if self.meta["flag"]:
+            return self.meta["flag"]
+        dashed = self.name.replace("_", "-")
+        return f"--no-{dashed}" if self.kind is bool and self.default is True else f"--{dashed}"
+
+
+def settings(cls: type) -> list[Setting]:
+    """The declared settings of a config dataclass, in field order."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if _META not in f.metadata:
+            continue
+        kind, optional = _resolve(hints[f.name], cls.__name__, f.name)
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        out.append(Setting(f.name, kind, optional, default, dict(f.metadata[_META])))
+    return out
+
+
+def _resolve(hint: Any, owner: str, name: str) -> tuple[type, bool]:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    optional = len(args) < len(typing.get_args(hint))
+    base = args[0] if optional and len(args) == 1 else hint
+    base = typing.get_origin(base) or base
+    if base not in (bool, int, float, str, list, dict):
+        raise TypeError(f"{owner}.{name}: type {hint!r} is not one of bool, int, float, str, "
+                        "list[str], dict (or X | None); declare it with one of those")
+    return base, optional
+
+
+def _parse_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _parse_dict(value: str) -> dict:
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}); pass a JSON object") from None
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"key\": 1}'")
+    return parsed
+
+
+def _bounded(s: Setting) -> Callable[[str], Any]:
+    parse = s.meta["parse"] or {list: _parse_list, dict: _parse_dict}.get(s.kind, s.kind)
+    lo, hi = s.meta["minimum"], s.meta["maximum"]
+
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {s.kind.__name__}") from None
+        if lo is not None and value < lo or hi is not None and value > hi:
+            raise argparse.ArgumentTypeError(f"{value} is outside [{lo}, {hi}]")
+        return value
+    convert.__name__ = s.kind.__name__
+    return convert
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type) -> argparse.ArgumentParser:
+    """Add one flag per declared setting of ``cls`` to ``parser``."""
+    for s in settings(cls):
+        if s.kind is bool:
+            action = "store_false" if s.flag.startswith("--no-") and s.default is True else "store_true"
+            parser.add_argument(s.flag, dest=s.name, action=action, default=s.default, help=s.meta["help"])
+            continue
+        default_text = "" if s.default in (None, [], {}) else f" (default: {_show(s.default)})"
+        parser.add_argument(s.flag, dest=s.name, type=_bounded(s), default=s.default,
+                            choices=s.meta["choices"], help=s.meta["help"] + default_text)
+    return parser
+
+
+def from_args(cls: type, namespace: argparse.Namespace, **extra: Any) -> Any:
+    """The config dataclass from a parsed namespace (fields not declared with :func:`setting`
+    come from ``extra``)."""
+    values = {s.name: getattr(namespace, s.name) for s in settings(cls)}
+    return cls(**values, **extra)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
+
+
+def param_specs(cls: type, section: str | None = None, only: tuple[str, ...] | None = None,
+                defaults: dict[str, Any] | None = None) -> dict[str, dict]:
+    """Airflow Param specs (default, title, description, section, JSON schema) for the settings of
+    ``cls`` (those named in ``only``, if given); ``defaults`` replaces a default where the DAG's
+    environment decides it (e.g. the local site's URL)."""
+    out = {}
+    for s in settings(cls):
+        if not s.meta["param"] or (only is not None and s.name not in only):
+            continue
+        jtype = _JSON_TYPES[s.kind]
+        spec: dict[str, Any] = {
+            "default": (defaults or {}).get(s.name, s.default),
+            "title": s.meta["title"] or s.name.replace("_", " ").capitalize(),
+            "description": s.meta["help"],
+            "type": ["null", jtype] if s.optional else jtype,
+        }
+        if section:
+            spec["section"] = section
+        for key, schema_key in (("minimum", "minimum"), ("maximum", "maximum"), ("pattern", "pattern"),
+                                ("max_items", "maxItems")):
+            if s.meta[key] is not None:
+                spec[schema_key] = s.meta[key]
+        if s.meta["choices"]:
+            spec["enum"] = list(s.meta["choices"]) + ([None] if s.optional else [])
+        if s.kind is list:
+            spec["items"] = {"type": "string", **({"pattern": s.meta["item_pattern"]}
+                                                  if s.meta["item_pattern"] else {})}
+        out[s.name] = spec
+    return out
+
+
+def to_flags(cls: type, values: dict[str, Any], only_changed: bool = True) -> list[str]:
+    """The flags that give ``values`` (Param values keyed by setting name) to a job of ``cls``.
+
+    Names ``cls`` does not declare are ignored (a DAG's Params span several jobs); None leaves a
+    flag out; with ``only_changed`` a value equal to the job's default is left out too."""
+    flags: list[str] = []
+    for s in settings(cls):
+        if s.name not in values:
+            continue
+        value = values[s.name]
+        if value is None or (only_changed and value == s.default):
+            continue
+        if s.kind is bool:
+            if bool(value) != (s.flag.startswith("--no-") and s.default is True):
+                flags.append(s.flag)
+            continue
+        flags += [s.flag, _show(value)]
+    return flags
