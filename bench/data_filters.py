@@ -41,8 +41,8 @@ KEPT = None
 
 def our_steps(kind: str) -> list:
     """The project's own step objects: the whole clean stage (no language ID), or its three paper filters."""
-    from spark_jobs.clean.filters import C4QualityFilter, GopherQualityFilter, LanguageFilter
-    from spark_jobs.clean.repetition import GopherRepetitionFilter
+    from spark_jobs.clean.filters import (C4QualityFilter, GopherQualityFilter, GopherRepetitionFilter,
+                                          LanguageFilter)
     from spark_jobs.clean.signals import QualitySignals
     from spark_jobs.clean.steps import default_steps
     from spark_jobs.extract.steps import IdentifyLanguage

@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         _parser().print_help()
         return 2
     from ops.stack import services
-    from ops.stack.airflow_api import AirflowAPIError
+    from ops.clients.airflow_api import AirflowAPIError
     from ops.launch.s3_client import S3ServerError
 
     try:

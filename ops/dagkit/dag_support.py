@@ -627,7 +627,7 @@ def mlflow_url(tracking_uri: str, run_id: str | None) -> str | None:
     """The MLflow UI link of a run, or None (no run, or MLflow unreachable: links are a courtesy)."""
     if not run_id:
         return None
-    from ops.dagkit.mlflow_helpers import MlflowLookupError, run_link
+    from ops.clients.mlflow_helpers import MlflowLookupError, run_link
 
     try:
         return run_link(tracking_uri, run_id)
@@ -653,7 +653,7 @@ def set_run_note(dag_id: str, run_id: str, note: str, base_url: str) -> bool:
     admin password file under $AIRFLOW_HOME is used. The note is a convenience: the same link
     is in the task's XCom.
     """
-    from ops.stack.airflow_api import AirflowAPIError, AirflowClient
+    from ops.clients.airflow_api import AirflowAPIError, AirflowClient
 
     try:
         AirflowClient(base_url, os.environ.get("AIRFLOW_HOME"), timeout=10).set_note(dag_id, run_id, note)

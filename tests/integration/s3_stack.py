@@ -61,7 +61,7 @@ def all_xcoms(client) -> Iterator[tuple[str, Any]]:
 
 def all_mlflow_runs(tracking_uri: str) -> list[dict]:
     """Every run of every experiment (params and tags included), over MLflow's REST API."""
-    from ops.dagkit.mlflow_helpers import _post
+    from ops.clients.mlflow_helpers import _post
 
     experiments = _post(tracking_uri, "experiments/search", {"max_results": 1000}).get("experiments", [])
     ids = [e["experiment_id"] for e in experiments]

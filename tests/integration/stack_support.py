@@ -147,7 +147,7 @@ def task_log_text(path: Path) -> str:
 
 def metric_history(tracking_uri: str, run_id: str, key: str) -> list[float]:
     """A run's logged values of one metric, in step order, read over MLflow's REST API."""
-    from ops.dagkit.mlflow_helpers import _get
+    from ops.clients.mlflow_helpers import _get
 
     points = _get(tracking_uri, "metrics/get-history", run_id=run_id,
                   metric_key=key, max_results="25000").get("metrics", [])

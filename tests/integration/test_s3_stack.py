@@ -100,7 +100,7 @@ def test_mlflow_artefacts_go_to_the_bucket_through_the_tracking_server(s3_stack,
 
 
 def test_tiny_demo_runs_on_s3_roots(s3_stack, s3_demo, lake):
-    from ops.dagkit.mlflow_helpers import _get
+    from ops.clients.mlflow_helpers import _get
 
     assert s3_demo.ok, s3_demo.failure
     root = s3_stack.data_root
@@ -151,7 +151,7 @@ def test_pretrain_resumes_from_its_s3_checkpoint(s3_stack, s3_demo, lake, capsys
 def test_the_generated_secret_leaks_nowhere(s3_stack, s3_demo):
     from ops.launch import s3_client
     from ops.stack import services
-    from ops.stack.airflow_api import AirflowClient
+    from ops.clients.airflow_api import AirflowClient
 
     key_id, secret = s3_client.credentials(s3_stack)
     assert s3_demo.runs, "the demo ran nothing to check"

@@ -35,14 +35,14 @@ ALL_DAGS = ["data_refresh", "pretrain", "finetune", "hpo", "compress", "end_to_e
 
 def _client(stack):
     from ops.stack import services
-    from ops.stack.airflow_api import AirflowClient
+    from ops.clients.airflow_api import AirflowClient
 
     return AirflowClient(stack.airflow_url, services.airflow_home(stack))
 
 
 def test_every_dag_parses_and_bad_params_are_refused_naming_the_field(stack):
     from ops.stack import services
-    from ops.stack.airflow_api import AirflowAPIError
+    from ops.clients.airflow_api import AirflowAPIError
 
     assert services.up(stack, echo=lambda m: None) == {}, "up() on a healthy stack must do nothing"
     client = _client(stack)
@@ -80,7 +80,7 @@ def test_a_failing_job_retries_and_its_last_lines_reach_the_task_log(stack):
 
 
 def test_tiny_demo_runs_every_dag_and_registers_models(stack, tiny_demo):
-    from ops.dagkit.mlflow_helpers import alias_version, experiment_name, get_run, run_tags
+    from ops.clients.mlflow_helpers import alias_version, experiment_name, get_run, run_tags
     from ops.dagkit.dag_support import dag_run_url
 
     client = _client(stack)
@@ -159,7 +159,7 @@ def test_end_to_end_chains_the_three_dags(stack):
     final = client.wait_for_run("end_to_end", run["dag_run_id"], timeout=1800)
     children = {d: f"{run['dag_run_id']}__{d}" for d in ("data_refresh", "pretrain", "finetune")}
     if final["state"] != "success":
-        from ops.stack.airflow_api import AirflowAPIError
+        from ops.clients.airflow_api import AirflowAPIError
 
         why = [explain_failure(client, stack, "end_to_end", run["dag_run_id"])]
         for dag_id, child_id in children.items():
@@ -182,7 +182,7 @@ def test_end_to_end_chains_the_three_dags(stack):
 
 def test_hpo_fans_trials_out_and_compress_quantizes(stack):
     from ops.stack.demo import explain_failure
-    from ops.dagkit.mlflow_helpers import child_runs, experiment_name, get_run
+    from ops.clients.mlflow_helpers import child_runs, experiment_name, get_run
 
     client = _client(stack)
     for dag_id in ("hpo", "compress"):

@@ -51,7 +51,7 @@ def test_data_refresh_ingests_warc_files_with_a_damaged_member(stack):
     import pyarrow.parquet as pq
 
     from ops.stack import services
-    from ops.stack.airflow_api import AirflowClient
+    from ops.clients.airflow_api import AirflowClient
     from ops.lake.datasets import DatasetVersion
     from ops.stack.demo import explain_failure
 

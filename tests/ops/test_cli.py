@@ -120,7 +120,7 @@ def test_no_command_prints_help(capsys):
 
 
 def test_cli_and_stack_modules_import_nothing_heavy():
-    code = ("import sys, ops.cli, ops.stack.services, ops.stack.demo, ops.stack.airflow_api, ops.dagkit.dag_support, ops.stack.demo_site; "
+    code = ("import sys, ops.cli, ops.stack.services, ops.stack.demo, ops.clients.airflow_api, ops.dagkit.dag_support, ops.stack.demo_site; "
             "heavy = {'pyspark', 'torch', 'airflow', 'mlflow', 'horovod', 'requests'} & set(sys.modules); "
             "print(sorted(heavy)); sys.exit(1 if heavy else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
