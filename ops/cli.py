@@ -175,9 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 2
-    from ops.stack import services
     from ops.clients.airflow_api import AirflowAPIError
     from ops.launch.s3_client import S3ServerError
+    from ops.stack import services
 
     try:
         _select_mode(getattr(args, "s3", False))

@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ops.launch import local
 from ops.lake import secret_env
+from ops.launch import local
 from ops.launch.settings import Settings, get_settings
 
 IMAGE_TAG = "0.1.0"

@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from ops.stack import services
 from ops.clients.airflow_api import AirflowAPIError, AirflowClient, Heartbeat
+from ops.stack import services
 from ops.clients.mlflow_helpers import (MlflowLookupError, artifact_url, data_card_run, list_artifacts, run_link,
                                 run_url)
 from ops.launch.settings import Settings, get_settings

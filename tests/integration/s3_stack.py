@@ -80,9 +80,9 @@ def _main() -> None:
     for var in UNSET_S3:
         os.environ.pop(var, None)
     os.environ.update(env)
+    from ops.launch.settings import get_settings
     from ops.stack import services
     from ops.stack.demo import run_demo
-    from ops.launch.settings import get_settings
 
     s = get_settings()
     services.up(s, timeout=300)

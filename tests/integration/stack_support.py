@@ -109,8 +109,8 @@ def running_stack(request, prefix: str, unset: tuple[str, ...], env_for: Callabl
     its path printed, when a test failed meanwhile; otherwise it is removed."""
     import pytest
 
-    from ops.stack import services
     from ops.launch.settings import get_settings
+    from ops.stack import services
 
     base = Path(tempfile.mkdtemp(prefix=prefix))
     failed_before = request.session.testsfailed
@@ -177,9 +177,9 @@ def _main() -> None:
     for var in UNSET:
         os.environ.pop(var, None)
     os.environ.update(env)
+    from ops.launch.settings import get_settings
     from ops.stack import services
     from ops.stack.demo import run_demo
-    from ops.launch.settings import get_settings
 
     s = get_settings()
     services.up(s, timeout=300)

@@ -134,8 +134,8 @@ def test_airflow_ui_triggers_finetune_from_its_params_form_and_the_run_succeeds(
         stack, tiny_demo, artefacts_dir, page):
     from playwright.sync_api import expect
 
-    from ops.stack import services
     from ops.clients.airflow_api import AirflowClient
+    from ops.stack import services
     from ops.stack.demo import explain_failure
 
     require_demo(tiny_demo)

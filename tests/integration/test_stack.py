@@ -34,15 +34,15 @@ ALL_DAGS = ["data_refresh", "pretrain", "finetune", "hpo", "compress", "end_to_e
 
 
 def _client(stack):
-    from ops.stack import services
     from ops.clients.airflow_api import AirflowClient
+    from ops.stack import services
 
     return AirflowClient(stack.airflow_url, services.airflow_home(stack))
 
 
 def test_every_dag_parses_and_bad_params_are_refused_naming_the_field(stack):
-    from ops.stack import services
     from ops.clients.airflow_api import AirflowAPIError
+    from ops.stack import services
 
     assert services.up(stack, echo=lambda m: None) == {}, "up() on a healthy stack must do nothing"
     client = _client(stack)
@@ -181,8 +181,8 @@ def test_end_to_end_chains_the_three_dags(stack):
 
 
 def test_hpo_fans_trials_out_and_compress_quantizes(stack):
-    from ops.stack.demo import explain_failure
     from ops.clients.mlflow_helpers import child_runs, experiment_name, get_run
+    from ops.stack.demo import explain_failure
 
     client = _client(stack)
     for dag_id in ("hpo", "compress"):

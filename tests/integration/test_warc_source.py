@@ -50,9 +50,9 @@ def _write_warcs(folder: Path, jobs_python: Path) -> None:
 def test_data_refresh_ingests_warc_files_with_a_damaged_member(stack):
     import pyarrow.parquet as pq
 
-    from ops.stack import services
     from ops.clients.airflow_api import AirflowClient
     from ops.lake.datasets import DatasetVersion
+    from ops.stack import services
     from ops.stack.demo import explain_failure
 
     folder = Path(stack.data_root).parent / "warc-in"

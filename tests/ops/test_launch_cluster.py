@@ -21,9 +21,9 @@ from ops.launch.kubernetes import (ClusterConfig, KubernetesLauncher, cluster_ho
                                 mpijob_manifest, mpijob_state, s3a_args, single_pod_horovodrun_command,
                                 spark_conf, spark_connection, spark_submit_k8s_command,
                                 spark_submit_operator_kwargs, world_size)
+from ops.lake.storage import to_s3a
 from ops.launch.local import LaunchError, horovodrun_command
 from ops.launch.settings import Settings
-from ops.lake.storage import to_s3a
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "crawl2model"

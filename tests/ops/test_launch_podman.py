@@ -8,11 +8,11 @@ import os
 
 import pytest
 
-from ops.launch import podman
 from ops.lake import secret_env
-from ops.launch.podman import PODMAN_RUN, PodmanLauncher
+from ops.launch import podman
 from ops.launch.choose import get_launcher
 from ops.launch.local import LaunchError
+from ops.launch.podman import PODMAN_RUN, PodmanLauncher
 from ops.launch.settings import get_settings
 
 SECRET = "s3cr3t-value-for-the-test"

@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from ops.launch import kubernetes, local
 from ops.lake import secret_env
+from ops.launch import kubernetes, local
 from ops.launch.settings import Settings
 
 AIRFLOW_SECRETS = {

@@ -9,8 +9,8 @@ import urllib.request
 
 import pytest
 
-from ops.stack import demo_site, services
 from ops.launch.settings import get_settings
+from ops.stack import demo_site, services
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ops import cli
-from ops.stack import services, spark_standalone
 from ops.launch.settings import get_settings
+from ops.stack import services, spark_standalone
 
 pytestmark = pytest.mark.integration
 

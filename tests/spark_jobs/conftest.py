@@ -102,8 +102,8 @@ def spark_cluster(tmp_path_factory):
     import subprocess
     from pathlib import Path
 
-    from ops.stack import spark_standalone
     from ops.launch.settings import get_settings
+    from ops.stack import spark_standalone
 
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("the cluster fixture isolates workers with `unshare -m`: needs root and util-linux")

@@ -22,12 +22,12 @@ import time
 
 import pytest
 
-from ops.stack import spark_standalone
 from ops.lake import storage
 from ops.lake.datasets import DatasetVersion
-from ops.launch.local import spark_submit
 from ops.lake.s3a_test_jars import cached_jars
+from ops.launch.local import spark_submit
 from ops.launch.settings import get_settings
+from ops.stack import spark_standalone
 from s3_cluster_env import BUCKET
 from warc_test_files import write_warc
 

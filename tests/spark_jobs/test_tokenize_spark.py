@@ -90,8 +90,8 @@ def test_unigram_with_a_sample_of_the_corpus(spark, tmp_path):
 
 
 def test_a_reused_tokenizer_file_counts_unknown_characters(spark, tmp_path):
-    from spark_jobs.tokenize.bpe import sha256_hex
     from ops.lake.vocab import WORDPIECE
+    from spark_jobs.tokenize.bpe import sha256_hex
     from spark_jobs.tokenize.trainers import train_tokenizer
 
     tok = train_tokenizer((english(i) for i in range(30)), WORDPIECE, 400)
