@@ -112,7 +112,7 @@ k8s-tools: $(JOBS_STAMP)
 # hadoop-aws 3.3.1 + SDK v1 jars (from PyPI's sagemaker-pyspark sdist, cached under $(C2M_CACHE)/s3a-jars)
 # for the tests of Spark's direct s3a:// path (tests/spark_jobs/test_stages_s3a.py); not used in production.
 s3a-jars: $(JOBS_STAMP)
-	$(JOBS_VENV)/bin/python -m ops.s3a_test_jars >/dev/null
+	$(JOBS_VENV)/bin/python -m ops.lake.s3a_test_jars >/dev/null
 
 # Offline checks of docker/ and helm/: hadolint, helm lint/template, kubernetes-validate --strict, render tests.
 test-deploy: k8s-tools

@@ -42,7 +42,7 @@ def main():
     import torch
     import torch.nn.functional as F
 
-    from ops.datasets import data_uri_of
+    from ops.lake.datasets import data_uri_of
     from training.config import fit_to_data, model_config
     from training.models import build_model
 

@@ -34,15 +34,15 @@ from pathlib import Path  # noqa: E402
 from bench.common import (JOBS_PY, REPO, PeakRSS, job_env, last_json_line, ratio, require_datatrove,  # noqa: E402
                           run_measured, table, timed, work_dir, write_result)
 from bench.corpus import corpus_path, read_docs, shard_jsonl, write_jsonl  # noqa: E402
-from ops.datasets import DatasetVersion  # noqa: E402
+from ops.lake.datasets import DatasetVersion  # noqa: E402
 
 KEPT = None
 
 
 def our_steps(kind: str) -> list:
     """The project's own step objects: the whole clean stage (no language ID), or its three paper filters."""
-    from spark_jobs.clean.filters import C4QualityFilter, GopherQualityFilter, LanguageFilter
-    from spark_jobs.clean.repetition import GopherRepetitionFilter
+    from spark_jobs.clean.filters import (C4QualityFilter, GopherQualityFilter, GopherRepetitionFilter,
+                                          LanguageFilter)
     from spark_jobs.clean.signals import QualitySignals
     from spark_jobs.clean.steps import default_steps
     from spark_jobs.extract.steps import IdentifyLanguage
@@ -97,9 +97,9 @@ def run_spark(jsonl: Path, root: Path, cores: int) -> dict:
     import pyarrow.parquet as pq
 
     shutil.rmtree(root, ignore_errors=True)
-    from ops.launchers import LOCAL_JAVA_OPTIONS
+    from ops.launch.local import LOCAL_JAVA_OPTIONS
 
-    # the JVM options ops/launchers.spark_submit_command gives the clean job locally
+    # the JVM options ops/launch/local.spark_submit_command gives the clean job locally
     cmd = [JOBS_PY.parent / "spark-submit", "--master", f"local[{cores}]", "--driver-memory", "3g",
            "--driver-java-options", LOCAL_JAVA_OPTIONS["clean"],
            REPO / "bench" / "_spark_stage.py", "clean", "--", "--root", root, "--version", "bench",

@@ -82,9 +82,9 @@ def removed_by_band(docs, generated, removed: set[int]) -> dict:
 
 def run_ours(jsonl: Path, work: Path, cores: int) -> dict:
     shutil.rmtree(work, ignore_errors=True)
-    from ops.launchers import LOCAL_JAVA_OPTIONS
+    from ops.launch.local import LOCAL_JAVA_OPTIONS
 
-    # the JVM options ops/launchers.spark_submit_command gives the dedup job locally
+    # the JVM options ops/launch/local.spark_submit_command gives the dedup job locally
     cmd = [JOBS_PY.parent / "spark-submit", "--master", f"local[{cores}]", "--driver-memory", "3g",
            "--driver-java-options", LOCAL_JAVA_OPTIONS["dedup"], REPO / "bench" / "_spark_dedup.py", jsonl, work]
     res = run_measured(cmd, env=job_env(cores))

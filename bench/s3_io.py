@@ -7,7 +7,7 @@ One run starts a real SeaweedFS (``weed mini``, as ``crawl2model up --s3`` does)
 loopback ports with a temp stack dir, writes ``--total-mb`` of token shards (uint16, the
 tokenize stage's format) locally, and then, for each round, in alternating order:
 
-- ours: ``ops.storage.upload_file`` / ``ops.storage.download_file`` (our client config:
+- ours: ``ops.lake.storage.upload_file`` / ``ops.lake.storage.download_file`` (our client config:
   standard retries, path-style addressing, our multipart size; atomic local writes);
 - reference: a plain ``boto3.client("s3").upload_file`` / ``download_file`` with boto3's
   default TransferConfig (the "raw transfer manager" of the issue).
@@ -31,8 +31,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, ratio, table, timed, write_result  # noqa: E402
 
-from ops import s3_server, storage  # noqa: E402
-from ops.settings import Settings  # noqa: E402
+from ops.lake import storage  # noqa: E402
+from ops.launch import s3_client  # noqa: E402
+from ops.launch.settings import Settings  # noqa: E402
+from ops.stack import s3_server  # noqa: E402
 
 TARGET = 0.9
 
@@ -126,7 +128,7 @@ def main(argv=None) -> dict:
         digests = {p.name: sha256(p) for p in paths}
         mb = sum(p.stat().st_size for p in paths) / 1e6
         rows, runs = [], []
-        with Server(root) as server, s3_server.client_environment(server.settings):
+        with Server(root) as server, s3_client.client_environment(server.settings):
             bucket = server.settings.s3_bucket
             for r in range(args.rounds):
                 order = ["ours", "reference"] if r % 2 == 0 else ["reference", "ours"]

@@ -11,7 +11,7 @@ as the pipeline hands it the dedup stage's output. The tokenizer (byte-level BPE
 ``--vocab-size``) is trained once on a sample with the project's trainer and passed to the
 stage with ``--tokenizer-file``, so the stage time is read + encode + doc index + pack + write.
 Each Spark Python worker runs tokenizers with RAYON_NUM_THREADS=1 (one core per task), and the
-stage runs with the JVM options ``ops/launchers`` gives it locally. The ceiling runs with one
+stage runs with the JVM options ``ops/launch/local`` gives it locally. The ceiling runs with one
 thread on the same texts, twice: ``encode_batch`` (the issue's reference) and
 ``encode_batch_fast`` (what the stage calls: same ids, no offsets; ~25% faster). Target: stage
 tokens/s per core >= 0.8 x the ceiling; Spark start-up (JVM, session, a Python worker per core)
@@ -36,7 +36,7 @@ from pathlib import Path  # noqa: E402
 from bench.common import (JOBS_PY, REPO, job_env, last_json_line, ratio, run_measured, table, timed,  # noqa: E402
                           work_dir, write_result)
 from bench.corpus import changelog_path, corpus_path  # noqa: E402
-from ops.datasets import DatasetVersion  # noqa: E402
+from ops.lake.datasets import DatasetVersion  # noqa: E402
 
 CALLS = ("encode_batch", "encode_batch_fast")
 
@@ -80,7 +80,8 @@ def write_input_version(docs: list[dict], root: Path) -> Path:
 
 
 def train_tokenizer_file(docs: list[dict], out: Path, vocab_size: int) -> Path:
-    from spark_jobs.tokenize.trainers import BPE, train_tokenizer
+    from ops.lake.vocab import BPE
+    from spark_jobs.tokenize.trainers import train_tokenizer
 
     with timed() as t:
         tok = train_tokenizer((d["text"] for d in docs), BPE, vocab_size, extra_ids=32)
@@ -98,11 +99,11 @@ def run_ceiling(tokenizer: Path, corpus: Path) -> dict:
 def run_stage(tokenizer: Path, root: Path, cores: int, seq_len: int) -> dict:
     import pyarrow.parquet as pq
 
-    from ops.launchers import LOCAL_JAVA_OPTIONS
+    from ops.launch.local import LOCAL_JAVA_OPTIONS
 
     shutil.rmtree(root / "shards", ignore_errors=True)
     env = job_env(cores) | {"RAYON_NUM_THREADS": "1"}
-    # shuffle partitions and JVM options as ops/launchers.spark_submit_command sets them locally
+    # shuffle partitions and JVM options as ops/launch/local.spark_submit_command sets them locally
     cmd = [JOBS_PY.parent / "spark-submit", "--master", f"local[{cores}]", "--driver-memory", "3g",
            "--conf", "spark.sql.shuffle.partitions=8", "--driver-java-options", LOCAL_JAVA_OPTIONS["tokenize"],
            REPO / "bench" / "_spark_stage.py", "tokenize", "--", "--root", root, "--version", "bench",

@@ -9,7 +9,7 @@ DAG run's URL), registers the compressed model with its comparison table (accura
 parameters, latency) and returns the result JSON. The DAG run's note links to the MLflow
 run.
 
-Job contract (``ops.dag_support.compress_args``): ``--model --method --experiment --run-name
+Job contract (``ops.dagkit.dag_support.compress_args``): ``--model --method --experiment --run-name
 --result-file`` plus, as they apply, ``--register-name --max-examples --sparsity
 --structured --student-layers --temperature --alpha --finetune-epochs``; rank 0 writes JSON
 with ``run_id`` and ``model_version``.
@@ -20,9 +20,9 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from ops.dag_params import compress_params
-from ops.dag_support import OWNER_ML, task_defaults
-from ops.settings import get_settings
+from ops.dagkit.dag_params import compress_params
+from ops.dagkit.dag_support import OWNER_ML, task_defaults
+from ops.launch.settings import get_settings
 
 PARAMS = {name: Param(**spec) for name, spec in compress_params(get_settings()).items()}
 COMPRESS_MODULE = "training.compress"
@@ -43,7 +43,7 @@ def compress():
     @task(task_id="compress")
     def compress_model() -> dict:
         """Run training.compress on the launcher and return its result JSON with the MLflow link."""
-        from ops import dag_support as ds
+        from ops.dagkit import dag_support as ds
 
         ctx = get_current_context()
         s = get_settings()

@@ -18,9 +18,9 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from ops.dag_params import finetune_params
-from ops.dag_support import OWNER_ML, task_defaults
-from ops.settings import get_settings
+from ops.dagkit.dag_params import finetune_params
+from ops.dagkit.dag_support import OWNER_ML, task_defaults
+from ops.launch.settings import get_settings
 
 PARAMS = {name: Param(**spec) for name, spec in finetune_params(get_settings()).items()}
 
@@ -40,7 +40,7 @@ def finetune():
     @task
     def train() -> dict:
         """Run training.finetune on the launcher and return its result JSON with the MLflow link."""
-        from ops import dag_support as ds
+        from ops.dagkit import dag_support as ds
 
         ctx = get_current_context()
         s = get_settings()

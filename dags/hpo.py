@@ -28,9 +28,9 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 
-from ops.dag_params import hpo_params
-from ops.dag_support import OWNER_ML, task_defaults
-from ops.settings import get_settings
+from ops.dagkit.dag_params import hpo_params
+from ops.dagkit.dag_support import OWNER_ML, task_defaults
+from ops.launch.settings import get_settings
 
 PARAMS = {name: Param(**spec) for name, spec in hpo_params(get_settings()).items()}
 HPO_MODULE = "training.hpo"
@@ -38,7 +38,7 @@ HPO_MODULE = "training.hpo"
 
 def _hpo(plan: dict, trials: int, parent_run_id: str | None = None, finalize: bool = False) -> dict:
     """Run one training.hpo process on the launcher (one rank: trials are independent)."""
-    from ops import dag_support as ds
+    from ops.dagkit import dag_support as ds
 
     ctx = get_current_context()
     params = dict(ctx["params"])
@@ -70,7 +70,7 @@ def hpo():
     @task
     def plan() -> dict:
         """Check the Params; fix the study's name and the trials per slot."""
-        from ops import dag_support as ds
+        from ops.dagkit import dag_support as ds
 
         ctx = get_current_context()
         s = get_settings()

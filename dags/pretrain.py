@@ -18,9 +18,9 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from ops.dag_params import pretrain_params
-from ops.dag_support import OWNER_ML, task_defaults
-from ops.settings import get_settings
+from ops.dagkit.dag_params import pretrain_params
+from ops.dagkit.dag_support import OWNER_ML, task_defaults
+from ops.launch.settings import get_settings
 
 CORPUS = Asset("corpus")
 
@@ -42,7 +42,7 @@ def pretrain():
     @task
     def train() -> dict:
         """Resolve the shards, run training.pretrain on the launcher, link the MLflow run."""
-        from ops import dag_support as ds
+        from ops.dagkit import dag_support as ds
 
         ctx = get_current_context()
         s = get_settings()

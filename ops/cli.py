@@ -62,8 +62,8 @@ def help_command(command: str, jobs_python: str, repo_root) -> list[str]:
 def _job_help(command: str) -> int:
     import subprocess
 
-    from ops.launchers import job_env
-    from ops.settings import get_settings
+    from ops.launch.local import job_env
+    from ops.launch.settings import get_settings
 
     s = get_settings()
     if not s.jobs_python.exists():
@@ -78,7 +78,7 @@ def _job_help(command: str) -> int:
 
 
 def _run_stage(command: str, rest: list[str]) -> int:
-    from ops.launchers import LaunchError, horovodrun, spark_submit
+    from ops.launch.local import LaunchError, horovodrun, spark_submit
 
     try:
         if command in DATA_STAGES:
@@ -93,8 +93,8 @@ def _run_stage(command: str, rest: list[str]) -> int:
 
 
 def _run_python(command: str, rest: list[str]) -> int:
-    from ops.launchers import LaunchError, job_env, run
-    from ops.settings import get_settings
+    from ops.launch.local import LaunchError, job_env, run
+    from ops.launch.settings import get_settings
 
     s = get_settings()
     try:
@@ -140,7 +140,7 @@ def _select_mode(requested: bool) -> None:
     mode, bucket and data root: its recorded C2M_* values fill in what this shell does not set."""
     import os
 
-    from ops import services
+    from ops.stack import services
 
     if requested:
         os.environ["C2M_S3"] = "1"
@@ -150,7 +150,7 @@ def _select_mode(requested: bool) -> None:
 
 
 def _status() -> int:
-    from ops import services
+    from ops.stack import services
 
     st = services.status()
     s = services.get_settings()
@@ -175,9 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 2
-    from ops import services
-    from ops.airflow_api import AirflowAPIError
-    from ops.s3_server import S3ServerError
+    from ops.clients.airflow_api import AirflowAPIError
+    from ops.launch.s3_client import S3ServerError
+    from ops.stack import services
 
     try:
         _select_mode(getattr(args, "s3", False))
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             return _status()
         if args.command == "demo":
-            from ops.demo import run_demo
+            from ops.stack.demo import run_demo
 
             return 0 if run_demo(profile=args.profile).ok else 1
     except (services.StackError, AirflowAPIError, S3ServerError, ValueError) as exc:

@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ops import storage
+from ops.lake import storage
 
 FUNNEL, LENGTHS, LANGUAGES, SHARD_TOKENS = "funnel.png", "doc_length.png", "languages.png", "shard_tokens.png"
 TITLES = {FUNNEL: "Rows per stage and drops by reason", LENGTHS: "Document length (tokens)",

@@ -26,8 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ops import storage
-from ops.datasets import MANIFEST, DatasetVersion
+from ops.lake import storage
+from ops.lake.datasets import MANIFEST, DatasetVersion
 
 EXPERIMENT = "data_refresh"
 MAX_CHAIN = 16  # a guard against a cycle in hand-edited manifests

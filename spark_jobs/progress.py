@@ -1,12 +1,12 @@
 """Spark's side of the progress lines: active stages and their tasks, from the driver.
 
-:func:`watch` starts the process's :mod:`ops.progress` ticker with a live part read from
+:func:`watch` starts the process's :mod:`ops.lake.progress` ticker with a live part read from
 ``SparkContext.statusTracker()`` each time a line is printed (no listener, no Spark job):
 
     [progress] clean: documents in 2,297; stage 4 (parquet at ...): 3/8 tasks, 2 running, ETA 40 s; 35 s
 
 ``get_spark`` calls it, so every stage gets it; a job adds its own numbers with
-``ops.progress.update`` (the crawl: pages fetched of the page budget). When the driver is busy
+``ops.lake.progress.update`` (the crawl: pages fetched of the page budget). When the driver is busy
 outside Spark (tokenizer training, publishing) the line says so. The ticker stops by itself when
 the SparkContext stops.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from ops import progress
+from ops.lake import progress
 
 MAX_STAGES = 3  # stages named per line; more run at once only in wide shuffles
 

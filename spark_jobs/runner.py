@@ -22,8 +22,8 @@ import os
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 from urllib.parse import unquote
 
-from ops import progress, storage
-from ops.datasets import REMOVED, DatasetVersion, check_accounting
+from ops.lake import progress, storage
+from ops.lake.datasets import REMOVED, DatasetVersion, check_accounting
 from spark_jobs import s3io
 from spark_jobs.records import RECORD_COLUMNS, ddl
 from spark_jobs.staging import Staging, local_input

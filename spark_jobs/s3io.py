@@ -7,7 +7,7 @@ Two paths, chosen by configuration (``C2M_SPARK_S3_IO``, else the Spark conf
   are downloaded with boto3 and outputs assembled in a local folder that is uploaded when
   the version is published (:mod:`spark_jobs.staging`). On a cluster that folder must be a
   volume every executor mounts (``C2M_STAGING_DIR``).
-- ``s3a`` (clusters; :func:`ops.launch_cluster.spark_conf` sets it with ``s3a://`` roots):
+- ``s3a`` (clusters; :func:`ops.launch.kubernetes.spark_conf` sets it with ``s3a://`` roots):
   Spark reads ``s3a://`` inputs and writes its output to a staging prefix in the bucket;
   files that executors write themselves are uploaded by those executors, and publishing
   copies objects server-side. Nothing needs a shared volume.
@@ -70,7 +70,7 @@ def mode() -> str:
 
 def direct(root: str) -> bool:
     """True when Spark reads and writes this root's objects itself (an S3 root in ``s3a`` mode)."""
-    from ops import storage
+    from ops.lake import storage
 
     return storage.is_s3(root) and mode() == S3A
 
@@ -92,20 +92,20 @@ def compat_jars() -> list[str]:
         return []
     if wanted != COMPAT_33:
         raise ValueError(f"{COMPAT_ENV}={wanted!r}: the only value is {COMPAT_33!r} (tests and local use)")
-    from ops.s3a_test_jars import cache_dir, cached_jars
+    from ops.lake.s3a_test_jars import cache_dir, cached_jars
 
     jars = cached_jars()
     if not jars:
         raise RuntimeError(f"{COMPAT_ENV}={COMPAT_33} needs the hadoop-aws 3.3.1 jars in {cache_dir()}; "
-                           "run `make s3a-jars` (or python -m ops.s3a_test_jars)")
+                           "run `make s3a-jars` (or python -m ops.lake.s3a_test_jars)")
     return jars
 
 
 def hadoop_settings() -> dict[str, str]:
     """``fs.s3a.*`` settings for ``s3a`` mode from the environment (no credentials among them)."""
-    from ops import storage
+    from ops.lake import storage
 
-    settings = {"fs.s3a.path.style.access": "true"}  # as ops.storage: works with every S3 server
+    settings = {"fs.s3a.path.style.access": "true"}  # as ops.lake.storage: works with every S3 server
     endpoint = storage.endpoint_url()
     if endpoint:
         settings["fs.s3a.endpoint"] = endpoint

@@ -2,7 +2,7 @@
 
 A stage writes everything (data, removed/, logs) into a staging area. :meth:`Staging.commit`
 then puts the staged files into a fresh generation folder ``{root}/{stage}/v={V}/g={G}/``
-(:mod:`ops.datasets`), writes the manifest ``v={V}/_manifest.json`` naming ``G`` (the commit
+(:mod:`ops.lake.datasets`), writes the manifest ``v={V}/_manifest.json`` naming ``G`` (the commit
 point: atomic locally by temp file + rename, and an S3 PUT is atomic), and only then
 drops what is no longer needed. Nothing of the previous generation is touched before the
 new manifest exists, so a failure or a kill at any step leaves the finished version whole
@@ -21,7 +21,7 @@ Where the staging area is depends on the root and on :func:`spark_jobs.s3io.mode
 - **s3:// root, ``stage`` mode**: a local temp dir ``c2m-{stage}-_tmp-v={V}+{id}`` (under
   ``$C2M_STAGING_DIR`` when set; on a cluster that must be a volume every executor mounts),
   published by uploading it into the
-  generation (:func:`ops.storage.upload_file`: multipart, retried). Inputs are downloaded
+  generation (:func:`ops.lake.storage.upload_file`: multipart, retried). Inputs are downloaded
   the same way (:func:`local_input`).
 - **s3:// root, ``s3a`` mode**: the prefix ``{root}/{stage}/_tmp-v={V}+{id}/`` in the bucket,
   which Spark writes through ``s3a://``; executors that write files themselves upload them
@@ -37,7 +37,7 @@ one version. Cleaning up, at the start of a run and after each commit:
   built by one run at a time; a publish that failed keeps its staging area until then;
   ``stage`` mode's local ones only under ``$C2M_STAGING_DIR``);
 - generations other than the one the manifest names go once they are
-  ``$C2M_GENERATION_GRACE_S`` old (default 3600 s; :func:`ops.datasets.prune_generations`):
+  ``$C2M_GENERATION_GRACE_S`` old (default 3600 s; :func:`ops.lake.datasets.prune_generations`):
   a superseded one counted from when it was superseded, so a reader that resolved it
   before a rerun finishes its read; an uncommitted one (a publish that died) counted from
   its creation, so a concurrent publish still uploading is not deleted under it.
@@ -56,8 +56,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ops import storage
-from ops.datasets import (GENERATION_PREFIX, MANIFEST, REMOVED, DatasetVersion, data_uri_of, new_generation,
+from ops.lake import storage
+from ops.lake.datasets import (GENERATION_PREFIX, MANIFEST, REMOVED, DatasetVersion, data_uri_of, new_generation,
                           prune_generations)
 from spark_jobs import s3io
 
@@ -67,7 +67,7 @@ _JUNK_SUFFIXES = (".crc",)
 _JUNK_DIRS = ("_temporary",)  # a failed job's attempt folders
 COPY_THREADS = 16  # concurrent server-side copies when publishing in s3a mode
 TMP_PREFIX = "_tmp-v="
-TMP_SEP = "+"  # never in a version name (ops.datasets._VERSION_RE): one version's staging only
+TMP_SEP = "+"  # never in a version name (ops.lake.datasets._VERSION_RE): one version's staging only
 
 
 def staging_prefix(version: str) -> str:
@@ -311,7 +311,7 @@ def download_copy(uri: str, prefix: str, keep=lambda rel: True) -> tuple[str, li
     """A local copy of the files under ``uri`` whose relative path passes ``keep``, for Spark to
     read: (the folder, the files in it, sorted). It lies under :func:`staging_dir` and is removed
     when the job's process ends (Spark reads lazily, so not before). Every key is checked
-    (:func:`ops.storage.safe_join`) before anything is written: one that would land outside
+    (:func:`ops.lake.storage.safe_join`) before anything is written: one that would land outside
     the folder stops the copy."""
     sources = storage.list_files(uri)
     local = tempfile.mkdtemp(prefix=prefix, dir=staging_dir())

@@ -157,14 +157,14 @@ def score_registered(model_uri: str, text: EvalText, device: torch.device | None
 def _read_table(uri: str, columns: list[str]):
     import pyarrow.parquet as pq
 
-    from ops import storage
+    from ops.lake import storage
 
     return pq.read_table(io.BytesIO(storage.read_bytes(uri)), columns=columns)
 
 
 def _part_files(data_uri: str, manifest: dict) -> list[str]:
-    """The top-level part files a manifest lists, under its data folder (:func:`ops.datasets.data_uri_of`)."""
-    from ops import storage
+    """The top-level part files a manifest lists, under its data folder (:func:`ops.lake.datasets.data_uri_of`)."""
+    from ops.lake import storage
 
     files = manifest.get("files", ())
     names = [f for f in files if "/" not in f and f.startswith("part-") and f.endswith(".parquet")]
@@ -173,8 +173,8 @@ def _part_files(data_uri: str, manifest: dict) -> list[str]:
 
 def _corpus_val_docs(info) -> tuple[list[tuple[str, str]], str] | None:
     """(id, text) of the val documents from the shards' parent corpus, or None when unreachable."""
-    from ops import storage
-    from ops.datasets import data_uri_of
+    from ops.lake import storage
+    from ops.lake.datasets import data_uri_of
 
     parent = info.manifest.get("parent") or ""
     if not parent or not storage.exists(storage.join(parent, "_manifest.json")):

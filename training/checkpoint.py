@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ops import storage
+from ops.lake import storage
 from training.data import shard_cache
 from training.data.shard_cache import file_sha256
 

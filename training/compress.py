@@ -294,7 +294,7 @@ def run(args, dist) -> dict:
     import mlflow
 
     from training import finetune, registry_gate, tracking
-    from training.tasks import export, split_digest, task_for_model
+    from training.tasks import export, serving, split_digest, task_for_model
 
     bundle = tracking.load_model_bundle(args.model)
     task = task_for_model(bundle, max_examples=args.max_examples)
@@ -338,7 +338,7 @@ def run(args, dist) -> dict:
             "source_model": args.model,
             "source_model_version": bundle.version,
         }
-        logged = export.log_model(
+        logged = serving.log_model(
             model,
             config,
             bundle.tokenizer_path,

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ops import storage
+from ops.lake import storage
 from training import baselines
 from training import metrics as M
 

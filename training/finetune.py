@@ -330,13 +330,13 @@ def register_and_gate(
     The gate also gets the task's baseline on the test split (computed here when the caller,
     e.g. HPO's final model, did not bring it), so no path promotes a model below it.
     """
-    from training.tasks.serving import example_texts
+    from training.tasks.serving import example_texts, log_model
 
     if baseline is None:
         scores = baselines.for_task(task, "test")
         baseline = registry_gate.Baseline(baselines.name_for(task.kind), scores[task.primary_metric])
     split_id = split_digest(task, "test")
-    logged = export.log_model(
+    logged = log_model(
         model,
         registered_config(cfg, task, bundle),
         bundle.tokenizer_path,
@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> dict:
         if args.compare_init:
             from training.tasks.transfer import compare
 
-            result = compare(build_config(args), dist, args.compare_init, args.seeds)
+            result = compare(build_config(args), dist, args.compare_init, args.seeds, train)
         else:
             result, _, _ = train(build_config(args), dist)
         return finish(dist, "finetune", result, args.result_file)

@@ -27,7 +27,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ops.secret_env import mask
+from ops.lake import roots
+from ops.lake.secret_env import mask
 from training import distributed
 from training.job_result import finish
 
@@ -235,9 +236,7 @@ def storage_url(flag: str) -> str:
 
 
 def default_storage() -> str:
-    from ops.settings import get_settings
-
-    path = Path(get_settings().data_root) / "hpo" / "optuna.db"
+    path = Path(roots.data_root()) / "hpo" / "optuna.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
 

@@ -1,7 +1,7 @@
 """How every training entry point ends: one result JSON, then all ranks leave together.
 
-The result file is what the Airflow task (ops.dag_support.TrainingTask) reads back, so
-rank 0 writes it atomically through ops.storage (local path or s3://) and prints the same
+The result file is what the Airflow task (ops.dagkit.dag_support.TrainingTask) reads back, so
+rank 0 writes it atomically through ops.lake.storage (local path or s3://) and prints the same
 JSON to the job log.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ops import storage
+from ops.lake import storage
 
 
 def finish(dist, job: str, result: dict[str, Any], result_file: str | None) -> dict[str, Any]:

@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ops import progress, storage
-from ops.settings import get_settings
+from ops.lake import progress, roots, storage
 from training import checkpoint, distributed
 from training.config import (
     COMPILE_BACKENDS,
@@ -180,7 +179,7 @@ def build_config(args: argparse.Namespace, info: ShardInfo) -> JobConfig:
     suffix = "" if args.objective == "clm" else f"-{args.objective}"
     run_name = args.run_name or f"{model_name}-shards-{version}{suffix}"
     checkpoint_dir = args.checkpoint_dir or storage.join(
-        get_settings().data_root, "checkpoints", "pretrain", run_name
+        roots.data_root(), "checkpoints", "pretrain", run_name
     )
     cfg = JobConfig(
         model=named,
@@ -390,7 +389,7 @@ def train(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed, peak_t
             f"step {step}/{tc.max_steps}{resumed}",
             flush=True,
         )
-        # rank 0's [progress] line every 10 s: step/max, loss, tokens/s, ETA (ops/progress.py)
+        # rank 0's [progress] line every 10 s: step/max, loss, tokens/s, ETA (ops/lake/progress.py)
         progress.start("pretrain", unit="steps", total=tc.max_steps).update(done=step)
 
     tokens_per_step = tc.batch_size * tc.grad_accum * dist.size * cfg.model.block_size

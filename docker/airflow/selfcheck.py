@@ -2,7 +2,7 @@
 
 Parsing uses a throwaway AIRFLOW_HOME and an unreachable database, as tests/dags does, so a DAG
 that touches the DB or network at import time fails the build. ``--jobs`` (worker target) also
-checks that ops.launchers builds its spark-submit and horovodrun commands from C2M_JOBS_VENV.
+checks that ops.launch.local builds its spark-submit and horovodrun commands from C2M_JOBS_VENV.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def check_dags() -> None:
 
 
 def check_jobs() -> None:
-    from ops.launchers import horovodrun_command, spark_submit_command
+    from ops.launch.local import horovodrun_command, spark_submit_command
 
     spark = spark_submit_command("crawl", ["--help"])
     hvd = horovodrun_command("training.pretrain", ["--help"], np=1)

@@ -36,7 +36,7 @@ def main() -> None:
         assert rows[0]["s"] == 45, rows
     finally:
         spark.stop()
-    import ops.launchers  # noqa: F401  (the package is installed and importable)
+    import ops.launch.local  # noqa: F401  (the package is installed and importable)
     import spark_jobs.jobs  # noqa: F401
     print(f"[selfcheck] pyspark {want}, Hadoop {hadoop} with s3a, Kubernetes backend: OK")
 

@@ -1,4 +1,5 @@
-"""Quality filters: named thresholds with the papers' defaults, one reason per rule.
+"""Quality filters (Gopher, C4, FineWeb, language): named thresholds with the papers' defaults,
+one reason per rule. The measurements they threshold are in :mod:`spark_jobs.clean.signals`.
 
 Each filter is a constructor of thresholds and a flat ``filter(doc)`` of early returns.
 Where a default departs from the paper, the docstring says why: the demo corpus is
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from spark_jobs.clean.repetition import (DUP_LINE_CHAR_FRAC, DUP_LINE_FRAC, DUP_N_GRAMS, DUP_PARA_CHAR_FRAC,
+                                         DUP_PARA_FRAC, TOP_N_GRAMS, dup_n_gram_reason, top_n_gram_reason)
 from spark_jobs.clean.signals import signals_of
 
 # Drop reasons (stat keys)
@@ -21,6 +24,10 @@ LOREM_IPSUM = "lorem_ipsum"
 CURLY_BRACKET = "curly_bracket"
 WRONG_LANGUAGE = "wrong_language"
 LOW_LANG_SCORE = "low_lang_score"
+LINE_PUNCT_RATIO = "line_punct_ratio"
+SHORT_LINE_RATIO = "short_line_ratio"
+CHAR_DUP_RATIO = "char_dup_ratio"
+LIST_RATIO = "list_ratio"
 
 
 class GopherQualityFilter:
@@ -110,4 +117,65 @@ class LanguageFilter:
             return WRONG_LANGUAGE
         if (doc.get("lang_score") or 0.0) < self.min_score:
             return LOW_LANG_SCORE
+        return None
+
+
+class GopherRepetitionFilter:
+    """Drop pages whose lines, paragraphs or word n-grams repeat too much (paper defaults).
+
+    A threshold of None switches that rule off; ``top_n_grams`` and ``dup_n_grams`` are
+    (n, max fraction) pairs. Reads the signals computed by :class:`QualitySignals`, or
+    computes them on first use.
+    """
+
+    name = "gopher_repetition"
+
+    def __init__(self, dup_para_frac: float | None = 0.30, dup_para_char_frac: float | None = 0.20,
+                 dup_line_frac: float | None = 0.30, dup_line_char_frac: float | None = 0.20,
+                 top_n_grams: tuple[tuple[int, float], ...] = TOP_N_GRAMS,
+                 dup_n_grams: tuple[tuple[int, float], ...] = DUP_N_GRAMS):
+        known = {n for n, _ in TOP_N_GRAMS} | {n for n, _ in DUP_N_GRAMS}
+        unknown = sorted({n for n, _ in (*top_n_grams, *dup_n_grams)} - known)
+        if unknown:
+            raise ValueError(f"n-gram sizes {unknown} have no signal; use n in 2..4 for top n-grams "
+                             "and 5..10 for duplicate n-grams (the paper's sizes)")
+        self.rules = [
+            ("dup_para_frac", dup_para_frac, DUP_PARA_FRAC),
+            ("dup_para_char_frac", dup_para_char_frac, DUP_PARA_CHAR_FRAC),
+            ("dup_line_frac", dup_line_frac, DUP_LINE_FRAC),
+            ("dup_line_char_frac", dup_line_char_frac, DUP_LINE_CHAR_FRAC),
+            *((f"top_{n}_gram_char_frac", frac, top_n_gram_reason(n)) for n, frac in top_n_grams),
+            *((f"dup_{n}_gram_char_frac", frac, dup_n_gram_reason(n)) for n, frac in dup_n_grams),
+        ]
+
+    def filter(self, doc: dict[str, Any]) -> str | None:
+        s = signals_of(doc)
+        for key, limit, reason in self.rules:
+            if limit is not None and s[key] > limit:
+                return reason
+        return None
+
+
+class FineWebQualityFilter:
+    """FineWeb's line rules with the paper's thresholds; None switches a rule off."""
+
+    name = "fineweb_quality"
+
+    def __init__(self, min_line_punct_ratio: float | None = 0.12, max_short_line_ratio: float | None = 0.67,
+                 max_char_dup_ratio: float | None = 0.01, max_list_ratio: float | None = 0.3):
+        self.min_line_punct_ratio = min_line_punct_ratio
+        self.max_short_line_ratio = max_short_line_ratio
+        self.max_char_dup_ratio = max_char_dup_ratio
+        self.max_list_ratio = max_list_ratio
+
+    def filter(self, doc: dict[str, Any]) -> str | None:
+        s = signals_of(doc)
+        if self.min_line_punct_ratio is not None and s["fw_line_punct_ratio"] < self.min_line_punct_ratio:
+            return LINE_PUNCT_RATIO
+        if self.max_short_line_ratio is not None and s["fw_short_line_ratio"] > self.max_short_line_ratio:
+            return SHORT_LINE_RATIO
+        if self.max_char_dup_ratio is not None and s["fw_char_dup_ratio"] > self.max_char_dup_ratio:
+            return CHAR_DUP_RATIO
+        if self.max_list_ratio is not None and s["fw_list_ratio"] > self.max_list_ratio:
+            return LIST_RATIO
         return None

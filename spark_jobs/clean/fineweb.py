@@ -16,18 +16,13 @@ The defaults are the paper's. On documentation ``char_dup_ratio`` is far too str
 API pages repeat short lines such as "New in version 3.7." or "Changed in version 3.10:
 Added the key parameter." under every function, and 0.01 drops over a third of Python's
 docs; the clean stage's ``docs`` profile (:mod:`spark_jobs.clean.steps`) raises it.
+This module measures; :class:`spark_jobs.clean.filters.FineWebQualityFilter` applies the thresholds.
 """
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from spark_jobs.clean.repetition import find_duplicates
-
-LINE_PUNCT_RATIO = "line_punct_ratio"
-SHORT_LINE_RATIO = "short_line_ratio"
-CHAR_DUP_RATIO = "char_dup_ratio"
-LIST_RATIO = "list_ratio"
 
 # Line endings that count as terminal punctuation (Latin, CJK, Devanagari, quotes).
 STOP_CHARS = (".", "!", "?", '"', "'", "”", "’", "»", "。", "！", "？", "।", "…")
@@ -46,30 +41,3 @@ def fineweb_signals(text: str) -> dict[str, float]:
         "fw_char_dup_ratio": round(find_duplicates(lines)[1] / max(body_chars, 1), 4),
         "fw_list_ratio": round(text.count("\n") / max(n_tokens, 1), 4),
     }
-
-
-class FineWebQualityFilter:
-    """FineWeb's line rules with the paper's thresholds; None switches a rule off."""
-
-    name = "fineweb_quality"
-
-    def __init__(self, min_line_punct_ratio: float | None = 0.12, max_short_line_ratio: float | None = 0.67,
-                 max_char_dup_ratio: float | None = 0.01, max_list_ratio: float | None = 0.3):
-        self.min_line_punct_ratio = min_line_punct_ratio
-        self.max_short_line_ratio = max_short_line_ratio
-        self.max_char_dup_ratio = max_char_dup_ratio
-        self.max_list_ratio = max_list_ratio
-
-    def filter(self, doc: dict[str, Any]) -> str | None:
-        from spark_jobs.clean.signals import signals_of
-
-        s = signals_of(doc)
-        if self.min_line_punct_ratio is not None and s["fw_line_punct_ratio"] < self.min_line_punct_ratio:
-            return LINE_PUNCT_RATIO
-        if self.max_short_line_ratio is not None and s["fw_short_line_ratio"] > self.max_short_line_ratio:
-            return SHORT_LINE_RATIO
-        if self.max_char_dup_ratio is not None and s["fw_char_dup_ratio"] > self.max_char_dup_ratio:
-            return CHAR_DUP_RATIO
-        if self.max_list_ratio is not None and s["fw_list_ratio"] > self.max_list_ratio:
-            return LIST_RATIO
-        return None

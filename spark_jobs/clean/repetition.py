@@ -1,4 +1,4 @@
-"""Gopher repetition signals and filter (Rae et al. 2021, Appendix A, Table A1).
+"""Gopher repetition signals (Rae et al. 2021, Appendix A, Table A1); pure measurements.
 
 Repetitive pages (spam, templated listings, generated filler) were among the worst
 content Gopher found, and these rules catch them cheaply. Every measure is a fraction:
@@ -13,12 +13,13 @@ content Gopher found, and these rules catch them cheaply. Every measure is a fra
 Definitions follow datatrove's ``GopherRepetitionFilter`` so keep/drop decisions can be
 compared side by side (bench/data_filters.py), with one difference: words are
 whitespace tokens, not spaCy/NLTK tokens, which is what costs datatrove most of its time.
+The thresholds (paper defaults below) are applied by
+:class:`spark_jobs.clean.filters.GopherRepetitionFilter`.
 """
 from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from typing import Any
 
 import numpy as np
 
@@ -170,41 +171,3 @@ def repetition_signals(text: str, words: list[str] | None = None) -> dict[str, f
     for n, _ in DUP_N_GRAMS:
         out[f"dup_{n}_gram_char_frac"] = dup_n_gram_chars(wg, n) / n_chars
     return {k: round(v, 4) for k, v in out.items()}
-
-
-class GopherRepetitionFilter:
-    """Drop pages whose lines, paragraphs or word n-grams repeat too much (paper defaults).
-
-    A threshold of None switches that rule off; ``top_n_grams`` and ``dup_n_grams`` are
-    (n, max fraction) pairs. Reads the signals computed by :class:`QualitySignals`, or
-    computes them on first use.
-    """
-
-    name = "gopher_repetition"
-
-    def __init__(self, dup_para_frac: float | None = 0.30, dup_para_char_frac: float | None = 0.20,
-                 dup_line_frac: float | None = 0.30, dup_line_char_frac: float | None = 0.20,
-                 top_n_grams: tuple[tuple[int, float], ...] = TOP_N_GRAMS,
-                 dup_n_grams: tuple[tuple[int, float], ...] = DUP_N_GRAMS):
-        known = {n for n, _ in TOP_N_GRAMS} | {n for n, _ in DUP_N_GRAMS}
-        unknown = sorted({n for n, _ in (*top_n_grams, *dup_n_grams)} - known)
-        if unknown:
-            raise ValueError(f"n-gram sizes {unknown} have no signal; use n in 2..4 for top n-grams "
-                             "and 5..10 for duplicate n-grams (the paper's sizes)")
-        self.rules = [
-            ("dup_para_frac", dup_para_frac, DUP_PARA_FRAC),
-            ("dup_para_char_frac", dup_para_char_frac, DUP_PARA_CHAR_FRAC),
-            ("dup_line_frac", dup_line_frac, DUP_LINE_FRAC),
-            ("dup_line_char_frac", dup_line_char_frac, DUP_LINE_CHAR_FRAC),
-            *((f"top_{n}_gram_char_frac", frac, top_n_gram_reason(n)) for n, frac in top_n_grams),
-            *((f"dup_{n}_gram_char_frac", frac, dup_n_gram_reason(n)) for n, frac in dup_n_grams),
-        ]
-
-    def filter(self, doc: dict[str, Any]) -> str | None:
-        from spark_jobs.clean.signals import signals_of
-
-        s = signals_of(doc)
-        for key, limit, reason in self.rules:
-            if limit is not None and s[key] > limit:
-                return reason
-        return None

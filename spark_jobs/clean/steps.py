@@ -28,11 +28,10 @@ from __future__ import annotations
 from typing import Any
 
 from spark_jobs.clean.boilerplate import BoilerplateLines
-from spark_jobs.clean.filters import C4QualityFilter, GopherQualityFilter, LanguageFilter
-from spark_jobs.clean.fineweb import FineWebQualityFilter
+from spark_jobs.clean.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
+                                      GopherRepetitionFilter, LanguageFilter)
 from spark_jobs.clean.normalize import NormalizeText
 from spark_jobs.clean.pii import RedactPII
-from spark_jobs.clean.repetition import GopherRepetitionFilter
 from spark_jobs.clean.signals import QualitySignals
 from spark_jobs.extract.steps import IdentifyLanguage
 

@@ -28,7 +28,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from ops import progress
+from ops.lake import progress
 from spark_jobs.crawl import fetcher, store
 from spark_jobs.crawl.fetcher import OK, ROBOTS_DISALLOWED, FetchConfig, HostJob, Pacer
 from spark_jobs.crawl.robots import ALLOW_ALL, DISALLOW_ALL, MAX_ROBOTS_REDIRECTS, RobotsRules
@@ -187,7 +187,7 @@ def crawl(spark, cfg: CrawlConfig, state: CrawlState, level_runner=run_level) ->
             rounds.append(state.write_round(_next(rounds), level, rows))
         todo = [f for f in to_fetch if f[0] not in done]
         while todo:
-            # pages tried of the page budget, on the job's [progress] lines (ops/progress.py)
+            # pages tried of the page budget, on the job's [progress] lines (ops/lake/progress.py)
             progress.update(done=ckpt["fetched"] + len(to_fetch) - len(todo), total=cfg.max_pages,
                             unit="pages")
             batch, todo = _take_round(todo, cfg.checkpoint_every)

@@ -15,8 +15,8 @@ import os
 from contextlib import closing
 from typing import Any
 
-from ops import storage
-from ops.datasets import DatasetVersion
+from ops.lake import storage
+from ops.lake.datasets import DatasetVersion
 from spark_jobs.crawl.bfs import LOG_COLUMNS, CrawlConfig, CrawlResult, crawl, run_level
 from spark_jobs.crawl.fetcher import OK
 from spark_jobs.crawl.state import CrawlState

@@ -17,7 +17,7 @@ version folder, never inside it: the published version stays all-or-nothing):
   hosts' robots.txt) and at its end (with the next frontier).
 
 Every file is written whole with temp + rename locally, or one PUT on S3
-(:func:`ops.storage.write_bytes`), so a kill leaves each file either old or new.
+(:func:`ops.lake.storage.write_bytes`), so a kill leaves each file either old or new.
 
 A round is a slice of one BFS level: at most ``checkpoint_every`` URLs per host, fetched
 as one Spark job. A level's plan (which URLs are robots-disallowed, which fit the page
@@ -33,7 +33,7 @@ import json
 import re
 from typing import Any
 
-from ops import storage
+from ops.lake import storage
 
 CHECKPOINT = "checkpoint.json"
 ROUNDS = "rounds"

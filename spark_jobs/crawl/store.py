@@ -7,7 +7,7 @@ one gzip member per record, and yields each URL's result without ``body`` and ``
 URL, status, reason, sizes, times and outlinks. So the driver collects a few hundred bytes
 per URL, not up to hosts x ``--checkpoint-every`` x ``--max-bytes`` of pages per round.
 
-The file is written whole or not at all (:func:`ops.storage.open_write`: temp file and
+The file is written whole or not at all (:func:`ops.lake.storage.open_write`: temp file and
 rename locally, a spooled upload on S3), and only once the host's last URL is done; the
 host's rows are yielded after that, so a row with reason ``ok`` always has its record on
 storage. A task that fails (and Spark's retry of it) rewrites the same file.
@@ -32,7 +32,7 @@ def fetch_and_store(jobs: Iterator[HostJob]) -> Iterator[dict[str, Any]]:
 def _fetch_host(job: HostJob) -> list[dict[str, Any]]:
     from warcio.warcwriter import WARCWriter
 
-    from ops import storage
+    from ops.lake import storage
     from spark_jobs.crawl.warc import write_response
 
     rows = []

@@ -126,8 +126,8 @@ def earlier_signature_versions(root: str, current: str, before: str, cfg: MinHas
     """Finished corpus versions other than ``current``, created up to ``before`` (ISO time),
     that saved signatures. Versions with other MinHash settings are refused: their
     signatures cannot be compared with these."""
-    from ops import storage
-    from ops.datasets import MANIFEST, DatasetVersion
+    from ops.lake import storage
+    from ops.lake.datasets import MANIFEST, DatasetVersion
 
     base = storage.join(root, "corpus")
     if storage.is_s3(root):
@@ -154,7 +154,7 @@ def earlier_signature_versions(root: str, current: str, before: str, cfg: MinHas
 def read_signatures(spark, versions: list[Any]):
     """The saved signatures of earlier versions (local paths, ``s3a://`` in s3a mode, else
     downloaded from S3 into the staging folder, removed when the job ends)."""
-    from ops import storage
+    from ops.lake import storage
     from spark_jobs import s3io
     from spark_jobs.staging import download_copy
 
@@ -186,7 +186,7 @@ def near_dedup(spark, tagged, work_dir: str, cfg: MinHashConfig, earlier: list[A
 
     from spark_jobs.dedup.components import connected_components, solver_for
 
-    from ops import storage
+    from ops.lake import storage
 
     sig_dir = storage.join(work_dir, "signatures")  # work_dir may be an s3a:// URI
     live = tagged.where(F.col(drop_col).isNull())

@@ -16,7 +16,7 @@ import glob as globlib
 from pathlib import Path
 from typing import Any, Iterator
 
-from ops import storage
+from ops.lake import storage
 from spark_jobs.extract.decode import DecodeError, decode_html
 from spark_jobs.extract.warc_scan import open_warc, scan_source
 from spark_jobs.records import SOURCE_CRAWL, doc_id, sha1_hex

@@ -254,7 +254,7 @@ class WarcSource:
 def open_warc(uri: str) -> Iterator[WarcSource]:
     """A :class:`WarcSource` for a local path or an ``s3://`` object (downloaded to a temporary
     file, streamed to disk); temporary files are removed when the block ends."""
-    from ops import storage
+    from ops.lake import storage
     from spark_jobs.staging import staging_dir
 
     temps: list[str] = []

@@ -11,7 +11,7 @@ import argparse
 import os
 from typing import Any
 
-from ops.datasets import DatasetVersion, check_version
+from ops.lake.datasets import DatasetVersion, check_version
 
 
 def base_parser(stage: str, description: str, jsonl: bool = True) -> argparse.ArgumentParser:

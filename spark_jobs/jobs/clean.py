@@ -64,7 +64,7 @@ def sum_text_edits(spark, files: list[str]) -> dict[str, int]:
 
 
 def main(argv=None, spark=None) -> dict:
-    from ops.datasets import DatasetVersion
+    from ops.lake.datasets import DatasetVersion
     from spark_jobs.clean.boilerplate import EDITS_KEY
     from spark_jobs.clean.pii import PLACEHOLDERS
     from spark_jobs.clean.signals import SIGNALS_KEY

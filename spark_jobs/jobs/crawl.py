@@ -58,7 +58,7 @@ def build_parser():
 
 
 def main(argv=None, spark=None) -> dict:
-    from ops.datasets import DatasetVersion
+    from ops.lake.datasets import DatasetVersion
     from spark_jobs.crawl.bfs import CrawlConfig
     from spark_jobs.crawl.fetcher import FetchConfig
     from spark_jobs.crawl.output import run_crawl

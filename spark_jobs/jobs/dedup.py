@@ -63,7 +63,7 @@ def against_versions(args, cfg, started: str) -> list:
 
 
 def main(argv=None, spark=None) -> dict:
-    from ops.datasets import DatasetVersion
+    from ops.lake.datasets import DatasetVersion
     from spark_jobs.clean.signals import SIGNALS_KEY
     from spark_jobs.dedup.exact import DUP_CLUSTER, ExactHash, mark_duplicates
     from spark_jobs.dedup.near import SIGNATURES_DIR, near_dedup

@@ -40,7 +40,7 @@ def build_parser():
 def _versions(text: str) -> list[str]:
     import argparse
 
-    from ops.datasets import check_version
+    from ops.lake.datasets import check_version
 
     try:
         versions = [check_version(v.strip()) for v in text.split(",") if v.strip()]
@@ -61,7 +61,7 @@ def raw_frame(spark, root: str, versions: list[str]):
     """
     from functools import reduce
 
-    from ops.datasets import DatasetVersion
+    from ops.lake.datasets import DatasetVersion
     from spark_jobs.extract.warc_reader import warc_frame
     from spark_jobs.staging import local_input
 
@@ -104,7 +104,7 @@ def charset_notes(spark, files: list[str]) -> dict[str, int]:
 
 
 def main(argv=None, spark=None) -> dict:
-    from ops.datasets import DatasetVersion
+    from ops.lake.datasets import DatasetVersion
     from spark_jobs.extract.steps import CHARSET_NOTE, default_steps
     from spark_jobs.extract.warc_reader import SOURCE_WARC, warc_frame
     from spark_jobs.records import columns

@@ -95,8 +95,8 @@ def copy_range(fh, offset: int, length: int, out, compress: bool, block: int = 1
 def main(argv=None, spark=None) -> dict:
     from pyspark.sql import functions as F
 
-    from ops import storage
-    from ops.datasets import DatasetVersion
+    from ops.lake import storage
+    from ops.lake.datasets import DatasetVersion
     from spark_jobs.crawl.output import LOG_SCHEMA
     from spark_jobs.extract.warc_reader import SOURCE_WARC, warc_files
     from spark_jobs.runner import KEPT, get_spark, publish_version

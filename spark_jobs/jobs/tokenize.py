@@ -21,7 +21,8 @@ from spark_jobs.jobs._args import (base_parser, common_config, input_frame, pars
 
 
 def build_parser():
-    from spark_jobs.tokenize.trainers import BPE, KINDS, NORMALIZERS
+    from ops.lake.vocab import BPE, KINDS
+    from spark_jobs.tokenize.trainers import NORMALIZERS
 
     p = base_parser("tokenize", "Train a tokenizer on the corpus and write packed token shards.")
     p.add_argument("--tokenizer", choices=KINDS, default=BPE,
@@ -64,7 +65,7 @@ def _run(spark, args) -> dict:
 
     from pyspark.sql import functions as F
 
-    from ops.datasets import DatasetVersion
+    from ops.lake.datasets import DatasetVersion
     from spark_jobs.runner import DROP, KEPT, publish_version, schema_dict, write_rows
     from spark_jobs.staging import Staging
     from spark_jobs.tokenize.bpe import sha256_hex
@@ -72,7 +73,7 @@ def _run(spark, args) -> dict:
     from spark_jobs.tokenize.phases import PhaseClock
     from spark_jobs.tokenize.shards import (encode_df, ensure_val, finalize_shards, pack_partitions,
                                             split_stats)
-    from spark_jobs.tokenize.trainers import describe
+    from ops.lake.vocab import describe
 
     clock = PhaseClock()
     corpus, parents = input_frame(spark, args, "corpus")
@@ -164,7 +165,7 @@ def _tokenizer(args, corpus):
     if args.tokenizer_file:
         from tokenizers import Tokenizer
 
-        from ops import storage
+        from ops.lake import storage
 
         return Tokenizer.from_str(storage.read_text(args.tokenizer_file))
     sample = corpus.select("id", "text").where(F.col("text").isNotNull())

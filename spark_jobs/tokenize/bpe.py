@@ -16,7 +16,8 @@ SPECIAL_TOKENS = [EOS, PAD]
 
 def train_bpe(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2):
     """A trained byte-level BPE (see :mod:`spark_jobs.tokenize.trainers` for the other families)."""
-    from spark_jobs.tokenize.trainers import BPE, train_tokenizer
+    from ops.lake.vocab import BPE
+    from spark_jobs.tokenize.trainers import train_tokenizer
 
     return train_tokenizer(texts, BPE, vocab_size, min_frequency=min_frequency)
 

@@ -8,7 +8,8 @@
 - ``unigram``: SentencePiece/T5 style Unigram LM over NFKC text with ``▁`` word marks.
 
 Each family has its own special tokens, added first so their ids are fixed and small
-(the BPE keeps ``<|endoftext|>`` = 0 and ``<|pad|>`` = 1, as the shard contract says).
+(the BPE keeps ``<|endoftext|>`` = 0 and ``<|pad|>`` = 1, as the shard contract says;
+the families' special tokens are that contract, :mod:`ops.lake.vocab`).
 Every family also reserves a mask token (BERT MLM) and ``extra_ids`` sentinel tokens
 (T5 span corruption), so every training objective can run on any shards.
 Normalisation is configurable; ``auto`` picks the family's usual one. Only the BPE trainer is
@@ -18,47 +19,12 @@ differently from run to run. The manifest records the tokenizer's sha256, and
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable
 
-BPE, WORDPIECE, UNIGRAM = "bpe", "wordpiece", "unigram"
-KINDS = (BPE, WORDPIECE, UNIGRAM)
+from ops.lake.vocab import BPE, KINDS, SPECIALS, UNIGRAM, WORDPIECE
+
 NORMALIZERS = ("auto", "none", "nfc", "nfkc", "nfkc_lower", "bert", "bert_cased")
-ROLES = ("eos", "pad", "unk", "mask", "cls", "sep")
 BYTE_ALPHABET = 256
-
-
-@dataclass(frozen=True)
-class SpecialTokens:
-    """The special token of each role in one family; ``eos`` separates documents when packing."""
-
-    eos: str
-    pad: str
-    mask: str
-    extra: str  # sentinel name pattern, formatted with the sentinel's index
-    unk: str | None = None
-    cls: str | None = None
-    sep: str | None = None
-
-    def ordered(self) -> list[str]:
-        """The family's specials in vocabulary order (the first ones get ids 0, 1, ...)."""
-        order = {
-            "<|endoftext|>": [self.eos, self.pad, self.mask],
-            "[SEP]": [self.pad, self.unk, self.cls, self.sep, self.mask],
-            "</s>": [self.pad, self.eos, self.unk, self.mask],
-        }[self.eos]
-        return [t for t in order if t]
-
-    def roles(self) -> dict[str, str]:
-        return {r: getattr(self, r) for r in ROLES if getattr(self, r)}
-
-
-SPECIALS = {
-    BPE: SpecialTokens(eos="<|endoftext|>", pad="<|pad|>", mask="<|mask|>", extra="<|extra_id_{}|>"),
-    WORDPIECE: SpecialTokens(eos="[SEP]", pad="[PAD]", mask="[MASK]", extra="[EXTRA_{}]",
-                             unk="[UNK]", cls="[CLS]", sep="[SEP]"),
-    UNIGRAM: SpecialTokens(eos="</s>", pad="<pad>", mask="<mask>", extra="<extra_id_{}>", unk="<unk>"),
-}
 
 
 def _lib():
@@ -153,25 +119,3 @@ def _unigram(tk, vocab_size, min_frequency, specials):
 
 
 _MAKERS = {BPE: _bpe, WORDPIECE: _wordpiece, UNIGRAM: _unigram}
-
-
-def describe(tokenizer) -> dict:
-    """What the shards manifest records about a tokenizer: family, role ids and sentinel ids.
-
-    Works on tokenizers trained here and on ones brought with ``--tokenizer-file``, by
-    looking up each family's special-token names. Raises when no document separator is found.
-    """
-    vocab = tokenizer.get_vocab(with_added_tokens=True)
-    for kind in KINDS:
-        spec = SPECIALS[kind]
-        if spec.eos in vocab and spec.pad in vocab:
-            break
-    else:
-        names = ", ".join(f"{s.eos}+{s.pad}" for s in SPECIALS.values())
-        raise ValueError(f"tokenizer has no known document separator and pad token (one of {names}); "
-                         "train it with spark_jobs.tokenize.trainers.train_tokenizer")
-    roles = {role: vocab[name] for role, name in spec.roles().items() if name in vocab}
-    sentinels = []
-    while spec.extra.format(len(sentinels)) in vocab:
-        sentinels.append(vocab[spec.extra.format(len(sentinels))])
-    return {"tokenizer_type": kind, "special_tokens": roles, "sentinel_ids": sentinels}

@@ -1,6 +1,6 @@
 """The cluster launch specs through Airflow's own operators, rendered to the final command/pod.
 
-(b) SparkSubmitOperator with the kwargs ops.launch_cluster builds and a ``k8s://`` Spark
+(b) SparkSubmitOperator with the kwargs ops.launch.kubernetes builds and a ``k8s://`` Spark
 connection: the provider's hook renders the spark-submit command. (c) the deferrable
 KubernetesPodOperator for training: the provider builds the pod it would create. No cluster.
 """
@@ -14,9 +14,9 @@ import pytest
 pytest.importorskip("airflow.providers.apache.spark", reason="DAG tests run under .venv-airflow")
 pytest.importorskip("airflow.providers.cncf.kubernetes", reason="DAG tests run under .venv-airflow")
 
-from ops.launch_cluster import (ClusterConfig, spark_connection, spark_submit_k8s_command,  # noqa: E402
+from ops.launch.kubernetes import (ClusterConfig, spark_connection, spark_submit_k8s_command,  # noqa: E402
                                 spark_submit_operator_kwargs, training_pod_operator)
-from ops.settings import Settings  # noqa: E402
+from ops.launch.settings import Settings  # noqa: E402
 
 CFG = ClusterConfig(namespace="ml", spark_image="reg/c2m-spark:1", trainer_image="reg/c2m-trainer:1",
                     s3_secret="c2m-s3", gpu_per_worker=8, node_selector={"nvidia.com/gpu.present": "true"},

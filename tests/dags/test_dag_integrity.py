@@ -166,7 +166,7 @@ def test_params_reject_bad_values(dagbag, dag_id, name, bad):
 
 
 def test_seeds_default_to_the_demo_site(dagbag):
-    from ops.settings import get_settings
+    from ops.launch.settings import get_settings
 
     seeds = dagbag.dags["data_refresh"].params["seeds"]
     assert seeds == [f"{get_settings().site_url}/"]
@@ -208,7 +208,7 @@ def test_every_param_has_a_form(dagbag):
 def test_enums_and_patterns_where_users_pick_names(dagbag):
     from training.config import MODEL_SIZES
 
-    from ops.dag_params import FINETUNE_TASKS
+    from ops.dagkit.dag_params import FINETUNE_TASKS
 
     models = dagbag.dags["pretrain"].params.get_param("model").schema["enum"]
     assert models == list(MODEL_SIZES) and {"tiny", "small"} <= set(models)
@@ -222,7 +222,7 @@ def test_enums_and_patterns_where_users_pick_names(dagbag):
 
 
 def test_every_task_retries_with_backoff_a_timeout_and_failure_reports(dagbag):
-    from ops.dag_support import report_failure, report_retry
+    from ops.dagkit.dag_support import report_failure, report_retry
 
     for dag in dagbag.dags.values():
         for t in dag.tasks:

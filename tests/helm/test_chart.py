@@ -308,7 +308,7 @@ def test_cpu_training_has_no_gpu_limits():
 
 
 def test_platform_configmap_carries_the_settings_ops_reads():
-    from ops.settings import Settings  # noqa: F401  (the keys below are what it reads)
+    from ops.launch.settings import Settings  # noqa: F401  (the keys below are what it reads)
 
     data = one(render(*VALUE_SETS["gpu-cluster"]), "ConfigMap", "-platform")["data"]
     assert data["C2M_DATA_ROOT"] == "s3://acme-crawl2model/prod/data"
@@ -322,8 +322,8 @@ def test_platform_configmap_carries_the_settings_ops_reads():
 
 def test_platform_configmap_configures_the_cluster_launcher_as_the_chart_deploys():
     """Tasks read ClusterConfig from C2M_K8S_*; it must match the images and MPIJob the chart renders."""
-    from ops.launch_cluster import ClusterConfig
-    from ops.launchers import launcher_kind
+    from ops.launch.choose import launcher_kind
+    from ops.launch.kubernetes import ClusterConfig
 
     docs = render(*VALUE_SETS["gpu-cluster"])
     data = one(docs, "ConfigMap", "-platform")["data"]
@@ -421,7 +421,7 @@ def dockerfile_env(name: str, var: str) -> str:
 
 
 def fake_image_tree(tmp_path: Path, venv: str) -> Path:
-    """A stand-in of an image's file system, so ops.launchers' existence checks pass."""
+    """A stand-in of an image's file system, so ops.launch.local' existence checks pass."""
     root = tmp_path / "img"
     for tool in ("spark-submit", "horovodrun", "python"):
         p = root / venv.lstrip("/") / "bin" / tool
@@ -434,14 +434,14 @@ def fake_image_tree(tmp_path: Path, venv: str) -> Path:
 
 
 def test_mpijob_launch_command_has_the_shape_ops_launchers_generates(tmp_path):
-    """The MPIJob runs what ops.launchers.horovodrun_command builds, adapted to pods.
+    """The MPIJob runs what ops.launch.local.horovodrun_command builds, adapted to pods.
 
     Allowed differences, and only these: the MPI operator's hostfile instead of
     `-H localhost:N`, ssh on the trainer image's port, and no loopback-only
     `--network-interfaces lo` (an explicit NIC may be set from values).
     """
-    from ops.launchers import horovodrun_command
-    from ops.settings import Settings
+    from ops.launch.local import horovodrun_command
+    from ops.launch.settings import Settings
 
     docs = render(*VALUE_SETS["gpu-cluster"])
     job = one(docs, "MPIJob", "-train")
@@ -472,9 +472,9 @@ def test_mpijob_launch_command_has_the_shape_ops_launchers_generates(tmp_path):
 
 
 def test_spark_launch_in_task_pods_matches_ops_launchers(tmp_path, monkeypatch):
-    """Task pods run ops.launchers.spark_submit_command itself; check what it builds there."""
-    from ops.launchers import spark_submit_command
-    from ops.settings import Settings
+    """Task pods run ops.launch.local.spark_submit_command itself; check what it builds there."""
+    from ops.launch.local import spark_submit_command
+    from ops.launch.settings import Settings
 
     docs = render()
     (_, pod), = embedded(one(docs, "ConfigMap", "-pod-template"))

@@ -3,7 +3,7 @@
 Render checks like test_chart.py (helm template, no cluster). The NetworkPolicies are checked by
 evaluating them the way Kubernetes does (a pod is isolated in a direction once any policy selects
 it; traffic passes when one rule of one selecting policy matches) over the pods the chart and
-ops.launch_cluster create, so each assertion is a connection that is allowed or refused.
+ops.launch.kubernetes create, so each assertion is a connection that is allowed or refused.
 """
 from __future__ import annotations
 
@@ -118,8 +118,8 @@ def chart_pods(docs) -> dict[str, Pod]:
             for _, obj in embedded(d):
                 if obj["kind"] == "Pod":
                     add(pods, obj["metadata"]["labels"])
-    # MPIJob pods as ops.launch_cluster creates them (the KubernetesLauncher's jobs).
-    from ops.launch_cluster import ClusterConfig, mpijob_manifest
+    # MPIJob pods as ops.launch.kubernetes creates them (the KubernetesLauncher's jobs).
+    from ops.launch.kubernetes import ClusterConfig, mpijob_manifest
 
     job = mpijob_manifest("training.pretrain", ["--shards", "s3://b/v=1"], ClusterConfig(namespace=NS), "t")
     for role in job["spec"]["mpiReplicaSpecs"].values():

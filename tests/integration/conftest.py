@@ -58,7 +58,7 @@ def tiny_demo(stack):
     A failed run is returned too: ``test_stack.py`` asserts on it, and the tests that build on
     its models fail with its failure through ``stack_support.require_demo``.
     """
-    from ops.demo import run_demo
+    from ops.stack.demo import run_demo
 
     return run_demo("tiny", stack)
 
@@ -66,7 +66,7 @@ def tiny_demo(stack):
 @pytest.fixture(scope="session")
 def artefacts_dir() -> Path:
     """Where screenshots go: $C2M_TEST_ARTEFACTS, else .stack/test-artefacts (gitignored), kept."""
-    from ops.settings import REPO_ROOT
+    from ops.lake.roots import REPO_ROOT
 
     root = Path(os.environ.get("C2M_TEST_ARTEFACTS") or REPO_ROOT / ".stack" / "test-artefacts")
     root.mkdir(parents=True, exist_ok=True)

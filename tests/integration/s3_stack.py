@@ -25,7 +25,7 @@ UNSET_S3 = (*UNSET, "C2M_DATA_ROOT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY
 
 def s3_stack_env(base: Path) -> dict[str, str]:
     """stack_env() on free ports, in S3 mode: its own block of S3 ports and bucket, data root in it."""
-    from ops.s3_server import free_base_port
+    from ops.stack.s3_server import free_base_port
 
     env = stack_env(base)
     env.pop("C2M_DATA_ROOT", None)  # S3 mode's default: s3://<bucket>/data
@@ -61,7 +61,7 @@ def all_xcoms(client) -> Iterator[tuple[str, Any]]:
 
 def all_mlflow_runs(tracking_uri: str) -> list[dict]:
     """Every run of every experiment (params and tags included), over MLflow's REST API."""
-    from ops.mlflow_helpers import _post
+    from ops.clients.mlflow_helpers import _post
 
     experiments = _post(tracking_uri, "experiments/search", {"max_results": 1000}).get("experiments", [])
     ids = [e["experiment_id"] for e in experiments]
@@ -80,9 +80,9 @@ def _main() -> None:
     for var in UNSET_S3:
         os.environ.pop(var, None)
     os.environ.update(env)
-    from ops import services
-    from ops.demo import run_demo
-    from ops.settings import get_settings
+    from ops.launch.settings import get_settings
+    from ops.stack import services
+    from ops.stack.demo import run_demo
 
     s = get_settings()
     services.up(s, timeout=300)

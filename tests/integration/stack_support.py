@@ -109,8 +109,8 @@ def running_stack(request, prefix: str, unset: tuple[str, ...], env_for: Callabl
     its path printed, when a test failed meanwhile; otherwise it is removed."""
     import pytest
 
-    from ops import services
-    from ops.settings import get_settings
+    from ops.launch.settings import get_settings
+    from ops.stack import services
 
     base = Path(tempfile.mkdtemp(prefix=prefix))
     failed_before = request.session.testsfailed
@@ -147,7 +147,7 @@ def task_log_text(path: Path) -> str:
 
 def metric_history(tracking_uri: str, run_id: str, key: str) -> list[float]:
     """A run's logged values of one metric, in step order, read over MLflow's REST API."""
-    from ops.mlflow_helpers import _get
+    from ops.clients.mlflow_helpers import _get
 
     points = _get(tracking_uri, "metrics/get-history", run_id=run_id,
                   metric_key=key, max_results="25000").get("metrics", [])
@@ -177,9 +177,9 @@ def _main() -> None:
     for var in UNSET:
         os.environ.pop(var, None)
     os.environ.update(env)
-    from ops import services
-    from ops.demo import run_demo
-    from ops.settings import get_settings
+    from ops.launch.settings import get_settings
+    from ops.stack import services
+    from ops.stack.demo import run_demo
 
     s = get_settings()
     services.up(s, timeout=300)

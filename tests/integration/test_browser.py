@@ -134,9 +134,9 @@ def test_airflow_ui_triggers_finetune_from_its_params_form_and_the_run_succeeds(
         stack, tiny_demo, artefacts_dir, page):
     from playwright.sync_api import expect
 
-    from ops import services
-    from ops.airflow_api import AirflowClient
-    from ops.demo import explain_failure
+    from ops.clients.airflow_api import AirflowClient
+    from ops.stack import services
+    from ops.stack.demo import explain_failure
 
     require_demo(tiny_demo)
     client = AirflowClient(stack.airflow_url, services.airflow_home(stack))
@@ -203,7 +203,7 @@ def test_mlflow_ui_shows_the_pretrain_loss_chart_and_the_champion_alias(
         stack, tiny_demo, artefacts_dir, page):
     from playwright.sync_api import expect
 
-    from ops.mlflow_helpers import alias_version, get_run
+    from ops.clients.mlflow_helpers import alias_version, get_run
     from stack_support import metric_history
 
     require_demo(tiny_demo)
@@ -249,7 +249,7 @@ def _jobs_checkout() -> Path:
     launched jobs get no PYTHONPATH, so a worktree's own copy is not what they run)."""
     import subprocess
 
-    from ops.settings import get_settings
+    from ops.launch.settings import get_settings
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     code = ("import os, spark_jobs; "
@@ -262,7 +262,7 @@ def _jobs_checkout() -> Path:
 def test_mlflow_ui_shows_the_data_card_funnel(stack, tiny_demo, artefacts_dir, page):
     from playwright.sync_api import expect
 
-    from ops.mlflow_helpers import data_card_run, list_artifacts
+    from ops.clients.mlflow_helpers import data_card_run, list_artifacts
 
     require_demo(tiny_demo)
     here = Path(__file__).resolve().parents[2]

@@ -59,9 +59,11 @@ def _wait_for(path: Path, client, run_id: str, timeout: float = 600.0) -> None:
 
 
 def test_a_killed_training_task_is_retried_and_resumes_its_checkpoint_and_mlflow_run(stack, tiny_demo):
-    from ops import dag_support, mlflow_helpers, services
-    from ops.airflow_api import AirflowClient
-    from ops.demo import explain_failure, task_log_path
+    from ops.clients import mlflow_helpers
+    from ops.clients.airflow_api import AirflowClient
+    from ops.dagkit import dag_support
+    from ops.stack import services
+    from ops.stack.demo import explain_failure, task_log_path
 
     require_demo(tiny_demo)
     client = AirflowClient(stack.airflow_url, services.airflow_home(stack))
@@ -118,10 +120,10 @@ def _version_facts(folder: Path) -> dict:
 
 
 def test_a_finished_data_task_run_again_rewrites_the_same_version(stack, tiny_demo):
-    from ops import services
-    from ops.airflow_api import AirflowClient
-    from ops.datasets import DatasetVersion
-    from ops.demo import explain_failure
+    from ops.clients.airflow_api import AirflowClient
+    from ops.lake.datasets import DatasetVersion
+    from ops.stack import services
+    from ops.stack.demo import explain_failure
 
     require_demo(tiny_demo)
     client = AirflowClient(stack.airflow_url, services.airflow_home(stack))

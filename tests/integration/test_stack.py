@@ -34,15 +34,15 @@ ALL_DAGS = ["data_refresh", "pretrain", "finetune", "hpo", "compress", "end_to_e
 
 
 def _client(stack):
-    from ops import services
-    from ops.airflow_api import AirflowClient
+    from ops.clients.airflow_api import AirflowClient
+    from ops.stack import services
 
     return AirflowClient(stack.airflow_url, services.airflow_home(stack))
 
 
 def test_every_dag_parses_and_bad_params_are_refused_naming_the_field(stack):
-    from ops import services
-    from ops.airflow_api import AirflowAPIError
+    from ops.clients.airflow_api import AirflowAPIError
+    from ops.stack import services
 
     assert services.up(stack, echo=lambda m: None) == {}, "up() on a healthy stack must do nothing"
     client = _client(stack)
@@ -61,7 +61,7 @@ def test_every_dag_parses_and_bad_params_are_refused_naming_the_field(stack):
 
 
 def test_a_failing_job_retries_and_its_last_lines_reach_the_task_log(stack):
-    from ops.demo import task_log_path
+    from ops.stack.demo import task_log_path
 
     client = _client(stack)
     client.set_paused("finetune", False)
@@ -80,8 +80,8 @@ def test_a_failing_job_retries_and_its_last_lines_reach_the_task_log(stack):
 
 
 def test_tiny_demo_runs_every_dag_and_registers_models(stack, tiny_demo):
-    from ops.mlflow_helpers import alias_version, experiment_name, get_run, run_tags
-    from ops.dag_support import dag_run_url
+    from ops.clients.mlflow_helpers import alias_version, experiment_name, get_run, run_tags
+    from ops.dagkit.dag_support import dag_run_url
 
     client = _client(stack)
     result = tiny_demo
@@ -142,7 +142,7 @@ def test_the_tiny_demo_never_sat_silent_and_its_summary_links_the_data_card(tiny
 
 
 def test_end_to_end_chains_the_three_dags(stack):
-    from ops.demo import PROFILES, explain_failure
+    from ops.stack.demo import PROFILES, explain_failure
 
     client = _client(stack)
     asset_runs = len(client.list_runs("pretrain", run_type="asset_triggered"))
@@ -159,7 +159,7 @@ def test_end_to_end_chains_the_three_dags(stack):
     final = client.wait_for_run("end_to_end", run["dag_run_id"], timeout=1800)
     children = {d: f"{run['dag_run_id']}__{d}" for d in ("data_refresh", "pretrain", "finetune")}
     if final["state"] != "success":
-        from ops.airflow_api import AirflowAPIError
+        from ops.clients.airflow_api import AirflowAPIError
 
         why = [explain_failure(client, stack, "end_to_end", run["dag_run_id"])]
         for dag_id, child_id in children.items():
@@ -181,8 +181,8 @@ def test_end_to_end_chains_the_three_dags(stack):
 
 
 def test_hpo_fans_trials_out_and_compress_quantizes(stack):
-    from ops.demo import explain_failure
-    from ops.mlflow_helpers import child_runs, experiment_name, get_run
+    from ops.clients.mlflow_helpers import child_runs, experiment_name, get_run
+    from ops.stack.demo import explain_failure
 
     client = _client(stack)
     for dag_id in ("hpo", "compress"):

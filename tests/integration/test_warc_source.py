@@ -50,10 +50,10 @@ def _write_warcs(folder: Path, jobs_python: Path) -> None:
 def test_data_refresh_ingests_warc_files_with_a_damaged_member(stack):
     import pyarrow.parquet as pq
 
-    from ops import services
-    from ops.airflow_api import AirflowClient
-    from ops.datasets import DatasetVersion
-    from ops.demo import explain_failure
+    from ops.clients.airflow_api import AirflowClient
+    from ops.lake.datasets import DatasetVersion
+    from ops.stack import services
+    from ops.stack.demo import explain_failure
 
     folder = Path(stack.data_root).parent / "warc-in"
     folder.mkdir(parents=True, exist_ok=True)

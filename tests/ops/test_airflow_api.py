@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ops.airflow_api import PASSWORDS_FILE, AirflowAPIError, AirflowClient
+from ops.clients.airflow_api import PASSWORDS_FILE, AirflowAPIError, AirflowClient
 
 
 class FakeAirflow(BaseHTTPRequestHandler):
@@ -188,7 +188,7 @@ def test_waiting_relays_new_progress_lines_once_and_heartbeats_when_quiet(tmp_pa
 def test_the_heartbeat_speaks_during_a_slow_step_and_waits_keep_the_callers_beat():
     import time
 
-    from ops.airflow_api import Heartbeat, beating
+    from ops.clients.airflow_api import Heartbeat, beating
 
     printed = []
     with Heartbeat(printed.append, every=0.2) as beat:

@@ -1,4 +1,4 @@
-"""The crawl2model CLI: verbatim pass-through to the launchers, honest about unbuilt stages."""
+"""The crawl2model CLI: verbatim pass-through to the local, honest about unbuilt stages."""
 from __future__ import annotations
 
 import subprocess
@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from ops import cli, launchers
+from ops import cli
+from ops.launch import local
 
 
 @pytest.fixture
 def calls(monkeypatch):
     seen = []
-    monkeypatch.setattr(launchers, "spark_submit", lambda job, args: seen.append(("spark", job, args)))
-    monkeypatch.setattr(launchers, "horovodrun",
+    monkeypatch.setattr(local, "spark_submit", lambda job, args: seen.append(("spark", job, args)))
+    monkeypatch.setattr(local, "horovodrun",
                         lambda mod, args, np=None: seen.append(("hvd", mod, args, np)))
     return seen
 
@@ -51,7 +52,7 @@ def test_stage_help_prints_the_jobs_usage_once_without_a_launcher(stage, monkeyp
         raise AssertionError("--help must not launch spark-submit, horovodrun or the job")
 
     for name in ("spark_submit", "horovodrun", "run"):
-        monkeypatch.setattr(launchers, name, no_launch)
+        monkeypatch.setattr(local, name, no_launch)
     args = [stage, "--np", "2", "--help"] if stage in cli.TRAIN_STAGES else [stage, "-h"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
@@ -84,10 +85,10 @@ def test_bad_np_is_an_error():
 
 @pytest.mark.parametrize("stage", ["evaluate", "hpo", "compress"])
 def test_single_process_stages_run_the_module_in_the_jobs_venv(stage, monkeypatch, calls):
-    from ops.settings import get_settings
+    from ops.launch.settings import get_settings
 
     ran = []
-    monkeypatch.setattr(launchers, "run", lambda cmd, env=None, what="": ran.append((cmd, env, what)))
+    monkeypatch.setattr(local, "run", lambda cmd, env=None, what="": ran.append((cmd, env, what)))
     assert cli.main([stage, "--model", "models:/m@champion", "--np", "2"]) == 0
     (cmd, env, what), = ran
     assert cmd == [str(get_settings().jobs_python), "-m", f"training.{stage}",
@@ -97,18 +98,18 @@ def test_single_process_stages_run_the_module_in_the_jobs_venv(stage, monkeypatc
 
 def test_single_process_stage_failure_exits_1(monkeypatch, capsys):
     def boom(cmd, env=None, what=""):
-        raise launchers.LaunchError("training.hpo failed with exit code 2")
+        raise local.LaunchError("training.hpo failed with exit code 2")
 
-    monkeypatch.setattr(launchers, "run", boom)
+    monkeypatch.setattr(local, "run", boom)
     assert cli.main(["hpo", "--trials", "1"]) == 1
     assert "exit code 2" in capsys.readouterr().err
 
 
 def test_launch_errors_exit_1(monkeypatch, capsys):
     def boom(job, args):
-        raise launchers.LaunchError("spark job crawl failed with exit code 3")
+        raise local.LaunchError("spark job crawl failed with exit code 3")
 
-    monkeypatch.setattr(launchers, "spark_submit", boom)
+    monkeypatch.setattr(local, "spark_submit", boom)
     assert cli.main(["crawl", "--version", "x"]) == 1
     assert "exit code 3" in capsys.readouterr().err
 
@@ -119,7 +120,7 @@ def test_no_command_prints_help(capsys):
 
 
 def test_cli_and_stack_modules_import_nothing_heavy():
-    code = ("import sys, ops.cli, ops.services, ops.demo, ops.airflow_api, ops.dag_support, ops.demo_site; "
+    code = ("import sys, ops.cli, ops.stack.services, ops.stack.demo, ops.clients.airflow_api, ops.dagkit.dag_support, ops.stack.demo_site; "
             "heavy = {'pyspark', 'torch', 'airflow', 'mlflow', 'horovod', 'requests'} & set(sys.modules); "
             "print(sorted(heavy)); sys.exit(1 if heavy else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

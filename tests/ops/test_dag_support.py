@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ops import dag_params as dp
-from ops import dag_support as ds
-from ops.datasets import DatasetVersion, check_version
+from ops.dagkit import dag_params as dp
+from ops.dagkit import dag_support as ds
+from ops.lake.datasets import DatasetVersion, check_version
 
 
 def test_version_from_a_weekly_logical_date():
@@ -128,7 +128,7 @@ def test_param_choices_come_from_the_training_code():
 
 
 def test_every_param_spec_is_a_complete_form_field():
-    from ops.settings import Settings
+    from ops.launch.settings import Settings
 
     s = Settings()
     for dag_id, specs in ((d, f(s)) for d, f in dp.PARAM_SPECS.items()):
@@ -175,7 +175,7 @@ class _TI:
 
 
 def test_failure_summary_names_dag_task_try_and_the_jobs_last_lines(monkeypatch, caplog):
-    from ops.launchers import LaunchError
+    from ops.launch.local import LaunchError
 
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://af:8080")
     exc = LaunchError("training training.pretrain failed with exit code 1. Command: horovodrun ...",
@@ -210,7 +210,7 @@ def test_tracking_env_tags_the_mlflow_run_with_the_airflow_links():
 
 
 def test_result_location_is_local_or_on_the_data_root(tmp_path):
-    from ops.settings import Settings
+    from ops.launch.settings import Settings
 
     s = Settings(stack_dir=tmp_path, data_root="s3://b/data")
     local = ds.result_location(s, "local", "pretrain", "r:1", "train")
@@ -220,9 +220,9 @@ def test_result_location_is_local_or_on_the_data_root(tmp_path):
 
 
 def test_task_launcher_reads_the_variable_at_run_time(monkeypatch):
-    from ops.launch_cluster import KubernetesLauncher
-    from ops.launchers import LocalLauncher
-    from ops.settings import Settings
+    from ops.launch.kubernetes import KubernetesLauncher
+    from ops.launch.local import LocalLauncher
+    from ops.launch.settings import Settings
 
     monkeypatch.delenv("C2M_LAUNCHER", raising=False)
     variables = {}
@@ -255,7 +255,7 @@ def test_s3_connection_becomes_the_task_environment_without_logging_the_secret(m
 
 
 def test_training_task_launches_with_tags_and_returns_the_result(tmp_path, monkeypatch):
-    from ops.settings import Settings
+    from ops.launch.settings import Settings
 
     class FakeLauncher:
         kind = "local"
@@ -280,7 +280,7 @@ def test_training_task_launches_with_tags_and_returns_the_result(tmp_path, monke
 
 
 def test_a_missing_job_module_fails_before_launch(tmp_path):
-    from ops.settings import Settings
+    from ops.launch.settings import Settings
 
     with pytest.raises(RuntimeError, match="training.hpo is not available"):
         ds.require_module(Settings(repo_root=tmp_path), "training.hpo", "Build it first.")
@@ -338,7 +338,7 @@ def test_cross_field_checks():
 
 
 def test_optuna_storage_is_shared_sqlite_here_or_from_env(tmp_path, monkeypatch):
-    from ops.settings import Settings
+    from ops.launch.settings import Settings
 
     monkeypatch.delenv("C2M_OPTUNA_STORAGE", raising=False)
     assert ds.optuna_storage(Settings(stack_dir=tmp_path), "s/1") == f"sqlite:///{tmp_path}/optuna/s_1.db"
@@ -359,7 +359,7 @@ def test_end_to_end_confs_chain_the_version_without_publishing():
 
 
 def test_encoder_objectives_register_under_their_own_name():
-    from ops.dag_support import pretrain_args
+    from ops.dagkit.dag_support import pretrain_args
 
     base = {"model": "tiny", "max_steps": 5}
     for objective, name in ((None, "c2m-base"), ("clm", "c2m-base"), ("span", "c2m-base"),
@@ -448,7 +448,7 @@ def test_crawl_shards_param_is_bounded():
 
 
 def test_demo_merges_the_crawl_shards_summaries():
-    from ops.demo import merge_crawl_summaries
+    from ops.stack.demo import merge_crawl_summaries
 
     one = {"stage": "crawl", "uri": "/d/raw/v=v", "version": "v", "rows_in": 3, "rows_out": 2,
            "dropped": {"robots_disallowed": 1}}
@@ -462,13 +462,13 @@ def test_demo_merges_the_crawl_shards_summaries():
 
 
 def ds_settings():
-    from ops.settings import get_settings
+    from ops.launch.settings import get_settings
 
     return get_settings()
 
 
 def test_the_optuna_url_goes_to_the_job_environment_only(tmp_path, monkeypatch):
-    from ops.settings import Settings
+    from ops.launch.settings import Settings
 
     monkeypatch.delenv("C2M_OPTUNA_STORAGE", raising=False)
     env = ds.optuna_env(Settings(stack_dir=tmp_path), "s/1")
@@ -483,7 +483,7 @@ def test_the_optuna_url_goes_to_the_job_environment_only(tmp_path, monkeypatch):
 
 
 def test_ingest_version_and_args():
-    from ops.dag_support import OUTPUT_STAGE, ingest_args, ingest_version
+    from ops.dagkit.dag_support import OUTPUT_STAGE, ingest_args, ingest_version
 
     assert ingest_version("2026-03-01", "warc") == "2026-03-01"  # the only raw input: the run's version
     assert ingest_version("2026-03-01", "both") == "2026-03-01-w"  # beside the crawl's

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from ops.datasets import (DatasetVersion, ManifestError, check_accounting, check_version, latest_version,
+from ops.lake.datasets import (DatasetVersion, ManifestError, check_accounting, check_version, latest_version,
                           new_generation, prune_generations)
 
 

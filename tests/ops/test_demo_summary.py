@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from ops.demo import DemoResult, summary
+from ops.stack.demo import DemoResult, summary
 
 
 def test_summary_prints_baselines_and_lifts_beside_the_models():

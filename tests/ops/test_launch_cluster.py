@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ops.launch_cluster import (ClusterConfig, KubernetesLauncher, cluster_horovodrun_command, job_name,
+from ops.launch.kubernetes import (ClusterConfig, KubernetesLauncher, cluster_horovodrun_command, job_name,
                                 mpijob_manifest, mpijob_state, s3a_args, single_pod_horovodrun_command,
                                 spark_conf, spark_connection, spark_submit_k8s_command,
                                 spark_submit_operator_kwargs, world_size)
-from ops.launchers import LaunchError, horovodrun_command
-from ops.settings import Settings
-from ops.storage import to_s3a
+from ops.lake.storage import to_s3a
+from ops.launch.local import LaunchError, horovodrun_command
+from ops.launch.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "crawl2model"

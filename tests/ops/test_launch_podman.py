@@ -8,10 +8,12 @@ import os
 
 import pytest
 
-from ops import launch_podman, secret_env
-from ops.launch_podman import PODMAN_RUN, PodmanLauncher
-from ops.launchers import LaunchError, get_launcher
-from ops.settings import get_settings
+from ops.lake import secret_env
+from ops.launch import podman
+from ops.launch.choose import get_launcher
+from ops.launch.local import LaunchError
+from ops.launch.podman import PODMAN_RUN, PodmanLauncher
+from ops.launch.settings import get_settings
 
 SECRET = "s3cr3t-value-for-the-test"
 
@@ -43,7 +45,7 @@ def test_spark_runs_in_the_spark_image_with_the_environment_by_name(launcher, tm
     assert f"{root}:{root}:rw" in cmd and (tmp_path / "data").is_dir()
     img = cmd.index("localhost/c2m-spark-under-test:1")
     inner = cmd[img + 1:]
-    assert inner[0] == "spark-submit" and inner[-3:] == [f"{launch_podman.IMAGE_JOBS}/clean.py",
+    assert inner[0] == "spark-submit" and inner[-3:] == [f"{podman.IMAGE_JOBS}/clean.py",
                                                         "--version", "v1"]
     assert ["--driver-java-options", "-XX:TieredStopAtLevel=1"] == inner[-5:-3]
     # Every variable of the job goes in by name; its value stays in podman's environment.
@@ -79,10 +81,10 @@ def test_training_secrets_travel_in_the_mounted_0600_file_not_by_name(launcher, 
     assert secret_env.ENV_FILE_VAR in names and "AWS_SECRET_ACCESS_KEY" not in names
     assert not any(SECRET in part for part in cmd)
     assert cmd[img + 1:] == ["horovodrun", "-np", "2", "-H", "localhost:2", "--gloo",
-                             "--network-interfaces", "lo", launch_podman.IMAGE_PYTHON,
-                             "-m", "ops.secret_env", "training.pretrain", "--steps", "3"]
+                             "--network-interfaces", "lo", podman.IMAGE_PYTHON,
+                             "-m", "ops.lake.secret_env", "training.pretrain", "--steps", "3"]
 
 
 def test_an_s3_data_root_mounts_nothing(launcher):
     _, settings = launcher
-    assert launch_podman.data_mounts(dataclasses.replace(settings, data_root="s3://bucket/data")) == []
+    assert podman.data_mounts(dataclasses.replace(settings, data_root="s3://bucket/data")) == []

@@ -5,8 +5,9 @@ import sys
 
 import pytest
 
-from ops import launchers
-from ops.launchers import LaunchError, LocalLauncher, get_launcher, launcher_kind, run
+from ops.launch import local
+from ops.launch.choose import get_launcher, launcher_kind
+from ops.launch.local import LaunchError, LocalLauncher, run
 
 
 def _script(lines: int, code: int) -> list[str]:
@@ -20,7 +21,7 @@ def test_a_failed_job_raises_with_its_last_lines(capsys):
         run(_script(100, 3), what="test job")
     exc = err.value
     assert exc.returncode == 3
-    assert len(exc.tail) == launchers.TAIL_LINES == 40
+    assert len(exc.tail) == local.TAIL_LINES == 40
     assert exc.tail[-1] == "ShardError: no shards at /x"  # stderr is merged, in order
     assert exc.tail[0] == "line 61"
     text = str(exc)
@@ -63,9 +64,9 @@ def test_launcher_kind_comes_from_argument_then_env(monkeypatch):
 
 def test_local_launcher_runs_the_same_functions_as_the_cli(monkeypatch):
     seen = []
-    monkeypatch.setattr(launchers, "spark_submit",
+    monkeypatch.setattr(local, "spark_submit",
                         lambda job, args, s=None: seen.append(("spark", job, args)))
-    monkeypatch.setattr(launchers, "horovodrun",
+    monkeypatch.setattr(local, "horovodrun",
                         lambda module, args, np=None, s=None, extra_env=None: seen.append(
                             ("train", module, args, np, extra_env)))
     launcher = get_launcher("local")
@@ -77,21 +78,21 @@ def test_local_launcher_runs_the_same_functions_as_the_cli(monkeypatch):
 
 
 def test_horovodrun_passes_extra_env_to_the_ranks(monkeypatch, tmp_path):
-    from ops.settings import Settings
+    from ops.launch.settings import Settings
 
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "horovodrun").touch()
     captured = {}
-    monkeypatch.setattr(launchers, "run", lambda cmd, env=None, what="": captured.update(cmd=cmd, env=env))
-    launchers.horovodrun("training.pretrain", ["--x"], 2, Settings(jobs_venv=venv),
+    monkeypatch.setattr(local, "run", lambda cmd, env=None, what="": captured.update(cmd=cmd, env=env))
+    local.horovodrun("training.pretrain", ["--x"], 2, Settings(jobs_venv=venv),
                          extra_env={"MLFLOW_RUN_CONTEXT": "{}"})
     assert captured["env"]["MLFLOW_RUN_CONTEXT"] == "{}" and captured["env"]["OMP_NUM_THREADS"]
     assert captured["cmd"][-3:] == ["-m", "training.pretrain", "--x"]
 
 
 def test_kubernetes_launcher_is_the_cluster_one(monkeypatch):
-    from ops.launch_cluster import ClusterConfig, KubernetesLauncher
+    from ops.launch.kubernetes import ClusterConfig, KubernetesLauncher
 
     launcher = get_launcher("kubernetes", cfg=ClusterConfig(namespace="ml"))
     assert isinstance(launcher, KubernetesLauncher) and launcher.cfg.namespace == "ml"
@@ -99,7 +100,7 @@ def test_kubernetes_launcher_is_the_cluster_one(monkeypatch):
 
 def _fake_repo(root, job: str, master: str):
     """Settings for a repo with an empty job script and spark-submit: enough to build the command."""
-    from ops.settings import Settings
+    from ops.launch.settings import Settings
 
     (root / "spark_jobs" / "jobs").mkdir(parents=True)
     (root / "spark_jobs" / "jobs" / f"{job}.py").write_text("")
@@ -117,7 +118,7 @@ C1 = "-XX:TieredStopAtLevel=1"
 def test_measured_local_stages_run_c1_only_jit(tmp_path, monkeypatch, master, job, java):
     """Local clean, dedup and tokenize get C1-only JIT (measured faster there); others and clusters do not."""
     monkeypatch.delenv("C2M_SPARK_DRIVER_JAVA_OPTIONS", raising=False)
-    cmd = launchers.spark_submit_command(job, ["--version", "v"], _fake_repo(tmp_path, job, master))
+    cmd = local.spark_submit_command(job, ["--version", "v"], _fake_repo(tmp_path, job, master))
     assert cmd[-3:] == [str(tmp_path / "spark_jobs" / "jobs" / f"{job}.py"), "--version", "v"]
     got = cmd[cmd.index("--driver-java-options") + 1] if "--driver-java-options" in cmd else None
     assert got == java
@@ -126,5 +127,5 @@ def test_measured_local_stages_run_c1_only_jit(tmp_path, monkeypatch, master, jo
 @pytest.mark.parametrize("value, java", [("", None), ("-Xss4m", "-Xss4m")])
 def test_driver_java_options_can_be_replaced_from_the_environment(tmp_path, monkeypatch, value, java):
     monkeypatch.setenv("C2M_SPARK_DRIVER_JAVA_OPTIONS", value)
-    cmd = launchers.spark_submit_command("dedup", [], _fake_repo(tmp_path, "dedup", "local[*]"))
+    cmd = local.spark_submit_command("dedup", [], _fake_repo(tmp_path, "dedup", "local[*]"))
     assert (cmd[cmd.index("--driver-java-options") + 1] if "--driver-java-options" in cmd else None) == java

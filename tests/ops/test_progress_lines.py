@@ -1,10 +1,10 @@
-"""ops.progress: what a [progress] line says, the bar in a terminal, the progress file."""
+"""ops.lake.progress: what a [progress] line says, the bar in a terminal, the progress file."""
 from __future__ import annotations
 
 import io
 import time
 
-from ops import progress
+from ops.lake import progress
 
 
 class FakeTerminal(io.StringIO):

@@ -10,8 +10,9 @@ import uuid
 
 import pytest
 
-from ops import launch_cluster, launchers, secret_env
-from ops.settings import Settings
+from ops.lake import secret_env
+from ops.launch import kubernetes, local
+from ops.launch.settings import Settings
 
 AIRFLOW_SECRETS = {
     "AIRFLOW__CORE__FERNET_KEY": "fernet-" + uuid.uuid4().hex,
@@ -30,7 +31,7 @@ def test_job_env_drops_the_airflow_task_settings_and_keeps_what_jobs_need(monkey
     monkeypatch.setenv("C2M_SHARD_CACHE", str(tmp_path))
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     monkeypatch.setenv("PYTHONPATH", "/airflow/venv/site")
-    env = launchers.job_env(Settings(jobs_venv=tmp_path / "venv"))
+    env = local.job_env(Settings(jobs_venv=tmp_path / "venv"))
     assert not set(AIRFLOW_SECRETS) & set(env)
     assert not [k for k in env if k.startswith("AIRFLOW")]
     assert "SOME_UNRELATED_TOKEN" not in env
@@ -93,7 +94,7 @@ def test_the_rank_wrapper_loads_the_file_then_runs_the_module(tmp_path):
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.getcwd()}",
            secret_env.ENV_FILE_VAR: str(path)}
     try:
-        out = subprocess.run([sys.executable, "-m", "ops.secret_env", "show_env", secret, "--x", "1"],
+        out = subprocess.run([sys.executable, "-m", "ops.lake.secret_env", "show_env", secret, "--x", "1"],
                              env=env, capture_output=True, text=True, check=True).stdout
     finally:
         secret_env.remove_env_file(path)
@@ -104,8 +105,8 @@ def test_run_masks_the_command_the_output_and_the_error(capsys):
     pw, key = uuid.uuid4().hex, uuid.uuid4().hex
     code = "import os, sys; print('key is', os.environ['AWS_SECRET_ACCESS_KEY']); sys.exit(3)"
     env = {**os.environ, "AWS_SECRET_ACCESS_KEY": key}
-    with pytest.raises(launchers.LaunchError) as err:
-        launchers.run([sys.executable, "-c", code, f"postgresql://u:{pw}@db/x"], env=env, what="leaky job")
+    with pytest.raises(local.LaunchError) as err:
+        local.run([sys.executable, "-c", code, f"postgresql://u:{pw}@db/x"], env=env, what="leaky job")
     out = capsys.readouterr().out
     assert "key is ***" in out and "postgresql://u:***@db/x" in out
     for text in (out, str(err.value)):
@@ -114,9 +115,9 @@ def test_run_masks_the_command_the_output_and_the_error(capsys):
 
 
 def test_cluster_jobs_get_secrets_from_secrets_only():
-    cfg = launch_cluster.ClusterConfig(secret_env={"C2M_OPTUNA_STORAGE": "c2m-optuna",
+    cfg = kubernetes.ClusterConfig(secret_env={"C2M_OPTUNA_STORAGE": "c2m-optuna",
                                                    "MLFLOW_TRACKING_PASSWORD": "c2m-mlflow-auth:password"})
-    env = launch_cluster._env_list(cfg, {"C2M_OPTUNA_STORAGE": "postgresql://o:pw@db/o", "C2M_X": "1"})
+    env = kubernetes._env_list(cfg, {"C2M_OPTUNA_STORAGE": "postgresql://o:pw@db/o", "C2M_X": "1"})
     by_name = {e["name"]: e for e in env}
     assert by_name["C2M_OPTUNA_STORAGE"] == {
         "name": "C2M_OPTUNA_STORAGE",
@@ -125,13 +126,13 @@ def test_cluster_jobs_get_secrets_from_secrets_only():
         "secretKeyRef": {"name": "c2m-mlflow-auth", "key": "password"}}
     assert "pw@" not in json.dumps(env)
     assert by_name["C2M_X"] == {"name": "C2M_X", "value": "1"}
-    with pytest.raises(launchers.LaunchError, match="secret_env"):
-        launch_cluster._env_list(launch_cluster.ClusterConfig(), {"C2M_OPTUNA_STORAGE": "pg://o:p@db/o"})
+    with pytest.raises(local.LaunchError, match="secret_env"):
+        kubernetes._env_list(kubernetes.ClusterConfig(), {"C2M_OPTUNA_STORAGE": "pg://o:p@db/o"})
 
 
 def test_ranks_start_through_the_wrapper_only_when_there_are_secrets():
-    plain = launchers.horovodrun_command("training.pretrain", ["--x", "1"], np=2)
-    wrapped = launchers.horovodrun_command("training.pretrain", ["--x", "1"], np=2, secrets_file=True)
+    plain = local.horovodrun_command("training.pretrain", ["--x", "1"], np=2)
+    wrapped = local.horovodrun_command("training.pretrain", ["--x", "1"], np=2, secrets_file=True)
     assert plain[-4:] == ["-m", "training.pretrain", "--x", "1"]
-    assert wrapped[-5:] == ["-m", "ops.secret_env", "training.pretrain", "--x", "1"]
+    assert wrapped[-5:] == ["-m", "ops.lake.secret_env", "training.pretrain", "--x", "1"]
     assert wrapped[:-5] == plain[:-4]

@@ -9,8 +9,8 @@ import urllib.request
 
 import pytest
 
-from ops import demo_site, services
-from ops.settings import get_settings
+from ops.launch.settings import get_settings
+from ops.stack import demo_site, services
 
 
 @pytest.fixture

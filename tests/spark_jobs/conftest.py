@@ -90,7 +90,7 @@ def site():
 
 @pytest.fixture(scope="session")
 def spark_cluster(tmp_path_factory):
-    """A Spark standalone master and two one-core workers on 127.0.0.1 (ops.spark_standalone).
+    """A Spark standalone master and two one-core workers on 127.0.0.1 (ops.stack.spark_standalone).
 
     Each worker runs in its own mount namespace with a private /tmp: only ``shared`` (the data
     roots, the staging dir, the input files: what a real cluster keeps on a shared volume or
@@ -102,8 +102,8 @@ def spark_cluster(tmp_path_factory):
     import subprocess
     from pathlib import Path
 
-    from ops import spark_standalone
-    from ops.settings import get_settings
+    from ops.launch.settings import get_settings
+    from ops.stack import spark_standalone
 
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("the cluster fixture isolates workers with `unshare -m`: needs root and util-linux")

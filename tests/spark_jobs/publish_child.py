@@ -18,8 +18,8 @@ import shutil
 import sys
 import time
 
-from ops import storage
-from ops.datasets import MANIFEST, STATS, DatasetVersion
+from ops.lake import storage
+from ops.lake.datasets import MANIFEST, STATS, DatasetVersion
 from spark_jobs import staging as staging_mod
 from spark_jobs.runner import KEPT, publish_version
 from spark_jobs.staging import Staging

@@ -32,7 +32,7 @@ def cluster_s3() -> Iterator[dict[str, str]]:
                 mp.delenv(name, raising=False)
             for name, value in env.items():
                 mp.setenv(name, value)
-            from ops import storage
+            from ops.lake import storage
 
             storage.ensure_bucket(BUCKET)
         yield env

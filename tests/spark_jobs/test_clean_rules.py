@@ -5,7 +5,7 @@ import pytest
 
 from spark_test_data import english
 from spark_jobs.clean import boilerplate as bp
-from spark_jobs.clean import fineweb as fw
+from spark_jobs.clean import filters
 from spark_jobs.clean import repetition as rep
 from spark_jobs.clean.signals import c4_kept_lines, compute_signals
 from spark_jobs.clean.steps import default_steps, step_settings
@@ -23,7 +23,7 @@ def _unique_words(n, start=0):
 
 
 def _repetition(text, **kw):
-    return rep.GopherRepetitionFilter(**kw).filter(_doc(text))
+    return filters.GopherRepetitionFilter(**kw).filter(_doc(text))
 
 
 # ---------------------------------------------------------------- Gopher repetition
@@ -103,13 +103,13 @@ def test_dup_n_gram_chars_skips_past_each_repeat():
 
 def test_unknown_ngram_size_is_refused():
     with pytest.raises(ValueError, match="n-gram sizes"):
-        rep.GopherRepetitionFilter(dup_n_grams=((12, 0.1),))
+        filters.GopherRepetitionFilter(dup_n_grams=((12, 0.1),))
 
 
 # ---------------------------------------------------------------- FineWeb
 
 def _fineweb(text, **kw):
-    return fw.FineWebQualityFilter(**kw).filter(_doc(text))
+    return filters.FineWebQualityFilter(**kw).filter(_doc(text))
 
 
 def test_fineweb_keeps_plain_prose():
@@ -118,23 +118,23 @@ def test_fineweb_keeps_plain_prose():
 
 def test_line_punct_ratio():
     lines = [line.rstrip(".") for line in english(1, sentences=20).split("\n")]
-    assert _fineweb("\n".join(lines)) == fw.LINE_PUNCT_RATIO
+    assert _fineweb("\n".join(lines)) == filters.LINE_PUNCT_RATIO
 
 
 def test_short_line_ratio():
     short = [f"Item {w} is here." for w in _unique_words(10)]
-    assert _fineweb("\n".join(short + english(3, sentences=2).split("\n"))) == fw.SHORT_LINE_RATIO
+    assert _fineweb("\n".join(short + english(3, sentences=2).split("\n"))) == filters.SHORT_LINE_RATIO
 
 
 def test_char_dup_ratio():
     lines = english(1, sentences=20).split("\n")
-    assert _fineweb("\n".join(lines + lines[:1])) == fw.CHAR_DUP_RATIO
+    assert _fineweb("\n".join(lines + lines[:1])) == filters.CHAR_DUP_RATIO
     assert _fineweb("\n".join(lines + lines[:1]), max_char_dup_ratio=0.15) is None  # the docs profile
 
 
 def test_list_ratio():
     lines = [f"Extraordinarily{w}longidentifiernames wonderful." for w in _unique_words(30)]
-    assert _fineweb("\n".join(lines)) == fw.LIST_RATIO
+    assert _fineweb("\n".join(lines)) == filters.LIST_RATIO
 
 
 # ---------------------------------------------------------------- C4 line rules and boilerplate

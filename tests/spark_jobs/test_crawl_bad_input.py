@@ -11,7 +11,7 @@ import pytest
 
 from crawl_server import Site, drip, links_page, page, redirect, reset_first, send
 from spark_test_data import english, html_page
-from ops.datasets import DatasetVersion
+from ops.lake.datasets import DatasetVersion
 from spark_jobs.crawl.bfs import CrawlConfig, run_inline
 from spark_jobs.crawl.fetcher import FetchConfig
 from spark_jobs.crawl.output import run_crawl

@@ -19,7 +19,7 @@ import pytest
 
 from crawl_server import Site, links_page, page
 from spark_test_data import english, html_page
-from ops.datasets import DatasetVersion
+from ops.lake.datasets import DatasetVersion
 from spark_jobs.crawl.bfs import CrawlConfig, crawl, run_level
 from spark_jobs.crawl.fetcher import FetchConfig
 from spark_jobs.crawl.output import run_crawl

@@ -14,7 +14,7 @@ import pytest
 
 from crawl_server import Site, links_page, page, redirect, refused_port, send
 from spark_test_data import english, html_page
-from ops.datasets import DatasetVersion
+from ops.lake.datasets import DatasetVersion
 from spark_jobs.crawl import retry, safety
 from spark_jobs.crawl.bfs import CrawlConfig, fetch_robots, run_inline
 from spark_jobs.crawl.fetcher import FetchConfig, Pacer, fetch_url, new_session

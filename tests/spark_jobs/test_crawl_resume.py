@@ -16,7 +16,7 @@ import pytest
 
 from crawl_server import Site, links_page, page
 from spark_test_data import english, html_page
-from ops.datasets import DatasetVersion
+from ops.lake.datasets import DatasetVersion
 from spark_jobs.crawl.bfs import CrawlConfig, run_inline
 from spark_jobs.crawl.fetcher import FetchConfig
 from spark_jobs.crawl.output import run_crawl
@@ -167,7 +167,7 @@ def test_rounds_keep_the_host_delay(tmp_path):
 def test_state_and_version_on_an_s3_root(monkeypatch):
     """The same resume on s3:// (moto): rounds and checkpoint are objects, the version is uploaded."""
     moto = pytest.importorskip("moto")
-    from ops import storage
+    from ops.lake import storage
 
     for key, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
                        ("AWS_DEFAULT_REGION", "us-east-1")):

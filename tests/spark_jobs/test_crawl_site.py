@@ -6,7 +6,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from ops.datasets import DatasetVersion
+from ops.lake.datasets import DatasetVersion
 from spark_jobs.crawl.bfs import CrawlConfig, crawl
 from spark_jobs.crawl.fetcher import FetchConfig
 from spark_jobs.crawl.retry import RetryPolicy

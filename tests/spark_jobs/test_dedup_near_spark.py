@@ -9,7 +9,7 @@ import pytest
 
 from spark_test_data import english
 from test_minhash import _edit
-from ops.datasets import DatasetVersion
+from ops.lake.datasets import DatasetVersion
 from spark_jobs.dedup.components import ONE_TASK, STAR_ROUNDS, connected_components, solver_for
 from spark_jobs.dedup.minhash import jaccard
 from spark_jobs.jobs import dedup

@@ -76,7 +76,8 @@ def test_encode_batch_keeps_ids_as_shard_bytes_and_counts_unknowns(chunk, monkey
     from spark_jobs.tokenize.shards import EMPTY_TOKENS, encode_batch
 
     monkeypatch.setattr(shards, "ENCODE_CHUNK", chunk)
-    from spark_jobs.tokenize.trainers import WORDPIECE, train_tokenizer
+    from ops.lake.vocab import WORDPIECE
+    from spark_jobs.tokenize.trainers import train_tokenizer
 
     tok = train_tokenizer((english(i) for i in range(30)), WORDPIECE, 400)
     unk = tok.token_to_id("[UNK]")

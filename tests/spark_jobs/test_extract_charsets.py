@@ -114,7 +114,7 @@ def test_extract_stage_counts_bogus_and_replacement_charsets(spark, tmp_path):
     assert manifest["rows_in"] == 5 and manifest["rows_out"] == 4
     assert manifest["dropped"] == {ex.UNSUPPORTED_CHARSET: 1}
     assert manifest["charset_notes"] == {UNKNOWN_CHARSET: 4}
-    from ops.datasets import DatasetVersion
+    from ops.lake.datasets import DatasetVersion
 
     removed = DatasetVersion(str(tmp_path), "extracted", "cs").data_path("removed")
     assert os.listdir(removed) == [ex.UNSUPPORTED_CHARSET]

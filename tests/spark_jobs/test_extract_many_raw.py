@@ -7,7 +7,7 @@ from warc_test_files import write_warc
 
 @pytest.mark.spark
 def test_extract_unions_two_raw_versions_with_both_parents(spark, tmp_path):
-    from ops.datasets import DatasetVersion
+    from ops.lake.datasets import DatasetVersion
     from spark_jobs.jobs import extract, ingest
     from spark_jobs.runner import read_version
 
@@ -43,7 +43,7 @@ def test_input_versions_must_be_valid_and_distinct():
 def test_a_crawl_that_stored_no_page_fails_extract_saying_why(tmp_path):
     """Nothing to extract is a crawl-setting problem (here the SSRF guard refused every host):
     the error names the crawl's drop reasons and the switch, not a missing-file error."""
-    from ops.datasets import DatasetVersion
+    from ops.lake.datasets import DatasetVersion
     from spark_jobs.jobs.extract import EmptyRawVersion, raw_frame
     from spark_jobs.runner import publish_version
     from spark_jobs.staging import Staging

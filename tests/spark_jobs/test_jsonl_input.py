@@ -10,7 +10,7 @@ import pytest
 
 from spark_test_data import english
 
-from ops.datasets import DatasetVersion
+from ops.lake.datasets import DatasetVersion
 from spark_jobs import jsonl
 from spark_jobs.jsonl import parse_line
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.datasets import DatasetVersion
+from ops.lake.datasets import DatasetVersion
 from spark_jobs import lineage
 
 mlflow = pytest.importorskip("mlflow")

@@ -73,7 +73,7 @@ def test_map_records_counts_in_text_edits():
 
 @pytest.mark.spark
 def test_clean_job_counts_redactions_in_the_manifest(spark, tmp_path):
-    from ops.datasets import DatasetVersion
+    from ops.lake.datasets import DatasetVersion
     from spark_jobs.jobs import clean
     from spark_jobs.runner import read_version
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ops import progress
+from ops.lake import progress
 
 REPO = Path(__file__).resolve().parents[2]
 

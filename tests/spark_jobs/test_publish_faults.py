@@ -22,9 +22,9 @@ import uuid
 
 import pytest
 
-from ops import storage
-from ops.datasets import GRACE_ENV, MANIFEST, DatasetVersion
-from ops.s3a_test_jars import cache_dir, cached_jars
+from ops.lake import storage
+from ops.lake.datasets import GRACE_ENV, MANIFEST, DatasetVersion
+from ops.lake.s3a_test_jars import cache_dir, cached_jars
 from publish_child import DRIVER_FILE, STAGE, InjectedFault, files, inject, publish, spark_rows
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -245,7 +245,7 @@ def test_a_reader_that_started_before_a_rerun_finishes_its_read(root):
 
 
 def test_a_superseded_generation_goes_once_the_grace_period_is_over(root, monkeypatch):
-    from ops.datasets import prune_generations
+    from ops.lake.datasets import prune_generations
 
     publish(root, "p", seed=1)
     dv = DatasetVersion(root, STAGE, "p")

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from ops.datasets import DatasetVersion, ManifestError
+from ops.lake.datasets import DatasetVersion, ManifestError
 from spark_jobs.records import columns, ddl
 from spark_jobs.runner import KEPT, publish_version, read_jsonl, read_version, run_stage
 from spark_jobs.staging import Staging

@@ -1,4 +1,4 @@
-"""The real spark-submit through ops.launchers, on a temp data root."""
+"""The real spark-submit through ops.launch.local, on a temp data root."""
 from __future__ import annotations
 
 import json
@@ -6,8 +6,8 @@ import json
 import pytest
 
 from spark_test_data import english
-from ops.datasets import DatasetVersion
-from ops.launchers import spark_submit
+from ops.lake.datasets import DatasetVersion
+from ops.launch.local import spark_submit
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 

@@ -19,8 +19,8 @@ import sys
 
 import pytest
 
-from ops import storage
-from ops.s3a_test_jars import cache_dir, cached_jars
+from ops.lake import storage
+from ops.lake.s3a_test_jars import cache_dir, cached_jars
 from spark_test_data import english, html_page
 
 needs_jars = pytest.mark.skipif(cached_jars() is None,
@@ -97,7 +97,7 @@ def runs(s3, tmp_path_factory):
 
 def _data(root: str, stage: str, version: str) -> str:
     """Where a finished version's files are: the generation its manifest names."""
-    from ops.datasets import DatasetVersion
+    from ops.lake.datasets import DatasetVersion
 
     return DatasetVersion(root, stage, version).data_uri
 
@@ -195,7 +195,7 @@ def test_s3a_mode_writes_no_spark_output_to_the_local_staging_dir(runs):
 # ---- the s3a flavour of Staging, without Spark ---------------------------------------------
 
 def test_s3a_staging_moves_by_copying_once_at_publish_and_cleans_up(s3, monkeypatch, tmp_path):
-    from ops.datasets import DatasetVersion
+    from ops.lake.datasets import DatasetVersion
     from spark_jobs.runner import KEPT, publish_version
     from spark_jobs.staging import Staging
 
@@ -231,7 +231,7 @@ def test_s3a_staging_moves_by_copying_once_at_publish_and_cleans_up(s3, monkeypa
 
 
 def test_s3a_staging_is_deleted_when_the_stage_fails(s3, monkeypatch):
-    from ops.datasets import DatasetVersion
+    from ops.lake.datasets import DatasetVersion
     from spark_jobs.staging import Staging
 
     monkeypatch.setenv("C2M_SPARK_S3_IO", "s3a")
@@ -258,8 +258,8 @@ def test_the_mode_comes_from_the_env_and_bad_values_say_what_to_use(monkeypatch)
 def test_the_cluster_launcher_selects_s3a_mode_with_s3a_roots():
     from pathlib import Path
 
-    from ops.launch_cluster import ClusterConfig, spark_conf
-    from ops.settings import Settings
+    from ops.launch.kubernetes import ClusterConfig, spark_conf
+    from ops.launch.settings import Settings
 
     s = Settings(jobs_venv=Path("/venv"))
     assert spark_conf(ClusterConfig(), s)["spark.crawl2model.s3.io"] == "s3a"

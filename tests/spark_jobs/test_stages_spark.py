@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from spark_test_data import english
-from ops.datasets import DatasetVersion
+from ops.lake.datasets import DatasetVersion
 from spark_jobs.jobs import clean, crawl, dedup, extract, tokenize
 from spark_jobs.runner import read_version
 

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from ops import storage
-from ops.datasets import DatasetVersion
+from ops.lake import storage
+from ops.lake.datasets import DatasetVersion
 from spark_jobs.runner import KEPT, publish_version
 from spark_jobs.staging import Staging, local_input
 

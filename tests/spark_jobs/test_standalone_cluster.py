@@ -1,5 +1,5 @@
 """Every data stage on a Spark standalone cluster (a master, two one-core workers in other JVMs
-and their own mount namespaces), through the real entry point (``ops.launchers.spark_submit``
+and their own mount namespaces), through the real entry point (``ops.launch.local.spark_submit``
 with ``C2M_SPARK_MASTER=spark://…``), compared row for row with ``local[*]``.
 
 Roots: a local folder on the volume the workers share, and ``s3://`` on moto's S3 server in
@@ -22,11 +22,12 @@ import time
 
 import pytest
 
-from ops import spark_standalone, storage
-from ops.datasets import DatasetVersion
-from ops.launchers import spark_submit
-from ops.s3a_test_jars import cached_jars
-from ops.settings import get_settings
+from ops.lake import storage
+from ops.lake.datasets import DatasetVersion
+from ops.lake.s3a_test_jars import cached_jars
+from ops.launch.local import spark_submit
+from ops.launch.settings import get_settings
+from ops.stack import spark_standalone
 from s3_cluster_env import BUCKET
 from warc_test_files import write_warc
 

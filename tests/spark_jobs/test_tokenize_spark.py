@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from spark_test_data import english
-from ops.datasets import DatasetVersion, data_uri_of
+from ops.lake.datasets import DatasetVersion, data_uri_of
 from spark_jobs.jobs import tokenize
 
 pytestmark = pytest.mark.spark
@@ -90,8 +90,9 @@ def test_unigram_with_a_sample_of_the_corpus(spark, tmp_path):
 
 
 def test_a_reused_tokenizer_file_counts_unknown_characters(spark, tmp_path):
+    from ops.lake.vocab import WORDPIECE
     from spark_jobs.tokenize.bpe import sha256_hex
-    from spark_jobs.tokenize.trainers import WORDPIECE, train_tokenizer
+    from spark_jobs.tokenize.trainers import train_tokenizer
 
     tok = train_tokenizer((english(i) for i in range(30)), WORDPIECE, 400)
     path = tmp_path / "wp.json"

@@ -201,7 +201,7 @@ def test_s3_object_is_streamed_not_read_into_memory(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
     from s3_test_server import moto_s3
 
-    from ops import storage
+    from ops.lake import storage
 
     size = _big_warc(tmp_path / "big.warc.gz", 60)
     staging = tmp_path / "staging"

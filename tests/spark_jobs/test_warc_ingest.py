@@ -60,7 +60,7 @@ def test_wet_conversion_records_become_text_rows(tmp_path):
 
 @pytest.mark.spark
 def test_ingest_then_extract(spark, tmp_path):
-    from ops.datasets import DatasetVersion
+    from ops.lake.datasets import DatasetVersion
     from spark_jobs.jobs import extract, ingest
 
     src = tmp_path / "crawl"
@@ -94,7 +94,7 @@ def test_cli_ingest_help_and_run(tmp_path, monkeypatch, capsys):
     Common Crawl style WARC, a WET file and an ARC file, one of them damaged."""
     import warc_test_files as wf
     from ops import cli
-    from ops.datasets import DatasetVersion
+    from ops.lake.datasets import DatasetVersion
 
     monkeypatch.setenv("C2M_SPARK_MASTER", "local[2]")
     assert cli.main(["ingest", "--help"]) == 0

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from ops import storage
+from ops.lake import storage
 
 # Variables that would point boto3 somewhere other than the test server.
 _UNSET = ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ops import storage
+from ops.lake import storage
 from s3_test_server import DownloadSpy, s3_bucket, s3_env, upload_tree  # noqa: F401  (fixtures)
 from training import checkpoint
 from training.data import shard_cache

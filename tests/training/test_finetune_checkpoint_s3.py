@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ops import storage
+from ops.lake import storage
 from s3_test_server import s3_bucket, s3_env  # noqa: F401  (fixtures)
 from training.tasks.loop import save_best
 

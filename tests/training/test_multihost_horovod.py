@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 import netns_hosts
-from ops import launchers
-from ops.launchers import job_env
-from ops.settings import get_settings
+from ops.launch import local
+from ops.launch.local import job_env
+from ops.launch.settings import get_settings
 
 pytestmark = pytest.mark.distributed  # run by make test-cluster
 N, HALF = 20, 10
@@ -52,9 +52,9 @@ def _extra_env(hosts: netns_hosts.Hosts | None = None) -> dict[str, str]:
 
 @contextlib.contextmanager
 def _on_two_hosts(hosts: netns_hosts.Hosts):
-    """``ops.launchers.horovodrun`` as it is, with its command pointed at the two hosts and their
+    """``ops.launch.local.horovodrun`` as it is, with its command pointed at the two hosts and their
     shared NIC name and started in the first namespace (the launcher host)."""
-    original = launchers.horovodrun_command
+    original = local.horovodrun_command
 
     def two_host_command(*args, **kwargs) -> list[str]:
         cmd = original(*args, **kwargs)
@@ -65,7 +65,7 @@ def _on_two_hosts(hosts: netns_hosts.Hosts):
         return hosts.netns_exec(0) + cmd
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(launchers, "horovodrun_command", two_host_command)
+        mp.setattr(local, "horovodrun_command", two_host_command)
         yield
 
 
@@ -89,7 +89,7 @@ class Sampler(threading.Thread):
 
 
 def _train(args: list[str], hosts: netns_hosts.Hosts | None = None) -> None:
-    launchers.horovodrun("training.pretrain", args, np=2, extra_env=_extra_env(hosts))
+    local.horovodrun("training.pretrain", args, np=2, extra_env=_extra_env(hosts))
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def hosts(tmp_path_factory):
 @pytest.fixture(scope="module")
 def runs(hosts, shards_uri, mlflow_uri, tmp_path_factory):
     """One-host -np 2, two hosts uninterrupted (command lines sampled), two hosts killed and resumed,
-    each through ops.launchers.horovodrun."""
+    each through ops.launch.local.horovodrun."""
     tmp = tmp_path_factory.mktemp("multihost")
     t0 = time.monotonic()
     with pytest.MonkeyPatch.context() as mp:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ops.launchers import horovodrun_command, job_env
-from ops.settings import get_settings
+from ops.launch.local import horovodrun_command, job_env
+from ops.launch.settings import get_settings
 
 STEPS = 20
 

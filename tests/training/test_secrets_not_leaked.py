@@ -83,9 +83,9 @@ def secrets(monkeypatch):
 
 
 def test_a_spark_job_in_s3_mode_leaks_no_secret(secrets, tmp_path, monkeypatch, capsys):
-    from ops import storage
-    from ops.datasets import DatasetVersion
-    from ops.launchers import spark_submit
+    from ops.lake import storage
+    from ops.lake.datasets import DatasetVersion
+    from ops.launch.local import spark_submit
 
     bucket = f"c2m-{uuid.uuid4().hex[:12]}"
     storage.ensure_bucket(bucket)
@@ -115,8 +115,8 @@ def test_an_hpo_run_on_horovodrun_leaks_no_secret(secrets, mlflow_uri, shards_ur
     import optuna
     from mlflow import MlflowClient
 
-    from ops import secret_env
-    from ops.launchers import horovodrun
+    from ops.lake import secret_env
+    from ops.launch.local import horovodrun
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
     ensure_experiments(mlflow_uri, tmp_path, "hpo-secrets-test")

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from ops import storage
+from ops.lake import storage
 from s3_test_server import s3_bucket, s3_env  # noqa: F401  (fixtures)
 from training.data import shard_cache
 

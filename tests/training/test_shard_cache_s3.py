@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ops import storage
+from ops.lake import storage
 from s3_test_server import DownloadSpy, s3_bucket, s3_env, upload_tree  # noqa: F401  (fixtures)
 from training.data import shard_cache
 from training.data.shards import ShardDataset, ShardError, ShardLoader, read_shard_info

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ops.datasets import DatasetVersion, new_generation
+from ops.lake.datasets import DatasetVersion, new_generation
 
 SUBJECTS = ["the cat", "a dog", "my friend", "the old man", "a small bird", "the teacher", "our neighbour"]
 VERBS = ["sees", "likes", "finds", "follows", "watches", "remembers", "draws"]
@@ -58,7 +58,7 @@ def write_shards(
     The files go into a generation folder (v=version/g=G) that the manifest names, as the
     tokenize stage publishes them. Every ``val_every``-th document (the first included) goes
     to the val split."""
-    from spark_jobs.tokenize.trainers import describe
+    from ops.lake.vocab import describe
 
     dv = DatasetVersion(str(root), "shards", version)
     generation = new_generation()

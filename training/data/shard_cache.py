@@ -43,7 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple
 
-from ops import storage
+from ops.lake import storage
 
 log = logging.getLogger(__name__)
 

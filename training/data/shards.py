@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ops import storage
-from ops.datasets import data_uri_of
+from ops.lake import storage
+from ops.lake.datasets import data_uri_of
 from training.data import shard_cache
 from training.data.shard_cache import file_sha256  # noqa: F401  (re-exported: older imports)
 from training.data.stitch import stitch
@@ -140,7 +140,7 @@ def _vocab_roles(uri: str, m: dict) -> dict:
         return {"special_tokens": {"eos": int(m["eos_id"]), "pad": int(m["pad_id"])}}
     from tokenizers import Tokenizer
 
-    from spark_jobs.tokenize.trainers import describe
+    from ops.lake.vocab import describe
 
     found = describe(Tokenizer.from_file(str(path)))
     return {**found, "sentinel_ids": tuple(found["sentinel_ids"])}

@@ -1,6 +1,6 @@
-"""Task models in and out of MLflow: log (registering is optional, promotion is the gate's), rebuild.
+"""Rebuild a task model's torch module from its MLflow artefacts (logging is in serving.py).
 
-A task model is logged as a pyfunc that takes raw text (training/tasks/serving.py), so
+A task model is logged as a pyfunc that takes raw text (:func:`training.tasks.serving.log_model`), so
 ``mlflow models serve`` and ``mlflow.pyfunc.load_model`` answer with labels, tags or
 generations. Its artefacts are the files base models carry as extra files
 (``tokenizer.json``, ``model_config.json`` and a tensors-only ``weights.pt``), so
@@ -15,71 +15,13 @@ compression work from a registry URI alone, without unpickling code.
 
 from __future__ import annotations
 
-import json
-import tempfile
-from pathlib import Path
-from typing import Any
-
-import mlflow
-import mlflow.pyfunc
 import torch
 import torch.nn as nn
 
-from training import tracking
 from training.config import ModelConfig
 from training.models.gpt import GPT
 
 INT8 = "dynamic-int8"
-
-
-def log_model(
-    model: nn.Module,
-    model_config: dict[str, Any],
-    tokenizer_path: str | Path,
-    registered_name: str = "",
-    name: str = tracking.MODEL_ARTIFACT,
-    tags: dict[str, str] | None = None,
-    example_texts: list[str] | None = None,
-) -> dict:
-    """Log to the active run as a text-in pyfunc (training/tasks/serving.py); register when named.
-
-    ``example_texts`` become the logged input example (a ``text`` column).
-
-    Returns ``{"model_uri", "model_version"}`` (version None when not registered); the
-    model URI is ``models:/name/version`` or, unregistered, the logged model's URI.
-    """
-    from training.tasks import serving
-
-    with tempfile.TemporaryDirectory(prefix="c2m-task-model-") as tmp:
-        folder = Path(tmp)
-        (folder / tracking.TOKENIZER_FILE).write_bytes(Path(tokenizer_path).read_bytes())
-        (folder / tracking.CONFIG_FILE).write_text(json.dumps(model_config, indent=2, sort_keys=True))
-        torch.save(model.state_dict(), folder / tracking.WEIGHTS_FILE)
-        info = mlflow.pyfunc.log_model(
-            name=name,
-            python_model=str(serving.CODE_FILE),
-            artifacts=serving.artifacts(folder),
-            signature=serving.signature(model_config),
-            input_example=serving.input_example(list(example_texts or ())),
-            registered_model_name=registered_name or None,
-            # Explicit requirements skip MLflow's slow inference step; serving also needs
-            # the crawl2model package itself (its training.tasks.serving module).
-            pip_requirements=[
-                f"torch=={torch.__version__.split('+')[0]}",
-                "numpy",
-                "pandas",
-                "tokenizers",
-                f"mlflow=={mlflow.__version__}",
-            ],
-        )
-    if not registered_name:
-        return {"model_uri": info.model_uri, "model_version": None}
-    version = int(info.registered_model_version)
-    if tags:
-        client = mlflow.MlflowClient()
-        for key, value in tags.items():
-            client.set_model_version_tag(registered_name, str(version), key, str(value))
-    return {"model_uri": f"models:/{registered_name}/{version}", "model_version": version}
 
 
 def build_module(config: dict) -> nn.Module:

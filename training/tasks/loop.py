@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from ops import progress, storage
+from ops.lake import progress, storage
 from training import distributed
 from training.data.shards import ShardSampler
 from training.metrics import higher_is_better

@@ -22,10 +22,17 @@ Input: a ``text`` column. Output rows, by the model's kind:
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
+from typing import Any
 
+import mlflow
 import mlflow.pyfunc
 import pandas as pd
+import torch
+import torch.nn as nn
+
+from training import tracking
 
 TEXT = "text"
 SPLIT = "serve"
@@ -34,8 +41,6 @@ CODE_FILE = Path(__file__).with_name("serving_model.py")
 
 def artifacts(folder: Path) -> dict[str, str]:
     """The pyfunc artefacts, keyed by file (tracking's file names), from a folder that holds them."""
-    from training import tracking
-
     return {name: str(folder / name) for name in (tracking.TOKENIZER_FILE, tracking.CONFIG_FILE,
                                                   tracking.WEIGHTS_FILE)}
 
@@ -78,11 +83,58 @@ def serving_data(config: dict, texts: list[str]):
     return PairData(SPLIT, {SPLIT: [Pair(t, "") for t in texts]}, Path(SPLIT))
 
 
+def log_model(
+    model: nn.Module,
+    model_config: dict[str, Any],
+    tokenizer_path: str | Path,
+    registered_name: str = "",
+    name: str = tracking.MODEL_ARTIFACT,
+    tags: dict[str, str] | None = None,
+    example_texts: list[str] | None = None,
+) -> dict:
+    """Log to the active run as this module's text-in pyfunc; register when named.
+
+    ``example_texts`` become the logged input example (a ``text`` column).
+
+    Returns ``{"model_uri", "model_version"}`` (version None when not registered); the
+    model URI is ``models:/name/version`` or, unregistered, the logged model's URI.
+    """
+    with tempfile.TemporaryDirectory(prefix="c2m-task-model-") as tmp:
+        folder = Path(tmp)
+        (folder / tracking.TOKENIZER_FILE).write_bytes(Path(tokenizer_path).read_bytes())
+        (folder / tracking.CONFIG_FILE).write_text(json.dumps(model_config, indent=2, sort_keys=True))
+        torch.save(model.state_dict(), folder / tracking.WEIGHTS_FILE)
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(CODE_FILE),
+            artifacts=artifacts(folder),
+            signature=signature(model_config),
+            input_example=input_example(list(example_texts or ())),
+            registered_model_name=registered_name or None,
+            # Explicit requirements skip MLflow's slow inference step; serving also needs
+            # the crawl2model package itself (its training.tasks.serving module).
+            pip_requirements=[
+                f"torch=={torch.__version__.split('+')[0]}",
+                "numpy",
+                "pandas",
+                "tokenizers",
+                f"mlflow=={mlflow.__version__}",
+            ],
+        )
+    if not registered_name:
+        return {"model_uri": info.model_uri, "model_version": None}
+    version = int(info.registered_model_version)
+    if tags:
+        client = mlflow.MlflowClient()
+        for key, value in tags.items():
+            client.set_model_version_tag(registered_name, str(version), key, str(value))
+    return {"model_uri": f"models:/{registered_name}/{version}", "model_version": version}
+
+
 class TextModel(mlflow.pyfunc.PythonModel):
     """Loads the artefacts once; each ``predict`` tokenises the texts as training did."""
 
     def load_context(self, context) -> None:
-        from training import tracking
         from training.tasks import export
 
         config_path = Path(context.artifacts[tracking.CONFIG_FILE])

@@ -53,9 +53,12 @@ def table(summary: dict, rows: list[dict], baseline: tuple[str, float] | None) -
     return "\n".join(lines)
 
 
-def compare(cfg, dist, other: str, seeds: int, data=None) -> dict:
-    """Fine-tune from ``cfg.init`` and from ``other`` for ``seeds`` seeds (``cfg.seed``, +1, ...)."""
-    from training import finetune
+def compare(cfg, dist, other: str, seeds: int, train, data=None) -> dict:
+    """Fine-tune from ``cfg.init`` and from ``other`` for ``seeds`` seeds (``cfg.seed``, +1, ...).
+
+    ``train`` is the fine-tuning function (:func:`training.finetune.train`), passed in by the
+    job that measures, so this module does not import the job that calls it.
+    """
     from training.tasks import load_data
 
     if other == cfg.init or {other, cfg.init} != {"pretrained", "random"}:
@@ -70,7 +73,7 @@ def compare(cfg, dist, other: str, seeds: int, data=None) -> dict:
             seed, row = cfg.seed + i, {"seed": cfg.seed + i}
             for init in (cfg.init, other):
                 run_cfg = replace(cfg, init=init, seed=seed, run_name=f"{cfg.run_name}-{init}-seed{seed}")
-                result, _, _ = finetune.train(run_cfg, dist, register=False, nested=True, data=data)
+                result, _, _ = train(run_cfg, dist, register=False, nested=True, data=data)
                 metric = result["metric"]
                 row[init] = float(result[metric])
                 if "baseline" in result:

@@ -1,5 +1,5 @@
 {{/* NetworkPolicy building blocks. Pod groups are selected by component label; chart pods also
-     by release. MPIJob pods that ops.launch_cluster creates carry only part-of and component,
+     by release. MPIJob pods that ops.launch.kubernetes creates carry only part-of and component,
      so the training group is selected by those two. */}}
 
 {{- define "crawl2model.np.airflowComponents" -}}
@@ -26,7 +26,7 @@ matchExpressions:
   - {key: app.kubernetes.io/component, operator: In, values: ["training-launcher", "training-worker"]}
 {{- end -}}
 
-{{/* Single-pod training (ops.launch_cluster.training_pod_operator): the KubernetesPodOperator label. */}}
+{{/* Single-pod training (ops.launch.kubernetes.training_pod_operator): the KubernetesPodOperator label. */}}
 {{- define "crawl2model.np.podOperatorPods" -}}
 matchLabels:
   kubernetes_pod_operator: "True"

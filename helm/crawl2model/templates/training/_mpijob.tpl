@@ -3,7 +3,7 @@
 {{- if .Values.training.gpu.enabled }}{{ int .Values.training.gpu.perWorker }}{{ else }}{{ int .Values.training.cpuSlotsPerWorker }}{{ end -}}
 {{- end -}}
 
-{{/* The launcher's command: ops.launchers.horovodrun_command's shape (binary, -np, --gloo,
+{{/* The launcher's command: ops.launch.local.horovodrun_command's shape (binary, -np, --gloo,
      jobs python, -m module, args) with the MPI operator's hostfile instead of -H localhost:N,
      ssh on the image's port, and no loopback-only --network-interfaces. tests/helm checks it. */}}
 {{- define "crawl2model.training.command" -}}

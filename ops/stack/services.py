@@ -3,7 +3,7 @@
 Everything binds to 127.0.0.1. Each component runs in its own process group with its PID in
 ``{stack_dir}/pids/<name>.pid`` and its output in ``{stack_dir}/logs/<name>.log``, so
 ``down()`` can stop exactly what ``up()`` started, even from another shell, and nothing is
-found "by name". Ports and folders come from :mod:`ops.settings` (``C2M_*_PORT``,
+found "by name". Ports and folders come from :mod:`ops.launch.settings` (``C2M_*_PORT``,
 ``C2M_STACK_DIR``, ``C2M_DATA_ROOT``), so a second stack can run next to the first.
 
 Airflow's UI has no login on this stack (``SIMPLE_AUTH_MANAGER_ALL_ADMINS``): it listens
@@ -12,7 +12,7 @@ login; the REST client then uses the generated admin password either way. A non-
 ``C2M_HOST`` is refused unless the login is on (:func:`check_exposure`). The stack folder
 is private to its user (0700).
 
-S3 mode (``C2M_S3=1`` / ``crawl2model up --s3``) adds a local S3 server (:mod:`ops.s3_server`),
+S3 mode (``C2M_S3=1`` / ``crawl2model up --s3``) adds a local S3 server (:mod:`ops.stack.s3_server`),
 started first; its bucket is created before anything else starts, every component gets its
 endpoint and credentials through the environment, and MLflow stores artefacts in the bucket.
 The mode a stack was started in is recorded in ``{stack_dir}/mode.json``, so a stack is
@@ -32,8 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ops import s3_server, secret_env
-from ops.settings import Settings, get_settings
+from ops.lake import secret_env
+from ops.launch import s3_client
+from ops.launch.settings import Settings, get_settings
+from ops.stack import s3_server
 
 MLFLOW_ARTIFACTS_PREFIX = "mlflow-artifacts"  # under the bucket, in S3 mode
 AIRFLOW_COMPONENTS = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
@@ -158,7 +160,7 @@ def _base_env(s: Settings, venv: Path) -> dict[str, str]:
         env.pop("C2M_S3", None)
     env.update(c2m_env(s))
     if s.s3_mode:  # endpoint and credentials of the stack's S3 server, for storage calls and jobs
-        s3_server.apply_client_env(env, s)
+        s3_client.apply_client_env(env, s)
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return env
 
@@ -182,7 +184,7 @@ def components(s: Settings) -> dict[str, Component]:
     jenv = _base_env(s, s.jobs_venv)
     mlflow_env = {**jenv, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # GenAI job workers: ~2 GiB, unused
     site_argv = [str(s.jobs_python if s.jobs_python.exists() else s.airflow_venv / "bin" / "python"),
-                 "-m", "ops.demo_site", "--host", s.host, "--port", str(s.site_port)]
+                 "-m", "ops.stack.demo_site", "--host", s.host, "--port", str(s.site_port)]
     mlflow_dir = s.stack_dir / "mlflow"
     artifacts = (f"s3://{s.s3_bucket}/{MLFLOW_ARTIFACTS_PREFIX}" if s.s3_mode
                  else str(mlflow_dir / "artifacts"))
@@ -313,7 +315,7 @@ def _require_binaries(s: Settings, names: list[str]) -> None:
         if key in needs and not needs[key][0].exists():
             raise StackError(f"{needs[key][0]} not found: create {needs[key][1]} with `make venvs`")
     if "site" in names:
-        from ops.demo_site import SiteMissing, resolve_root
+        from ops.stack.demo_site import SiteMissing, resolve_root
 
         try:
             resolve_root(os.environ.get("C2M_SITE_ROOT"))
@@ -367,7 +369,7 @@ def urls(s: Settings | None = None) -> dict[str, str]:
     s = s or get_settings()
     out = {"airflow": s.airflow_url, "mlflow": s.mlflow_uri, "site": s.site_url}
     if s.s3_mode:
-        out["s3"] = f"{s.s3_endpoint} (bucket {s.s3_bucket}; credentials in {s3_server.credentials_file(s)})"
+        out["s3"] = f"{s.s3_endpoint} (bucket {s.s3_bucket}; credentials in {s3_client.credentials_file(s)})"
     cluster = running_spark_cluster(s)
     if cluster is not None:
         out["spark master"] = f"{cluster.ui_url} ({cluster.master_url})"
@@ -424,7 +426,7 @@ def _start_s3(s: Settings, comp: Component, t0: float, timeout: float,
 
 
 def _prepare_bucket(s: Settings, echo: Callable[[str], None]) -> None:
-    from ops.storage import StorageError
+    from ops.lake.storage import StorageError
 
     try:
         s3_server.prepare_bucket(s)
@@ -675,7 +677,7 @@ def spark_dir(s: Settings) -> Path:
 
 def running_spark_cluster(s: Settings):
     """The cluster ``up --spark-workers`` started, when its master still runs; else None."""
-    from ops import spark_standalone
+    from ops.stack import spark_standalone
 
     cluster = spark_standalone.Cluster.load(spark_dir(s))
     if cluster is None or not spark_standalone.group_pids(cluster.pids[:1]):
@@ -693,7 +695,8 @@ def start_spark_cluster(s: Settings, workers: int, timeout: float = 240.0,
     """
     from dataclasses import replace
 
-    from ops import launchers, spark_standalone
+    from ops.launch import local
+    from ops.stack import spark_standalone
 
     cluster = running_spark_cluster(s)
     if cluster is None:
@@ -703,7 +706,7 @@ def start_spark_cluster(s: Settings, workers: int, timeout: float = 240.0,
         echo(f"starting a Spark standalone master and {workers} one-core worker(s) ...")
         try:
             cluster = spark_standalone.start(s.jobs_venv / "bin", str(s.jobs_python), spark_dir(s),
-                                             workers=workers, env=launchers.job_env(s), timeout=timeout)
+                                             workers=workers, env=local.job_env(s), timeout=timeout)
         except spark_standalone.ClusterError as exc:
             raise StackError(str(exc)) from None
     echo(f"  Spark master {cluster.master_url}, web UI {cluster.ui_url}")
@@ -712,7 +715,7 @@ def start_spark_cluster(s: Settings, workers: int, timeout: float = 240.0,
 
 def stop_spark_cluster(s: Settings, echo: Callable[[str], None] = print) -> bool:
     """Stop ``up --spark-workers``'s cluster by its recorded PIDs; False when none was recorded."""
-    from ops import spark_standalone
+    from ops.stack import spark_standalone
 
     cluster = spark_standalone.Cluster.load(spark_dir(s))
     if cluster is None:

@@ -6,11 +6,9 @@ from either. Output streams through to the caller's stdout (Airflow task logs, t
 terminal), and a non-zero exit raises :class:`LaunchError` with the command to rerun and
 the job's last lines of output, so the reason shows up where the failure is reported.
 
-:func:`get_launcher` puts the local launcher and the cluster one
-(:mod:`ops.launch_cluster`: Spark on Kubernetes, Horovod as an MPIJob) behind one
-interface, chosen by configuration (``C2M_LAUNCHER=local|kubernetes|podman``), so the same task
-code runs on a laptop and on a cluster; ``podman`` (:mod:`ops.launch_podman`) runs the jobs as
-containers from the images `make images` builds, on this machine.
+:class:`Launcher` is the interface the cluster launcher (:mod:`ops.launch.kubernetes`: Spark on
+Kubernetes, Horovod as an MPIJob) and the podman one (:mod:`ops.launch.podman`) implement too;
+they build on this module's job environment and :func:`run`. :mod:`ops.launch.choose` picks one.
 """
 from __future__ import annotations
 
@@ -23,13 +21,11 @@ from collections import deque
 from pathlib import Path
 from typing import Protocol
 
-from ops import secret_env
-from ops.settings import Settings, get_settings
-
+from ops.lake import secret_env
+from ops.launch import s3_client
+from ops.launch.settings import Settings, get_settings
 
 TAIL_LINES = 40  # lines of a failed job's output carried in its LaunchError
-LAUNCHER_ENV = "C2M_LAUNCHER"
-LAUNCHER_KINDS = ("local", "kubernetes", "podman")
 
 
 class LaunchError(RuntimeError):
@@ -64,7 +60,7 @@ def check_java() -> None:
 
 
 def job_env(settings: Settings | None = None) -> dict[str, str]:
-    """Environment for jobs: the allow-listed part of this one (:mod:`ops.secret_env`; never the
+    """Environment for jobs: the allow-listed part of this one (:mod:`ops.lake.secret_env`; never the
     Airflow task's ``AIRFLOW__*`` settings), loopback Spark, the jobs venv's python, MLflow URI,
     no telemetry; in S3 mode also the stack's S3 endpoint and credentials (a real bucket's come
     from AWS_*). Secrets in it travel by environment only, never on a command line."""
@@ -81,9 +77,7 @@ def job_env(settings: Settings | None = None) -> dict[str, str]:
         C2M_DATA_ROOT=s.data_root,
     )
     if s.s3_mode:  # the stack's own S3 server: endpoint and credentials, through the environment only
-        from ops import s3_server
-
-        s3_server.apply_client_env(env, s)
+        s3_client.apply_client_env(env, s)
     env["PATH"] = f"{s.jobs_venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     # The job imports crawl2model from the checkout it was launched from (its script's), installed or not.
     env["PYTHONPATH"] = str(s.repo_root)
@@ -133,7 +127,7 @@ def _compat_jars() -> list[str]:
     a session's ``spark.jars`` reaches only the executors once the driver JVM runs."""
     if not os.environ.get("C2M_SPARK_S3A_COMPAT", "").strip():
         return []
-    from ops.s3a_test_jars import cached_jars
+    from ops.lake.s3a_test_jars import cached_jars
 
     jars = cached_jars()
     return ["--jars", ",".join(jars)] if jars else []
@@ -142,12 +136,12 @@ def _compat_jars() -> list[str]:
 def horovodrun_command(module: str, args: list[str], np: int | None = None,
                        settings: Settings | None = None, secrets_file: bool = False) -> list[str]:
     """``horovodrun`` on ``np`` local ranks over Gloo; with ``secrets_file`` each rank starts through
-    ``ops.secret_env``, which loads the secrets from the 0600 file named by $C2M_SECRET_ENV_FILE."""
+    ``ops.lake.secret_env``, which loads the secrets from the 0600 file named by $C2M_SECRET_ENV_FILE."""
     s = settings or get_settings()
     n = np if np is not None else s.train_np
     if n < 1:
         raise LaunchError(f"np={n}: need at least one training process")
-    entry = ["-m", "ops.secret_env", module] if secrets_file else ["-m", module]
+    entry = ["-m", "ops.lake.secret_env", module] if secrets_file else ["-m", module]
     return [
         str(_require(s.jobs_venv / "bin" / "horovodrun",
                      "horovodrun (jobs venv; built by ops/install/build_horovod.sh)")),
@@ -207,7 +201,7 @@ def horovodrun(module: str, args: list[str], np: int | None = None, settings: Se
     # No MALLOC_* default here: training/distributed.py raises glibc's mmap *and* trim
     # thresholds in-process for every launcher, and an environment value would switch that off.
     # horovodrun --gloo writes every exported variable into each rank's `sh -c` command line:
-    # secrets go to a 0600 file instead, which each rank loads at start (ops.secret_env).
+    # secrets go to a 0600 file instead, which each rank loads at start (ops.lake.secret_env).
     env, secrets = secret_env.split_secrets(env)
     if not secrets:
         run(horovodrun_command(module, args, np, s), env=env, what=f"training {module}")
@@ -221,7 +215,7 @@ def horovodrun(module: str, args: list[str], np: int | None = None, settings: Se
         secret_env.remove_env_file(path)
 
 
-# ---------------------------------------------------------------- one interface, chosen by config
+# ---------------------------------------------------------------- the interface every launcher implements
 
 class Launcher(Protocol):
     """What task code needs: run a Spark stage, run a training module on ``np`` ranks."""
@@ -248,26 +242,3 @@ class LocalLauncher:
     def train(self, module: str, args: list[str], np: int | None = None, *, name: str = "",
               env: dict[str, str] | None = None) -> None:
         horovodrun(module, args, np, self.settings, extra_env=env)
-
-
-def launcher_kind(value: str | None = None) -> str:
-    """The launcher to use: ``value`` (e.g. an Airflow Variable), else $C2M_LAUNCHER, else local."""
-    kind = (value or os.environ.get(LAUNCHER_ENV) or "local").strip().lower()
-    if kind not in LAUNCHER_KINDS:
-        raise LaunchError(f"unknown launcher {kind!r} (from {'the argument' if value else LAUNCHER_ENV}); "
-                          f"choose one of {', '.join(LAUNCHER_KINDS)}")
-    return kind
-
-
-def get_launcher(kind: str | None = None, settings: Settings | None = None, **cluster) -> Launcher:
-    """The launcher for ``kind`` (see :func:`launcher_kind`); cluster options go to the cluster one."""
-    chosen = launcher_kind(kind)
-    if chosen == "local":
-        return LocalLauncher(settings)
-    if chosen == "podman":
-        from ops.launch_podman import PodmanLauncher
-
-        return PodmanLauncher(settings)
-    from ops.launch_cluster import KubernetesLauncher
-
-    return KubernetesLauncher(settings=settings, **cluster)

@@ -29,8 +29,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ops import storage
-from ops.settings import REPO_ROOT
+from ops.lake import storage
+from ops.lake.roots import REPO_ROOT
 
 MANIFEST = "_manifest.json"
 STATS = "stats.json"

@@ -21,11 +21,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from ops import services
-from ops.airflow_api import AirflowAPIError, AirflowClient, Heartbeat
-from ops.mlflow_helpers import (MlflowLookupError, artifact_url, data_card_run, list_artifacts, run_link,
+from ops.clients.airflow_api import AirflowAPIError, AirflowClient, Heartbeat
+from ops.stack import services
+from ops.clients.mlflow_helpers import (MlflowLookupError, artifact_url, data_card_run, list_artifacts, run_link,
                                 run_url)
-from ops.settings import Settings, get_settings
+from ops.launch.settings import Settings, get_settings
 
 DAGS = ("data_refresh", "pretrain", "finetune")
 ALL_DAGS = DAGS + ("hpo", "compress", "end_to_end")
@@ -187,7 +187,7 @@ def run_demo(profile: str = "demo", s: Settings | None = None,
              echo: Callable[[str], None] = print) -> DemoResult:
     """Run the flow through Airflow; returns what ran and what it produced (``ok`` False on failure).
 
-    Every line goes through one :class:`~ops.airflow_api.Heartbeat`: when nothing was printed for
+    Every line goes through one :class:`~ops.clients.airflow_api.Heartbeat`: when nothing was printed for
     12 s it says what the demo is waiting for, whatever step (or slow REST call) it is in."""
     s = s or get_settings()
     result = DemoResult()

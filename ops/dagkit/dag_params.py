@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ops.settings import Settings
+from ops.launch.settings import Settings
 
 # Choices users pick by name come from the training code itself (pure-Python config modules,
 # safe to import while a DAG file is parsed); these are the fallbacks if that import fails.

@@ -14,7 +14,7 @@ is the size above which transfers go multipart, in parts of that size, 10 at a t
 Writes are atomic: local files are written to a temp name and renamed; an S3 PUT or a
 completed multipart upload is atomic per object (a failed multipart upload is aborted,
 so no half object is ever visible), and dataset versions are only trusted once their
-manifest exists (see :mod:`ops.datasets`).
+manifest exists (see :mod:`ops.lake.datasets`).
 
 Failures surface as :class:`StorageError` with the endpoint, the bucket and what to do;
 credentials never appear in them. An object key or listed name is joined onto a local folder

@@ -5,10 +5,10 @@ run in one from the trainer image, on this machine, the way a Kubernetes deploym
 pods: the host network (the stack's MLflow and S3 servers on 127.0.0.1 stay reachable), a local data
 root mounted at the same path, and the caller's uid, so what a job writes stays the caller's.
 
-The job environment (:func:`ops.launchers.job_env`, allow-listed by :mod:`ops.secret_env`) goes in by
+The job environment (:func:`ops.launch.local.job_env`, allow-listed by :mod:`ops.lake.secret_env`) goes in by
 name only (``--env NAME``): podman takes each value from its own environment, so no value, secret or
 not, is on a command line. Training secrets still go through the 0600 file of
-:mod:`ops.secret_env` (mounted read-only), because horovodrun writes its environment into the ranks'
+:mod:`ops.lake.secret_env` (mounted read-only), because horovodrun writes its environment into the ranks'
 command lines inside the container.
 """
 from __future__ import annotations
@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ops import launchers, secret_env
-from ops.settings import Settings, get_settings
+from ops.lake import secret_env
+from ops.launch import local
+from ops.launch.settings import Settings, get_settings
 
 IMAGE_TAG = "0.1.0"
 SPARK_IMAGE_ENV = "C2M_SPARK_IMAGE"
@@ -60,8 +61,8 @@ def podman_command(img: str, env_names, inner: list[str], mounts: list[str]) -> 
 def spark_inner(job: str, args: list[str], s: Settings) -> list[str]:
     """The image's spark-submit with the local launcher's options, on the job script in the image."""
     if not (s.repo_root / "spark_jobs" / "jobs" / f"{job}.py").exists():
-        raise launchers.LaunchError(f"no Spark job {job!r} (spark_jobs/jobs/{job}.py)")
-    java = launchers.LOCAL_JAVA_OPTIONS.get(job) if s.spark_master.startswith("local") else None
+        raise local.LaunchError(f"no Spark job {job!r} (spark_jobs/jobs/{job}.py)")
+    java = local.LOCAL_JAVA_OPTIONS.get(job) if s.spark_master.startswith("local") else None
     java = os.environ.get("C2M_SPARK_DRIVER_JAVA_OPTIONS", java)
     return [
         "spark-submit", "--master", s.spark_master, "--name", f"crawl2model-{job}",
@@ -75,7 +76,7 @@ def spark_inner(job: str, args: list[str], s: Settings) -> list[str]:
 
 
 def horovod_inner(module: str, args: list[str], n: int, secrets_file: bool) -> list[str]:
-    entry = ["-m", "ops.secret_env", module] if secrets_file else ["-m", module]
+    entry = ["-m", "ops.lake.secret_env", module] if secrets_file else ["-m", module]
     return ["horovodrun", "-np", str(n), "-H", f"localhost:{n}", "--gloo", "--network-interfaces", "lo",
             IMAGE_PYTHON, *entry, *args]
 
@@ -90,18 +91,18 @@ class PodmanLauncher:
 
     def spark_command(self, job: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
         s = self.settings or get_settings()
-        env = container_env(launchers.job_env(s))
+        env = container_env(local.job_env(s))
         env["SPARK_LOCAL_IP"] = s.host
         return podman_command(image("spark"), env, spark_inner(job, args, s), data_mounts(s)), env
 
     def spark(self, job: str, args: list[str]) -> None:
         cmd, env = self.spark_command(job, args)
-        launchers.run(cmd, env={**os.environ, **env}, what=f"spark job {job} (podman)", mask_env=env)
+        local.run(cmd, env={**os.environ, **env}, what=f"spark job {job} (podman)", mask_env=env)
 
     def train_env(self, env: dict[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
         """(the ranks' environment, its secrets): the secrets go to the 0600 file, not to podman."""
         s = self.settings or get_settings()
-        job = container_env({**launchers.job_env(s), **(env or {})})
+        job = container_env({**local.job_env(s), **(env or {})})
         job.setdefault("OMP_NUM_THREADS", "1")
         job.setdefault("HOROVOD_START_TIMEOUT", "120")
         return secret_env.split_secrets(job)
@@ -111,7 +112,7 @@ class PodmanLauncher:
         s = self.settings or get_settings()
         n = np if np is not None else s.train_np
         if n < 1:
-            raise launchers.LaunchError(f"np={n}: need at least one training process")
+            raise local.LaunchError(f"np={n}: need at least one training process")
         mounts = data_mounts(s)
         if secrets_path is not None:
             mounts += ["-v", f"{secrets_path}:{secrets_path}:ro"]
@@ -126,7 +127,7 @@ class PodmanLauncher:
             if path is not None:
                 job[secret_env.ENV_FILE_VAR] = str(path)
             cmd = self.train_command(module, args, np, job, path)
-            launchers.run(cmd, env={**os.environ, **job}, what=f"training {module} (podman)",
+            local.run(cmd, env={**os.environ, **job}, what=f"training {module} (podman)",
                           mask_env={**job, **secrets})
         finally:
             if path is not None:

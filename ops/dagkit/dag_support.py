@@ -7,7 +7,7 @@ so it is unit-tested without Airflow and shared with the demo. Nothing here impo
 Airflow, Spark or torch at module level; the few functions that must talk to Airflow from
 inside a running task import it lazily.
 
-The Params schemas live in :mod:`ops.dag_params`.
+The Params schemas live in :mod:`ops.dagkit.dag_params`.
 """
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote, urlsplit
 
-from ops import storage
-from ops.datasets import DatasetVersion, check_version
-from ops.settings import Settings
+from ops.lake import storage
+from ops.lake.datasets import DatasetVersion, check_version
+from ops.launch.settings import Settings
 
 # CLI stage -> the dataset stage folder it writes.
 OUTPUT_STAGE = {
@@ -304,7 +304,7 @@ def resolve_pretrain(params: dict[str, Any], run_type: str, event_extra: dict[st
     refresh carried; a manual run uses its Params, and without ``shards_uri`` the newest
     complete shards version under the data root.
     """
-    from ops.datasets import latest_version
+    from ops.lake.datasets import latest_version
 
     shards = params.get("shards_uri")
     if run_type == "asset_triggered":
@@ -386,7 +386,7 @@ def task_defaults(owner: str, retries: int, timeout: timedelta, retry_delay: tim
 
 def airflow_base_url(s: Settings | None = None) -> str:
     """The UI/API base URL: Airflow's own setting when tasks have it, else the local stack's."""
-    from ops.settings import get_settings
+    from ops.launch.settings import get_settings
 
     return (os.environ.get("AIRFLOW__API__BASE_URL") or (s or get_settings()).airflow_url).rstrip("/")
 
@@ -455,7 +455,7 @@ def report_retry(context: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- launchers and MLflow links
 
 LAUNCHER_VARIABLE = "c2m_launcher"  # Airflow Variable: local | kubernetes
-CLUSTER_VARIABLE = "c2m_cluster"  # Airflow Variable: JSON of ops.launch_cluster.ClusterConfig fields
+CLUSTER_VARIABLE = "c2m_cluster"  # Airflow Variable: JSON of ops.launch.kubernetes.ClusterConfig fields
 S3_CONNECTION = "c2m_s3"  # Airflow connection (aws): keys, extra endpoint_url / region_name
 
 
@@ -505,14 +505,14 @@ def task_launcher(s: Settings, variable: Callable[[str], str | None] = airflow_v
 
     Also exports the ``c2m_s3`` connection (if any) so the launched job can reach the lake.
     """
-    from ops.launchers import get_launcher, launcher_kind
+    from ops.launch.choose import get_launcher, launcher_kind
 
     apply_s3_connection()
 
     kind = launcher_kind(variable(LAUNCHER_VARIABLE))
     if kind == "local":
         return get_launcher(kind, s)
-    from ops.launch_cluster import ClusterConfig
+    from ops.launch.kubernetes import ClusterConfig
 
     cfg = ClusterConfig.from_env()
     raw = variable(CLUSTER_VARIABLE)
@@ -609,7 +609,7 @@ class TrainingTask:
             Path(self.result_file).unlink(missing_ok=True)
         name = f"{self.dag_id}-{self.task_id}-{self.run_id}"
         if self.launcher.kind != "local":
-            from ops.launch_cluster import job_name
+            from ops.launch.kubernetes import job_name
 
             name = job_name(self.dag_id, self.task_id, self.run_id, str(self.map_index))
         self.launcher.train(module, args, np, name=name, env=self.env)
@@ -627,7 +627,7 @@ def mlflow_url(tracking_uri: str, run_id: str | None) -> str | None:
     """The MLflow UI link of a run, or None (no run, or MLflow unreachable: links are a courtesy)."""
     if not run_id:
         return None
-    from ops.mlflow_helpers import MlflowLookupError, run_link
+    from ops.clients.mlflow_helpers import MlflowLookupError, run_link
 
     try:
         return run_link(tracking_uri, run_id)
@@ -653,7 +653,7 @@ def set_run_note(dag_id: str, run_id: str, note: str, base_url: str) -> bool:
     admin password file under $AIRFLOW_HOME is used. The note is a convenience: the same link
     is in the task's XCom.
     """
-    from ops.airflow_api import AirflowAPIError, AirflowClient
+    from ops.clients.airflow_api import AirflowAPIError, AirflowClient
 
     try:
         AirflowClient(base_url, os.environ.get("AIRFLOW_HOME"), timeout=10).set_note(dag_id, run_id, note)

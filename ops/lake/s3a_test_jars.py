@@ -11,7 +11,7 @@ The sdist (181 MB) is downloaded once with pip, the two jars are extracted into
 ``$C2M_CACHE/s3a-jars/`` (default ``~/.cache/crawl2model``) through a temp folder renamed
 into place, and the sdist is deleted. Reruns with the jars present do nothing.
 
-    python -m ops.s3a_test_jars          # prints the cache folder
+    python -m ops.lake.s3a_test_jars          # prints the cache folder
 """
 from __future__ import annotations
 

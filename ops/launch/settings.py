@@ -17,7 +17,9 @@ import re
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from ops.lake import roots
+from ops.lake.roots import REPO_ROOT
+
 
 
 def _env(name: str, default: str) -> str:
@@ -50,7 +52,7 @@ def _bucket() -> str:
 
 def _s3_port() -> int:
     port = _port("C2M_S3_PORT", 28333)
-    # The local S3 server also needs the ports after it and one 10000 above (ops/s3_server.py).
+    # The local S3 server also needs the ports after it and one 10000 above (ops/stack/s3_server.py).
     if port > 55500:
         raise ValueError(f"C2M_S3_PORT={port} is too high: the S3 server uses ports up to "
                          f"{port} + 10004; choose a port between 1024 and 55500")
@@ -60,8 +62,8 @@ def _s3_port() -> int:
 def _data_root() -> str:
     """$C2M_DATA_ROOT, else the stack's bucket in S3 mode, else ./data."""
     if _flag("C2M_S3"):
-        return _env("C2M_DATA_ROOT", f"s3://{_bucket()}/data")
-    return _env("C2M_DATA_ROOT", str(REPO_ROOT / "data"))
+        return _env(roots.DATA_ROOT_ENV, f"s3://{_bucket()}/data")
+    return roots.data_root()
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ name) or a 0600 file, never through argv, a log line, XCom or MLflow params.
 - Horovod's Gloo launcher writes each exported variable into the command line of every
   rank (``env NAME=value … python …``), which ``ps`` shows. :func:`split_secrets` takes the
   secrets out of horovodrun's environment, :func:`write_env_file` puts them in a 0600 file
-  in a 0700 folder, and the rank starts as ``python -m ops.secret_env MODULE ARGS``, which
+  in a 0700 folder, and the rank starts as ``python -m ops.lake.secret_env MODULE ARGS``, which
   loads that file (named by :data:`ENV_FILE_VAR`) into its environment and runs MODULE.
 """
 from __future__ import annotations
@@ -147,9 +147,9 @@ def load_env_file(path: str | os.PathLike, environ=None) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
-    """``python -m ops.secret_env MODULE ARGS``: load $C2M_SECRET_ENV_FILE, then run MODULE as __main__."""
+    """``python -m ops.lake.secret_env MODULE ARGS``: load $C2M_SECRET_ENV_FILE, then run MODULE as __main__."""
     if not argv:
-        raise SystemExit("usage: python -m ops.secret_env MODULE [ARGS...]")
+        raise SystemExit("usage: python -m ops.lake.secret_env MODULE [ARGS...]")
     path = os.environ.pop(ENV_FILE_VAR, "")
     if path:
         load_env_file(path)

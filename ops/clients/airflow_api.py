@@ -5,7 +5,7 @@ over HTTP, never in-process. Only the calls they need are here: token, DAG parsi
 pause/unpause, trigger with conf, run and task-instance states, XComs, import errors, task logs.
 
 While it waits on a run, :meth:`AirflowClient.wait_for_run` relays each running task's newest
-``[progress]`` line (ops/progress.py) from its log, read incrementally through
+``[progress]`` line (ops/lake/progress.py) from its log, read incrementally through
 ``GET .../taskInstances/{task_id}/logs/{try_number}`` with the continuation token, and prints a
 heartbeat (the running tasks and for how long) when nothing new came for ``heartbeat`` seconds,
 so a terminal never sits silent while a job works.
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 TERMINAL_RUN_STATES = ("success", "failed")
-PROGRESS_MARK = "[progress]"  # ops.progress.PREFIX; this module stays standard library only
+PROGRESS_MARK = "[progress]"  # ops.lake.progress.PREFIX; this module stays standard library only
 HEARTBEAT_S = 12.0  # longest silence while waiting: the poll interval adds at most a few seconds
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
 

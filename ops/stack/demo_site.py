@@ -5,7 +5,7 @@ reachable, so Debian's ``python3.11-doc`` pages (about 530 of them) stand in for
 The generated ``/robots.txt`` disallows one subtree and sets a Crawl-delay, so the crawler's
 politeness rules are exercised on every run. Tests point ``--root`` at a tiny generated site.
 
-Run it directly: ``python -m ops.demo_site --port 28000 [--root DIR] [--crawl-delay 1]``.
+Run it directly: ``python -m ops.stack.demo_site --port 28000 [--root DIR] [--crawl-delay 1]``.
 """
 from __future__ import annotations
 
@@ -93,10 +93,10 @@ def make_server(host: str, port: int, root: Path,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ops.settings import get_settings
+    from ops.launch.settings import get_settings
 
     s = get_settings()
-    p = argparse.ArgumentParser(prog="python -m ops.demo_site", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m ops.stack.demo_site", description=__doc__.splitlines()[0])
     p.add_argument("--host", default=s.host)
     p.add_argument("--port", type=int, default=s.site_port)
     p.add_argument("--root", default=os.environ.get("C2M_SITE_ROOT") or None,

@@ -13,7 +13,7 @@ The same stage and training code runs here as on a laptop; only the launch diffe
   :class:`ClusterConfig`. `training_pod_operator` builds the single-pod variant (one
   multi-GPU pod, ``horovodrun -H localhost:N``) as a deferrable KubernetesPodOperator.
 
-:class:`KubernetesLauncher` implements :class:`ops.launchers.Launcher` with these. The
+:class:`KubernetesLauncher` implements :class:`ops.launch.local.Launcher` with these. The
 builders are pure functions of a config, so tests render them to the final command or
 manifest without a cluster. Nothing here imports Airflow or the Kubernetes client at module
 level.
@@ -28,9 +28,9 @@ import time
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
-from ops import secret_env
-from ops.launchers import TAIL_LINES, LaunchError, job_env, run
-from ops.settings import Settings, get_settings
+from ops.lake import secret_env
+from ops.launch.local import TAIL_LINES, LaunchError, job_env, run
+from ops.launch.settings import Settings, get_settings
 
 MPI_GROUP, MPI_VERSION, MPI_PLURAL = "kubeflow.org", "v2beta1", "mpijobs"
 HOSTFILE = "/etc/mpi/hostfile"  # written by the MPI operator into the launcher pod
@@ -240,7 +240,7 @@ def world_size(cfg: ClusterConfig, np: int | None = None) -> tuple[int, int]:
 
 def cluster_horovodrun_command(module: str, args: list[str], cfg: ClusterConfig,
                                np: int | None = None) -> list[str]:
-    """The MPIJob launcher's command: ``ops.launchers.horovodrun_command`` adapted to pods
+    """The MPIJob launcher's command: ``ops.launch.local.horovodrun_command`` adapted to pods
     (the operator's hostfile for ``-H localhost:N``, ssh on the image's port, the NIC from
     config instead of loopback). Same order as the chart's ``crawl2model.training.command``."""
     n, _ = world_size(cfg, np)
@@ -450,7 +450,7 @@ class KubernetesLauncher:
         """Create the MPIJob (replacing a leftover of an earlier try) and wait here for it to end.
 
         Airflow tasks that should not hold a worker slot while it runs use
-        :class:`ops.mpijob_wait.MPIJobOperator` instead: the same :meth:`submit`, then a trigger."""
+        :class:`ops.launch.mpijob_wait.MPIJobOperator` instead: the same :meth:`submit`, then a trigger."""
         name = self.submit(module, args, np, name=name, env=env)
         custom, core = self.apis()
         while True:
