@@ -453,7 +453,9 @@ def test_mpijob_launch_command_has_the_shape_ops_launchers_generates(tmp_path):
     settings = Settings(jobs_venv=root / venv.lstrip("/"), repo_root=root / "site-packages")
     values = yaml.safe_load(GPU_VALUES.read_text())["training"]
     np = values["workers"] * values["gpu"]["perWorker"]
-    ops_cmd = [a.replace(str(root), "") for a in horovodrun_command(values["module"], values["args"], np, settings)]
+    # The gpu-cluster values name Secrets (S3 keys, MLflow login): ranks start through ops.secret_env.
+    ops_cmd = [a.replace(str(root), "") for a in horovodrun_command(values["module"], values["args"], np, settings,
+                                                                     secrets_file=True)]
 
     def normalise(cmd: list[str]) -> list[str]:
         out, skip = [], {"-H": 1, "--hostfile": 1, "--ssh-port": 1, "--network-interfaces": 1}
