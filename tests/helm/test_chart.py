@@ -371,6 +371,7 @@ BAD_VALUES = [
     (["--set", "airflow.executor=CeleryExecutor", "--set", "redis.enabled=false"],
      ["redis.enabled", "airflow.celery.brokerSecretName"]),
     (["--set", "airflow.secretName="], ["airflow.secretName"]),
+    (["--set", "airflow.executor=CeleryExecutor", "--set", "redis.auth.secretName="], ["redis.auth.secretName"]),
     (["--set", "mlflow.enabled=false"], ["platform.mlflowTrackingUri"]),
     (["--set", "mlflow.ingress.enabled=true"], ["mlflow.ingress.host"]),
     (["--set", "training.runOnInstall=true"], ["training.runOnInstall", "training.enabled"]),

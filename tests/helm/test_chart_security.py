@@ -318,7 +318,7 @@ def test_mlflow_clients_log_in_with_the_secret():
                        ("gpu", VALUE_SETS["gpu-cluster"])):
         docs = render(*opts)
         clients = [(w, c) for w, s in pod_specs(docs) for c in s["containers"]
-                   if c["name"] in ("base", "worker") and "/MPIJob/" not in w]
+                   if c["name"] in ("base", "worker") and "MPIJob/" not in w]
         assert clients, name
         for where, c in clients:
             env = env_of(c)
@@ -328,9 +328,9 @@ def test_mlflow_clients_log_in_with_the_secret():
                 assert ref == {"name": "crawl2model-mlflow-auth", "key": key}, where
         # MPIJob ranks read the login from the Secret mounted on the workers (ops.secret_env); the
         # launcher, whose env horovodrun puts on the ranks' command lines, has none.
-        for where, spec in pod_specs(docs):
-            if "/MPIJob/" not in where:
-                continue
+        training = [(w, s) for w, s in pod_specs(docs) if "MPIJob/" in w]
+        assert len(training) == {"defaults": 0, "celery": 2, "gpu": 4}[name], name  # gpu: template and job
+        for where, spec in training:
             assert "MLFLOW_TRACKING_PASSWORD" not in env_of(spec["containers"][0]), where
             if where.endswith("/Worker"):
                 (projected,) = [v["projected"] for v in spec["volumes"] if "projected" in v]
