@@ -192,6 +192,9 @@ class Staging:
         """Publish the staged files as a new generation, commit it with ``write_manifest(generation)``
         (which writes the manifest naming it), then clean up; return the manifest."""
         self.publish()
+        # A run of this version that committed since this one started has readers too: its
+        # generation then keeps the grace period like any superseded one.
+        self._had_manifest = self._had_manifest or self.out.is_complete()
         manifest = write_manifest(self.generation)
         self.published = True
         self._finish()

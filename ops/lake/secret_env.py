@@ -11,10 +11,14 @@ name) or a 0600 file, never through argv, a log line, XCom or MLflow params.
 - :func:`mask` hides URL passwords and the values of secret-named variables in any text
   that is printed (launch commands, error messages).
 - Horovod's Gloo launcher writes each exported variable into the command line of every
-  rank (``env NAME=value … python …``), which ``ps`` shows. :func:`split_secrets` takes the
-  secrets out of horovodrun's environment, :func:`write_env_file` puts them in a 0600 file
-  in a 0700 folder, and the rank starts as ``python -m ops.lake.secret_env MODULE ARGS``, which
-  loads that file (named by :data:`ENV_FILE_VAR`) into its environment and runs MODULE.
+  rank (``env NAME=value … python …``, through ``ssh`` for a remote rank), which ``ps``
+  shows. So secrets are never in horovodrun's environment: each rank starts as
+  ``python -m ops.lake.secret_env MODULE ARGS``, which loads them into its own environment and
+  runs MODULE. Locally, :func:`split_secrets` takes the secrets out of horovodrun's
+  environment and :func:`write_env_file` puts them in a 0600 file in a 0700 folder, named by
+  :data:`ENV_FILE_VAR`. On Kubernetes (an MPIJob's workers, ops/launch/kubernetes.py) a Secret
+  is mounted as a folder with one file per variable, named by :data:`ENV_DIR_VAR`. Neither
+  variable's name looks like a secret's, so both travel as plain environment.
 """
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-ENV_FILE_VAR = "C2M_SECRET_ENV_FILE"
+ENV_FILE_VAR = "C2M_RANK_ENV_FILE"  # a JSON file of secrets (write_env_file)
+ENV_DIR_VAR = "C2M_RANK_ENV_DIR"  # a folder of files named after variables (a mounted Secret)
 MASK = "***"
 
 # Variables a job may inherit from the task or CLI environment, by exact name or by prefix.
@@ -146,13 +151,37 @@ def load_env_file(path: str | os.PathLike, environ=None) -> list[str]:
     return sorted(values)
 
 
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def load_env_dir(path: str | os.PathLike, environ=None) -> list[str]:
+    """Set one variable per file of ``path`` (a mounted Kubernetes Secret: the file's name is the
+    variable, its content the value, as a ``secretKeyRef`` would give it) in ``environ``; returns
+    their names. The volume's own entries (``..data`` and the like) are skipped."""
+    environ = os.environ if environ is None else environ
+    folder = Path(path)
+    if not folder.is_dir():
+        raise SystemExit(f"${ENV_DIR_VAR}={path} is not a folder: mount the job's Secret there "
+                         "(ops/launch/kubernetes.py does) or unset the variable")
+    names = []
+    for entry in sorted(folder.iterdir()):
+        if _VAR_NAME.fullmatch(entry.name) and entry.is_file():
+            environ[entry.name] = entry.read_bytes().decode()
+            names.append(entry.name)
+    return names
+
+
 def main(argv: list[str]) -> None:
-    """``python -m ops.lake.secret_env MODULE ARGS``: load $C2M_SECRET_ENV_FILE, then run MODULE as __main__."""
+    """``python -m ops.lake.secret_env MODULE ARGS``: load $C2M_RANK_ENV_FILE and $C2M_RANK_ENV_DIR,
+    then run MODULE as __main__."""
     if not argv:
         raise SystemExit("usage: python -m ops.lake.secret_env MODULE [ARGS...]")
     path = os.environ.pop(ENV_FILE_VAR, "")
     if path:
         load_env_file(path)
+    folder = os.environ.pop(ENV_DIR_VAR, "")
+    if folder:
+        load_env_dir(folder)
     sys.argv = [argv[0], *argv[1:]]
     runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
 

@@ -12,6 +12,13 @@ The same stage and training code runs here as on a laptop; only the launch diffe
   N worker pods of the trainer image, with GPUs, node selector and tolerations from
   :class:`ClusterConfig`. `training_pod_operator` builds the single-pod variant (one
   multi-GPU pod, ``horovodrun -H localhost:N``) as a deferrable KubernetesPodOperator.
+- **Secrets of training jobs** (S3 keys, :attr:`ClusterConfig.secret_env`) are never in a
+  container's environment: horovodrun exports its whole environment onto every rank's
+  command line (``ssh worker env NAME=value … python …``), which ``ps`` shows. The Secrets
+  are mounted on the pods that run ranks (`secret_volume`, one 0440 file per variable), and
+  each rank starts through ``python -m ops.lake.secret_env``, which loads that folder (named by
+  the plain variable ``C2M_RANK_ENV_DIR``) into its own environment. The MPIJob's launcher
+  gets no secret at all: it only runs horovodrun over ssh.
 
 :class:`KubernetesLauncher` implements :class:`ops.launch.local.Launcher` with these. The
 builders are pure functions of a config, so tests render them to the final command or
@@ -38,6 +45,10 @@ SSH_PORT = 2222  # the trainer image's sshd port (docker/trainer/Dockerfile ARG 
 SSH_DIR = "/home/c2m/.ssh"
 SSHD_CONFIG = "/home/c2m/.sshd_config"
 CONFIG_ENV_PREFIX = "C2M_K8S_"
+SECRET_DIR = "/var/run/secrets/crawl2model"  # the job's Secrets, on the pods that run ranks
+SECRET_VOLUME = "job-secrets"
+# Files owned by root and the pod's fsGroup (the image's user): readable by that user only.
+SECRET_FILE_MODE = 0o440
 
 
 def _default_resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict:
@@ -248,14 +259,45 @@ def cluster_horovodrun_command(module: str, args: list[str], cfg: ClusterConfig,
            "--ssh-port", str(SSH_PORT)]
     if cfg.network_interfaces:
         cmd += ["--network-interfaces", cfg.network_interfaces]
-    return cmd + [f"{cfg.trainer_venv}/bin/python", "-m", module, *[str(a) for a in args]]
+    return cmd + [f"{cfg.trainer_venv}/bin/python", *_rank_entry(module, cfg), *[str(a) for a in args]]
 
 
 def single_pod_horovodrun_command(module: str, args: list[str], cfg: ClusterConfig, np: int) -> list[str]:
     """All ranks in one pod: exactly ``horovodrun_command``'s shape with the trainer venv."""
     return [f"{cfg.trainer_venv}/bin/horovodrun", "-np", str(np), "-H", f"localhost:{np}", "--gloo",
-            "--network-interfaces", "lo", f"{cfg.trainer_venv}/bin/python", "-m", module,
+            "--network-interfaces", "lo", f"{cfg.trainer_venv}/bin/python", *_rank_entry(module, cfg),
             *[str(a) for a in args]]
+
+
+def _rank_entry(module: str, cfg: ClusterConfig) -> list[str]:
+    """``-m MODULE``, through ``ops.lake.secret_env`` (which loads the mounted Secrets) when the job has any."""
+    return ["-m", "ops.lake.secret_env", module] if secret_files(cfg) else ["-m", module]
+
+
+def secret_files(cfg: ClusterConfig) -> list[tuple[str, str, str]]:
+    """(variable, Secret, key) for each secret a training job gets: the S3 keys, then
+    :attr:`ClusterConfig.secret_env` in its order."""
+    out = []
+    if cfg.s3_secret:
+        out += [(key, cfg.s3_secret, key) for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+    for var, ref in cfg.secret_env.items():
+        name, _, key = ref.partition(":")
+        out.append((var, name, key or var))
+    return out
+
+
+def secret_volume(cfg: ClusterConfig) -> dict | None:
+    """The projected volume of :func:`secret_files`: one file per variable, named after it (what
+    ``ops.lake.secret_env.load_env_dir`` reads), one source per Secret in order of first use; None
+    when the job has no secrets. The chart's MPIJob mounts the same volume."""
+    items: dict[str, list[dict]] = {}
+    for var, name, key in secret_files(cfg):
+        items.setdefault(name, []).append({"key": key, "path": var})
+    if not items:
+        return None
+    return {"name": SECRET_VOLUME, "projected": {
+        "defaultMode": SECRET_FILE_MODE,
+        "sources": [{"secret": {"name": name, "items": its}} for name, its in items.items()]}}
 
 
 def _pod_security(cfg: ClusterConfig) -> dict:
@@ -267,28 +309,28 @@ CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop"
 
 
 def _env_list(cfg: ClusterConfig, extra: dict[str, str] | None) -> list[dict]:
-    """The job containers' env: plain values, then secrets as ``secretKeyRef`` only (S3 keys,
-    then :attr:`ClusterConfig.secret_env` in its order; the chart's MPIJob lists them the same way).
+    """The training containers' env: plain values only (the chart's MPIJob lists the same), and
+    where the job has secrets, the folder they are mounted in (:func:`secret_volume`) as
+    ``C2M_RANK_ENV_DIR``. horovodrun exports all of it onto the ranks' command lines.
 
     A secret value (a secret name, or a URL with a password) with no Secret to come from is an
-    error: written into the MPIJob it would be readable by anyone who may read the object.
+    error: written into the MPIJob it would be readable by anyone who may read the object. A
+    variable that comes from a Secret ignores the value given here.
     """
-    plain = {k: str(v) for k, v in {**cfg.env, **(extra or {})}.items() if k not in cfg.secret_env}
+    files = secret_files(cfg)
+    from_secrets = {var for var, _, _ in files}
+    plain = {k: str(v) for k, v in {**cfg.env, **(extra or {})}.items() if k not in from_secrets}
     leaked = sorted(k for k, v in plain.items() if secret_env.is_secret(k, v))
     if leaked:
         raise LaunchError(f"{', '.join(leaked)} would be written into the job's manifest in clear; "
                           "put the value in a Kubernetes Secret and name it in the cluster setting "
                           f"secret_env, e.g. {{\"{leaked[0]}\": \"<secret name>[:<key>]\"}}")
     env = [{"name": k, "value": v} for k, v in sorted(plain.items())]
-    if cfg.s3_secret:
-        env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": cfg.s3_secret, "key": key}}}
-                for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
     env.append({"name": "AWS_DEFAULT_REGION", "value": cfg.s3_region})
     if cfg.s3_endpoint:
         env.append({"name": "AWS_ENDPOINT_URL", "value": cfg.s3_endpoint})
-    for var, ref in cfg.secret_env.items():
-        name, _, key = ref.partition(":")
-        env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": name, "key": key or var}}})
+    if files:
+        env.append({"name": secret_env.ENV_DIR_VAR, "value": SECRET_DIR})
     return env
 
 
@@ -348,6 +390,10 @@ def mpijob_manifest(module: str, args: list[str], cfg: ClusterConfig, name: str,
     worker["volumeMounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
     worker_spec = _pod_spec(cfg, worker, gpu_node=True)
     worker_spec["volumes"] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": cfg.shm_size}}]
+    secrets = secret_volume(cfg)
+    if secrets:  # the workers run the ranks; the launcher only runs horovodrun and gets none
+        worker["volumeMounts"].append({"name": SECRET_VOLUME, "mountPath": SECRET_DIR, "readOnly": True})
+        worker_spec["volumes"].append(secrets)
 
     def role(component: str, spec: dict, replicas: int) -> dict:
         return {"replicas": replicas, "restartPolicy": "Never",
@@ -384,9 +430,18 @@ def training_pod_operator(module: str, args: list[str], cfg: ClusterConfig, np: 
 
     res = worker_resources(replace(cfg, gpu_per_worker=np if cfg.gpu_per_worker else 0))
     cmd = single_pod_horovodrun_command(module, args, cfg, np)
-    env_vars = [k8s.V1EnvVar(name=e["name"], value=e.get("value"), value_from=(
-        k8s.V1EnvVarSource(secret_key_ref=k8s.V1SecretKeySelector(**e["valueFrom"]["secretKeyRef"]))
-        if "valueFrom" in e else None)) for e in _env_list(cfg, env)]
+    env_vars = [k8s.V1EnvVar(name=e["name"], value=e["value"]) for e in _env_list(cfg, env)]
+    volumes = [k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory",
+                                                                              size_limit=cfg.shm_size))]
+    mounts = [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
+    secrets = secret_volume(cfg)
+    if secrets:  # the ranks load them (ops.lake.secret_env); horovodrun's environment has none
+        volumes.append(k8s.V1Volume(name=SECRET_VOLUME, projected=k8s.V1ProjectedVolumeSource(
+            default_mode=SECRET_FILE_MODE, sources=[
+                k8s.V1VolumeProjection(secret=k8s.V1SecretProjection(
+                    name=src["secret"]["name"], items=[k8s.V1KeyToPath(**i) for i in src["secret"]["items"]]))
+                for src in secrets["projected"]["sources"]])))
+        mounts.append(k8s.V1VolumeMount(name=SECRET_VOLUME, mount_path=SECRET_DIR, read_only=True))
     sec = _pod_security(cfg)
     return KubernetesPodOperator(
         task_id=task_id, name=name, namespace=cfg.namespace, image=cfg.trainer_image,
@@ -397,9 +452,7 @@ def training_pod_operator(module: str, args: list[str], cfg: ClusterConfig, np: 
                                                        limits=res.get("limits")),
         node_selector=dict(cfg.node_selector) or None,
         tolerations=[k8s.V1Toleration(**t) for t in cfg.tolerations] or None,
-        volumes=[k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory",
-                                                                                 size_limit=cfg.shm_size))],
-        volume_mounts=[k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")],
+        volumes=volumes, volume_mounts=mounts,
         security_context=k8s.V1PodSecurityContext(
             run_as_non_root=True, run_as_user=sec["runAsUser"], run_as_group=sec["runAsGroup"],
             fs_group=sec["fsGroup"], seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault")),

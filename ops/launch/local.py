@@ -136,7 +136,7 @@ def _compat_jars() -> list[str]:
 def horovodrun_command(module: str, args: list[str], np: int | None = None,
                        settings: Settings | None = None, secrets_file: bool = False) -> list[str]:
     """``horovodrun`` on ``np`` local ranks over Gloo; with ``secrets_file`` each rank starts through
-    ``ops.lake.secret_env``, which loads the secrets from the 0600 file named by $C2M_SECRET_ENV_FILE."""
+    ``ops.lake.secret_env``, which loads the secrets from the 0600 file named by $C2M_RANK_ENV_FILE."""
     s = settings or get_settings()
     n = np if np is not None else s.train_np
     if n < 1:

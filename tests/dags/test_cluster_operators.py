@@ -56,7 +56,7 @@ def test_training_pod_operator_builds_a_gpu_pod_running_horovodrun():
     assert c["image"] == "reg/c2m-trainer:1"
     assert c["command"] + c["args"] == [
         "/opt/venv/bin/horovodrun", "-np", "8", "-H", "localhost:8", "--gloo", "--network-interfaces", "lo",
-        "/opt/venv/bin/python", "-m", "training.pretrain", "--shards", "s3://b/shards/v=1"]
+        "/opt/venv/bin/python", "-m", "ops.lake.secret_env", "training.pretrain", "--shards", "s3://b/shards/v=1"]
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 8
     assert spec["node_selector"] == {"nvidia.com/gpu.present": "true"}
     assert spec["tolerations"][0]["key"] == "nvidia.com/gpu"
@@ -64,11 +64,22 @@ def test_training_pod_operator_builds_a_gpu_pod_running_horovodrun():
     assert c["security_context"]["allow_privilege_escalation"] is False
     env = {e["name"]: e for e in c["env"]}
     assert env["MLFLOW_RUN_CONTEXT"]["value"] == "{}"
-    assert env["AWS_SECRET_ACCESS_KEY"]["value_from"]["secret_key_ref"]["name"] == "c2m-s3"
-    assert env["MLFLOW_TRACKING_PASSWORD"]["value_from"]["secret_key_ref"] == {
-        "name": "c2m-mlflow-auth", "key": "password", "optional": None}
-    assert env["MLFLOW_TRACKING_USERNAME"]["value_from"]["secret_key_ref"]["key"] == "username"
+    # horovodrun puts its environment on the ranks' command lines: secrets come as mounted files,
+    # which each rank loads (ops.lake.secret_env, from the folder named by the plain C2M_RANK_ENV_DIR).
+    assert not [e for e in c["env"] if e["value_from"]]
+    assert {"AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_USERNAME"}.isdisjoint(env)
+    assert env["C2M_RANK_ENV_DIR"]["value"] == "/var/run/secrets/crawl2model"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert set(volumes) == {"dshm", "job-secrets"}
+    projected = volumes["job-secrets"]["projected"]
+    assert projected["default_mode"] == 0o440
+    items = {i["path"]: (s["secret"]["name"], i["key"]) for s in projected["sources"] for i in s["secret"]["items"]}
+    assert items == {"AWS_ACCESS_KEY_ID": ("c2m-s3", "AWS_ACCESS_KEY_ID"),
+                     "AWS_SECRET_ACCESS_KEY": ("c2m-s3", "AWS_SECRET_ACCESS_KEY"),
+                     "MLFLOW_TRACKING_USERNAME": ("c2m-mlflow-auth", "username"),
+                     "MLFLOW_TRACKING_PASSWORD": ("c2m-mlflow-auth", "password")}
+    mounts = {m["name"]: m for m in c["volume_mounts"]}
+    assert mounts["job-secrets"]["mount_path"] == "/var/run/secrets/crawl2model" and mounts["job-secrets"]["read_only"]
     assert spec["automount_service_account_token"] is False  # training needs no Kubernetes API access
     assert c["env_from"][0]["config_map_ref"]["name"] == "c2m-platform"
-    assert {v["name"] for v in spec["volumes"]} == {"dshm"}
     assert pod["metadata"]["namespace"] == "ml" and spec["image_pull_secrets"][0]["name"] == "regcred"

@@ -317,7 +317,7 @@ def test_platform_configmap_carries_the_settings_ops_reads():
     settings_src = (REPO / "ops" / "settings.py").read_text()
     for key in data:
         if key.startswith("C2M_") and not key.startswith("C2M_K8S_"):  # C2M_K8S_*: the test below
-            assert key in settings_src or key in (REPO / "ops" / "launchers.py").read_text(), key
+            assert key in settings_src or key in (REPO / "ops" / "launch" / "local.py").read_text(), key
 
 
 def test_platform_configmap_configures_the_cluster_launcher_as_the_chart_deploys():
@@ -371,6 +371,7 @@ BAD_VALUES = [
     (["--set", "airflow.executor=CeleryExecutor", "--set", "redis.enabled=false"],
      ["redis.enabled", "airflow.celery.brokerSecretName"]),
     (["--set", "airflow.secretName="], ["airflow.secretName"]),
+    (["--set", "airflow.executor=CeleryExecutor", "--set", "redis.auth.secretName="], ["redis.auth.secretName"]),
     (["--set", "mlflow.enabled=false"], ["platform.mlflowTrackingUri"]),
     (["--set", "mlflow.ingress.enabled=true"], ["mlflow.ingress.host"]),
     (["--set", "training.runOnInstall=true"], ["training.runOnInstall", "training.enabled"]),
@@ -453,7 +454,9 @@ def test_mpijob_launch_command_has_the_shape_ops_launchers_generates(tmp_path):
     settings = Settings(jobs_venv=root / venv.lstrip("/"), repo_root=root / "site-packages")
     values = yaml.safe_load(GPU_VALUES.read_text())["training"]
     np = values["workers"] * values["gpu"]["perWorker"]
-    ops_cmd = [a.replace(str(root), "") for a in horovodrun_command(values["module"], values["args"], np, settings)]
+    # The gpu-cluster values name Secrets (S3 keys, MLflow login): ranks start through ops.lake.secret_env.
+    ops_cmd = [a.replace(str(root), "") for a in horovodrun_command(values["module"], values["args"], np, settings,
+                                                                     secrets_file=True)]
 
     def normalise(cmd: list[str]) -> list[str]:
         out, skip = [], {"-H": 1, "--hostfile": 1, "--ssh-port": 1, "--network-interfaces": 1}

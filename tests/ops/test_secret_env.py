@@ -90,7 +90,7 @@ def test_the_rank_wrapper_loads_the_file_then_runs_the_module(tmp_path):
     path = secret_env.write_env_file({"MLFLOW_TRACKING_PASSWORD": secret})
     (tmp_path / "show_env.py").write_text(
         "import os, sys\nprint(os.environ['MLFLOW_TRACKING_PASSWORD'] == sys.argv[1], "
-        "'C2M_SECRET_ENV_FILE' in os.environ, sys.argv[2:])\n")
+        "'C2M_RANK_ENV_FILE' in os.environ, sys.argv[2:])\n")
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.getcwd()}",
            secret_env.ENV_FILE_VAR: str(path)}
     try:
@@ -114,20 +114,54 @@ def test_run_masks_the_command_the_output_and_the_error(capsys):
     assert err.value.returncode == 3
 
 
-def test_cluster_jobs_get_secrets_from_secrets_only():
+def test_cluster_jobs_get_secrets_from_mounted_secrets_only():
     cfg = kubernetes.ClusterConfig(secret_env={"C2M_OPTUNA_STORAGE": "c2m-optuna",
                                                    "MLFLOW_TRACKING_PASSWORD": "c2m-mlflow-auth:password"})
     env = kubernetes._env_list(cfg, {"C2M_OPTUNA_STORAGE": "postgresql://o:pw@db/o", "C2M_X": "1"})
     by_name = {e["name"]: e for e in env}
-    assert by_name["C2M_OPTUNA_STORAGE"] == {
-        "name": "C2M_OPTUNA_STORAGE",
-        "valueFrom": {"secretKeyRef": {"name": "c2m-optuna", "key": "C2M_OPTUNA_STORAGE"}}}
-    assert by_name["MLFLOW_TRACKING_PASSWORD"]["valueFrom"] == {
-        "secretKeyRef": {"name": "c2m-mlflow-auth", "key": "password"}}
-    assert "pw@" not in json.dumps(env)
+    assert "C2M_OPTUNA_STORAGE" not in by_name and "MLFLOW_TRACKING_PASSWORD" not in by_name
+    assert not [e for e in env if "valueFrom" in e] and "pw@" not in json.dumps(env)
+    assert by_name[secret_env.ENV_DIR_VAR] == {"name": secret_env.ENV_DIR_VAR, "value": kubernetes.SECRET_DIR}
     assert by_name["C2M_X"] == {"name": "C2M_X", "value": "1"}
+    assert kubernetes.secret_volume(cfg)["projected"]["sources"] == [
+        {"secret": {"name": "c2m-optuna", "items": [{"key": "C2M_OPTUNA_STORAGE", "path": "C2M_OPTUNA_STORAGE"}]}},
+        {"secret": {"name": "c2m-mlflow-auth", "items": [{"key": "password", "path": "MLFLOW_TRACKING_PASSWORD"}]}}]
     with pytest.raises(local.LaunchError, match="secret_env"):
         kubernetes._env_list(kubernetes.ClusterConfig(), {"C2M_OPTUNA_STORAGE": "pg://o:p@db/o"})
+
+
+def _secret_volume(root, values: dict[str, str], mode: int = 0o440):
+    """A folder laid out as the kubelet mounts a Secret: files behind ``..data``, read-only."""
+    data = root / "..2026_01_01_00_00_00.1"
+    data.mkdir(parents=True)
+    for name, value in values.items():
+        (data / name).write_text(value)
+        (data / name).chmod(mode)
+        (root / name).symlink_to(os.path.join("..data", name))
+    (root / "..data").symlink_to(data.name)
+    return root
+
+
+def test_the_rank_wrapper_loads_a_mounted_secret_named_by_a_plain_variable(tmp_path):
+    """$C2M_RANK_ENV_DIR names the folder; the name is not a secret's, so it travels as plain env
+    (horovodrun exports it, the MPIJob may carry it in clear) while the values stay in the files."""
+    for var in (secret_env.ENV_DIR_VAR, secret_env.ENV_FILE_VAR):
+        assert not secret_env.is_secret_name(var), var
+        assert secret_env.split_secrets({var: "/var/run/secrets/crawl2model"})[1] == {}
+    values = {"MLFLOW_TRACKING_PASSWORD": uuid.uuid4().hex, "AWS_SECRET_ACCESS_KEY": uuid.uuid4().hex + "\n"}
+    folder = _secret_volume(tmp_path / "secrets", values)
+    (tmp_path / "show_env.py").write_text(
+        "import json, os, sys\nprint(json.dumps([{n: os.environ.get(n) for n in %r},\n"
+        "    'C2M_RANK_ENV_DIR' in os.environ, '..data' in os.environ, sys.argv[1:]]))\n" % sorted(values))
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.getcwd()}",
+           secret_env.ENV_DIR_VAR: str(folder)}
+    out = subprocess.run([sys.executable, "-m", "ops.lake.secret_env", "show_env", "--x", "1"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [values, False, False, ["--x", "1"]]  # exact bytes, as a secretKeyRef gives them
+    env[secret_env.ENV_DIR_VAR] = str(tmp_path / "missing")
+    failed = subprocess.run([sys.executable, "-m", "ops.lake.secret_env", "show_env"], env=env, capture_output=True,
+                            text=True)
+    assert failed.returncode != 0 and "mount the job's Secret" in failed.stderr
 
 
 def test_ranks_start_through_the_wrapper_only_when_there_are_secrets():

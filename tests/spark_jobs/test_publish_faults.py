@@ -26,6 +26,7 @@ from ops.lake import storage
 from ops.lake.datasets import GRACE_ENV, MANIFEST, DatasetVersion
 from ops.lake.s3a_test_jars import cache_dir, cached_jars
 from publish_child import DRIVER_FILE, STAGE, InjectedFault, files, inject, publish, spark_rows
+from spark_jobs.runner import KEPT, publish_version
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUCKET = "c2m-publish"
@@ -278,6 +279,32 @@ def test_versions_written_before_generations_stay_readable_and_are_replaced(root
     publish(root, "old", seed=3)
     assert_whole(root, "old", seed=3)
     assert not storage.exists(dv.path("part-00000.parquet"))
+
+
+def test_a_run_committed_meanwhile_keeps_its_generation_for_the_grace_period(s3, monkeypatch):
+    """Two runs of one version at once (stage mode, staging in the system temp folder, where neither
+    deletes the other's): the one started first, with no manifest yet, commits last. Its manifest
+    wins, and the generation of the run that committed in between stays for the grace period."""
+    from spark_jobs.staging import Staging
+
+    monkeypatch.delenv(GRACE_ENV, raising=False)
+    monkeypatch.delenv("C2M_STAGING_DIR", raising=False)
+    monkeypatch.setenv("C2M_SPARK_S3_IO", "stage")
+    root = f"s3://{BUCKET}/{uuid.uuid4().hex[:10]}"
+    dv = DatasetVersion(root, STAGE, "both")
+    with Staging(dv) as late:  # starts first, while the version has no manifest
+        publish(root, "both", seed=1)  # the other run starts and commits meanwhile
+        first = dv.read_manifest()["generation"]
+        reader = storage.list_files(dv.data_uri)  # a reader resolves that generation
+        for name, data in files(2).items():
+            os.makedirs(os.path.dirname(late.join(name)), exist_ok=True)
+            with open(late.join(name), "wb") as fh:
+                fh.write(data)
+        publish_version(late, rows_in=3, counts={KEPT: 2, "too_short": 1}, parents=[], config={"seed": 2})
+    assert_whole(root, "both", seed=2)  # the manifest written last wins
+    assert dv.read_manifest()["generation"] != first
+    got = {u.rsplit(f"g={first}/", 1)[1]: storage.read_bytes(u) for u in reader}  # the reader finishes
+    assert {name: data for name, data in got.items() if name in files(1)} == files(1)
 
 
 # ---- staging names -------------------------------------------------------------------------
