@@ -198,6 +198,39 @@ def rescorer(task, split: str = "test"):
     return score
 
 
+def start_run(
+    cfg: TaskConfig, task, model, bundle, sizes: dict, dist: distributed.Distributed, nested: bool
+):
+    """Rank 0: start the MLflow run, log the config and task data, print a banner; the run's MetricBuffer."""
+    import mlflow
+
+    from training import tracking
+
+    total, trainable = count_parameters(model)
+    mlflow.set_experiment(cfg.experiment)
+    run = mlflow.start_run(
+        run_name=cfg.run_name, nested=nested, tags={"c2m.job": "finetune", "c2m.task": cfg.task}
+    )
+    tracking.log_config(
+        {
+            **cfg.to_dict(),
+            "base_model_version": bundle.version,
+            "data": sizes,
+            "parameters": total,
+            "trainable_parameters": trainable,
+        }
+    )
+    digest = tracking.digest_json([split_digest(task, s) for s in sizes])
+    tracking.log_dataset(str(task.data.source), name=task.data.name, digest=digest)
+    print(
+        f"[finetune] {dist.backend} x{dist.size}: {cfg.task} on {task.data.name} from {cfg.base_model} "
+        f"(v{bundle.version}, {cfg.init}), {sizes['train']} train examples, "
+        f"{trainable}/{total} parameters trainable",
+        flush=True,
+    )
+    return tracking.MetricBuffer(run.info.run_id)
+
+
 def train(
     cfg: TaskConfig,
     dist: distributed.Distributed,
@@ -221,32 +254,7 @@ def train(
     bundle = tracking.load_model_bundle(cfg.base_model)
     task, model = prepare(cfg, bundle, data)
     sizes = {split: task.size(split) for split in ("train", "val", "test")}
-    total, trainable = count_parameters(model)
-
-    metrics = None
-    if dist.is_main:
-        mlflow.set_experiment(cfg.experiment)
-        run = mlflow.start_run(
-            run_name=cfg.run_name, nested=nested, tags={"c2m.job": "finetune", "c2m.task": cfg.task}
-        )
-        metrics = tracking.MetricBuffer(run.info.run_id)
-        tracking.log_config(
-            {
-                **cfg.to_dict(),
-                "base_model_version": bundle.version,
-                "data": sizes,
-                "parameters": total,
-                "trainable_parameters": trainable,
-            }
-        )
-        digest = tracking.digest_json([split_digest(task, s) for s in sizes])
-        tracking.log_dataset(str(task.data.source), name=task.data.name, digest=digest)
-        print(
-            f"[finetune] {dist.backend} x{dist.size}: {cfg.task} on {task.data.name} from {cfg.base_model} "
-            f"(v{bundle.version}, {cfg.init}), {sizes['train']} train examples, "
-            f"{trainable}/{total} parameters trainable",
-            flush=True,
-        )
+    metrics = start_run(cfg, task, model, bundle, sizes, dist, nested) if dist.is_main else None
     try:
         fitted = fit(cfg, task, model, dist, log=metrics.add if metrics else None, on_epoch=on_epoch)
         test = task.evaluate(model, "test", dist)

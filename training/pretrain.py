@@ -61,6 +61,7 @@ DEFAULT_MODEL = {"gpt": "tiny", "bert": "bert_tiny_cpu"}
 DEFAULT_REGISTER = {"gpt": "c2m-base", "bert": "c2m-bert"}
 
 
+# long: one add_argument per CLI flag, a flat list that splitting would only scatter
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.pretrain", description=__doc__.splitlines()[0])
     p.add_argument("--shards", required=True, help="shards dataset version folder ({root}/shards/v=V)")
