@@ -1,10 +1,12 @@
 """Pretrain a GPT or BERT on token shards: ``python -m training.pretrain --shards DATA/shards/v=V``.
 
-Launched as K processes by ``horovodrun -np K`` (or as one plain process). The loop is
-linear: set the lr, run ``grad_accum`` micro-batches, average gradients across ranks,
-clip, step; evaluate, log and checkpoint now and then. Rerunning the same command
-resumes from the newest checkpoint in ``--checkpoint-dir`` and continues the same
-MLflow run. At the end rank 0 registers the model (``c2m-base`` for a GPT), moves the
+Launched as K processes by ``horovodrun -np K`` (or as one plain process). ``train`` reads
+top to bottom: set the lr, run ``grad_accum`` micro-batches, average gradients across
+ranks, clip, step; evaluate, log and checkpoint now and then. The loop's own state is a
+``TrainState`` (training/train_state.py), throughput is a ``StepTimer``
+(training/step_timer.py), and what a checkpoint holds is the one dict of parts in
+``checkpointer_for``. Rerunning the same command resumes from the newest checkpoint in
+``--checkpoint-dir`` and continues the same MLflow run. At the end rank 0 registers the model (``c2m-base`` for a GPT), moves the
 alias champion if it beats the champion (a GPT: bits per byte on the same held-out raw
 text, so models with different tokenizers compare; see training/pretrain_tracker.py), and
 writes the result file that the DAG passes on.
