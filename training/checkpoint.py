@@ -19,6 +19,11 @@ few steps, not the run. An S3 checkpoint without its digest is not trusted.
 
 Everything stored is tensors and plain Python values, so files load with
 ``torch.load(weights_only=True)``: a checkpoint can't run code when it is read.
+
+:class:`Checkpointer` is given a job's stateful parts once, by name (torchtitan's
+CheckpointManager, smaller): a checkpoint holds ``{name: part.state_dict()}`` plus its
+``format`` and step, and loading hands each part its entry back. What a checkpoint holds
+is therefore listed in one place, the dict of parts the job builds.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import random
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -41,6 +46,19 @@ from training.data.shard_cache import file_sha256
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^step-(\d{8})\.pt$")
 DIGEST_SUFFIX = ".sha256"
+# The layout of a checkpoint's dict. 1 (no "format" key): the train state's step, losses,
+# MLflow run id and RNG states at the top level; 2: under "train_state", see upgrade().
+FORMAT = 2
+
+
+class CheckpointMismatch(RuntimeError):
+    """A checkpoint that cannot resume this job (another model, objective, optimiser or format)."""
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def rng_state() -> dict[str, Any]:
@@ -198,3 +216,61 @@ def load_latest(directory: str) -> dict[str, Any] | None:
         state["path"] = str(checkpoint)
         return state
     return None
+
+
+def upgrade(state: dict[str, Any]) -> dict[str, Any]:
+    """A loaded checkpoint in the current layout (:data:`FORMAT`); fails on a newer one, saying what to do."""
+    fmt = int(state.get("format", 1))
+    if fmt > FORMAT:
+        raise CheckpointMismatch(
+            f"is checkpoint format {fmt}, newer than this code reads ({FORMAT}); resume with the code "
+            "that wrote it, or use a fresh --checkpoint-dir"
+        )
+    if fmt == 1 and "train_state" not in state:
+        train_loss, val_loss = state.pop("losses")
+        state["train_state"] = {
+            "step": state["step"],
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "mlflow_run_id": state.pop("mlflow_run_id", None),
+            "rng": state.pop("rng"),
+        }
+    state["format"] = FORMAT
+    return state
+
+
+class Checkpointer:
+    """Saves and restores a job's stateful parts together, as one checkpoint file per step.
+
+    ``parts`` maps a name to anything with ``state_dict()``/``load_state_dict()`` (model,
+    optimiser, scaler, data loader, train state, config check); they are loaded in the
+    order given. The caller decides when and on which rank to save (rank 0 only under
+    Horovod); every rank loads the same file, so all ranks resume alike.
+    """
+
+    def __init__(self, directory: str, parts: dict[str, Stateful], keep_last: int = 2):
+        self.directory, self.parts, self.keep_last = directory, parts, keep_last
+
+    def save(self, step: int) -> str:
+        """Write every part's state as the checkpoint of ``step``; return its path or URI."""
+        state = {"format": FORMAT, **{name: part.state_dict() for name, part in self.parts.items()}}
+        return str(save(self.directory, step, state, keep_last=self.keep_last))
+
+    def load(self) -> str | None:
+        """Restore every part from the newest whole checkpoint; its path or URI, None when there is none."""
+        state = load_latest(self.directory)
+        if state is None:
+            return None
+        path = state["path"]
+        try:
+            state = upgrade(state)
+            missing = [name for name in self.parts if name not in state]
+            if missing:
+                raise CheckpointMismatch(
+                    f"holds no {', '.join(missing)} (not written by this job?); use a fresh --checkpoint-dir"
+                )
+            for name, part in self.parts.items():
+                part.load_state_dict(state[name])
+        except CheckpointMismatch as exc:
+            raise CheckpointMismatch(f"{path} {exc}") from None
+        return path

@@ -290,6 +290,72 @@ def write_table(rows: list[dict], ratios: dict, out: Path) -> None:
         fh.writelines(",".join(str(r.get(k, "")) for k in keys) + "\n" for r in rows)
 
 
+def log_comparison(args, rows: list[dict], ratios: dict) -> None:
+    """Rank 0: the job's flags, both models' measurements and their ratios, and the comparison table."""
+    import mlflow
+
+    from training import tracking
+
+    tracking.log_config({k: v for k, v in vars(args).items() if k != "result_file"})
+    mlflow.log_metrics(
+        {
+            f"{r['model']}/{k}": float(v)
+            for r in rows
+            for k, v in r.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+    )
+    mlflow.log_metrics({f"compressed_vs_original/{k}": float(v) for k, v in ratios.items()})
+    with tempfile.TemporaryDirectory(prefix="c2m-compress-") as tmp:
+        write_table(rows, ratios, Path(tmp))
+        mlflow.log_artifacts(tmp, artifact_path="comparison")
+
+
+def register_compressed(
+    args, name: str, bundle, model, config_changes: dict, rows: list[dict], metric: str
+) -> dict:
+    """Rank 0: log and register the compressed model with its lineage; serving.log_model's result."""
+    import mlflow
+
+    from training import tracking
+    from training.tasks import serving
+
+    config = {
+        **bundle.config,
+        **config_changes,
+        "source_model": args.model,
+        "source_model_version": bundle.version,
+    }
+    logged = serving.log_model(
+        model,
+        config,
+        bundle.tokenizer_path,
+        registered_name=name,
+        tags={"c2m.compression": config["compression"], "c2m.source_model": args.model},
+    )
+    tracking.describe_registration(  # lineage: the source model's corpus, task data and tokenizer
+        name,
+        logged["model_version"],
+        model_description=(
+            f"{name}: {args.method}-compressed versions of {args.model.split('@')[0]} "
+            "(training.compress). "
+            f"Consume models:/{name}@champion; the champion alias moves only when a version beats it on "
+            f"the test {metric} (tags c2m.gate.*). Versions name the source model, its corpus "
+            "(c2m.corpus.*), task data (c2m.task_data.*) and tokenizer (c2m.tokenizer_sha256)."
+        ),
+        version_description=(
+            f"{args.method} of {args.model} (v{bundle.version}): {metric} {rows[1][metric]:.4f} against "
+            f"{rows[0][metric]:.4f}; MLflow run {mlflow.active_run().info.run_id}"
+        ),
+        tags={
+            **tracking.inherited_lineage(args.model, bundle),
+            "c2m.source_model_version": str(bundle.version),
+            "c2m.run_id": mlflow.active_run().info.run_id,
+        },
+    )
+    return logged
+
+
 def run(args, dist) -> dict:
     import mlflow
 
@@ -319,52 +385,8 @@ def run(args, dist) -> dict:
             {"original": teacher, args.method: model}, task, args.latency_repeats, args.decode_tokens
         )
         ratios = comparison(rows[0], rows[1], metric)
-        tracking.log_config({k: v for k, v in vars(args).items() if k != "result_file"})
-        mlflow.log_metrics(
-            {
-                f"{r['model']}/{k}": float(v)
-                for r in rows
-                for k, v in r.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)
-            }
-        )
-        mlflow.log_metrics({f"compressed_vs_original/{k}": float(v) for k, v in ratios.items()})
-        with tempfile.TemporaryDirectory(prefix="c2m-compress-") as tmp:
-            write_table(rows, ratios, Path(tmp))
-            mlflow.log_artifacts(tmp, artifact_path="comparison")
-        config = {
-            **bundle.config,
-            **config_changes,
-            "source_model": args.model,
-            "source_model_version": bundle.version,
-        }
-        logged = serving.log_model(
-            model,
-            config,
-            bundle.tokenizer_path,
-            registered_name=name,
-            tags={"c2m.compression": config["compression"], "c2m.source_model": args.model},
-        )
-        tracking.describe_registration(  # lineage: the source model's corpus, task data and tokenizer
-            name,
-            logged["model_version"],
-            model_description=(
-                f"{name}: {args.method}-compressed versions of {args.model.split('@')[0]} "
-                "(training.compress). "
-                f"Consume models:/{name}@champion; the champion alias moves only when a version beats it on "
-                f"the test {metric} (tags c2m.gate.*). Versions name the source model, its corpus "
-                "(c2m.corpus.*), task data (c2m.task_data.*) and tokenizer (c2m.tokenizer_sha256)."
-            ),
-            version_description=(
-                f"{args.method} of {args.model} (v{bundle.version}): {metric} {rows[1][metric]:.4f} against "
-                f"{rows[0][metric]:.4f}; MLflow run {mlflow.active_run().info.run_id}"
-            ),
-            tags={
-                **tracking.inherited_lineage(args.model, bundle),
-                "c2m.source_model_version": str(bundle.version),
-                "c2m.run_id": mlflow.active_run().info.run_id,
-            },
-        )
+        log_comparison(args, rows, ratios)
+        logged = register_compressed(args, name, bundle, model, config_changes, rows, metric)
         decision = registry_gate.gate(
             name,
             logged["model_version"],

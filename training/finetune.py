@@ -28,9 +28,8 @@ import numpy as np
 import torch
 
 from training import baselines, distributed, registry_gate
-from training.config import OptimConfig
+from training.config import OPTIMIZERS, OptimConfig
 from training.job_result import finish
-from training.metrics import classification_metrics
 from training.tasks import export, load_data, make_task, split_digest, task_for_model
 from training.tasks.backbone import build_backbone, count_parameters, freeze_layers
 from training.tasks.config import INIT, PROMOTE, SELECT_ON, TASKS, TaskConfig
@@ -51,6 +50,7 @@ def build_parser(prog: str = "python -m training.finetune", description: str = "
     )
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per rank per step")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optim.name)
     p.add_argument("--lr", type=float, default=d.optim.lr)
     p.add_argument("--warmup-steps", type=int, default=d.optim.warmup_steps)
     p.add_argument("--weight-decay", type=float, default=d.optim.weight_decay)
@@ -114,7 +114,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> TaskConfig:
     return TaskConfig(
-        optim=OptimConfig(lr=args.lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay),
+        optim=OptimConfig(
+            lr=args.lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, name=args.optimizer
+        ),
         base_model=args.base_model,
         task=args.task,
         subset=args.subset,
@@ -141,12 +143,6 @@ def build_config(args: argparse.Namespace) -> TaskConfig:
         register_name=args.register_name,
         run_name=args.run_name or (f"{args.task}-{args.subset}" if args.subset else args.task),
     )
-
-
-def metrics_from_confusion(confusion: np.ndarray) -> dict[str, float]:
-    """Accuracy and macro-F1 from a (true, predicted) count matrix (kept for callers of the old API)."""
-    m = classification_metrics(confusion)
-    return {"accuracy": m["accuracy"], "f1": m["f1"]}
 
 
 def prepare(cfg: TaskConfig, bundle, data=None):
@@ -202,6 +198,39 @@ def rescorer(task, split: str = "test"):
     return score
 
 
+def start_run(
+    cfg: TaskConfig, task, model, bundle, sizes: dict, dist: distributed.Distributed, nested: bool
+):
+    """Rank 0: start the MLflow run, log the config and task data, print a banner; the run's MetricBuffer."""
+    import mlflow
+
+    from training import tracking
+
+    total, trainable = count_parameters(model)
+    mlflow.set_experiment(cfg.experiment)
+    run = mlflow.start_run(
+        run_name=cfg.run_name, nested=nested, tags={"c2m.job": "finetune", "c2m.task": cfg.task}
+    )
+    tracking.log_config(
+        {
+            **cfg.to_dict(),
+            "base_model_version": bundle.version,
+            "data": sizes,
+            "parameters": total,
+            "trainable_parameters": trainable,
+        }
+    )
+    digest = tracking.digest_json([split_digest(task, s) for s in sizes])
+    tracking.log_dataset(str(task.data.source), name=task.data.name, digest=digest)
+    print(
+        f"[finetune] {dist.backend} x{dist.size}: {cfg.task} on {task.data.name} from {cfg.base_model} "
+        f"(v{bundle.version}, {cfg.init}), {sizes['train']} train examples, "
+        f"{trainable}/{total} parameters trainable",
+        flush=True,
+    )
+    return tracking.MetricBuffer(run.info.run_id)
+
+
 def train(
     cfg: TaskConfig,
     dist: distributed.Distributed,
@@ -225,32 +254,7 @@ def train(
     bundle = tracking.load_model_bundle(cfg.base_model)
     task, model = prepare(cfg, bundle, data)
     sizes = {split: task.size(split) for split in ("train", "val", "test")}
-    total, trainable = count_parameters(model)
-
-    metrics = None
-    if dist.is_main:
-        mlflow.set_experiment(cfg.experiment)
-        run = mlflow.start_run(
-            run_name=cfg.run_name, nested=nested, tags={"c2m.job": "finetune", "c2m.task": cfg.task}
-        )
-        metrics = tracking.MetricBuffer(run.info.run_id)
-        tracking.log_config(
-            {
-                **cfg.to_dict(),
-                "base_model_version": bundle.version,
-                "data": sizes,
-                "parameters": total,
-                "trainable_parameters": trainable,
-            }
-        )
-        digest = tracking.digest_json([split_digest(task, s) for s in sizes])
-        tracking.log_dataset(str(task.data.source), name=task.data.name, digest=digest)
-        print(
-            f"[finetune] {dist.backend} x{dist.size}: {cfg.task} on {task.data.name} from {cfg.base_model} "
-            f"(v{bundle.version}, {cfg.init}), {sizes['train']} train examples, "
-            f"{trainable}/{total} parameters trainable",
-            flush=True,
-        )
+    metrics = start_run(cfg, task, model, bundle, sizes, dist, nested) if dist.is_main else None
     try:
         fitted = fit(cfg, task, model, dist, log=metrics.add if metrics else None, on_epoch=on_epoch)
         test = task.evaluate(model, "test", dist)

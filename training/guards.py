@@ -31,11 +31,6 @@ class TrainingDiverged(RuntimeError):
         )
 
 
-def first_non_finite(values: list[tuple[int, float]]) -> tuple[int, float] | None:
-    """The first (step, value) that is NaN or infinite, or None."""
-    return next(((s, v) for s, v in values if not math.isfinite(v)), None)
-
-
 def raise_if_diverged(
     steps: list[tuple[int, float, float, float]], check_norm: bool, last_checkpoint: str | None = None
 ) -> None:

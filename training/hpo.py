@@ -241,23 +241,9 @@ def default_storage() -> str:
     return f"sqlite:///{path}"
 
 
-def run(args, dist) -> dict:
-    import mlflow
-
-    from training import finetune, tracking
-    from training.tasks import load_data
-
+def open_study(args, storage: str, study_name: str, metric: str, direction: str, seed: int):
+    """The Optuna study to optimise ``val metric`` in ``direction``: created, or joined when it exists."""
     optuna = _optuna()
-    base_cfg = finetune.build_config(args)
-    bundle = tracking.load_model_bundle(base_cfg.base_model)
-    space = load_space(args.space, bundle.config["model"]["n_layer"], args.lr_min, args.lr_max)
-    data = load_data(base_cfg.task, base_cfg.subset, base_cfg.data, base_cfg.max_examples)
-    task, _ = finetune.prepare(base_cfg, bundle, data)  # the task names its metric (tagging: by labels)
-    metric, direction = objective(task)
-    del task
-    study_name = args.study_name or f"finetune-{base_cfg.task}"
-    storage = storage_url(args.storage)
-    shown = mask(storage)  # what MLflow, the result (XCom) and messages get: never the password
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=args.prune_warmup_epochs)
         if args.pruner == "median"
@@ -268,16 +254,36 @@ def run(args, dist) -> dict:
         study_name=study_name,
         direction=direction,
         load_if_exists=True,
-        sampler=make_sampler(args, base_cfg.seed),
+        sampler=make_sampler(args, seed),
         pruner=pruner,
     )
     if study.direction.name.lower() != direction:  # an existing study keeps its own direction
         raise ValueError(
-            f"study {study_name!r} in {shown} was created to {study.direction.name.lower()}, but "
+            f"study {study_name!r} in {mask(storage)} was created to {study.direction.name.lower()}, but "
             f"val {metric} must be {direction}d; pass a new --study-name"
         )
     if study.trials:  # a process joining a study: a different seed, so it does not replay the first trials
-        study.sampler = make_sampler(args, base_cfg.seed + len(study.trials))
+        study.sampler = make_sampler(args, seed + len(study.trials))
+    return study
+
+
+def run(args, dist) -> dict:
+    import mlflow
+
+    from training import finetune, tracking
+    from training.tasks import load_data
+
+    base_cfg = finetune.build_config(args)
+    bundle = tracking.load_model_bundle(base_cfg.base_model)
+    space = load_space(args.space, bundle.config["model"]["n_layer"], args.lr_min, args.lr_max)
+    data = load_data(base_cfg.task, base_cfg.subset, base_cfg.data, base_cfg.max_examples)
+    task, _ = finetune.prepare(base_cfg, bundle, data)  # the task names its metric (tagging: by labels)
+    metric, direction = objective(task)
+    del task
+    study_name = args.study_name or f"finetune-{base_cfg.task}"
+    storage = storage_url(args.storage)
+    shown = mask(storage)  # what MLflow, the result (XCom) and messages get: never the password
+    study = open_study(args, storage, study_name, metric, direction, base_cfg.seed)
     search = Search(base_cfg, space, dist, data, metric, direction)
     print(f"[hpo] study {study_name}: {direction} val {metric}", flush=True)
 

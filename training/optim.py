@@ -1,4 +1,5 @@
-"""Optimisers (AdamW, LAMB) with decay-free norms and biases, and the learning-rate schedule.
+"""Optimisers (AdamW, LAMB) with decay-free norms and biases, optional layer-wise lr decay, and the
+learning-rate schedule; shared by pretraining and fine-tuning.
 
 ``get_lr`` is a pure function of the step, so resuming needs only the step number and
 there is no scheduler object to save or to get out of sync.
@@ -16,6 +17,9 @@ import math
 import torch
 
 from training.config import OptimConfig
+
+# Module names whose numbered children are the transformer blocks (GPT: blocks.N, BERT: layers.N).
+BLOCK_CONTAINERS = ("blocks", "layers")
 
 
 def get_lr(step: int, cfg: OptimConfig, max_steps: int) -> float:
@@ -36,35 +40,78 @@ def get_lr(step: int, cfg: OptimConfig, max_steps: int) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The schedule's ``lr`` times each group's layer-wise scale (``lr_scale``, 1 when absent)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: matrices (weights of Linear/Embedding, dim >= 2) decay; norms and biases don't.
+def _block_index(parts: list[str]) -> int | None:
+    for i, part in enumerate(parts[:-1]):
+        if part in BLOCK_CONTAINERS and parts[i + 1].isdigit():
+            return int(parts[i + 1])
+    return None
 
-    Decaying LayerNorm gains and biases pulls them to zero, which only hurts.
+
+def layer_depths(model: torch.nn.Module) -> dict[str, int]:
+    """Each parameter's distance from the output: 0 for heads and final norms, i for the i-th
+    block from the top (``blocks.N``/``layers.N``), n_layer + 1 for the embeddings (a module
+    named ``*_emb`` or ``emb_*``, e.g. ``tok_emb``, ``pos_emb``, BERT's ``emb_ln``)."""
+    blocks = {name: _block_index(name.split(".")) for name, _ in model.named_parameters()}
+    n_layer = len({b for b in blocks.values() if b is not None})
+    depths = {}
+    for name, block in blocks.items():
+        if any(p.endswith("_emb") or p.startswith("emb_") for p in name.split(".")[:-1]):
+            depths[name] = n_layer + 1
+        else:
+            depths[name] = 0 if block is None else n_layer - block
+    return depths
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float, layer_lr_decay: float = 1.0) -> list[dict]:
+    """Parameter groups: matrices (Linear/Embedding weights, dim >= 2) decay; norms and biases don't.
+
+    Decaying LayerNorm gains and biases pulls them to zero, which only hurts. With
+    ``layer_lr_decay`` d < 1 the groups are split by depth too (:func:`layer_depths`), and a
+    group at depth k trains at ``lr * d**k`` (its ``lr_scale``; ULMFiT's discriminative
+    fine-tuning): the head learns fast while the embeddings move least. With d = 1 there are
+    two groups, decay then no decay, which is what pretraining checkpoints hold. Frozen
+    parameters are left out; tied parameters appear once; empty groups are dropped.
     """
-    decay, no_decay = [], []
-    for param in model.parameters():  # tied parameters are yielded once
-        if param.requires_grad:
-            (decay if param.dim() >= 2 else no_decay).append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    if not 0 < layer_lr_decay <= 1:
+        raise ValueError(f"layer_lr_decay={layer_lr_decay}: must be in (0, 1] (1 = one lr for all layers)")
+    depths = layer_depths(model) if layer_lr_decay != 1.0 else {}
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, param in model.named_parameters():  # tied parameters are yielded once
+        if not param.requires_grad:
+            continue
+        depth, decays = depths.get(name, 0), param.dim() >= 2
+        group = groups.setdefault(
+            (depth, not decays),
+            {
+                "params": [],
+                "weight_decay": weight_decay if decays else 0.0,
+                "lr_scale": layer_lr_decay**depth,
+            },
+        )
+        if depths:
+            group["depth"] = depth
+        group["params"].append(param)
+    return [groups[key] for key in sorted(groups)]
 
 
-def build_adamw(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW where only matrices decay (see :func:`param_groups`)."""
-    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+def build_optimizer(
+    model: torch.nn.Module, cfg: OptimConfig, layer_lr_decay: float = 1.0
+) -> torch.optim.Optimizer:
+    """The optimiser ``cfg.name`` names (adamw or lamb) over :func:`param_groups`.
 
-
-def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """The optimiser ``cfg.name`` names (adamw or lamb), with the same parameter groups."""
-    if cfg.name == "lamb":
-        return Lamb(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
-    return build_adamw(model, cfg)
+    Pretraining and fine-tuning both build theirs here. Fails, saying what to do, when no
+    parameter is left to train.
+    """
+    groups = param_groups(model, cfg.weight_decay, layer_lr_decay)
+    if not groups:
+        raise ValueError("every parameter is frozen; train at least one layer (lower --freeze-layers)")
+    kind = {"adamw": torch.optim.AdamW, "lamb": Lamb}[cfg.name]
+    return kind(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
 
 
 class Lamb(torch.optim.Optimizer):

@@ -1,10 +1,12 @@
 """Pretrain a GPT or BERT on token shards: ``python -m training.pretrain --shards DATA/shards/v=V``.
 
-Launched as K processes by ``horovodrun -np K`` (or as one plain process). The loop is
-linear: set the lr, run ``grad_accum`` micro-batches, average gradients across ranks,
-clip, step; evaluate, log and checkpoint now and then. Rerunning the same command
-resumes from the newest checkpoint in ``--checkpoint-dir`` and continues the same
-MLflow run. At the end rank 0 registers the model (``c2m-base`` for a GPT), moves the
+Launched as K processes by ``horovodrun -np K`` (or as one plain process). ``train`` reads
+top to bottom: set the lr, run ``grad_accum`` micro-batches, average gradients across
+ranks, clip, step; evaluate, log and checkpoint now and then. The loop's own state is a
+``TrainState`` (training/train_state.py), throughput is a ``StepTimer``
+(training/step_timer.py), and what a checkpoint holds is the one dict of parts in
+``checkpointer_for``. Rerunning the same command resumes from the newest checkpoint in
+``--checkpoint-dir`` and continues the same MLflow run. At the end rank 0 registers the model (``c2m-base`` for a GPT), moves the
 alias champion if it beats the champion (a GPT: bits per byte on the same held-out raw
 text, so models with different tokenizers compare; see training/pretrain_tracker.py), and
 writes the result file that the DAG passes on.
@@ -23,7 +25,7 @@ import hashlib
 import math
 import random
 import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +47,6 @@ from training.config import (
     TrainConfig,
     fit_to_data,
     model_config,
-    model_diff,
 )
 from training.data.collators import Mixture
 from training.data.shards import CollatedLoader, ShardDataset, ShardInfo, read_shard_info
@@ -54,11 +55,14 @@ from training.job_result import finish
 from training.models import build_model
 from training.objectives import build_collator, compute_loss
 from training.optim import build_optimizer, get_lr, set_lr
+from training.step_timer import StepTimer
+from training.train_state import SavedConfig, TrainState
 
 DEFAULT_MODEL = {"gpt": "tiny", "bert": "bert_tiny_cpu"}
 DEFAULT_REGISTER = {"gpt": "c2m-base", "bert": "c2m-bert"}
 
 
+# long: one add_argument per CLI flag, a flat list that splitting would only scatter
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.pretrain", description=__doc__.splitlines()[0])
     p.add_argument("--shards", required=True, help="shards dataset version folder ({root}/shards/v=V)")
@@ -305,198 +309,196 @@ def ranks_agree(digest: str, dist: distributed.Distributed) -> bool:
     return dist.allreduce_mean(float(((v - mean) ** 2).sum())) == 0.0
 
 
-def resume(
-    cfg: JobConfig, model, optimizer, loader: CollatedLoader, scaler, early: EarlyStopping
-) -> dict | None:
-    """Restore model, optimiser, scaler, data position, early stopping and RNG from the newest checkpoint.
-
-    Every rank reads the same file (a shared filesystem locally), so all ranks resume alike.
-    All ranks seed alike, so their RNG states are equal and rank 0's saved state is each one's.
-    """
-    state = checkpoint.load_latest(cfg.checkpoint_dir)
-    if state is None:
-        return None
-    saved = state["config"]
-    diff = model_diff(saved["model"], cfg.model)
-    if diff:
-        fields = ", ".join(f"{k}: {a!r} in the checkpoint, {b!r} now" for k, (a, b) in sorted(diff.items()))
-        raise RuntimeError(
-            f"{state['path']} holds a different model ({fields}); use a fresh --checkpoint-dir "
-            "or the same --model and shards"
-        )
-    for what, before, now in (
-        ("objective", saved.get("objective", {}).get("name", "clm"), cfg.objective.name),
-        ("optimizer", saved.get("optim", {}).get("name", "adamw"), cfg.optim.name),
-    ):
-        if before != now:
-            raise RuntimeError(
-                f"{state['path']} was trained with {what} {before!r}, this run asks for {now!r}; "
-                "use a fresh --checkpoint-dir"
-            )
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    loader.load_state_dict(state["data"])
-    if "scaler" in state and scaler.is_enabled():
-        scaler.load_state_dict(state["scaler"])
-    if "early_stop" in state:
-        early.load_state_dict(state["early_stop"])
-    checkpoint.set_rng_state(state["rng"])
-    return state
-
-
 def flops_per_token(cfg: JobConfig, n_params: int) -> float:
     """Training FLOPs per token, 6N + 12 L d T (PaLM appendix B: matmuls plus attention)."""
     m = cfg.model
     return 6 * n_params + 12 * m.n_layer * m.d_model * m.block_size
 
 
-def train(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed, peak_tflops: float = 0.0) -> dict:
-    seed_everything(cfg.train.seed)
+@dataclass
+class Job:
+    """The parts a pretraining run trains with, built once by :func:`build_job`."""
+
+    dist: distributed.Distributed
+    device: torch.device
+    model: torch.nn.Module  # the module to save, evaluate and register
+    forward: torch.nn.Module  # ``model`` or its torch.compile wrapper, for the training steps
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    train_loader: CollatedLoader
+    val_loader: CollatedLoader
+    early: EarlyStopping
+
+
+def build_job(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed) -> Job:
     tc = cfg.train
     device = torch.device(f"cuda:{dist.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     model = build_model(cfg.model).to(device)
     model.activation_checkpointing = tc.activation_checkpointing
     optimizer = build_optimizer(model, cfg.optim)
     collator = build_collator(cfg.objective, info, cfg.model.arch)
-    train_loader = CollatedLoader(
-        ShardDataset(info, "train", tc.verify_shards), collator, tc.batch_size, dist.rank, dist.size, tc.seed
-    )
-    val_loader = CollatedLoader(
-        ShardDataset(info, "val", tc.verify_shards), collator, tc.batch_size, dist.rank, dist.size, tc.seed,
-        train=False,
-    )
+
+    def loader(split: str) -> CollatedLoader:
+        dataset = ShardDataset(info, split, tc.verify_shards)
+        train = split == "train"
+        return CollatedLoader(dataset, collator, tc.batch_size, dist.rank, dist.size, tc.seed, train=train)
+
+    train_loader, val_loader = loader("train"), loader("val")
     scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
     early = EarlyStopping(tc.early_stop_patience, tc.early_stop_min_delta)
-    # Wrap before loading: Horovod's DistributedOptimizer is a new optimiser built from the
-    # param groups alone, so state loaded into the unwrapped one would be silently dropped.
+    # Wrapped before a checkpoint is loaded into it: Horovod's DistributedOptimizer is a new
+    # optimiser built from the param groups alone, so state loaded into the unwrapped one is lost.
     optimizer = dist.wrap_optimizer(optimizer, model, backward_passes_per_step=tc.grad_accum)
-    state = resume(cfg, model, optimizer, train_loader, scaler, early)
-    step = state["step"] if state else 0
-    train_loss, val_loss = state["losses"] if state else (float("nan"), float("nan"))
-    last_checkpoint = state["path"] if state else None
-    dist.broadcast_state(model, optimizer)
-    forward_model = compiled_for_training(model, tc.compile_backend) if tc.compile else model
+    forward = compiled_for_training(model, tc.compile_backend) if tc.compile else model
+    return Job(dist, device, model, forward, optimizer, scaler, train_loader, val_loader, early)
 
-    tracker = None
-    if dist.is_main:
-        from training.pretrain_tracker import PretrainTracker
 
-        tracker = PretrainTracker(cfg, info, state.get("mlflow_run_id") if state else None, dist.size)
-        resumed = f" (resumed from {state['path']})" if state else ""
-        print(
-            f"[pretrain] {dist.backend} x{dist.size}, {cfg.model.arch} {cfg.objective.name} "
-            f"{model.num_parameters():,} params, {tc.precision}, {cfg.optim.name}, "
-            f"step {step}/{tc.max_steps}{resumed}",
-            flush=True,
+def checkpointer_for(cfg: JobConfig, job: Job, state: TrainState) -> checkpoint.Checkpointer:
+    """Everything a checkpoint holds, in the order it is loaded (the config is checked first)."""
+    parts = {
+        "config": SavedConfig(cfg),
+        "model": job.model,
+        "optimizer": job.optimizer,
+        "scaler": job.scaler,
+        "data": job.train_loader,
+        "early_stop": job.early,
+        "train_state": state,
+    }
+    return checkpoint.Checkpointer(cfg.checkpoint_dir, parts, keep_last=cfg.train.keep_last)
+
+
+def start_tracking(cfg: JobConfig, info: ShardInfo, job: Job, state: TrainState):
+    """Rank 0: the MLflow run (the same one on a resume), a banner and the [progress] line; None elsewhere."""
+    if not job.dist.is_main:
+        return None
+    from training.pretrain_tracker import PretrainTracker
+
+    tracker = PretrainTracker(cfg, info, state.mlflow_run_id, job.dist.size)
+    state.mlflow_run_id = tracker.run_id
+    resumed = f" (resumed from {state.last_checkpoint})" if state.last_checkpoint else ""
+    print(
+        f"[pretrain] {job.dist.backend} x{job.dist.size}, {cfg.model.arch} {cfg.objective.name} "
+        f"{job.model.num_parameters():,} params, {cfg.train.precision}, {cfg.optim.name}, "
+        f"step {state.step}/{cfg.train.max_steps}{resumed}",
+        flush=True,
+    )
+    # rank 0's [progress] line every 10 s: step/max, loss, tokens/s, ETA (ops/lake/progress.py)
+    progress.start("pretrain", unit="steps", total=cfg.train.max_steps).update(done=state.step)
+    return tracker
+
+
+def train_step(cfg: JobConfig, job: Job, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step over ``grad_accum`` micro-batches: (loss, grad norm), left on the device."""
+    tc = cfg.train
+    set_lr(job.optimizer, lr)
+    micro_losses = []
+    for _ in range(tc.grad_accum):
+        batch = _to(job.train_loader.next_batch(), job.device)
+        with autocast_for(tc.precision, job.device):
+            loss = compute_loss(job.forward, batch, cfg.objective.temperature) / tc.grad_accum
+        job.scaler.scale(loss).backward()
+        micro_losses.append(loss.detach().double())  # summed in float64
+    scaler = job.scaler if job.scaler.is_enabled() else None
+    grad_norm = job.dist.step(job.optimizer, job.model.parameters(), cfg.optim.grad_clip, scaler)
+    job.dist.zero_grad(job.optimizer)
+    return sum(micro_losses), grad_norm
+
+
+def log_interval(pending: list, job: Job, state: TrainState, timer: StepTimer, tracker) -> None:
+    """Average the interval's losses over ranks and stop on divergence; rank 0 logs them.
+
+    ``pending`` holds (step, loss, lr, grad norm) with loss and norm still tensors: one
+    allreduce and one device read per interval. Checked before anything is evaluated, saved
+    or logged, so a diverged step never reaches a checkpoint.
+    """
+    losses = job.dist.allreduce_mean(torch.stack([p[1] for p in pending]).double()).tolist()
+    norms = torch.stack([p[3] for p in pending]).double().tolist()
+    logged = [(step, loss, lr, norm) for (step, _, lr, _), loss, norm in zip(pending, losses, norms)]
+    raise_if_diverged(logged, not job.scaler.is_enabled(), state.last_checkpoint)
+    state.train_loss = logged[-1][1]
+    perf = timer.interval()
+    if tracker:
+        progress.update(loss=state.train_loss, tokens_per_s=perf["perf/tokens_per_s"])
+        with timer.pause("log"):
+            tracker.log_steps(logged, perf)
+
+
+def eval_and_log(cfg: JobConfig, job: Job, state: TrainState, timer: StepTimer, tracker, lr: float) -> bool:
+    """Evaluate, update early stopping and log (rank 0); True when early stopping ends the run now."""
+    with timer.pause("eval"):
+        state.val_loss, parts = evaluate(
+            job.model, job.val_loader, cfg.train.eval_batches, job.dist, cfg, job.device
         )
-        # rank 0's [progress] line every 10 s: step/max, loss, tokens/s, ETA (ops/lake/progress.py)
-        progress.start("pretrain", unit="steps", total=tc.max_steps).update(done=step)
+    stop = job.early.update(state.val_loss)
+    if tracker:
+        with timer.pause("log"):
+            tracker.log_eval(state.step, state.train_loss, state.val_loss, lr, parts)
+    return stop
 
-    tokens_per_step = tc.batch_size * tc.grad_accum * dist.size * cfg.model.block_size
-    flops_token = flops_per_token(cfg, model.num_parameters())
-    # (step, loss, lr, grad norm) until the next flush; loss and norm stay tensors so a
-    # step never waits for the device, and one collective per flush averages the losses.
-    pending: list[tuple[int, torch.Tensor, float, torch.Tensor]] = []
-    t_start, steps_timed = time.perf_counter(), 0
-    # Seconds spent on what is not a training step, kept out of tokens/s and reported apart.
-    side = {"eval_seconds": 0.0, "checkpoint_seconds": 0.0, "log_seconds": 0.0}
-    t_interval = time.perf_counter()
+
+def summarize(cfg: JobConfig, job: Job, state: TrainState, timer: StepTimer) -> dict:
+    """The run's result (every rank; ``ranks_agree`` is a collective)."""
+    digest = params_digest(job.model)
+    val = state.val_loss
+    return {
+        "train_loss": state.train_loss,
+        "val_loss": val,
+        "val_perplexity": math.exp(min(val, 50.0)) if math.isfinite(val) else float("inf"),
+        "best_val_loss": job.early.best,
+        "stopped_early": job.early.stopped,
+        "steps": state.step,
+        "tokens_seen": state.tokens_seen,
+        **timer.summary(),
+        "world_size": job.dist.size,
+        "backend": job.dist.backend,
+        "objective": cfg.objective.name,
+        "arch": cfg.model.arch,
+        "optimizer": cfg.optim.name,
+        "precision": cfg.train.precision,
+        "params_sha256": digest,
+        "ranks_agree": ranks_agree(digest, job.dist),
+        "checkpoint_dir": cfg.checkpoint_dir,
+    }
+
+
+def train(cfg: JobConfig, info: ShardInfo, dist: distributed.Distributed, peak_tflops: float = 0.0) -> dict:
+    tc = cfg.train
+    seed_everything(tc.seed)
+    job = build_job(cfg, info, dist)
+    state = TrainState(tokens_per_step=tc.batch_size * tc.grad_accum * dist.size * cfg.model.block_size)
+    checkpointer = checkpointer_for(cfg, job, state)
+    state.last_checkpoint = checkpointer.load()
+    dist.broadcast_state(job.model, job.optimizer)
+    tracker = start_tracking(cfg, info, job, state)
+    flops = flops_per_token(cfg, job.model.num_parameters())
+    timer = StepTimer(state.tokens_per_step, flops, peak_tflops * 1e12 * dist.size)
+    pending: list[tuple[int, torch.Tensor, float, torch.Tensor]] = []  # until the next log_interval
     try:
-        while step < tc.max_steps and not early.stopped:
-            lr = get_lr(step, cfg.optim, tc.max_steps)
-            set_lr(optimizer, lr)
-            micro_losses = []
-            for _ in range(tc.grad_accum):
-                batch = _to(train_loader.next_batch(), device)
-                with autocast_for(tc.precision, device):
-                    loss = compute_loss(forward_model, batch, cfg.objective.temperature) / tc.grad_accum
-                scaler.scale(loss).backward()
-                micro_losses.append(loss.detach().double())  # summed in float64, as logged before
-            grad_norm = dist.step(
-                optimizer, model.parameters(), cfg.optim.grad_clip, scaler if scaler.is_enabled() else None
-            )
-            dist.zero_grad(optimizer)
-            step += 1
-            steps_timed += 1
-            progress.update(done=step)  # a no-op on ranks other than 0
-            inject_fault(step, dist.rank)  # no-op unless a fail-fast test sets C2M_TEST_FAULT
-            pending.append((step, sum(micro_losses), lr, grad_norm))
+        while state.step < tc.max_steps and not job.early.stopped:
+            lr = get_lr(state.step, cfg.optim, tc.max_steps)
+            loss, grad_norm = train_step(cfg, job, lr)
+            state.advance()
+            timer.step()
+            progress.update(done=state.step)  # a no-op on ranks other than 0
+            inject_fault(state.step, dist.rank)  # no-op unless a fail-fast test sets C2M_TEST_FAULT
+            pending.append((state.step, loss, lr, grad_norm))
 
-            evaluating = step % tc.eval_every == 0 or step == tc.max_steps
-            saving = step == tc.max_steps or (tc.checkpoint_every and step % tc.checkpoint_every == 0)
-            if step % tc.log_every == 0 or evaluating or saving:
-                # One allreduce and one device read per interval; checked before anything
-                # is evaluated, saved or logged, so a diverged step never reaches a checkpoint.
-                losses = dist.allreduce_mean(torch.stack([p[1] for p in pending]).double()).tolist()
-                norms = torch.stack([p[3] for p in pending]).double().tolist()
-                logged = [(st, loss, lr_, n) for (st, _, lr_, _), loss, n in zip(pending, losses, norms)]
-                raise_if_diverged(logged, not scaler.is_enabled(), last_checkpoint)
-                train_loss = logged[-1][1]
-                seconds = time.perf_counter() - t_interval
-                if tracker:
-                    tokens_s = len(pending) * tokens_per_step / seconds if seconds > 0 else 0.0
-                    progress.update(loss=train_loss, tokens_per_s=tokens_s)
-                    perf = {"perf/tokens_per_s": tokens_s}
-                    if peak_tflops:
-                        perf["perf/mfu"] = tokens_s * flops_token / (peak_tflops * 1e12 * dist.size)
-                    t_log = time.perf_counter()
-                    tracker.log_steps(logged, perf)
-                    side["log_seconds"] += time.perf_counter() - t_log
+            last = state.step == tc.max_steps
+            evaluating = last or state.step % tc.eval_every == 0
+            saving = last or (tc.checkpoint_every and state.step % tc.checkpoint_every == 0)
+            if evaluating or saving or state.step % tc.log_every == 0:
+                log_interval(pending, job, state, timer, tracker)
                 pending = []
-            if evaluating:
-                t_eval = time.perf_counter()
-                val_loss, parts = evaluate(model, val_loader, tc.eval_batches, dist, cfg, device)
-                side["eval_seconds"] += time.perf_counter() - t_eval
-                if early.update(val_loss):
-                    saving = True
-                if tracker:
-                    t_log = time.perf_counter()
-                    tracker.log_eval(step, train_loss, val_loss, lr, parts)
-                    side["log_seconds"] += time.perf_counter() - t_log
-            if dist.is_main and saving:
-                t_save = time.perf_counter()
-                ckpt = {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "data": train_loader.state_dict(),
-                    "early_stop": early.state_dict(),
-                    "rng": checkpoint.rng_state(),
-                    "config": cfg.to_dict(),
-                    "mlflow_run_id": tracker.run_id,
-                    "losses": (train_loss, val_loss),
-                }
-                last_checkpoint = str(checkpoint.save(cfg.checkpoint_dir, step, ckpt, keep_last=tc.keep_last))
-                side["checkpoint_seconds"] += time.perf_counter() - t_save  # includes an fsync
-            t_interval = time.perf_counter() if not pending else t_interval
+            if evaluating and eval_and_log(cfg, job, state, timer, tracker, lr):
+                saving = True  # early stopping ends the run here: keep its last state
+            if saving and dist.is_main:
+                with timer.pause("checkpoint"):  # includes an fsync
+                    state.last_checkpoint = checkpointer.save(state.step)
 
         progress.stop()
-        train_seconds = time.perf_counter() - t_start - sum(side.values())
-        steps_per_s = steps_timed / train_seconds if steps_timed and train_seconds > 0 else 0.0
-        digest = params_digest(model)
-        result = {
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "val_perplexity": math.exp(min(val_loss, 50.0)) if math.isfinite(val_loss) else float("inf"),
-            "best_val_loss": early.best,
-            "stopped_early": early.stopped,
-            "steps": step,
-            "tokens_seen": step * tokens_per_step,
-            "steps_per_s": steps_per_s,
-            "tokens_per_s": steps_per_s * tokens_per_step,
-            **{k: round(v, 3) for k, v in side.items()},
-            "world_size": dist.size,
-            "backend": dist.backend,
-            "objective": cfg.objective.name,
-            "arch": cfg.model.arch,
-            "optimizer": cfg.optim.name,
-            "precision": tc.precision,
-            "params_sha256": digest,
-            "ranks_agree": ranks_agree(digest, dist),
-            "checkpoint_dir": cfg.checkpoint_dir,
-        }
+        result = summarize(cfg, job, state, timer)
         if tracker:
-            result.update(tracker.finish(model, result))
+            result.update(tracker.finish(job.model, result))
         return result
     except BaseException:
         progress.stop()

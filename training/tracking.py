@@ -175,14 +175,6 @@ def lm_signature(vocab_size: int) -> ModelSignature:
     )
 
 
-def classifier_signature(num_labels: int) -> ModelSignature:
-    """Token ids (B, T) int64, right-padded -> class logits (B, num_labels) float32."""
-    return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype("int64"), (-1, -1))]),
-        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, num_labels))]),
-    )
-
-
 def log_and_register_model(
     model: torch.nn.Module,
     *,

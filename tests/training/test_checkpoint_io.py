@@ -8,13 +8,13 @@ import torch
 from training import checkpoint
 from training.config import OptimConfig, model_config
 from training.models.gpt import GPT, lm_loss
-from training.optim import build_adamw
+from training.optim import build_optimizer
 
 
 def _trained_state():
     torch.manual_seed(0)
     model = GPT(model_config("tiny", vocab_size=50, block_size=8))
-    opt = build_adamw(model, OptimConfig())
+    opt = build_optimizer(model, OptimConfig())
     x = torch.randint(0, 50, (2, 8))
     lm_loss(model(x), x).backward()
     opt.step()
@@ -43,7 +43,7 @@ def test_round_trip_restores_everything(tmp_path):
 
     fresh = GPT(model.cfg)
     fresh.load_state_dict(loaded["model"])
-    fresh_opt = build_adamw(fresh, OptimConfig())
+    fresh_opt = build_optimizer(fresh, OptimConfig())
     fresh_opt.load_state_dict(loaded["optimizer"])
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
     restored, original = fresh_opt.state_dict()["state"][0], opt.state_dict()["state"][0]

@@ -168,7 +168,7 @@ def test_pretrain_on_s3_killed_half_way_resumes_like_an_unbroken_local_run(
     assert _names(checkpoint.list_checkpoints(ckpt)) == [f"step-{HALF:08d}.pt"], output[-2000:]
     assert not (tmp_path / "crashed.json").exists()
     spy = DownloadSpy(monkeypatch)
-    crashed_run = checkpoint.load_latest(ckpt)["mlflow_run_id"]
+    crashed_run = checkpoint.load_latest(ckpt)["train_state"]["mlflow_run_id"]
     assert spy.uris == [half]  # fetched from S3 into the host's cache ...
 
     shard_cache.forget_verified()  # the resumed job is a new process: it re-hashes the cache

@@ -1,4 +1,4 @@
-"""The single-process backend and the finetune metrics it feeds."""
+"""The single-process backend and the fine-tuning metrics it feeds (checked against scikit-learn)."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 
 from training import distributed
-from training.finetune import metrics_from_confusion
+from training.metrics import classification_metrics
 
 
 def test_single_process_fallback(monkeypatch):
@@ -47,9 +47,9 @@ def test_confusion_metrics_match_sklearn(seed):
     y, p = rng.integers(0, 2, 50), rng.integers(0, 2, 50)
     confusion = np.zeros((2, 2))
     np.add.at(confusion, (y, p), 1)
-    got = metrics_from_confusion(confusion)
+    got = classification_metrics(confusion)
     assert got["accuracy"] == pytest.approx(accuracy_score(y, p))
     assert got["f1"] == pytest.approx(f1_score(y, p, average="macro"))
-    assert metrics_from_confusion(np.array([[5.0, 0.0], [5.0, 0.0]]))["f1"] == pytest.approx(
+    assert classification_metrics(np.array([[5.0, 0.0], [5.0, 0.0]]))["f1"] == pytest.approx(
         f1_score([0] * 5 + [1] * 5, [0] * 10, average="macro", zero_division=0)
     )

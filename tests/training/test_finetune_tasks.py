@@ -142,10 +142,11 @@ def test_freezing_and_layer_wise_learning_rates():
     from training.config import model_config
     from training.models.gpt import GPT
     from training.models.heads import SequenceClassifier
-    from training.tasks.backbone import count_parameters, freeze_layers, param_groups
+    from training.optim import param_groups
+    from training.tasks.backbone import count_parameters, freeze_layers
 
     model = SequenceClassifier(GPT(model_config("tiny", vocab_size=50, block_size=8)), 2, pad_id=0)
-    groups = param_groups(model, 2, weight_decay=0.1, layer_lr_decay=0.5)
+    groups = param_groups(model, weight_decay=0.1, layer_lr_decay=0.5)
     scales = {g["depth"]: g["lr_scale"] for g in groups}
     assert scales == {0: 1.0, 1: 0.5, 2: 0.25, 3: 0.125}  # head, top block, bottom block, embeddings
     assert all(g["weight_decay"] == (0.1 if g["params"][0].dim() >= 2 else 0.0) for g in groups)
@@ -157,7 +158,7 @@ def test_freezing_and_layer_wise_learning_rates():
     )
     assert model.backbone.blocks[1].ln_1.weight.requires_grad and model.head.weight.requires_grad
     assert count_parameters(model) == (total, total - frozen)
-    assert {g["depth"] for g in param_groups(model, 2, 0.1, 0.5)} == {0, 1}
+    assert {g["depth"] for g in param_groups(model, 0.1, 0.5)} == {0, 1}
     with pytest.raises(ValueError, match="only 2 blocks"):
         freeze_layers(model.backbone, 3)
 

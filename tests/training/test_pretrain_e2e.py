@@ -118,6 +118,31 @@ def test_rerun_resumes_from_the_newest_good_checkpoint_bit_for_bit(
     assert again["model_version"] == first["model_version"] + 1
 
 
+def test_a_checkpoint_in_the_first_format_resumes_bit_for_bit(
+    pretrained, shards_uri, mlflow_uri, monkeypatch
+):
+    """Format 1 kept the step's losses, MLflow run id and RNG states at the top level; such a
+    checkpoint (written before the train state had its own entry) still resumes exactly."""
+    from training import pretrain
+
+    first, tmp = pretrained
+    ckpt = tmp / "ckpt"
+    state = torch.load(ckpt / "step-00000020.pt", weights_only=True)
+    train_state = state.pop("train_state")
+    del state["format"]
+    state.update(
+        losses=(train_state["train_loss"], train_state["val_loss"]),
+        mlflow_run_id=train_state["mlflow_run_id"],
+        rng=train_state["rng"],
+    )
+    torch.save(state, ckpt / "step-00000020.pt")
+    (ckpt / "step-00000030.pt").unlink()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    again = pretrain.main(_pretrain_args(shards_uri, tmp) + ["--promote", "never"])
+    assert again["params_sha256"] == first["params_sha256"] and again["run_id"] == first["run_id"]
+    assert again["tokens_seen"] == first["tokens_seen"]
+
+
 def test_registered_model_loads_both_ways(pretrained, mlflow_uri, monkeypatch):
     import mlflow
 

@@ -143,7 +143,7 @@ def test_kill_minus_nine_all_ranks_then_resume_matches_an_uninterrupted_run(shar
     client = MlflowClient(tracking_uri=mlflow_uri)
     import torch
 
-    first_run = torch.load(ckpt / f"step-{HALF:08d}.pt", weights_only=True)["mlflow_run_id"]
+    first_run = torch.load(ckpt / f"step-{HALF:08d}.pt", weights_only=True)["train_state"]["mlflow_run_id"]
     assert resumed["run_id"] == first_run  # the crashed run continues
     losses = client.get_metric_history(resumed["run_id"], "train/loss")
     assert sorted({m.step for m in losses}) == list(range(1, N + 1))

@@ -7,7 +7,7 @@ import pytest
 from training.tasks.config import TaskConfig
 from training.config import JobConfig, OptimConfig, TrainConfig, flatten, model_config
 from training.models.gpt import GPT
-from training.optim import build_adamw, get_lr
+from training.optim import build_optimizer, get_lr
 
 
 def test_named_sizes_and_overrides():
@@ -65,7 +65,7 @@ def test_lr_warmup_then_cosine_to_floor():
 
 def test_no_weight_decay_on_norms_and_biases():
     model = GPT(model_config("tiny", vocab_size=50, block_size=8))
-    decay, no_decay = build_adamw(model, OptimConfig(weight_decay=0.1)).param_groups
+    decay, no_decay = build_optimizer(model, OptimConfig(weight_decay=0.1)).param_groups
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))

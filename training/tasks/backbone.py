@@ -5,15 +5,14 @@ the same architecture from scratch), a new head, and an optimiser that treats la
 differently. ``--freeze-layers k`` fixes the embeddings and the first k blocks (they hold
 the most general features and the fewest task-specific ones); ``--layer-lr-decay d``
 trains block i from the top at ``lr * d**i`` and the embeddings at the smallest rate
-(ULMFiT's discriminative fine-tuning), so the head learns fast while early layers move
-little.
+(ULMFiT's discriminative fine-tuning; the groups are built by ``training.optim``, shared
+with pretraining), so the head learns fast while early layers move little.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 
 from training.config import ModelConfig
@@ -71,55 +70,6 @@ def freeze_layers(backbone: GPT, k: int) -> int:
             p.requires_grad_(False)
             count += p.numel()
     return count
-
-
-def layer_depth(name: str, n_layer: int) -> int:
-    """0 for the head and final norm, i for block n_layer - i, n_layer + 1 for embeddings."""
-    if ".tok_emb." in f".{name}" or ".pos_emb." in f".{name}":
-        return n_layer + 1
-    parts = name.split(".")
-    if "blocks" in parts:
-        return n_layer - int(parts[parts.index("blocks") + 1])
-    return 0
-
-
-def param_groups(model: nn.Module, n_layer: int, weight_decay: float, layer_lr_decay: float) -> list[dict]:
-    """AdamW groups by (depth, decays?) with an ``lr_scale``; frozen parameters are left out.
-
-    As in ``training.optim.build_adamw``, only matrices decay. Tied weights appear once.
-    """
-    groups: dict[tuple[int, bool], dict] = {}
-    seen: set[int] = set()
-    for name, param in model.named_parameters():
-        if not param.requires_grad or id(param) in seen:
-            continue
-        seen.add(id(param))
-        depth = layer_depth(name, n_layer)
-        decays = param.dim() >= 2
-        group = groups.setdefault(
-            (depth, decays),
-            {
-                "params": [],
-                "weight_decay": weight_decay if decays else 0.0,
-                "lr_scale": layer_lr_decay**depth,
-                "depth": depth,
-            },
-        )
-        group["params"].append(param)
-    return [groups[key] for key in sorted(groups)]
-
-
-def build_optimizer(model: nn.Module, n_layer: int, optim_cfg, layer_lr_decay: float) -> torch.optim.AdamW:
-    groups = param_groups(model, n_layer, optim_cfg.weight_decay, layer_lr_decay)
-    if not groups:
-        raise ValueError("every parameter is frozen; lower --freeze-layers")
-    return torch.optim.AdamW(groups, lr=optim_cfg.lr, betas=optim_cfg.betas, eps=optim_cfg.eps)
-
-
-def set_scaled_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """The schedule's lr times each group's discriminative scale."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

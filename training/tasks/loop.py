@@ -26,8 +26,7 @@ from ops.lake import progress, storage
 from training import distributed
 from training.data.shards import ShardSampler
 from training.metrics import higher_is_better
-from training.optim import get_lr
-from training.tasks.backbone import build_optimizer, set_scaled_lr
+from training.optim import build_optimizer, get_lr, set_lr
 
 
 class StopTraining(Exception):
@@ -96,8 +95,7 @@ def fit(
             f"only {n_train} training examples, but one step needs batch_size={cfg.batch_size} "
             f"x {dist.size} ranks; lower --batch-size or use more examples"
         )
-    n_layer = len(model.backbone.blocks)
-    optimizer = dist.wrap_optimizer(build_optimizer(model, n_layer, cfg.optim, cfg.layer_lr_decay), model)
+    optimizer = dist.wrap_optimizer(build_optimizer(model, cfg.optim, cfg.layer_lr_decay), model)
     dist.broadcast_state(model, optimizer)  # the new head's init must match on every rank
     sampler = ShardSampler(n_train, cfg.batch_size, dist.rank, dist.size, cfg.seed)
     total_steps = steps_per_epoch * cfg.epochs
@@ -114,7 +112,7 @@ def fit(
     model.train()
     for epoch in range(1, cfg.epochs + 1):
         for _ in range(steps_per_epoch):
-            set_scaled_lr(optimizer, get_lr(step, cfg.optim, total_steps))
+            set_lr(optimizer, get_lr(step, cfg.optim, total_steps))
             loss = task.loss(model, sampler.next_indices())
             loss.backward()
             dist.step(optimizer, params, cfg.optim.grad_clip)
