@@ -236,8 +236,8 @@ def html_page(data: ReportData, pictures: dict[str, Path]) -> str:
     parts = [
         f"<h1>{html.escape(data.title)}</h1>",
         *(f"<p>{html.escape(n)}</p>" for n in data.notes),
-        f"<h2>{html.escape(data.split)} split: model beside the "
-        f"{html.escape(data.baseline_name or 'baseline')}</h2>",
+        f"<h2>{html.escape(data.split)} split: the model beside its baseline "
+        f"({html.escape(data.baseline_name or 'none')})</h2>",
         _table(("metric", "model", data.baseline_name or "baseline", "lift"), scores),
     ]
     if BARS in pictures:
