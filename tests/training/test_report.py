@@ -89,11 +89,16 @@ def base(mlflow_uri, shards_uri, tmp_path_factory):
 def test_finetune_logs_the_report_on_its_run(base, mlflow_uri, tmp_path):
     from mlflow import MlflowClient
 
-    from training import finetune
+    from training import distributed, finetune
 
     data = write_classification_jsonl(tmp_path / "cls", n=64)
-    result = finetune.main(finetune_args(base, "c2m-report-test", "--task", "classification",
-                                         "--data", str(data), "--epochs", "2", "--promote", "never"))
+    args = finetune.parse_args(finetune_args(base, "c2m-report-test", "--task", "classification",
+                                             "--data", str(data), "--epochs", "2"))
+    dist = distributed.init(num_threads=1)
+    try:  # not registered: the report belongs to the run, and registering costs seconds
+        result, _, _ = finetune.train(finetune.build_config(args), dist, register=False)
+    finally:
+        dist.shutdown()
     assert result["report"] == "report/index.html"
     client = MlflowClient(tracking_uri=mlflow_uri)
     listed = {f.path for f in client.list_artifacts(result["run_id"], "report")}
