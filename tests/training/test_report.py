@@ -110,3 +110,24 @@ def test_finetune_logs_the_report_on_its_run(base, mlflow_uri, tmp_path):
     assert [h["epoch"] for h in saved["history"]] == [1, 2] and len(saved["train_curve"]) == result["steps"]
     assert sum(map(sum, saved["confusion"])) == result["examples"]["test"]
     assert f"{result['accuracy']:.4f}" in open(f"{local}/index.html").read()
+
+
+def test_a_report_that_cannot_be_drawn_is_tagged_and_the_run_goes_on(mlflow_uri, monkeypatch):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from training import finetune, run_report
+    from training.tasks.config import TaskConfig
+
+    def broken(data):  # fault injection: drawing fails (e.g. matplotlib missing)
+        raise RuntimeError("no matplotlib here")
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    monkeypatch.setattr(run_report, "log_report", broken)
+    mlflow.set_experiment("finetune-test")
+    with mlflow.start_run() as run:
+        result = {"metric": "bleu", "bleu": 1.0, "run_id": run.info.run_id}
+        task = type("Task", (), {"kind": "generation"})()
+        assert finetune.log_report(TaskConfig(run_name="r"), task, None, result, None) == {}
+    tags = MlflowClient(tracking_uri=mlflow_uri).get_run(run.info.run_id).data.tags
+    assert tags["c2m.report"] == "failed: RuntimeError: no matplotlib here"
