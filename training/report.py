@@ -5,7 +5,8 @@
 Pure functions from metric dicts to files, so they are tested without MLflow; finetune and
 evaluate log the folder as the run's ``report/`` artefacts. What is drawn:
 
-- ``learning_curves.png``: the training loss per step and the validation scores per epoch;
+- ``learning_curves.png`` (runs that trained): the training loss per step and the validation
+  scores per epoch;
 - ``confusion_matrix.png`` (classification, rows true, columns predicted) or
   ``per_tag_f1.png`` (tagging: token-level precision/recall/F1 per tag, sorted by support);
 - ``baseline_vs_model.png``: the model's test scores beside the cheap baseline's
@@ -14,7 +15,7 @@ evaluate log the folder as the run's ``report/`` artefacts. What is drawn:
   number the pictures show, as tables, so the page also reads without them.
 
 Rendering is headless (matplotlib's Agg backend). Each picture has a fixed size in pixels
-(``FIGURE_PX`` or :func:`confusion_size`), whatever its content.
+(``FIGURE_PX``, :func:`confusion_size`, :func:`per_tag_size`), whatever its content.
 """
 
 from __future__ import annotations
@@ -270,7 +271,9 @@ def write_report(folder: str | Path, data: ReportData) -> list[Path]:
     """Draw the pictures and write ``index.html`` and ``report.json`` into ``folder``; return the files."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    pictures = {LEARNING_CURVES: learning_curves_png(data, out / LEARNING_CURVES)}
+    pictures = {}
+    if data.train_curve or data.history:  # an evaluation of a finished model has no curves
+        pictures[LEARNING_CURVES] = learning_curves_png(data, out / LEARNING_CURVES)
     if shared_metrics(data):
         pictures[BARS] = baseline_bars_png(data, out / BARS)
     title = f"{data.split} split"
