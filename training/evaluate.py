@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ops.lake import storage
-from training import baselines
+from training import baselines, report, run_report
 from training import metrics as M
 
 ARTIFACT_DIR = "eval"
@@ -107,6 +107,7 @@ def eval_tagger(task, model, split: str, batch_size: int, worst_k: int, out: Pat
         "examples": len(sents),
         "truncated": task.truncated[split],
     }
+    (out / "per_tag.json").write_text(json.dumps(report.per_tag_scores(true, pred), indent=2))
     if M.is_bio_tags(task.labels):
         ent = M.entity_scores(true, pred)
         scores.update({k: v for k, v in ent.items() if k != "per_type"})
@@ -300,6 +301,8 @@ def evaluate(args: argparse.Namespace) -> dict:
                     context="evaluation",
                 )
             mlflow.log_artifacts(str(out), artifact_path=ARTIFACT_DIR)
+            if task is not None:
+                scores["report"] = log_report(args, bundle, scores, out)
             describe_run(args, bundle, scores, task)
             run_id = run.info.run_id
     result = {
@@ -323,6 +326,18 @@ def evaluate(args: argparse.Namespace) -> dict:
         )
         result["tagged_version"] = bundle.version
     return result
+
+
+def log_report(args, bundle, scores: dict, out: Path) -> str:
+    """The run's report under ``report/`` (training/report.py) from the scores and eval/ files."""
+    extras = {}
+    if (out / "confusion_matrix.json").exists():
+        cm = json.loads((out / "confusion_matrix.json").read_text())
+        extras = {"labels": cm["labels"], "confusion": cm["counts"]}
+    elif (out / "per_tag.json").exists():
+        extras = {"per_tag": json.loads((out / "per_tag.json").read_text())}
+    title = f"Evaluation of {args.model} (v{bundle.version}) on the {args.split} split"
+    return run_report.log_report(run_report.report_data(title, scores, extras=extras, split=args.split))
 
 
 def describe_run(args, bundle, scores: dict, task) -> None:

@@ -27,7 +27,7 @@ import sys
 import numpy as np
 import torch
 
-from training import baselines, distributed, registry_gate
+from training import baselines, distributed, registry_gate, run_report
 from training.config import OPTIMIZERS, OptimConfig
 from training.job_result import finish
 from training.tasks import export, load_data, make_task, split_digest, task_for_model
@@ -255,8 +255,9 @@ def train(
     task, model = prepare(cfg, bundle, data)
     sizes = {split: task.size(split) for split in ("train", "val", "test")}
     metrics = start_run(cfg, task, model, bundle, sizes, dist, nested) if dist.is_main else None
+    recorder = run_report.Recorder(metrics.add) if metrics is not None else None  # curves for the report
     try:
-        fitted = fit(cfg, task, model, dist, log=metrics.add if metrics else None, on_epoch=on_epoch)
+        fitted = fit(cfg, task, model, dist, log=recorder.add if recorder else None, on_epoch=on_epoch)
         test = task.evaluate(model, "test", dist)
         primary = task.primary_metric
         result = {
@@ -286,6 +287,7 @@ def train(
             )
             metrics.flush()
             result["run_id"] = metrics.run_id
+            result.update(log_report(cfg, task, model, result, recorder))
             if register:
                 baseline = registry_gate.Baseline(result["baseline"], result[f"baseline_{primary}"])
                 result.update(register_and_gate(cfg, task, model, bundle, test[primary], baseline))
@@ -306,6 +308,26 @@ def baseline_scores(task, test: dict[str, float], split: str = "test") -> dict:
     primary = task.primary_metric
     print(f"[finetune] {baselines.describe(primary, test[primary], scores[primary], name)}", flush=True)
     return out
+
+
+def log_report(cfg: TaskConfig, task, model, result: dict, recorder) -> dict:
+    """The run's evaluation report under ``report/`` (rank 0): {"report": its page's artefact path}.
+
+    A report that cannot be drawn does not fail a trained model: the tag ``c2m.report`` says why."""
+    import mlflow
+
+    title = f"{cfg.run_name}: {cfg.task} from {cfg.base_model} ({cfg.init})"
+    try:
+        data = run_report.report_data(title, result, recorder, run_report.task_extras(task, model))
+        page = run_report.log_report(data)
+    except Exception as exc:  # noqa: BLE001 - reported on the run and in the log, not raised
+        mlflow.set_tag("c2m.report", f"failed: {type(exc).__name__}: {exc}"[:500])
+        print(f"[finetune] the evaluation report failed ({type(exc).__name__}: {exc}); the model is kept",
+              flush=True)
+        return {}
+    mlflow.set_tag("c2m.report", page)
+    print(f"[finetune] evaluation report: artefact {page} of run {result['run_id']}", flush=True)
+    return {"report": page}
 
 
 def describe_run(cfg: TaskConfig, task, bundle, result: dict, sizes: dict) -> None:

@@ -278,6 +278,19 @@ def data_card_lines(s: Settings, shards_uri: str | None) -> list[str]:
     return lines
 
 
+def report_lines(s: Settings, fin: dict) -> list[str]:
+    """Where the fine-tuned model's evaluation report (learning curves, confusion matrix, baseline
+    bars: training/report.py) opens in the MLflow UI: the run page's artefact view of its page."""
+    page, run_id = fin.get("report"), fin.get("run_id")
+    if not (page and run_id):
+        return []
+    try:
+        run_page = fin.get("mlflow_run_url") or run_link(s.mlflow_uri, run_id)
+    except MlflowLookupError as exc:
+        return [f"  report          artefact {page} of run {run_id} ({exc})"]
+    return [f"  report          {run_page}/artifacts/{page}"]
+
+
 def summary(result: DemoResult, s: Settings) -> str:
     """Human summary of a finished demo, from the runs' own outputs."""
     o = result.outputs
@@ -302,6 +315,7 @@ def summary(result: DemoResult, s: Settings) -> str:
         f"  finetune        accuracy {_fmt(fin.get('accuracy'))}  F1 {_fmt(fin.get('f1'))}  "
         f"version {fin.get('model_version')}",
         _baseline_line(fin),
+        *report_lines(s, fin),
         "  Airflow runs:",
     ]
     for dag_id, run in result.runs.items():

@@ -20,3 +20,15 @@ def test_summary_prints_baselines_and_lifts_beside_the_models():
     assert lines[at + 1] == "val bits/byte 2.6100  xz-9 baseline 2.3500  lift 0.2600 (lower is better)"
     assert lines[at + 2].startswith("finetune        accuracy 0.5850")
     assert lines[at + 3].startswith("TF-IDF+LR baseline accuracy 0.6850  lift -0.1000  (not promoted: ")
+
+
+def test_summary_links_the_finetune_report_in_the_mlflow_ui():
+    finetune = {"accuracy": 0.7, "metric": "accuracy", "run_id": "f1", "report": "report/index.html",
+                "mlflow_run_url": "http://127.0.0.1:5000/#/experiments/3/runs/f1"}
+    result = DemoResult(ok=True, outputs={"finetune": finetune})
+    s = SimpleNamespace(data_root="/tmp/d", s3_mode=False, airflow_url="http://a", mlflow_uri="http://m")
+    lines = [line.strip() for line in summary(result, s).splitlines()]
+    page = "http://127.0.0.1:5000/#/experiments/3/runs/f1/artifacts/report/index.html"
+    assert f"report          {page}" in lines
+    del finetune["report"]  # a run without a report (e.g. its drawing failed): no line
+    assert not any(line.strip().startswith("report ") for line in summary(result, s).splitlines())

@@ -63,6 +63,10 @@ def test_sentiment_champion_scores_as_at_training_with_artefacts(env, tmp_path):
         "eval/worst_examples.csv",
         "eval/worst_examples.json",
     ]
+    assert result["report"] == "report/index.html"
+    assert {f.path for f in client.list_artifacts(result["run_id"], "report")} == {
+        f"report/{name}" for name in ("baseline_vs_model.png", "confusion_matrix.png", "index.html",
+                                      "report.json")}  # no training here: no learning curves
     run = client.get_run(result["run_id"])
     assert run.data.metrics["test/accuracy"] == pytest.approx(result["accuracy"])
     # The same baseline on the same split as at training, beside the model in run and report.
@@ -91,6 +95,8 @@ def test_tagger_entity_f1_and_version_tag(env, tmp_path):
     assert result["entity_f1"] == pytest.approx(trained["entity_f1"])
     assert result["token_accuracy"] == pytest.approx(trained["token_accuracy"])
     assert "THING_f1" in result and "eval/per_type.json" in _artifacts(client, result["run_id"])
+    assert "eval/per_tag.json" in _artifacts(client, result["run_id"])
+    assert "report/per_tag_f1.png" in {f.path for f in client.list_artifacts(result["run_id"], "report")}
     assert result["baseline"] == "most-frequent-tag"
     assert result["baseline_entity_f1"] == pytest.approx(trained["baseline_entity_f1"])
     tags = client.get_model_version("c2m-tagger-evaltest", str(trained["model_version"])).tags
