@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ops.lake.jobconfig import param_specs
 from ops.launch.settings import Settings
+from spark_jobs.jobs.config import CleanSettings, CrawlSettings, DedupSettings, IngestSettings, TokenizeSettings
 
 # Choices users pick by name come from the training code itself (pure-Python config modules,
 # safe to import while a DAG file is parsed); these are the fallbacks if that import fails.
@@ -29,7 +31,6 @@ MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 DATA_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,62}/\S*|/\S+)$"
 STUDY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 SOURCES = ("crawl", "warc", "both")  # data_refresh: crawl the seeds, ingest WARC files, or both
-WARC_GLOB_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,62}/\S+|/\S+)$"
 
 
 def training_choice(module: str, attr: str, fallback: tuple[str, ...]) -> tuple[str, ...]:
@@ -67,7 +68,6 @@ def _p(default: Any, title: str, description: str, section: str | None = None, *
 
 
 NULL_STR, NULL_INT, NULL_NUM = ["null", "string"], ["null", "integer"], ["null", "number"]
-HOST_PATTERN = r"^[A-Za-z0-9.-]+(:\d+)?$"
 
 
 def _launch(s: Settings) -> dict[str, dict]:
@@ -79,63 +79,26 @@ def _launch(s: Settings) -> dict[str, dict]:
     }
 
 
+CRAWL_FORM = ("seeds", "allow_domains", "allow_private", "max_pages", "max_depth", "delay", "max_retries",
+              "retry_budget", "fetch_deadline", "user_agent")
+
+
 def data_refresh_params(s: Settings) -> dict[str, dict]:
+    """The stages' settings come from spark_jobs/jobs/config.py; ``source``, ``crawl_shards`` and
+    the Run section are the DAG's own."""
     return {
         "source": _p("crawl", "Source", "Where pages come from: crawl the seeds, ingest existing "
                      "WARC/WET/ARC files (warc: e.g. a Common Crawl dump, see WARC glob), or both.", "Source",
                      type="string", enum=list(SOURCES)),
-        "warc_glob": _p(None, "WARC glob", "Files to ingest when Source is warc or both: a local glob "
-                        "(/data/cc/*.warc.gz) or s3://bucket/prefix/*.warc.wet.gz.", "Source",
-                        type=NULL_STR, pattern=WARC_GLOB_PATTERN),
-        "seeds": _p([f"{s.site_url}/"], "Seed URLs", "Start URLs. The default is the local demo site.",
-                    "Crawl", type="array", minItems=1, maxItems=1000,
-                    items={"type": "string", "pattern": r"^https?://\S+$"}),
-        "allow_domains": _p([], "Allowed domains",
-                            "host[:port] the crawler may visit; empty = the seeds' hosts.", "Crawl",
-                            type="array", items={"type": "string", "pattern": HOST_PATTERN}),
-        "allow_private": _p(False, "Allow private addresses",
-                            "Also fetch loopback/private IPs (the local demo site is on 127.0.0.1). Off by "
-                            "default: a crawl must not reach internal services. Link-local and cloud "
-                            "metadata addresses stay refused either way.", "Crawl", type="boolean"),
-        "max_pages": _p(150, "Max pages", "Most URLs to fetch.", "Crawl",
-                        type="integer", minimum=1, maximum=1_000_000),
+        **param_specs(IngestSettings, "Source"),
+        **param_specs(CrawlSettings, "Crawl", only=CRAWL_FORM, defaults={"seeds": [f"{s.site_url}/"]}),
         "crawl_shards": _p(1, "Crawl shards", "Parallel crawl tasks (dynamic task mapping). Seeds are "
                            "grouped by host, so a host is only ever crawled by one shard; at most one shard "
                            "per host, and Max pages is shared out between them.", "Crawl",
                            type="integer", minimum=1, maximum=64),
-        "max_depth": _p(3, "Max depth", "Link hops from a seed.", "Crawl",
-                        type="integer", minimum=0, maximum=50),
-        "delay": _p(1.0, "Delay (s)", "Seconds between requests to one host; a larger Crawl-delay wins.",
-                    "Crawl", type="number", minimum=0, maximum=600),
-        "max_retries": _p(3, "Retries per URL", "Retries of a 429, 5xx, timeout or connection error "
-                          "(refused, reset), with exponential backoff and jitter (a Retry-After header is "
-                          "honoured).", "Crawl",
-                          type="integer", minimum=0, maximum=20),
-        "retry_budget": _p(120.0, "Retry budget (s)", "Most seconds one URL may spend in tries and waits.",
-                           "Crawl", type="number", minimum=1, maximum=3600),
-        "fetch_deadline": _p(60.0, "Fetch deadline (s)", "Most seconds for one response, body included; "
-                             "a server that drips bytes fails as fetch_deadline.", "Crawl",
-                             type="number", minimum=1, maximum=3600),
-        "user_agent": _p(None, "User-Agent", "Sent with every request and matched against robots.txt; "
-                         "empty = the crawler's default.", "Crawl", type=NULL_STR, maxLength=300),
-        "langs": _p(["en"], "Languages", "ISO 639-1 codes the clean stage keeps.", "Clean",
-                    type="array", minItems=1, items={"type": "string", "pattern": "^[a-z]{2}$"}),
-        "min_lang_score": _p(0.5, "Min language score", "Least language-ID probability to keep a document.",
-                             "Clean", type="number", minimum=0.0, maximum=1.0),
-        "near_dedup": _p(True, "Near-duplicate removal", "MinHash-LSH near-dedup after exact dedup.",
-                         "Dedup", type="boolean"),
-        "dedup_threshold": _p(None, "Near-dup threshold", "Jaccard similarity counted as a near duplicate; "
-                              "empty = FineWeb's 14 bands x 8 rows.", "Dedup", type=NULL_NUM,
-                              minimum=0.5, maximum=0.99),
-        "dedup_against": _p("earlier", "Dedup against", "earlier: also drop what earlier corpus versions "
-                            "hold; none: this version only.", "Dedup",
-                            type="string", enum=["earlier", "none"]),
-        "vocab_size": _p(4096, "Vocabulary size", "Tokenizer vocabulary size.", "Tokenize",
-                         type="integer", minimum=512, maximum=1_048_576),
-        "seq_len": _p(128, "Sequence length", "Tokens per packed training sequence.", "Tokenize",
-                      type="integer", minimum=8, maximum=65_536),
-        "val_fraction": _p(0.05, "Validation fraction", "Share of documents (by id hash) held out.",
-                           "Tokenize", type="number", minimum=0.0, maximum=0.5),
+        **param_specs(CleanSettings, "Clean", only=("langs", "min_lang_score")),
+        **param_specs(DedupSettings, "Dedup", only=("near_dedup", "dedup_threshold", "dedup_against")),
+        **param_specs(TokenizeSettings, "Tokenize", only=("vocab_size", "seq_len", "val_fraction")),
         "version": _p(None, "Dataset version",
                       "Version to write; default: the logical date, else the run id.", "Run",
                       type=NULL_STR, pattern=VERSION_PATTERN),

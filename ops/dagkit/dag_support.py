@@ -22,7 +22,10 @@ from urllib.parse import quote, urlsplit
 
 from ops.lake import storage
 from ops.lake.datasets import DatasetVersion, check_version
+from ops.lake.jobconfig import to_flags
 from ops.launch.settings import Settings
+from spark_jobs.jobs.config import SETTINGS as STAGE_SETTINGS
+from spark_jobs.jobs.config import CrawlSettings, IngestSettings
 
 # CLI stage -> the dataset stage folder it writes.
 OUTPUT_STAGE = {
@@ -69,24 +72,11 @@ def seed_hosts(seeds: list[str]) -> list[str]:
 
 
 def crawl_args(params: dict[str, Any], root: str, version: str) -> list[str]:
-    """Flags for spark_jobs/jobs/crawl.py from the data_refresh Params."""
-    seeds = list(params["seeds"])
-    domains = list(params.get("allow_domains") or []) or seed_hosts(seeds)
-    args = [
-        "--root", root, "--version", version,
-        "--seeds", ",".join(seeds),
-        "--allow-domains", ",".join(domains),
-        "--max-pages", str(params["max_pages"]),
-        "--max-depth", str(params["max_depth"]),
-        "--delay", str(params["delay"]),
-    ]
-    if params.get("allow_private"):
-        args.append("--allow-private")
-    for flag, key in (("--max-retries", "max_retries"), ("--retry-budget", "retry_budget"),
-                      ("--fetch-deadline", "fetch_deadline"), ("--user-agent", "user_agent")):
-        if params.get(key) is not None:  # absent or empty: the job's default
-            args += [flag, str(params[key])]
-    return args
+    """Flags for spark_jobs/jobs/crawl.py from the data_refresh Params (the scope defaults to the
+    seeds' hosts, so every crawl shard's scope is explicit)."""
+    domains = list(params.get("allow_domains") or []) or seed_hosts(list(params["seeds"]))
+    return ["--root", root, "--version", version,
+            *to_flags(CrawlSettings, {**params, "allow_domains": domains})]
 
 
 # ---------------------------------------------------------------- crawl shards (dynamic task mapping)
@@ -183,7 +173,7 @@ def ingest_args(params: dict[str, Any], root: str, version: str) -> list[str]:
     if not glob:
         raise ValueError(f"source={params.get('source')!r} needs the Param warc_glob: a local glob "
                          "(/data/cc/*.warc.gz) or s3://bucket/prefix/*.warc.gz")
-    return ["--root", root, "--version", version, "--warc-glob", glob]
+    return ["--root", root, "--version", version, *to_flags(IngestSettings, {"warc_glob": glob})]
 
 
 def crawl_shards(params: dict[str, Any], version: str) -> list[dict[str, Any]]:
@@ -236,24 +226,8 @@ def stage_args(stage: str, params: dict[str, Any], root: str, version: str,
         return crawl_args(params, root, version)
     if stage == "extract" and inputs and list(inputs) != [version]:
         return ["--root", root, "--version", version, "--input-versions", ",".join(inputs)]
-    args = ["--root", root, "--version", version, "--input-version", version]
-    if stage == "clean":
-        if params.get("langs"):
-            args += ["--langs", ",".join(params["langs"])]
-        if params.get("min_lang_score") is not None:
-            args += ["--min-lang-score", str(params["min_lang_score"])]
-    if stage == "dedup":  # flags only when they differ from the job's defaults
-        if params.get("near_dedup") is False:
-            args.append("--no-near-dedup")
-        if params.get("dedup_threshold") is not None:
-            args += ["--threshold", str(params["dedup_threshold"])]
-        if params.get("dedup_against") == "none":
-            args += ["--dedup-against", "none"]
-    if stage == "tokenize":
-        args += ["--vocab-size", str(params["vocab_size"]), "--seq-len", str(params["seq_len"])]
-        if params.get("val_fraction") is not None:
-            args += ["--val-fraction", str(params["val_fraction"])]
-    return args
+    return ["--root", root, "--version", version, "--input-version", version,
+            *to_flags(STAGE_SETTINGS[stage], params)]
 
 
 def manifest_summary(root: str, stage: str, version: str) -> dict[str, Any]:

@@ -158,7 +158,8 @@ def test_default_params_validate(dagbag):
     ("data_refresh", "langs", ["english"]),
     ("data_refresh", "min_lang_score", 1.5),
     ("data_refresh", "dedup_threshold", 0.2),
-    ("data_refresh", "dedup_against", "everything"),
+    ("data_refresh", "dedup_against", "../escape"),
+    ("data_refresh", "dedup_against", "v1,,v2"),
 ])
 def test_params_reject_bad_values(dagbag, dag_id, name, bad):
     with pytest.raises(ParamValidationError):

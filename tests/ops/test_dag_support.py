@@ -36,8 +36,9 @@ def test_crawl_args_default_the_scope_to_the_seed_hosts():
     assert "--max-retries" not in args and "--user-agent" not in args  # the job's defaults
     more = ds.stage_args("crawl", {**params, "max_retries": 0, "retry_budget": 30.0, "fetch_deadline": 20.0,
                                    "user_agent": "bot/1"}, "/data", "v1")
-    assert more[-8:] == ["--max-retries", "0", "--retry-budget", "30.0", "--fetch-deadline", "20.0",
-                         "--user-agent", "bot/1"]
+    for flag, value in (("--max-retries", "0"), ("--retry-budget", "30.0"), ("--fetch-deadline", "20.0"),
+                        ("--user-agent", "bot/1")):
+        assert more[more.index(flag) + 1] == value
     from spark_jobs.jobs.crawl import build_parser
 
     parsed = build_parser().parse_args(more)  # the job accepts what the DAG passes
