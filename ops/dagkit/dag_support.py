@@ -26,6 +26,7 @@ from ops.lake.jobconfig import to_flags
 from ops.launch.settings import Settings
 from spark_jobs.jobs.config import SETTINGS as STAGE_SETTINGS
 from spark_jobs.jobs.config import CrawlSettings, IngestSettings
+from training.job_settings import COMPRESS_SETTINGS, FINETUNE_SETTINGS, HPO_SETTINGS, PRETRAIN_SETTINGS
 
 # CLI stage -> the dataset stage folder it writes.
 OUTPUT_STAGE = {
@@ -305,26 +306,20 @@ def register_name_for(objective: str | None) -> str:
 
 def pretrain_args(p: dict[str, Any], shards_uri: str, root: str, run_name: str,
                   result_file: Path | str, more: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """Flags for training.pretrain; ``more`` goes before the user's ``extra_args`` (which win)."""
-    args = [
-        "--shards", shards_uri, "--model", str(p["model"]), "--max-steps", str(p["max_steps"]),
-        "--checkpoint-dir", storage.join(root, "checkpoints", "pretrain", run_name),
-        "--experiment", "pretrain", "--register-name", register_name_for(p.get("objective")),
-        "--result-file", str(result_file),
-    ]
-    if p.get("batch_size"):
-        args += ["--batch-size", str(p["batch_size"])]
-    return args + list(more) + [str(a) for a in p.get("extra_args") or []]
+    """Flags for training.pretrain from its Params (those equal to the job's defaults left out);
+    ``more`` goes before the user's ``extra_args`` (which win)."""
+    values = {**p, "shards_uri": shards_uri, "result_file": str(result_file),
+              "checkpoint_dir": storage.join(root, "checkpoints", "pretrain", run_name),
+              "experiment": "pretrain", "register_name": register_name_for(p.get("objective"))}
+    return to_flags(PRETRAIN_SETTINGS, values) + list(more) + [str(a) for a in p.get("extra_args") or []]
 
 
 def finetune_args(p: dict[str, Any], result_file: Path | str,
                   more: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """Flags for training.finetune; ``more`` goes before the user's ``extra_args`` (which win)."""
-    args = [
-        "--base-model", str(p["base_model"]), "--task", str(p["task"]), "--epochs", str(p["epochs"]),
-        "--experiment", "finetune", "--register-name", f"c2m-{p['task']}", "--result-file", str(result_file),
-    ]
-    return args + list(more) + [str(a) for a in p.get("extra_args") or []]
+    """Flags for training.finetune from its Params (those equal to the job's defaults left out);
+    ``more`` goes before the user's ``extra_args`` (which win)."""
+    values = {**p, "experiment": "finetune", "register_name": f"c2m-{p['task']}", "result_file": str(result_file)}
+    return to_flags(FINETUNE_SETTINGS, values) + list(more) + [str(a) for a in p.get("extra_args") or []]
 
 
 # ---------------------------------------------------------------- task defaults and failure reports
@@ -639,28 +634,6 @@ def set_run_note(dag_id: str, run_id: str, note: str, base_url: str) -> bool:
 
 # ---------------------------------------------------------------- job flags for training tasks
 
-def _optional(flags: list[tuple[str, Any]]) -> list[str]:
-    """``--flag value`` for the values that are set (None means: the job's own default)."""
-    out: list[str] = []
-    for flag, value in flags:
-        if value is None or value is False:
-            continue
-        out += [flag] if value is True else [flag, str(value)]
-    return out
-
-
-def pretrain_optional_args(p: dict[str, Any]) -> list[str]:
-    """Flags for pretrain Params beyond those of :func:`pretrain_args`."""
-    return _optional([("--objective", p.get("objective")), ("--lr", p.get("lr")), ("--seed", p.get("seed"))])
-
-
-def finetune_optional_args(p: dict[str, Any]) -> list[str]:
-    return _optional([("--subset", p.get("subset")), ("--data", p.get("data")),
-                      ("--max-examples", p.get("max_examples")), ("--lr", p.get("lr")),
-                      ("--batch-size", p.get("batch_size")), ("--freeze-layers", p.get("freeze_layers")),
-                      ("--promote", p.get("promote"))])
-
-
 OPTUNA_STORAGE_ENV = "C2M_OPTUNA_STORAGE"
 
 
@@ -687,17 +660,9 @@ def hpo_args(p: dict[str, Any], study: str, run_name: str, result_file: str, tri
     ``finalize`` logs, registers and gates the best trial on the parent. The storage is not
     a flag: the job reads it from ``$C2M_OPTUNA_STORAGE`` (:func:`optuna_env`).
     """
-    args = [
-        "--base-model", str(p["base_model"]), "--task", str(p["task"]), "--trials", str(trials),
-        "--epochs", str(p["epochs"]), "--study-name", study,
-        "--sampler", str(p["sampler"]), "--pruner", str(p["pruner"]),
-        "--lr-min", str(p["lr_min"]), "--lr-max", str(p["lr_max"]),
-        "--experiment", "hpo", "--run-name", run_name, "--result-file", result_file,
-    ]
-    args += _optional([("--subset", p.get("subset")), ("--data", p.get("data")),
-                       ("--max-examples", p.get("max_examples")), ("--parent-run-id", parent_run_id),
-                       ("--no-finalize", not finalize)])
-    return args + [str(a) for a in p.get("extra_args") or []]
+    values = {**p, "n_trials": trials, "study_name": study, "experiment": "hpo", "run_name": run_name,
+              "result_file": result_file, "parent_run_id": parent_run_id, "no_finalize": not finalize}
+    return to_flags(HPO_SETTINGS, values) + [str(a) for a in p.get("extra_args") or []]
 
 
 def split_trials(n_trials: int, slots: int) -> list[int]:
@@ -707,20 +672,9 @@ def split_trials(n_trials: int, slots: int) -> list[int]:
 
 
 def compress_args(p: dict[str, Any], run_name: str, result_file: str) -> list[str]:
-    """Flags for ``python -m training.compress`` (the contract this DAG expects)."""
-    args = ["--model", str(p["model"]), "--method", str(p["method"]), "--experiment", "compress",
-            "--run-name", run_name, "--result-file", result_file]
-    method = p["method"]
-    args += _optional([("--register-name", p.get("register_name")),
-                       ("--max-examples", p.get("max_examples"))])
-    if method == "prune":
-        args += _optional([("--sparsity", p.get("sparsity")), ("--structured", bool(p.get("structured")))])
-    if method == "distill":
-        args += _optional([("--student-layers", p.get("student_layers")),
-                           ("--temperature", p.get("temperature")), ("--alpha", p.get("alpha"))])
-    if method in ("distill", "prune"):
-        args += ["--finetune-epochs", str(p.get("finetune_epochs", 1))]
-    return args + [str(a) for a in p.get("extra_args") or []]
+    """Flags for ``python -m training.compress`` from its Params (a method ignores the others' knobs)."""
+    values = {**p, "experiment": "compress", "run_name": run_name, "result_file": result_file}
+    return to_flags(COMPRESS_SETTINGS, values) + [str(a) for a in p.get("extra_args") or []]
 
 
 def check_training_params(p: dict[str, Any]) -> None:

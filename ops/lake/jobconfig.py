@@ -80,7 +80,9 @@ class Setting:
 
     @property
     def dest(self) -> str:
-        return self.prefix + self.name
+        """The namespace attribute: the Param's name, so ``optim.name`` and ``objective.name`` are
+        ``args.optimizer`` and ``args.objective`` side by side."""
+        return self.prefix + self.key
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,9 +31,9 @@ def build_parser():
 def minhash_config(args):
     from spark_jobs.dedup.minhash import MinHashConfig
 
-    if args.threshold is not None:
-        return MinHashConfig.for_threshold(args.threshold, num_perm=args.bands * args.rows, ngram=args.ngram,
-                                           seed=args.minhash_seed)
+    if args.dedup_threshold is not None:
+        return MinHashConfig.for_threshold(args.dedup_threshold, num_perm=args.bands * args.rows,
+                                           ngram=args.ngram, seed=args.minhash_seed)
     return MinHashConfig(ngram=args.ngram, bands=args.bands, rows=args.rows, seed=args.minhash_seed)
 
 
