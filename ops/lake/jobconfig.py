@@ -15,6 +15,10 @@ A job declares its settings as a dataclass whose fields are made with :func:`set
 - :func:`param_specs` gives the Airflow Params (plain JSON-schema dicts, no Airflow import) with
   the same defaults, bounds and help; :func:`to_flags` turns a Params dict back into flags.
 
+A job whose flags span several classes (pretraining's loop, optimiser and objective configs)
+passes them as a tuple; :class:`Part` shows a subset of a class with defaults of the job's own
+(fine-tuning's gentler learning rate). Each setting's namespace attribute is its Param name.
+
 Types: ``bool`` (default False: ``--x``; default True: ``--no-x``), ``int``, ``float``, ``str``,
 ``list[str]`` (comma-separated on the command line, an array in the form), ``dict`` (JSON on the
 command line) and ``X | None`` of these (None: flag left out). Pure Python: DAG files import it.
@@ -193,11 +197,6 @@ def from_args(spec: type | Part, namespace: argparse.Namespace, **extra: Any) ->
     cls = spec.cls if isinstance(spec, Part) else spec
     values = {s.name: getattr(namespace, s.dest) for s in settings(spec) if hasattr(namespace, s.dest)}
     return cls(**{**values, **extra})
-
-
-def defaults_of(spec: Spec) -> dict[str, Any]:
-    """The job's defaults, keyed like its Params (as :func:`param_specs` and :func:`to_flags`)."""
-    return {s.key: s.default for s in settings(spec)}
 
 
 def _show(value: Any) -> str:
