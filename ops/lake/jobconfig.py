@@ -223,11 +223,14 @@ def param_specs(spec: Spec, section: str | None = None, only: tuple[str, ...] | 
         if not s.meta["param"] or (only is not None and s.key not in only):
             continue
         jtype = _JSON_TYPES[s.kind]
+        # A form sends a cleared text field as null; for an empty-by-default string that means the same
+        # (to_flags leaves None out, so the job keeps its "").
+        nullable = s.optional or (s.kind is str and s.default == "" and not s.meta["required"])
         item: dict[str, Any] = {
             "default": (defaults or {}).get(s.key, s.default),
             "title": s.meta["title"] or s.key.replace("_", " ").capitalize(),
             "description": s.meta["help"],
-            "type": ["null", jtype] if s.optional else jtype,
+            "type": ["null", jtype] if nullable else jtype,
         }
         if section:
             item["section"] = section
@@ -235,7 +238,7 @@ def param_specs(spec: Spec, section: str | None = None, only: tuple[str, ...] | 
             if s.meta[key] is not None:
                 item[schema_key] = s.meta[key]
         if s.meta["choices"]:
-            item["enum"] = list(s.meta["choices"]) + ([None] if s.optional else [])
+            item["enum"] = list(s.meta["choices"]) + ([None] if nullable else [])
         if s.kind is list:
             item["items"] = {"type": "string", **({"pattern": s.meta["item_pattern"]}
                                                   if s.meta["item_pattern"] else {})}

@@ -103,6 +103,7 @@ class Optim:
 @dataclass
 class Job:
     data: str = setting("", "input folder", required=True, pattern="^/")
+    note: str = setting("", "free text")
     trials: int = setting(8, "trials", flag="--trials", aliases=("--n-trials",), minimum=0, exclusive_minimum=0)
     name: str = setting("job", "run name")
 
@@ -118,7 +119,8 @@ def test_a_job_spans_classes_and_a_param_name_can_differ_from_the_field():
     specs = param_specs((Job, Optim))
     assert specs["optimizer"]["enum"] == ["adamw", "lamb"] and "eps" not in specs
     assert specs["lr"]["exclusiveMinimum"] == 0 and specs["trials"]["exclusiveMinimum"] == 0
-    assert specs["data"]["pattern"] == "^/"
+    assert specs["data"]["pattern"] == "^/" and specs["data"]["type"] == "string"  # required: the DAG gives it
+    assert specs["note"]["type"] == ["null", "string"] and specs["name"]["type"] == "string"  # cleared: null
     assert to_flags((Job, Optim), {"optimizer": "lamb", "name": "job", "data": ""}) == [
         "--data", "", "--optimizer", "lamb"]  # a required setting is always passed
 
