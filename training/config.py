@@ -171,7 +171,8 @@ def fit_to_data(cfg: ModelConfig, positions: int, vocab_size: int) -> ModelConfi
 class OptimConfig:
     """AdamW or LAMB with linear warmup then cosine (or linear) decay to ``min_lr_ratio * lr``."""
 
-    lr: float = setting(1e-3, "peak learning rate", title="Learning rate", exclusive_minimum=0, maximum=1)
+    lr: float = setting(1e-3, "peak learning rate", title="Learning rate", exclusive_minimum=0,
+                        form_maximum=1)
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = setting(0.1, "weight decay, applied to matrices only, never to norms or biases",
                                   minimum=0)

@@ -69,9 +69,9 @@ class HpoSettings:
     pruner: str = setting("median", "stop bad trials early (median of earlier trials per epoch)",
                           choices=("median", "none"))
     lr_min: float = setting(HPO_LR_RANGE[0], "smallest learning rate tried (log scale)",
-                            title="LR lower bound", exclusive_minimum=0, maximum=1)
+                            title="LR lower bound", exclusive_minimum=0, form_maximum=1)
     lr_max: float = setting(HPO_LR_RANGE[1], "largest learning rate tried (log scale)",
-                            title="LR upper bound", exclusive_minimum=0, maximum=1)
+                            title="LR upper bound", exclusive_minimum=0, form_maximum=1)
     timeout: float = setting(0.0, "stop starting trials after this many seconds (0 = no limit)", minimum=0)
     study_name: str = setting("", "reuse a study to add trials; default: finetune-<task> (the hpo DAG: "
                               "<task>-<run id>)", pattern=STUDY_PATTERN)
@@ -108,7 +108,7 @@ class CompressSettings:
     finetune_epochs: int = setting(1, "distill/prune: training epochs after compressing",
                                    title="Recovery epochs", minimum=0, maximum=100)
     batch_size: int = setting(16, "examples per step of the recovery training", minimum=1)
-    lr: float = setting(1e-3, "learning rate of the recovery training", exclusive_minimum=0, maximum=1)
+    lr: float = setting(1e-3, "learning rate of the recovery training", exclusive_minimum=0, form_maximum=1)
     latency_repeats: int = setting(30, "timed forward passes per batch size", minimum=1)
     decode_tokens: int = setting(32, "generation: new tokens per timed greedy decode", minimum=1)
     promote: str = setting("gate", "champion alias: gate (only if better), always or never",

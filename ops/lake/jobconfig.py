@@ -37,6 +37,7 @@ _META = "c2m_setting"
 def setting(default: Any, help: str, *, title: str | None = None, flag: str | None = None,
             aliases: tuple[str, ...] = (), choices: tuple | list | None = None,
             minimum: float | None = None, maximum: float | None = None, exclusive_minimum: float | None = None,
+            form_maximum: float | None = None,
             pattern: str | None = None, item_pattern: str | None = None, min_items: int | None = None,
             max_items: int | None = None, max_length: int | None = None,
             parse: Callable[[str], Any] | None = None, required: bool = False, param: bool | str = True) -> Any:
@@ -49,10 +50,12 @@ def setting(default: Any, help: str, *, title: str | None = None, flag: str | No
     setting off the Airflow form (a CLI-only setting), a string names its Param when that
     differs from the field (``objective`` for ``ObjectiveConfig.name``). ``pattern``,
     ``item_pattern``, ``min_items``, ``max_length`` and ``exclusive_minimum`` bound the form
-    only; ``minimum``/``maximum``/``choices`` bound both."""
+    only, and so does ``form_maximum`` (a sane limit for a value typed into a form, where the job
+    itself takes more: a test forces divergence with ``--lr 1e30``); ``minimum``/``maximum``/``choices``
+    bound both."""
     meta = {"help": help, "title": title, "flag": flag, "aliases": tuple(aliases),
             "choices": tuple(choices) if choices else None, "minimum": minimum, "maximum": maximum,
-            "exclusive_minimum": exclusive_minimum, "pattern": pattern, "item_pattern": item_pattern,
+            "exclusive_minimum": exclusive_minimum, "form_maximum": form_maximum, "pattern": pattern, "item_pattern": item_pattern,
             "min_items": min_items, "max_items": max_items, "max_length": max_length, "parse": parse,
             "required": required, "param": param}
     if isinstance(default, (list, dict)):
@@ -208,7 +211,8 @@ def _show(value: Any) -> str:
 
 
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
-_SCHEMA_KEYS = (("minimum", "minimum"), ("maximum", "maximum"), ("exclusive_minimum", "exclusiveMinimum"),
+_SCHEMA_KEYS = (("minimum", "minimum"), ("maximum", "maximum"), ("form_maximum", "maximum"),
+                ("exclusive_minimum", "exclusiveMinimum"),
                 ("pattern", "pattern"), ("min_items", "minItems"), ("max_items", "maxItems"),
                 ("max_length", "maxLength"))
 

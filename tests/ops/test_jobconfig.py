@@ -96,7 +96,7 @@ def test_an_undeclarable_type_says_which_field_and_what_to_use():
 @dataclass
 class Optim:
     name: str = setting("adamw", "optimizer", flag="--optimizer", choices=("adamw", "lamb"), param="optimizer")
-    lr: float = setting(1e-3, "learning rate", exclusive_minimum=0, maximum=1)
+    lr: float = setting(1e-3, "learning rate", exclusive_minimum=0, form_maximum=1)
     eps: float = 1e-8  # not a setting: no flag, no Param
 
 
@@ -119,6 +119,7 @@ def test_a_job_spans_classes_and_a_param_name_can_differ_from_the_field():
     specs = param_specs((Job, Optim))
     assert specs["optimizer"]["enum"] == ["adamw", "lamb"] and "eps" not in specs
     assert specs["lr"]["exclusiveMinimum"] == 0 and specs["trials"]["exclusiveMinimum"] == 0
+    assert specs["lr"]["maximum"] == 1 and parser.parse_args(["--data", "/d", "--lr", "5"]).lr == 5  # form only
     assert specs["data"]["pattern"] == "^/" and specs["data"]["type"] == "string"  # required: the DAG gives it
     assert specs["note"]["type"] == ["null", "string"] and specs["name"]["type"] == "string"  # cleared: null
     assert to_flags((Job, Optim), {"optimizer": "lamb", "name": "job", "data": ""}) == [
