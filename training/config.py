@@ -231,7 +231,8 @@ class TrainConfig:
     verify_shards: bool = setting(True, "check each shard's sha256 against the manifest before reading "
                                   "(--no-verify-shards skips it)")
     promote: str = setting("gate", "champion alias: gate (only if the new model beats the champion: bits "
-                           "per byte on the same held-out text for a GPT, val loss for a BERT), always, never",
+                           "per byte on the same held-out text for a GPT, val loss for a BERT), always, "
+                           "never",
                            title="Promotion", choices=PROMOTE_MODES)
     promote_margin: float = setting(0.0, "the gate promotes only a win by more than this (bits per byte for "
                                     "a GPT, val loss for a BERT)", minimum=0)

@@ -40,7 +40,8 @@ class PretrainRun:
     run_name: str = setting("", "MLflow run name; default: <model>-shards-<version> (stable, so retries "
                             "resume)")
     experiment: str = setting("pretrain", "MLflow experiment")
-    register_name: str = setting("", "registered model name; default: c2m-base for a GPT, c2m-bert for a BERT")
+    register_name: str = setting("", "registered model name; default: c2m-base for a GPT, c2m-bert for a "
+                                 "BERT")
     result_file: str = setting("", "rank 0 writes a JSON summary here")
     threads: int = setting(1, "torch threads per rank (0 = torch's default)", minimum=0)
     peak_tflops: float = setting(0.0, "per-rank peak TFLOP/s for MFU (e.g. 989 for an H100's dense bf16); "

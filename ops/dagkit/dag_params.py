@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from ops.lake.jobconfig import param_specs
 from ops.launch.settings import Settings
-from spark_jobs.jobs.config import CleanSettings, CrawlSettings, DedupSettings, IngestSettings, TokenizeSettings
+from spark_jobs.jobs.config import (CleanSettings, CrawlSettings, DedupSettings, IngestSettings,
+                                    TokenizeSettings)
 from training.job_settings import (COMPRESS_SETTINGS, FINETUNE_SETTINGS, HPO_SETTINGS, PRETRAIN_SETTINGS,
                                    PretrainRun)
 

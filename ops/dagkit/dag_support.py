@@ -318,7 +318,8 @@ def finetune_args(p: dict[str, Any], result_file: Path | str,
                   more: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Flags for training.finetune from its Params (those equal to the job's defaults left out);
     ``more`` goes before the user's ``extra_args`` (which win)."""
-    values = {**p, "experiment": "finetune", "register_name": f"c2m-{p['task']}", "result_file": str(result_file)}
+    values = {**p, "experiment": "finetune", "register_name": f"c2m-{p['task']}",
+              "result_file": str(result_file)}
     return to_flags(FINETUNE_SETTINGS, values) + list(more) + [str(a) for a in p.get("extra_args") or []]
 
 

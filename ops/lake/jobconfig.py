@@ -36,11 +36,12 @@ _META = "c2m_setting"
 
 def setting(default: Any, help: str, *, title: str | None = None, flag: str | None = None,
             aliases: tuple[str, ...] = (), choices: tuple | list | None = None,
-            minimum: float | None = None, maximum: float | None = None, exclusive_minimum: float | None = None,
-            form_maximum: float | None = None,
+            minimum: float | None = None, maximum: float | None = None,
+            exclusive_minimum: float | None = None, form_maximum: float | None = None,
             pattern: str | None = None, item_pattern: str | None = None, min_items: int | None = None,
             max_items: int | None = None, max_length: int | None = None,
-            parse: Callable[[str], Any] | None = None, required: bool = False, param: bool | str = True) -> Any:
+            parse: Callable[[str], Any] | None = None, required: bool = False,
+            param: bool | str = True) -> Any:
     """A dataclass field carrying its flag, help, bounds and form title.
 
     ``flag`` overrides the derived ``--field-name`` (``aliases`` are more spellings of it);
@@ -55,7 +56,8 @@ def setting(default: Any, help: str, *, title: str | None = None, flag: str | No
     bound both."""
     meta = {"help": help, "title": title, "flag": flag, "aliases": tuple(aliases),
             "choices": tuple(choices) if choices else None, "minimum": minimum, "maximum": maximum,
-            "exclusive_minimum": exclusive_minimum, "form_maximum": form_maximum, "pattern": pattern, "item_pattern": item_pattern,
+            "exclusive_minimum": exclusive_minimum, "form_maximum": form_maximum, "pattern": pattern,
+            "item_pattern": item_pattern,
             "min_items": min_items, "max_items": max_items, "max_length": max_length, "parse": parse,
             "required": required, "param": param}
     if isinstance(default, (list, dict)):

@@ -311,7 +311,8 @@ def test_finetune_and_hpo_flags():
     assert "--data" not in args and "--freeze-layers" not in args  # the job's defaults are not repeated
     got = _job_parse(FINETUNE_SETTINGS, args)
     assert (got.task, got.subset, got.max_examples, got.batch_size, got.promote, got.epochs, got.lr,
-            got.register_name, got.result_file) == ("pos", "wsj", 64, 8, "never", 1, 0.01, "c2m-pos", "/r.json")
+            got.register_name, got.result_file) == \
+        ("pos", "wsj", 64, 8, "never", 1, 0.01, "c2m-pos", "/r.json")
     hp = {**p, "n_trials": 4, "sampler": "tpe", "pruner": "median", "lr_min": 1e-5, "lr_max": 1e-3,
           "extra_args": []}
     setup = ds.hpo_args(hp, "pos-r1", "hpo@r1", "/r.json", trials=0)
@@ -319,7 +320,8 @@ def test_finetune_and_hpo_flags():
     assert got.n_trials == 0 and "--storage" not in setup  # the URL travels by environment only
     assert got.experiment == "hpo" and got.study_name == "pos-r1" and got.no_finalize
     assert got.lr_max == 1e-3 and got.parent_run_id == ""
-    trial = _job_parse(HPO_SETTINGS, ds.hpo_args(hp, "pos-r1", "hpo@r1", "/r.json", trials=3, parent_run_id="p1"))
+    trial = _job_parse(HPO_SETTINGS, ds.hpo_args(hp, "pos-r1", "hpo@r1", "/r.json", trials=3,
+                                                 parent_run_id="p1"))
     assert trial.parent_run_id == "p1" and trial.n_trials == 3 and trial.no_finalize
     final = ds.hpo_args(hp, "pos-r1", "hpo@r1", "/r.json", trials=0, parent_run_id="p1", finalize=True)
     assert "--no-finalize" not in final

@@ -95,7 +95,8 @@ def test_an_undeclarable_type_says_which_field_and_what_to_use():
 
 @dataclass
 class Optim:
-    name: str = setting("adamw", "optimizer", flag="--optimizer", choices=("adamw", "lamb"), param="optimizer")
+    name: str = setting("adamw", "optimizer", flag="--optimizer", choices=("adamw", "lamb"),
+                        param="optimizer")
     lr: float = setting(1e-3, "learning rate", exclusive_minimum=0, form_maximum=1)
     eps: float = 1e-8  # not a setting: no flag, no Param
 
@@ -104,7 +105,8 @@ class Optim:
 class Job:
     data: str = setting("", "input folder", required=True, pattern="^/")
     note: str = setting("", "free text")
-    trials: int = setting(8, "trials", flag="--trials", aliases=("--n-trials",), minimum=0, exclusive_minimum=0)
+    trials: int = setting(8, "trials", flag="--trials", aliases=("--n-trials",), minimum=0,
+                          exclusive_minimum=0)
     name: str = setting("job", "run name")
 
 
@@ -119,8 +121,10 @@ def test_a_job_spans_classes_and_a_param_name_can_differ_from_the_field():
     specs = param_specs((Job, Optim))
     assert specs["optimizer"]["enum"] == ["adamw", "lamb"] and "eps" not in specs
     assert specs["lr"]["exclusiveMinimum"] == 0 and specs["trials"]["exclusiveMinimum"] == 0
-    assert specs["lr"]["maximum"] == 1 and parser.parse_args(["--data", "/d", "--lr", "5"]).lr == 5  # form only
-    assert specs["data"]["pattern"] == "^/" and specs["data"]["type"] == "string"  # required: the DAG gives it
+    assert specs["lr"]["maximum"] == 1  # the form's cap only:
+    assert parser.parse_args(["--data", "/d", "--lr", "5"]).lr == 5
+    assert specs["data"]["pattern"] == "^/"
+    assert specs["data"]["type"] == "string"  # required: the DAG gives it
     assert specs["note"]["type"] == ["null", "string"] and specs["name"]["type"] == "string"  # cleared: null
     assert to_flags((Job, Optim), {"optimizer": "lamb", "name": "job", "data": ""}) == [
         "--data", "", "--optimizer", "lamb"]  # a required setting is always passed

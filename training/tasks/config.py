@@ -58,7 +58,8 @@ class TaskConfig:
                         "classification/tagging need a data folder", choices=tuple(TASKS))
     subset: str = setting("", "sentiment: sentences|reviews; pos: oanc|wsj; empty = the task's default",
                           pattern=f"^({'|'.join(SUBSETS)})?$")
-    data: str = setting("", "folder of train/val/test .jsonl (text,label; tokens,tags; or prompt,completion); "
+    data: str = setting("", "folder of train/val/test .jsonl (text,label; tokens,tags; or "
+                        "prompt,completion); "
                         "replaces the built-in data set", title="Task data", pattern=DATA_DIR_PATTERN)
     epochs: int = setting(3, "passes over the training split", minimum=1, maximum=1000)
     batch_size: int = setting(16, "examples per rank per step", minimum=1, maximum=65_536)
