@@ -47,7 +47,7 @@ def finetune():
         params = dict(ctx["params"])
         ds.check_training_params(params)
         job = ds.TrainingTask(ctx, s)
-        more = ds.finetune_optional_args(params) + ["--run-name", job.run_name]
+        more = ["--run-name", job.run_name]
         args = ds.finetune_args(params, job.result_file, more)
         result = {**job.run("training.finetune", args, params["np"]), "base_model": params["base_model"]}
         job.note(ds.mlflow_note(f"finetune {params['task']}", result))

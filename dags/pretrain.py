@@ -53,7 +53,7 @@ def pretrain():
             extra = dict(events[-1].extra or {}) if events else {}
         params, shards = ds.resolve_pretrain(dict(ctx["params"]), run_type, extra, s.data_root)
         job = ds.TrainingTask(ctx, s)
-        more = ds.pretrain_optional_args(params) + ["--run-name", job.run_name]
+        more = ["--run-name", job.run_name]
         checkpoints = ds.safe_name(ctx["run_id"])  # per DAG run: a retry resumes from it
         args = ds.pretrain_args(params, shards, s.data_root, checkpoints, job.result_file, more)
         result = {**job.run("training.pretrain", args, params["np"]), "shards_uri": shards}

@@ -53,12 +53,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ops.lake.jobconfig import add_arguments
 from training import distributed
 from training.compress_measure import comparison, measure
 from training.config import OptimConfig
 from training.job_result import finish
+from training.job_settings import COMPRESS_METHODS, COMPRESS_SETTINGS
 
-METHODS = ("distill", "quantize", "prune")
+METHODS = COMPRESS_METHODS
 # task kind -> the methods written for it (distillation: a soft-target loss per kind; none for tagging).
 SUPPORTED = {
     "classification": METHODS,
@@ -82,40 +84,10 @@ def check_supported(method: str, kind: str) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.compress", description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--model", required=True, help="registered task model, e.g. models:/c2m-sentiment@champion"
-    )
-    p.add_argument("--method", required=True, choices=METHODS)
-    p.add_argument("--register-name", default="", help="default: <model name>-<method>")
-    p.add_argument("--max-examples", type=int, default=0, help="a fixed subset of the task data (0 = all)")
-    p.add_argument("--student-layers", type=int, default=0, help="distill: blocks in the student (0 = half)")
-    p.add_argument("--temperature", type=float, default=2.0)
-    p.add_argument("--alpha", type=float, default=0.5, help="distill: weight of the soft-target loss")
-    p.add_argument("--sparsity", type=float, default=0.5, help="prune: share of weights set to zero")
-    p.add_argument(
-        "--structured", action="store_true", help="prune whole output rows (L2) instead of weights"
-    )
-    p.add_argument("--finetune-epochs", type=int, default=1, help="distill/prune: training epochs afterwards")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--latency-repeats", type=int, default=30, help="timed forward passes per batch size")
-    p.add_argument(
-        "--decode-tokens", type=int, default=32, help="generation: new tokens per timed greedy decode"
-    )
-    p.add_argument("--promote", default="gate", choices=("gate", "always", "never"))
-    p.add_argument("--gate-margin", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--experiment", default="compress")
-    p.add_argument("--run-name", default="")
-    p.add_argument("--result-file", default="")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (latency is measured with these)")
+    add_arguments(p, COMPRESS_SETTINGS)
     args = p.parse_args(argv)
-    if not 0 <= args.sparsity < 1:
-        p.error(f"--sparsity {args.sparsity}: must be in [0, 1)")
-    if args.temperature <= 0 or not 0 <= args.alpha <= 1:
-        p.error("--temperature must be > 0 and --alpha in [0, 1]")
-    if args.decode_tokens < 1:
-        p.error(f"--decode-tokens {args.decode_tokens}: must be at least 1")
+    if args.temperature <= 0:
+        p.error(f"--temperature {args.temperature}: must be > 0")
     return args
 
 

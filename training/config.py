@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from ops.lake.jobconfig import setting
+
 SCHEDULES = ("cosine", "linear", "constant")
 ARCHS = ("gpt", "bert")
 OPTIMIZERS = ("adamw", "lamb")
@@ -169,15 +171,18 @@ def fit_to_data(cfg: ModelConfig, positions: int, vocab_size: int) -> ModelConfi
 class OptimConfig:
     """AdamW or LAMB with linear warmup then cosine (or linear) decay to ``min_lr_ratio * lr``."""
 
-    lr: float = 1e-3
+    lr: float = setting(1e-3, "peak learning rate", title="Learning rate", exclusive_minimum=0,
+                        form_maximum=1)
     betas: tuple[float, float] = (0.9, 0.95)
-    weight_decay: float = 0.1  # applied to matrices only, never to norms or biases
+    weight_decay: float = setting(0.1, "weight decay, applied to matrices only, never to norms or biases",
+                                  minimum=0)
     eps: float = 1e-8
-    warmup_steps: int = 10
-    schedule: str = "cosine"
+    warmup_steps: int = setting(10, "steps of linear warmup", minimum=0)
+    schedule: str = setting("cosine", "decay after warmup", choices=SCHEDULES)
     min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
-    name: str = "adamw"  # adamw, or lamb (layer-wise trust ratio, for very large batches)
+    grad_clip: float = setting(1.0, "max global grad norm (0 = off)", minimum=0)
+    name: str = setting("adamw", "adamw, or lamb (layer-wise trust ratio, for very large batches)",
+                        flag="--optimizer", choices=OPTIMIZERS, param="optimizer")
 
     def __post_init__(self):
         _require(self.name in OPTIMIZERS, f"optim.name={self.name!r}: choose one of {', '.join(OPTIMIZERS)}")
@@ -201,27 +206,38 @@ class OptimConfig:
 class TrainConfig:
     """The loop: how long, how big a batch, and how often to evaluate, log and save."""
 
-    max_steps: int = 200
-    batch_size: int = 16  # sequences per rank per micro-step
-    grad_accum: int = 1  # micro-steps per optimiser step
-    seed: int = 1337
-    eval_every: int = 50
-    eval_batches: int = 4
-    log_every: int = 10
-    checkpoint_every: int = 100  # 0 disables periodic checkpoints (the final one is still written)
-    keep_last: int = 2
-    precision: str = "fp32"  # bf16: autocast; fp16: autocast + GradScaler (its state is checkpointed)
-    early_stop_patience: int = 0  # stop after this many evaluations without a better val loss; 0 = off
-    early_stop_min_delta: float = 0.0  # an improvement must beat the best by more than this
-    compile: bool = False  # torch.compile the model (worth it on GPUs)
-    compile_backend: str = "inductor"  # see COMPILE_BACKENDS; used only when compile is on
-    activation_checkpointing: bool = False  # recompute blocks in backward: less memory, ~30% more compute
-    verify_shards: bool = True  # check each shard's sha256 against the manifest before reading
-    promote: str = "gate"  # champion alias: gate (only when the new model beats it), always, never
-    # The gate's margin: a GPT must beat the champion's bits per byte by more than this (a
-    # BERT, its val loss). bpb is measured on up to bpb_max_bytes of held-out raw text.
-    promote_margin: float = 0.0
-    bpb_max_bytes: int = 300_000
+    max_steps: int = setting(200, "optimizer steps", minimum=1, maximum=10_000_000)
+    batch_size: int = setting(16, "sequences per rank per micro-step", minimum=1, maximum=65_536)
+    grad_accum: int = setting(1, "micro-steps per optimizer step", minimum=1)
+    seed: int = setting(1337, "random seed", minimum=0, maximum=2**31 - 1)
+    eval_every: int = setting(50, "steps between evaluations", minimum=1)
+    eval_batches: int = setting(4, "batches per evaluation", minimum=1)
+    log_every: int = setting(10, "steps between log lines", minimum=1)
+    checkpoint_every: int = setting(100, "steps between checkpoints (0 = only the final one)", minimum=0)
+    keep_last: int = setting(2, "checkpoints kept", minimum=1)
+    precision: str = setting("fp32", "fp32; bf16 autocast; fp16 autocast with a GradScaler (its state is "
+                             "checkpointed)", choices=PRECISIONS)
+    early_stop_patience: int = setting(0, "stop after this many evaluations without a better val loss "
+                                       "(0 = never)", minimum=0)
+    early_stop_min_delta: float = setting(0.0, "an improvement must beat the best val loss by more than this",
+                                          minimum=0)
+    compile: bool = setting(False, "torch.compile the model (worth it on GPUs)")
+    compile_backend: str = setting(
+        "inductor", "torch.compile backend: inductor (fast kernels, slow to compile) or aot_eager (cheap "
+        "graph capture of forward and backward, for tests); used only with --compile",
+        choices=COMPILE_BACKENDS)
+    activation_checkpointing: bool = setting(False, "recompute blocks in backward: less memory, ~30% more "
+                                             "compute")
+    verify_shards: bool = setting(True, "check each shard's sha256 against the manifest before reading "
+                                  "(--no-verify-shards skips it)")
+    promote: str = setting("gate", "champion alias: gate (only if the new model beats the champion: bits "
+                           "per byte on the same held-out text for a GPT, val loss for a BERT), always, "
+                           "never",
+                           title="Promotion", choices=PROMOTE_MODES)
+    promote_margin: float = setting(0.0, "the gate promotes only a win by more than this (bits per byte for "
+                                    "a GPT, val loss for a BERT)", minimum=0)
+    bpb_max_bytes: int = setting(300_000, "UTF-8 bytes of held-out raw text that bits per byte is measured "
+                                 "on", minimum=1)
 
     def __post_init__(self):
         _require(
@@ -275,14 +291,20 @@ MIXABLE = ("clm", "span", "mlm")
 class ObjectiveConfig:
     """The pretraining objective and its knobs (see training/data/collators.py)."""
 
-    name: str = "clm"
-    mlm_probability: float = 0.15  # BERT: share of tokens that get a label (80% [MASK], 10% random, 10% kept)
-    whole_word: bool = False  # mask every piece of a chosen word
-    noise_density: float = 0.15  # T5: share of tokens corrupted
-    mean_span: float = 3.0  # T5: mean corrupted span length
-    temperature: float = 0.05  # SimCSE: softmax temperature over cosine similarities
-    crop_len: int = 0  # contrastive: independent random windows of this length (0 = dropout views only)
-    mixture: str = "clm=0.5,span=0.5"  # mixture: objective=weight, drawn per batch
+    name: str = setting("clm", "pretraining objective: clm (GPT), span (T5 span corruption on the GPT), "
+                        "mixture (clm/span/mlm by weight on the GPT), mlm or contrastive (BERT)",
+                        flag="--objective", choices=OBJECTIVES, param="objective")
+    mlm_probability: float = setting(0.15, "mlm: share of tokens that get a label (80% [MASK], 10% random, "
+                                     "10% kept)", exclusive_minimum=0, maximum=1)
+    whole_word: bool = setting(False, "mlm: mask all pieces of a chosen word", flag="--whole-word-mask")
+    noise_density: float = setting(0.15, "span: share of tokens corrupted", exclusive_minimum=0, maximum=1)
+    mean_span: float = setting(3.0, "span: mean corrupted span length", minimum=1)
+    temperature: float = setting(0.05, "contrastive: InfoNCE temperature over cosine similarities",
+                                 exclusive_minimum=0)
+    crop_len: int = setting(0, "contrastive: independent random windows of this length (0 = dropout views "
+                            "only)", minimum=0)
+    mixture: str = setting("clm=0.5,span=0.5", "mixture: objective=weight, drawn per batch, e.g. "
+                           "clm=0.5,span=0.3,mlm=0.2")
 
     def __post_init__(self):
         _require(
@@ -372,3 +394,4 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
+

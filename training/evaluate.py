@@ -38,29 +38,17 @@ import torch
 import torch.nn.functional as F
 
 from ops.lake import storage
+from ops.lake.jobconfig import add_arguments
 from training import baselines, report, run_report
 from training import metrics as M
+from training.job_settings import EVALUATE_SETTINGS
 
 ARTIFACT_DIR = "eval"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, help="MLflow model URI, e.g. models:/c2m-sentiment@champion")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--max-examples", type=int, default=0, help="task data: a fixed subset (0 = all)")
-    p.add_argument("--data", default=None, help="JSONL folder instead of the model's recorded data set")
-    p.add_argument("--shards", default="", help="LM: shards/v=V folder to measure perplexity on")
-    p.add_argument("--max-batches", type=int, default=0, help="LM: at most this many batches (0 = the split)")
-    p.add_argument("--generation", default="", help="LM: JSONL of {prompt, target} for BLEU")
-    p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--worst-k", type=int, default=25, help="examples in the error analysis")
-    p.add_argument("--experiment", default="evaluate")
-    p.add_argument("--run-name", default="")
-    p.add_argument("--no-tag", action="store_true", help="do not tag the model version with the test metric")
-    p.add_argument("--result-file", default="")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    add_arguments(p, EVALUATE_SETTINGS)
     return p.parse_args(argv)
 
 

@@ -27,122 +27,25 @@ import sys
 import numpy as np
 import torch
 
+from ops.lake.jobconfig import add_arguments, from_args
 from training import baselines, distributed, registry_gate, run_report
-from training.config import OPTIMIZERS, OptimConfig
 from training.job_result import finish
+from training.job_settings import FINETUNE_SETTINGS
 from training.tasks import export, load_data, make_task, split_digest, task_for_model
 from training.tasks.backbone import build_backbone, count_parameters, freeze_layers
-from training.tasks.config import INIT, PROMOTE, SELECT_ON, TASKS, TaskConfig
+from training.tasks.config import FINETUNE_OPTIM, TaskConfig
 from training.tasks.loop import StopTraining, fit
 
 
-def build_parser(prog: str = "python -m training.finetune", description: str = "") -> argparse.ArgumentParser:
-    """The fine-tuning flags (HPO adds its own on top)."""
-    d = TaskConfig()
-    p = argparse.ArgumentParser(prog=prog, description=description or __doc__.splitlines()[0])
-    p.add_argument("--base-model", default=d.base_model, help="MLflow URI of a pretrained gpt-lm")
-    p.add_argument("--task", default=d.task, choices=list(TASKS))
-    p.add_argument("--subset", default=d.subset, help="sentiment: sentences|reviews; pos: oanc|wsj")
-    p.add_argument(
-        "--data",
-        default=d.data,
-        help="folder of train/val/test .jsonl (text,label; tokens,tags; prompt,completion)",
-    )
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per rank per step")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optim.name)
-    p.add_argument("--lr", type=float, default=d.optim.lr)
-    p.add_argument("--warmup-steps", type=int, default=d.optim.warmup_steps)
-    p.add_argument("--weight-decay", type=float, default=d.optim.weight_decay)
-    p.add_argument(
-        "--max-examples", type=int, default=0, help="use a fixed subset of this many examples (0 = all)"
-    )
-    p.add_argument("--max-len", type=int, default=0, help="tokens per example (0 = the model's context)")
-    p.add_argument(
-        "--freeze-layers",
-        type=int,
-        default=d.freeze_layers,
-        help="freeze the embeddings and the first k blocks (0 = train all)",
-    )
-    p.add_argument(
-        "--layer-lr-decay",
-        type=float,
-        default=d.layer_lr_decay,
-        help="discriminative lr: block i from the top trains at lr * decay**i",
-    )
-    p.add_argument("--dropout", type=float, default=d.dropout)
-    p.add_argument("--crf", action="store_true", help="tagging: a linear-chain CRF on top of the head")
-    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="generation: decode budget")
-    p.add_argument("--top-k", type=int, default=d.top_k, help="generation: sample from the top k (0 = all)")
-    p.add_argument("--temperature", type=float, default=d.temperature, help="generation: 0 = greedy")
-    p.add_argument(
-        "--patience", type=int, default=d.patience, help="early stop after k epochs w/o improvement"
-    )
-    p.add_argument(
-        "--select-on",
-        default="",
-        choices=("", *SELECT_ON),
-        help="what picks the best epoch: the task's primary metric or the val loss "
-        "(default: loss for generation, metric otherwise)",
-    )
-    p.add_argument(
-        "--init", default=d.init, choices=INIT, help="random = same architecture, untrained (baseline)"
-    )
-    p.add_argument(
-        "--compare-init",
-        default="",
-        choices=("", *INIT),
-        help="measure transfer: also fine-tune from this start and report the per-seed lift (no registering)",
-    )
-    p.add_argument("--seeds", type=int, default=1, help="--compare-init: seeds (from --seed upwards)")
-    p.add_argument("--promote", default=d.promote, choices=PROMOTE, help="how the champion alias may move")
-    p.add_argument("--gate-margin", type=float, default=d.gate_margin)
-    p.add_argument("--checkpoint-dir", default="",
-                   help="also write the best weights here (best.pt; a folder or an s3:// prefix)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--experiment", default=d.experiment)
-    p.add_argument("--register-name", default="", help="default c2m-<task>")
-    p.add_argument("--run-name", default="")
-    p.add_argument("--result-file", default="")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per rank (0 = torch's default)")
-    return p
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
+    p = argparse.ArgumentParser(prog="python -m training.finetune", description=__doc__.splitlines()[0])
+    return add_arguments(p, FINETUNE_SETTINGS).parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> TaskConfig:
-    return TaskConfig(
-        optim=OptimConfig(
-            lr=args.lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, name=args.optimizer
-        ),
-        base_model=args.base_model,
-        task=args.task,
-        subset=args.subset,
-        data=args.data,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        max_examples=args.max_examples,
-        max_len=args.max_len,
-        seed=args.seed,
-        freeze_layers=args.freeze_layers,
-        layer_lr_decay=args.layer_lr_decay,
-        dropout=args.dropout,
-        crf=args.crf,
-        max_new_tokens=args.max_new_tokens,
-        top_k=args.top_k,
-        temperature=args.temperature,
-        patience=args.patience,
-        select_on=args.select_on,
-        init=args.init,
-        promote=args.promote,
-        gate_margin=args.gate_margin,
-        checkpoint_dir=args.checkpoint_dir,
-        experiment=args.experiment,
-        register_name=args.register_name,
-        run_name=args.run_name or (f"{args.task}-{args.subset}" if args.subset else args.task),
-    )
+    """The task config from parsed flags (finetune's or hpo's)."""
+    run_name = args.run_name or (f"{args.task}-{args.subset}" if args.subset else args.task)
+    return from_args(TaskConfig, args, optim=from_args(FINETUNE_OPTIM, args), run_name=run_name)
 
 
 def prepare(cfg: TaskConfig, bundle, data=None):

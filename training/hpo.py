@@ -21,6 +21,7 @@ ran in another process, its params are retrained here (same seed) rather than co
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -28,13 +29,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from ops.lake import roots
+from ops.lake.jobconfig import add_arguments
 from ops.lake.secret_env import mask
 from training import distributed
 from training.job_result import finish
+from training.job_settings import HPO_LR_RANGE, HPO_SETTINGS
 
 # name -> (kind, low, high) or ("categorical", choices). freeze_layers' high is capped at the base's depth.
 SEARCH_SPACE: dict[str, tuple] = {
-    "lr": ("log_float", 1e-5, 3e-3),
+    "lr": ("log_float", *HPO_LR_RANGE),
     "warmup_steps": ("int", 0, 100),
     "weight_decay": ("float", 0.0, 0.1),
     "batch_size": ("categorical", [8, 16, 32]),
@@ -56,36 +59,8 @@ def _optuna():
 
 
 def parse_args(argv: list[str] | None):
-    from training.finetune import build_parser
-
-    p = build_parser("python -m training.hpo", __doc__.splitlines()[0])
-    p.set_defaults(experiment="hpo", promote="gate")
-    p.add_argument(
-        "--trials",
-        "--n-trials",
-        dest="trials",
-        type=int,
-        default=20,
-        help="trials to run in this process (0 = finalize only)",
-    )
-    p.add_argument("--sampler", default="tpe", choices=("tpe", "random"))
-    p.add_argument("--pruner", default="median", choices=("median", "none"))
-    p.add_argument("--lr-min", type=float, default=None, help="lower end of the (log) lr range")
-    p.add_argument("--lr-max", type=float, default=None, help="upper end of the (log) lr range")
-    p.add_argument("--timeout", type=float, default=0, help="stop starting trials after this many seconds")
-    p.add_argument("--study-name", default="", help="default: finetune-<task>")
-    p.add_argument(
-        "--storage",
-        default="",
-        help="Optuna RDB URL; default $C2M_OPTUNA_STORAGE, else sqlite:///{data root}/hpo/optuna.db. "
-        "A URL with a password belongs in $C2M_OPTUNA_STORAGE: a flag is visible to every `ps`",
-    )
-    p.add_argument("--space", default="", help="JSON (or a .json file) replacing parts of the search space")
-    p.add_argument("--startup-trials", type=int, default=5, help="random trials before TPE models the space")
-    p.add_argument("--prune-warmup-epochs", type=int, default=0, help="never prune before this many epochs")
-    p.add_argument("--parent-run-id", default="", help="attach trials to this MLflow run (fan-out)")
-    p.add_argument("--no-finalize", action="store_true", help="run trials only; register nothing")
-    return p.parse_args(argv)
+    p = argparse.ArgumentParser(prog="python -m training.hpo", description=__doc__.splitlines()[0])
+    return add_arguments(p, HPO_SETTINGS).parse_args(argv)
 
 
 def load_space(
@@ -307,10 +282,10 @@ def run(args, dist) -> dict:
                     "objective": f"{direction} val/{metric}",
                 }
             )
-        if args.trials:
+        if args.n_trials:
             study.optimize(
                 search.objective,
-                n_trials=args.trials,
+                n_trials=args.n_trials,
                 timeout=args.timeout or None,
                 catch=(),
                 gc_after_trial=True,

@@ -32,15 +32,10 @@ import numpy as np
 import torch
 
 from ops.lake import progress, roots, storage
+from ops.lake.jobconfig import add_arguments, from_args
 from training import checkpoint, distributed
 from training.config import (
-    COMPILE_BACKENDS,
     OBJECTIVE_ARCHS,
-    OBJECTIVES,
-    OPTIMIZERS,
-    PRECISIONS,
-    PROMOTE_MODES,
-    SCHEDULES,
     JobConfig,
     ObjectiveConfig,
     OptimConfig,
@@ -51,6 +46,7 @@ from training.config import (
 from training.data.collators import Mixture
 from training.data.shards import CollatedLoader, ShardDataset, ShardInfo, read_shard_info
 from training.guards import EarlyStopping, TrainingDiverged, inject_fault, raise_if_diverged
+from training.job_settings import PRETRAIN_SETTINGS
 from training.job_result import finish
 from training.models import build_model
 from training.objectives import build_collator, compute_loss
@@ -65,157 +61,24 @@ DEFAULT_REGISTER = {"gpt": "c2m-base", "bert": "c2m-bert"}
 # long: one add_argument per CLI flag, a flat list that splitting would only scatter
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.pretrain", description=__doc__.splitlines()[0])
-    p.add_argument("--shards", required=True, help="shards dataset version folder ({root}/shards/v=V)")
-    p.add_argument("--objective", choices=OBJECTIVES, default="clm")
-    p.add_argument(
-        "--model",
-        default=None,
-        help="named model config in training/config.py (default: tiny for GPT objectives, "
-        "bert_tiny_cpu for mlm/contrastive)",
-    )
-    p.add_argument("--max-steps", type=int, default=TrainConfig.max_steps)
-    p.add_argument(
-        "--batch-size", type=int, default=TrainConfig.batch_size, help="sequences per rank per micro-step"
-    )
-    p.add_argument("--grad-accum", type=int, default=TrainConfig.grad_accum)
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=OptimConfig.name)
-    p.add_argument("--lr", type=float, default=OptimConfig.lr)
-    p.add_argument("--warmup-steps", type=int, default=OptimConfig.warmup_steps)
-    p.add_argument("--schedule", choices=SCHEDULES, default=OptimConfig.schedule)
-    p.add_argument("--weight-decay", type=float, default=OptimConfig.weight_decay)
-    p.add_argument("--grad-clip", type=float, default=OptimConfig.grad_clip, help="max grad norm (0 = off)")
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=TrainConfig.precision,
-        help="fp32; bf16 autocast; fp16 autocast with a GradScaler",
-    )
-    p.add_argument("--seed", type=int, default=TrainConfig.seed)
-    p.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
-    p.add_argument("--eval-batches", type=int, default=TrainConfig.eval_batches)
-    p.add_argument(
-        "--early-stop-patience",
-        type=int,
-        default=0,
-        help="stop after this many evaluations without a better val loss (0 = never)",
-    )
-    p.add_argument("--early-stop-min-delta", type=float, default=0.0)
-    p.add_argument("--log-every", type=int, default=TrainConfig.log_every)
-    p.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every)
-    p.add_argument("--keep-last", type=int, default=TrainConfig.keep_last)
-    p.add_argument(
-        "--checkpoint-dir", default="", help="default: {data root}/checkpoints/pretrain/<run-name>"
-    )
-    p.add_argument(
-        "--run-name", default="", help="default: <model>-shards-<version> (stable, so retries resume)"
-    )
-    p.add_argument("--experiment", default="pretrain")
-    p.add_argument("--register-name", default="", help="default: c2m-base for a GPT, c2m-bert for a BERT")
-    p.add_argument(
-        "--promote",
-        choices=PROMOTE_MODES,
-        default=TrainConfig.promote,
-        help="champion alias: gate (only if the new model beats the champion: bits per byte on the "
-        "same held-out text for a GPT, val loss for a BERT), always, never",
-    )
-    p.add_argument(
-        "--promote-margin",
-        type=float,
-        default=TrainConfig.promote_margin,
-        help="the gate promotes only a win by more than this (bits per byte for a GPT)",
-    )
-    p.add_argument(
-        "--bpb-max-bytes",
-        type=int,
-        default=TrainConfig.bpb_max_bytes,
-        help="UTF-8 bytes of held-out text that bits per byte is measured on",
-    )
-    p.add_argument("--result-file", default="", help="rank 0 writes a JSON summary here")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per rank (0 = torch's default)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument(
-        "--compile-backend",
-        choices=COMPILE_BACKENDS,
-        default=TrainConfig.compile_backend,
-        help="torch.compile backend: inductor (fast kernels, slow to compile) or aot_eager (cheap graph "
-        "capture of forward and backward, for tests)",
-    )
-    p.add_argument("--activation-checkpointing", action="store_true")
-    p.add_argument("--no-verify-shards", action="store_true", help="skip the shards' sha256 check")
-    p.add_argument(
-        "--peak-tflops",
-        type=float,
-        default=0.0,
-        help="per-rank peak TFLOP/s for MFU (e.g. 989 for an H100's dense bf16); 0 = don't log MFU",
-    )
-    o = ObjectiveConfig()
-    p.add_argument("--mlm-probability", type=float, default=o.mlm_probability)
-    p.add_argument("--whole-word-mask", action="store_true", help="mlm: mask all pieces of a chosen word")
-    p.add_argument(
-        "--noise-density", type=float, default=o.noise_density, help="span: share of tokens corrupted"
-    )
-    p.add_argument("--mean-span", type=float, default=o.mean_span, help="span: mean corrupted span length")
-    p.add_argument(
-        "--temperature", type=float, default=o.temperature, help="contrastive: InfoNCE temperature"
-    )
-    p.add_argument(
-        "--crop-len", type=int, default=o.crop_len, help="contrastive: random window length (0 = off)"
-    )
-    p.add_argument("--mixture", default=o.mixture, help="mixture weights, e.g. clm=0.5,span=0.3,mlm=0.2")
-    return p.parse_args(argv)
+    return add_arguments(p, PRETRAIN_SETTINGS).parse_args(argv)
 
 
 def build_config(args: argparse.Namespace, info: ShardInfo) -> JobConfig:
     """CLI flags + the shards' vocab and sequence length -> one validated config."""
-    objective = ObjectiveConfig(
-        name=args.objective,
-        mlm_probability=args.mlm_probability,
-        whole_word=args.whole_word_mask,
-        noise_density=args.noise_density,
-        mean_span=args.mean_span,
-        temperature=args.temperature,
-        crop_len=args.crop_len,
-        mixture=args.mixture,
-    )
-    model_name = args.model or DEFAULT_MODEL[OBJECTIVE_ARCHS[args.objective][0]]
+    objective = from_args(ObjectiveConfig, args)
+    model_name = args.model or DEFAULT_MODEL[OBJECTIVE_ARCHS[objective.name][0]]
     named = model_config(model_name)
     version = info.manifest.get("version") or Path(info.uri).name.removeprefix("v=")
-    suffix = "" if args.objective == "clm" else f"-{args.objective}"
+    suffix = "" if objective.name == "clm" else f"-{objective.name}"
     run_name = args.run_name or f"{model_name}-shards-{version}{suffix}"
     checkpoint_dir = args.checkpoint_dir or storage.join(
         roots.data_root(), "checkpoints", "pretrain", run_name
     )
     cfg = JobConfig(
         model=named,
-        optim=OptimConfig(
-            lr=args.lr,
-            warmup_steps=args.warmup_steps,
-            schedule=args.schedule,
-            weight_decay=args.weight_decay,
-            grad_clip=args.grad_clip,
-            name=args.optimizer,
-        ),
-        train=TrainConfig(
-            max_steps=args.max_steps,
-            batch_size=args.batch_size,
-            grad_accum=args.grad_accum,
-            seed=args.seed,
-            eval_every=args.eval_every,
-            eval_batches=args.eval_batches,
-            log_every=args.log_every,
-            checkpoint_every=args.checkpoint_every,
-            keep_last=args.keep_last,
-            precision=args.precision,
-            early_stop_patience=args.early_stop_patience,
-            early_stop_min_delta=args.early_stop_min_delta,
-            compile=args.compile,
-            compile_backend=args.compile_backend,
-            activation_checkpointing=args.activation_checkpointing,
-            verify_shards=not args.no_verify_shards,
-            promote=args.promote,
-            promote_margin=args.promote_margin,
-            bpb_max_bytes=args.bpb_max_bytes,
-        ),
+        optim=from_args(OptimConfig, args),
+        train=from_args(TrainConfig, args),
         objective=objective,
         model_size=model_name,
         data_uri=info.uri,
@@ -511,7 +374,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     dist = distributed.init(num_threads=args.threads or None)
     try:
-        info = read_shard_info(args.shards)
+        info = read_shard_info(args.shards_uri)
         cfg = build_config(args, info)
         result = train(cfg, info, dist, peak_tflops=args.peak_tflops)
         return finish(dist, "pretrain", result, args.result_file)

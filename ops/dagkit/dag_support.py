@@ -22,7 +22,11 @@ from urllib.parse import quote, urlsplit
 
 from ops.lake import storage
 from ops.lake.datasets import DatasetVersion, check_version
+from ops.lake.jobconfig import to_flags
 from ops.launch.settings import Settings
+from spark_jobs.jobs.config import SETTINGS as STAGE_SETTINGS
+from spark_jobs.jobs.config import CrawlSettings, IngestSettings
+from training.job_settings import COMPRESS_SETTINGS, FINETUNE_SETTINGS, HPO_SETTINGS, PRETRAIN_SETTINGS
 
 # CLI stage -> the dataset stage folder it writes.
 OUTPUT_STAGE = {
@@ -69,24 +73,11 @@ def seed_hosts(seeds: list[str]) -> list[str]:
 
 
 def crawl_args(params: dict[str, Any], root: str, version: str) -> list[str]:
-    """Flags for spark_jobs/jobs/crawl.py from the data_refresh Params."""
-    seeds = list(params["seeds"])
-    domains = list(params.get("allow_domains") or []) or seed_hosts(seeds)
-    args = [
-        "--root", root, "--version", version,
-        "--seeds", ",".join(seeds),
-        "--allow-domains", ",".join(domains),
-        "--max-pages", str(params["max_pages"]),
-        "--max-depth", str(params["max_depth"]),
-        "--delay", str(params["delay"]),
-    ]
-    if params.get("allow_private"):
-        args.append("--allow-private")
-    for flag, key in (("--max-retries", "max_retries"), ("--retry-budget", "retry_budget"),
-                      ("--fetch-deadline", "fetch_deadline"), ("--user-agent", "user_agent")):
-        if params.get(key) is not None:  # absent or empty: the job's default
-            args += [flag, str(params[key])]
-    return args
+    """Flags for spark_jobs/jobs/crawl.py from the data_refresh Params (the scope defaults to the
+    seeds' hosts, so every crawl shard's scope is explicit)."""
+    domains = list(params.get("allow_domains") or []) or seed_hosts(list(params["seeds"]))
+    return ["--root", root, "--version", version,
+            *to_flags(CrawlSettings, {**params, "allow_domains": domains})]
 
 
 # ---------------------------------------------------------------- crawl shards (dynamic task mapping)
@@ -183,7 +174,7 @@ def ingest_args(params: dict[str, Any], root: str, version: str) -> list[str]:
     if not glob:
         raise ValueError(f"source={params.get('source')!r} needs the Param warc_glob: a local glob "
                          "(/data/cc/*.warc.gz) or s3://bucket/prefix/*.warc.gz")
-    return ["--root", root, "--version", version, "--warc-glob", glob]
+    return ["--root", root, "--version", version, *to_flags(IngestSettings, {"warc_glob": glob})]
 
 
 def crawl_shards(params: dict[str, Any], version: str) -> list[dict[str, Any]]:
@@ -236,24 +227,8 @@ def stage_args(stage: str, params: dict[str, Any], root: str, version: str,
         return crawl_args(params, root, version)
     if stage == "extract" and inputs and list(inputs) != [version]:
         return ["--root", root, "--version", version, "--input-versions", ",".join(inputs)]
-    args = ["--root", root, "--version", version, "--input-version", version]
-    if stage == "clean":
-        if params.get("langs"):
-            args += ["--langs", ",".join(params["langs"])]
-        if params.get("min_lang_score") is not None:
-            args += ["--min-lang-score", str(params["min_lang_score"])]
-    if stage == "dedup":  # flags only when they differ from the job's defaults
-        if params.get("near_dedup") is False:
-            args.append("--no-near-dedup")
-        if params.get("dedup_threshold") is not None:
-            args += ["--threshold", str(params["dedup_threshold"])]
-        if params.get("dedup_against") == "none":
-            args += ["--dedup-against", "none"]
-    if stage == "tokenize":
-        args += ["--vocab-size", str(params["vocab_size"]), "--seq-len", str(params["seq_len"])]
-        if params.get("val_fraction") is not None:
-            args += ["--val-fraction", str(params["val_fraction"])]
-    return args
+    return ["--root", root, "--version", version, "--input-version", version,
+            *to_flags(STAGE_SETTINGS[stage], params)]
 
 
 def manifest_summary(root: str, stage: str, version: str) -> dict[str, Any]:
@@ -331,26 +306,21 @@ def register_name_for(objective: str | None) -> str:
 
 def pretrain_args(p: dict[str, Any], shards_uri: str, root: str, run_name: str,
                   result_file: Path | str, more: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """Flags for training.pretrain; ``more`` goes before the user's ``extra_args`` (which win)."""
-    args = [
-        "--shards", shards_uri, "--model", str(p["model"]), "--max-steps", str(p["max_steps"]),
-        "--checkpoint-dir", storage.join(root, "checkpoints", "pretrain", run_name),
-        "--experiment", "pretrain", "--register-name", register_name_for(p.get("objective")),
-        "--result-file", str(result_file),
-    ]
-    if p.get("batch_size"):
-        args += ["--batch-size", str(p["batch_size"])]
-    return args + list(more) + [str(a) for a in p.get("extra_args") or []]
+    """Flags for training.pretrain from its Params (those equal to the job's defaults left out);
+    ``more`` goes before the user's ``extra_args`` (which win)."""
+    values = {**p, "shards_uri": shards_uri, "result_file": str(result_file),
+              "checkpoint_dir": storage.join(root, "checkpoints", "pretrain", run_name),
+              "experiment": "pretrain", "register_name": register_name_for(p.get("objective"))}
+    return to_flags(PRETRAIN_SETTINGS, values) + list(more) + [str(a) for a in p.get("extra_args") or []]
 
 
 def finetune_args(p: dict[str, Any], result_file: Path | str,
                   more: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """Flags for training.finetune; ``more`` goes before the user's ``extra_args`` (which win)."""
-    args = [
-        "--base-model", str(p["base_model"]), "--task", str(p["task"]), "--epochs", str(p["epochs"]),
-        "--experiment", "finetune", "--register-name", f"c2m-{p['task']}", "--result-file", str(result_file),
-    ]
-    return args + list(more) + [str(a) for a in p.get("extra_args") or []]
+    """Flags for training.finetune from its Params (those equal to the job's defaults left out);
+    ``more`` goes before the user's ``extra_args`` (which win)."""
+    values = {**p, "experiment": "finetune", "register_name": f"c2m-{p['task']}",
+              "result_file": str(result_file)}
+    return to_flags(FINETUNE_SETTINGS, values) + list(more) + [str(a) for a in p.get("extra_args") or []]
 
 
 # ---------------------------------------------------------------- task defaults and failure reports
@@ -665,28 +635,6 @@ def set_run_note(dag_id: str, run_id: str, note: str, base_url: str) -> bool:
 
 # ---------------------------------------------------------------- job flags for training tasks
 
-def _optional(flags: list[tuple[str, Any]]) -> list[str]:
-    """``--flag value`` for the values that are set (None means: the job's own default)."""
-    out: list[str] = []
-    for flag, value in flags:
-        if value is None or value is False:
-            continue
-        out += [flag] if value is True else [flag, str(value)]
-    return out
-
-
-def pretrain_optional_args(p: dict[str, Any]) -> list[str]:
-    """Flags for pretrain Params beyond those of :func:`pretrain_args`."""
-    return _optional([("--objective", p.get("objective")), ("--lr", p.get("lr")), ("--seed", p.get("seed"))])
-
-
-def finetune_optional_args(p: dict[str, Any]) -> list[str]:
-    return _optional([("--subset", p.get("subset")), ("--data", p.get("data")),
-                      ("--max-examples", p.get("max_examples")), ("--lr", p.get("lr")),
-                      ("--batch-size", p.get("batch_size")), ("--freeze-layers", p.get("freeze_layers")),
-                      ("--promote", p.get("promote"))])
-
-
 OPTUNA_STORAGE_ENV = "C2M_OPTUNA_STORAGE"
 
 
@@ -713,17 +661,9 @@ def hpo_args(p: dict[str, Any], study: str, run_name: str, result_file: str, tri
     ``finalize`` logs, registers and gates the best trial on the parent. The storage is not
     a flag: the job reads it from ``$C2M_OPTUNA_STORAGE`` (:func:`optuna_env`).
     """
-    args = [
-        "--base-model", str(p["base_model"]), "--task", str(p["task"]), "--trials", str(trials),
-        "--epochs", str(p["epochs"]), "--study-name", study,
-        "--sampler", str(p["sampler"]), "--pruner", str(p["pruner"]),
-        "--lr-min", str(p["lr_min"]), "--lr-max", str(p["lr_max"]),
-        "--experiment", "hpo", "--run-name", run_name, "--result-file", result_file,
-    ]
-    args += _optional([("--subset", p.get("subset")), ("--data", p.get("data")),
-                       ("--max-examples", p.get("max_examples")), ("--parent-run-id", parent_run_id),
-                       ("--no-finalize", not finalize)])
-    return args + [str(a) for a in p.get("extra_args") or []]
+    values = {**p, "n_trials": trials, "study_name": study, "experiment": "hpo", "run_name": run_name,
+              "result_file": result_file, "parent_run_id": parent_run_id, "no_finalize": not finalize}
+    return to_flags(HPO_SETTINGS, values) + [str(a) for a in p.get("extra_args") or []]
 
 
 def split_trials(n_trials: int, slots: int) -> list[int]:
@@ -733,20 +673,9 @@ def split_trials(n_trials: int, slots: int) -> list[int]:
 
 
 def compress_args(p: dict[str, Any], run_name: str, result_file: str) -> list[str]:
-    """Flags for ``python -m training.compress`` (the contract this DAG expects)."""
-    args = ["--model", str(p["model"]), "--method", str(p["method"]), "--experiment", "compress",
-            "--run-name", run_name, "--result-file", result_file]
-    method = p["method"]
-    args += _optional([("--register-name", p.get("register_name")),
-                       ("--max-examples", p.get("max_examples"))])
-    if method == "prune":
-        args += _optional([("--sparsity", p.get("sparsity")), ("--structured", bool(p.get("structured")))])
-    if method == "distill":
-        args += _optional([("--student-layers", p.get("student_layers")),
-                           ("--temperature", p.get("temperature")), ("--alpha", p.get("alpha"))])
-    if method in ("distill", "prune"):
-        args += ["--finetune-epochs", str(p.get("finetune_epochs", 1))]
-    return args + [str(a) for a in p.get("extra_args") or []]
+    """Flags for ``python -m training.compress`` from its Params (a method ignores the others' knobs)."""
+    values = {**p, "experiment": "compress", "run_name": run_name, "result_file": result_file}
+    return to_flags(COMPRESS_SETTINGS, values) + [str(a) for a in p.get("extra_args") or []]
 
 
 def check_training_params(p: dict[str, Any]) -> None:

@@ -15,6 +15,10 @@ A job declares its settings as a dataclass whose fields are made with :func:`set
 - :func:`param_specs` gives the Airflow Params (plain JSON-schema dicts, no Airflow import) with
   the same defaults, bounds and help; :func:`to_flags` turns a Params dict back into flags.
 
+A job whose flags span several classes (pretraining's loop, optimiser and objective configs)
+passes them as a tuple; :class:`Part` shows a subset of a class with defaults of the job's own
+(fine-tuning's gentler learning rate). Each setting's namespace attribute is its Param name.
+
 Types: ``bool`` (default False: ``--x``; default True: ``--no-x``), ``int``, ``float``, ``str``,
 ``list[str]`` (comma-separated on the command line, an array in the form), ``dict`` (JSON on the
 command line) and ``X | None`` of these (None: flag left out). Pure Python: DAG files import it.
@@ -31,17 +35,31 @@ _META = "c2m_setting"
 
 
 def setting(default: Any, help: str, *, title: str | None = None, flag: str | None = None,
-            choices: tuple | list | None = None, minimum: float | None = None, maximum: float | None = None,
-            pattern: str | None = None, item_pattern: str | None = None, max_items: int | None = None,
-            parse: Callable[[str], Any] | None = None, param: bool = True) -> Any:
+            aliases: tuple[str, ...] = (), choices: tuple | list | None = None,
+            minimum: float | None = None, maximum: float | None = None,
+            exclusive_minimum: float | None = None, form_maximum: float | None = None,
+            pattern: str | None = None, item_pattern: str | None = None, min_items: int | None = None,
+            max_items: int | None = None, max_length: int | None = None,
+            parse: Callable[[str], Any] | None = None, required: bool = False,
+            param: bool | str = True) -> Any:
     """A dataclass field carrying its flag, help, bounds and form title.
 
-    ``flag`` overrides the derived ``--field-name``; ``parse`` replaces the type's parser on the
-    command line (it raises ``argparse.ArgumentTypeError`` with a message that says what to pass);
-    ``param=False`` keeps the setting off the Airflow form (a CLI-only setting)."""
-    meta = {"help": help, "title": title, "flag": flag, "choices": tuple(choices) if choices else None,
-            "minimum": minimum, "maximum": maximum, "pattern": pattern, "item_pattern": item_pattern,
-            "max_items": max_items, "parse": parse, "param": param}
+    ``flag`` overrides the derived ``--field-name`` (``aliases`` are more spellings of it);
+    ``parse`` replaces the type's parser on the command line (it raises
+    ``argparse.ArgumentTypeError`` with a message that says what to pass); ``required`` makes
+    the flag required (the form's default then comes from the DAG); ``param=False`` keeps the
+    setting off the Airflow form (a CLI-only setting), a string names its Param when that
+    differs from the field (``objective`` for ``ObjectiveConfig.name``). ``pattern``,
+    ``item_pattern``, ``min_items``, ``max_length`` and ``exclusive_minimum`` bound the form
+    only, and so does ``form_maximum`` (a sane limit for a value typed into a form, where the job
+    itself takes more: a test forces divergence with ``--lr 1e30``); ``minimum``/``maximum``/``choices``
+    bound both."""
+    meta = {"help": help, "title": title, "flag": flag, "aliases": tuple(aliases),
+            "choices": tuple(choices) if choices else None, "minimum": minimum, "maximum": maximum,
+            "exclusive_minimum": exclusive_minimum, "form_maximum": form_maximum, "pattern": pattern,
+            "item_pattern": item_pattern,
+            "min_items": min_items, "max_items": max_items, "max_length": max_length, "parse": parse,
+            "required": required, "param": param}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata={_META: meta})
     return dataclasses.field(default=default, metadata={_META: meta})
@@ -55,6 +73,7 @@ class Setting:
     optional: bool
     default: Any
     meta: dict
+    prefix: str = ""  # of the namespace attribute (a section's settings beside another's)
 
     @property
     def flag(self) -> str:
@@ -63,9 +82,49 @@ class Setting:
         dashed = self.name.replace("_", "-")
         return f"--no-{dashed}" if self.kind is bool and self.default is True else f"--{dashed}"
 
+    @property
+    def key(self) -> str:
+        """The Param's name: the field's, unless ``param`` names another."""
+        return self.meta["param"] if isinstance(self.meta["param"], str) else self.name
 
-def settings(cls: type) -> list[Setting]:
-    """The declared settings of a config dataclass, in field order."""
+    @property
+    def dest(self) -> str:
+        """The namespace attribute: the Param's name, so ``optim.name`` and ``objective.name`` are
+        ``args.optimizer`` and ``args.objective`` side by side."""
+        return self.prefix + self.key
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """Some settings of a config class, as one job shows them: ``only`` these fields, with
+    ``defaults`` replacing the class's (the job builds the class with those values), their
+    namespace attributes prefixed with ``prefix`` (two sections may both have a ``name``)."""
+    cls: type
+    prefix: str = ""
+    only: tuple[str, ...] | None = None
+    defaults: dict = dataclasses.field(default_factory=dict)
+
+
+Spec = typing.Union[type, Part, typing.Sequence[typing.Union[type, Part]]]
+
+
+def _parts(spec: Spec) -> list[Part]:
+    items = spec if isinstance(spec, (list, tuple)) else [spec]
+    return [item if isinstance(item, Part) else Part(item) for item in items]
+
+
+def settings(spec: Spec) -> list[Setting]:
+    """The declared settings of a config dataclass (or of a job's parts), in field order."""
+    out = []
+    for part in _parts(spec):
+        for s in _class_settings(part.cls):
+            if part.only is None or s.name in part.only:
+                default = part.defaults.get(s.name, s.default)
+                out.append(dataclasses.replace(s, default=default, prefix=part.prefix))
+    return out
+
+
+def _class_settings(cls: type) -> list[Setting]:
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
@@ -118,24 +177,31 @@ def _bounded(s: Setting) -> Callable[[str], Any]:
     return convert
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type) -> argparse.ArgumentParser:
-    """Add one flag per declared setting of ``cls`` to ``parser``."""
-    for s in settings(cls):
+def add_arguments(parser: argparse.ArgumentParser, spec: Spec) -> argparse.ArgumentParser:
+    """Add one flag per declared setting of ``spec`` (a config class, a :class:`Part` or a list
+    of them) to ``parser``."""
+    for s in settings(spec):
+        names = (s.flag, *s.meta["aliases"])
         if s.kind is bool:
             action = "store_false" if s.flag.startswith("--no-") and s.default is True else "store_true"
-            parser.add_argument(s.flag, dest=s.name, action=action, default=s.default, help=s.meta["help"])
+            parser.add_argument(*names, dest=s.dest, action=action, default=s.default, help=s.meta["help"])
             continue
-        default_text = "" if s.default in (None, [], {}) else f" (default: {_show(s.default)})"
-        parser.add_argument(s.flag, dest=s.name, type=_bounded(s), default=s.default,
-                            choices=s.meta["choices"], help=s.meta["help"] + default_text)
+        default_text = "" if s.default in (None, [], {}, "") or s.meta["required"] \
+            else f" (default: {_show(s.default)})"
+        if s.kind is list:
+            default_text = f" (comma-separated){default_text}"
+        parser.add_argument(*names, dest=s.dest, type=_bounded(s), default=s.default,
+                            required=s.meta["required"], choices=s.meta["choices"],
+                            help=s.meta["help"] + default_text)
     return parser
 
 
-def from_args(cls: type, namespace: argparse.Namespace, **extra: Any) -> Any:
-    """The config dataclass from a parsed namespace (fields not declared with :func:`setting`
-    come from ``extra``)."""
-    values = {s.name: getattr(namespace, s.name) for s in settings(cls)}
-    return cls(**values, **extra)
+def from_args(spec: type | Part, namespace: argparse.Namespace, **extra: Any) -> Any:
+    """The config dataclass from a parsed namespace (fields not declared with :func:`setting`,
+    or left out of a :class:`Part`, come from ``extra`` or the class's defaults)."""
+    cls = spec.cls if isinstance(spec, Part) else spec
+    values = {s.name: getattr(namespace, s.dest) for s in settings(spec) if hasattr(namespace, s.dest)}
+    return cls(**{**values, **extra})
 
 
 def _show(value: Any) -> str:
@@ -147,50 +213,60 @@ def _show(value: Any) -> str:
 
 
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
+_SCHEMA_KEYS = (("minimum", "minimum"), ("maximum", "maximum"), ("form_maximum", "maximum"),
+                ("exclusive_minimum", "exclusiveMinimum"),
+                ("pattern", "pattern"), ("min_items", "minItems"), ("max_items", "maxItems"),
+                ("max_length", "maxLength"))
 
 
-def param_specs(cls: type, section: str | None = None, only: tuple[str, ...] | None = None,
+def param_specs(spec: Spec, section: str | None = None, only: tuple[str, ...] | None = None,
                 defaults: dict[str, Any] | None = None) -> dict[str, dict]:
     """Airflow Param specs (default, title, description, section, JSON schema) for the settings of
-    ``cls`` (those named in ``only``, if given); ``defaults`` replaces a default where the DAG's
-    environment decides it (e.g. the local site's URL)."""
+    ``spec`` (those whose Param is named in ``only``, if given, in that order); ``defaults``
+    replaces a default where the DAG's environment decides it (e.g. the local site's URL)."""
     out = {}
-    for s in settings(cls):
-        if not s.meta["param"] or (only is not None and s.name not in only):
+    for s in settings(spec):
+        if not s.meta["param"] or (only is not None and s.key not in only):
             continue
         jtype = _JSON_TYPES[s.kind]
-        spec: dict[str, Any] = {
-            "default": (defaults or {}).get(s.name, s.default),
-            "title": s.meta["title"] or s.name.replace("_", " ").capitalize(),
+        # A form sends a cleared text field as null; for an empty-by-default string that means the same
+        # (to_flags leaves None out, so the job keeps its "").
+        nullable = s.optional or (s.kind is str and s.default == "" and not s.meta["required"])
+        item: dict[str, Any] = {
+            "default": (defaults or {}).get(s.key, s.default),
+            "title": s.meta["title"] or s.key.replace("_", " ").capitalize(),
             "description": s.meta["help"],
-            "type": ["null", jtype] if s.optional else jtype,
+            "type": ["null", jtype] if nullable else jtype,
         }
         if section:
-            spec["section"] = section
-        for key, schema_key in (("minimum", "minimum"), ("maximum", "maximum"), ("pattern", "pattern"),
-                                ("max_items", "maxItems")):
+            item["section"] = section
+        for key, schema_key in _SCHEMA_KEYS:
             if s.meta[key] is not None:
-                spec[schema_key] = s.meta[key]
+                item[schema_key] = s.meta[key]
         if s.meta["choices"]:
-            spec["enum"] = list(s.meta["choices"]) + ([None] if s.optional else [])
+            item["enum"] = list(s.meta["choices"]) + ([None] if nullable else [])
         if s.kind is list:
-            spec["items"] = {"type": "string", **({"pattern": s.meta["item_pattern"]}
+            item["items"] = {"type": "string", **({"pattern": s.meta["item_pattern"]}
                                                   if s.meta["item_pattern"] else {})}
-        out[s.name] = spec
+        out[s.key] = item
+    if only is not None:
+        out = {key: out[key] for key in only if key in out}
     return out
 
 
-def to_flags(cls: type, values: dict[str, Any], only_changed: bool = True) -> list[str]:
-    """The flags that give ``values`` (Param values keyed by setting name) to a job of ``cls``.
+def to_flags(spec: Spec, values: dict[str, Any], only_changed: bool = True) -> list[str]:
+    """The flags that give ``values`` (Param values keyed by Param name) to a job of ``spec``.
 
-    Names ``cls`` does not declare are ignored (a DAG's Params span several jobs); None leaves a
-    flag out; with ``only_changed`` a value equal to the job's default is left out too."""
+    Names ``spec`` does not declare are ignored (a DAG's Params span several jobs), and so are
+    CLI-only settings (``param=False``: a Param of another job may share the name); None leaves a
+    flag out; with ``only_changed`` a value equal to the job's default is left out too (a
+    required setting is always passed)."""
     flags: list[str] = []
-    for s in settings(cls):
-        if s.name not in values:
+    for s in settings(spec):
+        if not s.meta["param"] or s.key not in values:
             continue
-        value = values[s.name]
-        if value is None or (only_changed and value == s.default):
+        value = values[s.key]
+        if value is None or (only_changed and value == s.default and not s.meta["required"]):
             continue
         if s.kind is bool:
             if bool(value) != (s.flag.startswith("--no-") and s.default is True):

@@ -15,38 +15,15 @@ import sys
 if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)
 
+from ops.lake.jobconfig import add_arguments  # noqa: E402
 from spark_jobs.jobs._args import (base_parser, common_config, input_frame, input_rows, parse,  # noqa: E402
                                    print_summary, write_rejected)
+from spark_jobs.jobs.config import CleanSettings  # noqa: E402
 
 
 def build_parser():
     p = base_parser("clean", "Normalise text and drop low-quality documents with named reasons.")
-    p.add_argument("--langs", default="en", help="comma-separated language allow-list (ISO 639-1)")
-    p.add_argument("--min-lang-score", type=float, default=0.5, help="least language-ID probability to keep")
-    p.add_argument("--filter-profile", default="docs", choices=("docs", "paper"),
-                   help="threshold profile: 'paper' (the papers' values) or 'docs' (relaxed repetition rules "
-                        "for software documentation; see spark_jobs/clean/steps.py)")
-    p.add_argument("--filter-config", type=_json_object, default={},
-                   help="JSON overrides per step on top of the profile, e.g. "
-                        "'{\"fineweb_quality\": {\"max_char_dup_ratio\": 0.05}}'")
-    p.add_argument("--no-pii-redaction", dest="redact_pii", action="store_false",
-                   help="keep e-mails, IP addresses and phone numbers as they are")
-    return p
-
-
-def _json_object(value: str) -> dict:
-    import argparse
-    import json
-
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}); pass an object keyed by step name") \
-            from None
-    if not isinstance(parsed, dict) or not all(isinstance(v, dict) for v in parsed.values()):
-        raise argparse.ArgumentTypeError(
-            'must be a JSON object of objects, e.g. \'{"gopher_quality": {"min_words": 100}}\'')
-    return parsed
+    return add_arguments(p, CleanSettings)
 
 
 def sum_text_edits(spark, files: list[str]) -> dict[str, int]:
@@ -74,7 +51,7 @@ def main(argv=None, spark=None) -> dict:
     from spark_jobs.staging import Staging
 
     args = parse(build_parser(), argv)
-    langs = tuple(code.strip() for code in args.langs.split(",") if code.strip())
+    langs = tuple(args.langs)
     # built before Spark starts, so bad settings fail fast
     steps = default_steps(langs, args.min_lang_score, overrides=args.filter_config,
                           redact_pii=args.redact_pii, profile=args.filter_profile)

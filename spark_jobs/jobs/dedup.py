@@ -15,34 +15,25 @@ import sys
 if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)
 
+from ops.lake.jobconfig import add_arguments  # noqa: E402
 from spark_jobs.jobs._args import (base_parser, common_config, input_frame, input_rows, parse,  # noqa: E402
                                    print_summary, write_rejected)
+from spark_jobs.jobs.config import DedupSettings  # noqa: E402
 
 
 def build_parser():
     p = base_parser("dedup", "Drop exact duplicates (normalised text; the smallest id is kept), then "
                              "near duplicates (MinHash-LSH; the longest text is kept), also against "
                              "earlier versions.")
-    p.add_argument("--no-near-dedup", dest="near_dedup", action="store_false",
-                   help="exact dedup only (no MinHash, no cross-version dedup, no signatures saved)")
-    p.add_argument("--bands", type=int, default=14, help="LSH bands (FineWeb: 14)")
-    p.add_argument("--rows", type=int, default=8, help="signature rows per band (FineWeb: 8)")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="target Jaccard similarity: choose bands × rows for it within --bands·--rows hashes")
-    p.add_argument("--ngram", type=int, default=5, help="words per shingle")
-    p.add_argument("--minhash-seed", type=int, default=1, help="seed of the hash permutations")
-    p.add_argument("--dedup-against", default="earlier",
-                   help="'earlier' (every finished corpus version created before this run), 'none', "
-                        "or a comma-separated list of corpus versions")
-    return p
+    return add_arguments(p, DedupSettings)
 
 
 def minhash_config(args):
     from spark_jobs.dedup.minhash import MinHashConfig
 
-    if args.threshold is not None:
-        return MinHashConfig.for_threshold(args.threshold, num_perm=args.bands * args.rows, ngram=args.ngram,
-                                           seed=args.minhash_seed)
+    if args.dedup_threshold is not None:
+        return MinHashConfig.for_threshold(args.dedup_threshold, num_perm=args.bands * args.rows,
+                                           ngram=args.ngram, seed=args.minhash_seed)
     return MinHashConfig(ngram=args.ngram, bands=args.bands, rows=args.rows, seed=args.minhash_seed)
 
 

@@ -18,19 +18,15 @@ import sys
 if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)
 
+from ops.lake.jobconfig import add_arguments  # noqa: E402
 from spark_jobs.jobs._args import (base_parser, common_config, input_frame, input_rows, parse,  # noqa: E402
                                    print_summary, write_rejected)
+from spark_jobs.jobs.config import ExtractSettings  # noqa: E402
 
 
 def build_parser():
     p = base_parser("extract", "Extract main text, title and language from crawled HTML.")
-    p.add_argument("--max-page-bytes", type=int, default=2 * 1024 * 1024,
-                   help="skip larger pages as too_large (extraction time grows with size)")
-    p.add_argument("--page-timeout", type=float, default=30.0,
-                   help="seconds to extract one page; slower pages are dropped as extract_timeout "
-                   "(0 = no limit)")
-    p.add_argument("--warc-glob", default=None,
-                   help="read existing WARC/WET files (local or s3:// glob) instead of raw/v=V")
+    add_arguments(p, ExtractSettings)
     p.add_argument("--input-versions", type=_versions, default=None,
                    help="comma-separated raw versions to read together (a sharded crawl), instead of "
                    "--input-version; the manifest's parents list them in this order")

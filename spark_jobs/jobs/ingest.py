@@ -27,7 +27,9 @@ import sys
 if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)
 
+from ops.lake.jobconfig import add_arguments  # noqa: E402
 from spark_jobs.jobs._args import base_parser, common_config, parse, print_summary  # noqa: E402
+from spark_jobs.jobs.config import IngestSettings  # noqa: E402
 
 OK = "ok"
 CORRUPT_RECORD = "corrupt_record"
@@ -41,9 +43,7 @@ LOG_COLUMNS = ["url", "final_url", "status", "reason", "bytes", "seconds", "dept
 def build_parser():
     p = base_parser("ingest", "Copy the readable records of existing WARC/WET files into raw/v=V.",
                     jsonl=False)
-    p.add_argument("--warc-glob", required=True,
-                   help="WARC/WET files to ingest: a local glob or s3://bucket/prefix/*.warc.gz")
-    return p
+    return add_arguments(p, IngestSettings)
 
 
 def copy_records(src: str, dest: str) -> list[dict]:

@@ -16,36 +16,15 @@ import sys
 if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)
 
+from ops.lake.jobconfig import add_arguments  # noqa: E402
 from spark_jobs.jobs._args import (base_parser, common_config, input_frame, parse,  # noqa: E402
                                    print_summary, write_rejected)
+from spark_jobs.jobs.config import TokenizeSettings  # noqa: E402
 
 
 def build_parser():
-    from ops.lake.vocab import BPE, KINDS
-    from spark_jobs.tokenize.trainers import NORMALIZERS
-
     p = base_parser("tokenize", "Train a tokenizer on the corpus and write packed token shards.")
-    p.add_argument("--tokenizer", choices=KINDS, default=BPE,
-                   help="bpe (GPT-2 byte-level), wordpiece (BERT) or unigram (SentencePiece/T5)")
-    p.add_argument("--tokenizer-file", default=None,
-                   help="reuse this tokenizer.json instead of training one (keeps the vocabulary stable)")
-    p.add_argument("--vocab-size", type=int, default=4096)
-    p.add_argument("--normalizer", choices=NORMALIZERS, default="auto",
-                   help="text normalisation before tokenizing (auto: none for bpe, bert for wordpiece, "
-                        "nfkc for unigram)")
-    p.add_argument("--extra-ids", type=int, default=32,
-                   help="sentinel tokens reserved for span corruption (T5's <extra_id_N>)")
-    p.add_argument("--special-tokens", default="",
-                   help="more special tokens, comma separated, added after the family's own")
-    p.add_argument("--seq-len", type=int, default=128, help="tokens per packed sequence")
-    p.add_argument("--val-fraction", type=float, default=0.05, help="share of documents (by id hash) for val")
-    p.add_argument("--sample-fraction", type=float, default=1.0,
-                   help="share of documents the tokenizer is trained on (all are encoded)")
-    p.add_argument("--min-frequency", type=int, default=2,
-                   help="least pair count for a BPE/WordPiece merge (Unigram ignores it)")
-    p.add_argument("--shard-tokens", type=int, default=50_000_000,
-                   help="target tokens per shard file (decides the number of files)")
-    return p
+    return add_arguments(p, TokenizeSettings)
 
 
 def main(argv=None, spark=None) -> dict:
@@ -172,7 +151,7 @@ def _tokenizer(args, corpus):
     if args.sample_fraction < 1.0:
         sample = sample.sample(fraction=args.sample_fraction, seed=0)
     texts = (row["text"] for row in sample.orderBy("id").toLocalIterator())  # fixed order: same merges
-    extra = [t.strip() for t in args.special_tokens.split(",") if t.strip()]
+    extra = list(args.special_tokens)
     return train_tokenizer(texts, args.tokenizer, args.vocab_size, min_frequency=args.min_frequency,
                            extra_ids=args.extra_ids, normalizer=args.normalizer, extra_special=extra)
 

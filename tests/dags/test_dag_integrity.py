@@ -158,7 +158,8 @@ def test_default_params_validate(dagbag):
     ("data_refresh", "langs", ["english"]),
     ("data_refresh", "min_lang_score", 1.5),
     ("data_refresh", "dedup_threshold", 0.2),
-    ("data_refresh", "dedup_against", "everything"),
+    ("data_refresh", "dedup_against", "../escape"),
+    ("data_refresh", "dedup_against", "v1,,v2"),
 ])
 def test_params_reject_bad_values(dagbag, dag_id, name, bad):
     with pytest.raises(ParamValidationError):
@@ -207,12 +208,11 @@ def test_every_param_has_a_form(dagbag):
 
 def test_enums_and_patterns_where_users_pick_names(dagbag):
     from training.config import MODEL_SIZES
-
-    from ops.dagkit.dag_params import FINETUNE_TASKS
+    from training.tasks.config import TASKS
 
     models = dagbag.dags["pretrain"].params.get_param("model").schema["enum"]
-    assert models == list(MODEL_SIZES) and {"tiny", "small"} <= set(models)
-    assert set(dagbag.dags["finetune"].params.get_param("task").schema["enum"]) == set(FINETUNE_TASKS)
+    assert models == [*MODEL_SIZES, None] and {"tiny", "small"} <= set(models)  # None: by objective
+    assert set(dagbag.dags["finetune"].params.get_param("task").schema["enum"]) == set(TASKS)
     lr = dagbag.dags["finetune"].params.get_param("lr").schema
     assert lr["exclusiveMinimum"] == 0 and lr["maximum"] == 1
     for dag_id in ("finetune", "hpo"):

@@ -36,8 +36,9 @@ def test_crawl_args_default_the_scope_to_the_seed_hosts():
     assert "--max-retries" not in args and "--user-agent" not in args  # the job's defaults
     more = ds.stage_args("crawl", {**params, "max_retries": 0, "retry_budget": 30.0, "fetch_deadline": 20.0,
                                    "user_agent": "bot/1"}, "/data", "v1")
-    assert more[-8:] == ["--max-retries", "0", "--retry-budget", "30.0", "--fetch-deadline", "20.0",
-                         "--user-agent", "bot/1"]
+    for flag, value in (("--max-retries", "0"), ("--retry-budget", "30.0"), ("--fetch-deadline", "20.0"),
+                        ("--user-agent", "bot/1")):
+        assert more[more.index(flag) + 1] == value
     from spark_jobs.jobs.crawl import build_parser
 
     parsed = build_parser().parse_args(more)  # the job accepts what the DAG passes
@@ -118,13 +119,15 @@ def test_training_args(tmp_path):
 # ---------------------------------------------------------------- Params, failures, launch, MLflow links
 
 def test_param_choices_come_from_the_training_code():
+    from ops.launch.settings import Settings
     from training import config
+    from training.tasks.config import TASKS
 
-    assert dp.model_names() == tuple(config.MODEL_SIZES) and set(dp.MODEL_SIZES) <= set(config.MODEL_SIZES)
-    assert dp.training_choice("no.such.module", "X", ("fallback",)) == ("fallback",)
-    tasks = pytest.importorskip("training.tasks.config", reason="fine-tuning tasks not in this checkout")
-    assert dp.finetune_tasks() == tuple(tasks.TASKS) and set(dp.FINETUNE_TASKS) == set(tasks.TASKS)
-    assert set(dp.PROMOTE_MODES) == set(tasks.PROMOTE)
+    s = Settings()
+    assert dp.pretrain_params(s)["model"]["enum"] == [*config.NAMED_CONFIGS, None]
+    assert dp.pretrain_params(s)["objective"]["enum"] == list(config.OBJECTIVES)
+    assert dp.finetune_params(s)["task"]["enum"] == list(TASKS)
+    assert dp.finetune_params(s)["promote"]["enum"] == list(config.PROMOTE_MODES)
 
 
 def test_every_param_spec_is_a_complete_form_field():
@@ -141,8 +144,10 @@ def test_model_uri_pattern():
 
     ok = ["models:/c2m-base@champion", "models:/c2m-base/12", "runs:/" + "0" * 32 + "/model"]
     bad = ["models:/c2m-base", "/tmp/model", "models:/@champion", "runs:/xyz/model", "s3://b/m"]
-    assert all(re.match(dp.MODEL_URI_PATTERN, u) for u in ok)
-    assert not any(re.match(dp.MODEL_URI_PATTERN, u) for u in bad)
+    from training.tasks.config import MODEL_URI_PATTERN
+
+    assert all(re.match(MODEL_URI_PATTERN, u) for u in ok)
+    assert not any(re.match(MODEL_URI_PATTERN, u) for u in bad)
 
 
 def test_dedup_flags_only_when_not_the_default():
@@ -286,26 +291,39 @@ def test_a_missing_job_module_fails_before_launch(tmp_path):
         ds.require_module(Settings(repo_root=tmp_path), "training.hpo", "Build it first.")
 
 
+def _job_parse(spec, args: list[str]):
+    """Parse flags with the parser a training job builds from its settings (no torch import)."""
+    import argparse
+
+    from ops.lake.jobconfig import add_arguments
+
+    return add_arguments(argparse.ArgumentParser(), spec).parse_args(args)
+
+
 def test_finetune_and_hpo_flags():
-    p = {"base_model": "models:/c2m-base@champion", "task": "pos", "subset": "wsj", "data": None,
-         "max_examples": 64, "lr": None, "batch_size": 8, "freeze_layers": 0, "promote": "never", "epochs": 1,
+    from training.job_settings import FINETUNE_SETTINGS, HPO_SETTINGS
+
+    p = {"base_model": "models:/c2m-base@champion", "task": "pos", "subset": "wsj", "data": "",
+         "max_examples": 64, "lr": 3e-4, "batch_size": 8, "freeze_layers": 0, "promote": "never", "epochs": 1,
          "extra_args": ["--lr", "0.01"]}
-    more = ds.finetune_optional_args(p)
-    assert more == ["--subset", "wsj", "--max-examples", "64", "--batch-size", "8", "--freeze-layers", "0",
-                    "--promote", "never"]
-    args = ds.finetune_args(p, "/r.json", more + ["--run-name", "x"])
+    args = ds.finetune_args(p, "/r.json", ["--run-name", "x"])
     assert args[-4:] == ["--run-name", "x", "--lr", "0.01"]  # the user's extra flags come last and win
+    assert "--data" not in args and "--freeze-layers" not in args  # the job's defaults are not repeated
+    got = _job_parse(FINETUNE_SETTINGS, args)
+    assert (got.task, got.subset, got.max_examples, got.batch_size, got.promote, got.epochs, got.lr,
+            got.register_name, got.result_file) == \
+        ("pos", "wsj", 64, 8, "never", 1, 0.01, "c2m-pos", "/r.json")
     hp = {**p, "n_trials": 4, "sampler": "tpe", "pruner": "median", "lr_min": 1e-5, "lr_max": 1e-3,
           "extra_args": []}
     setup = ds.hpo_args(hp, "pos-r1", "hpo@r1", "/r.json", trials=0)
-    flags = dict(zip(setup[::2], setup[1::2]))
-    assert flags["--trials"] == "0" and "--storage" not in setup  # the URL travels by environment only
-    assert flags["--experiment"] == "hpo" and flags["--study-name"] == "pos-r1" and "--no-finalize" in setup
-    assert "--parent-run-id" not in setup
-    trial = ds.hpo_args(hp, "pos-r1", "hpo@r1", "/r.json", trials=3, parent_run_id="p1")
-    assert trial[trial.index("--parent-run-id") + 1] == "p1" and "--no-finalize" in trial
-    final = ds.hpo_args(hp, "pos-r1", "hpo@r1", "/r.json", trials=0, parent_run_id="p1",
-                        finalize=True)
+    got = _job_parse(HPO_SETTINGS, setup)
+    assert got.n_trials == 0 and "--storage" not in setup  # the URL travels by environment only
+    assert got.experiment == "hpo" and got.study_name == "pos-r1" and got.no_finalize
+    assert got.lr_max == 1e-3 and got.parent_run_id == ""
+    trial = _job_parse(HPO_SETTINGS, ds.hpo_args(hp, "pos-r1", "hpo@r1", "/r.json", trials=3,
+                                                 parent_run_id="p1"))
+    assert trial.parent_run_id == "p1" and trial.n_trials == 3 and trial.no_finalize
+    final = ds.hpo_args(hp, "pos-r1", "hpo@r1", "/r.json", trials=0, parent_run_id="p1", finalize=True)
     assert "--no-finalize" not in final
 
 
@@ -315,16 +333,18 @@ def test_trials_are_split_evenly_over_the_mapped_tasks():
     assert ds.split_trials(4, 1) == [4]
 
 
-def test_compress_flags_follow_the_method():
-    base = {"model": "models:/c2m-sentiment@champion", "register_name": None, "max_examples": None,
+def test_compress_flags_carry_the_changed_knobs():
+    from training.job_settings import COMPRESS_SETTINGS
+
+    base = {"model": "models:/c2m-sentiment@champion", "register_name": "", "max_examples": 0,
             "sparsity": 0.5, "structured": True, "student_layers": 1, "temperature": 2.0, "alpha": 0.5,
             "finetune_epochs": 1, "extra_args": []}
     q = ds.compress_args({**base, "method": "quantize"}, "n", "/r.json")
-    assert "--sparsity" not in q and "--temperature" not in q and "--finetune-epochs" not in q
-    pr = ds.compress_args({**base, "method": "prune"}, "n", "/r.json")
-    assert pr[pr.index("--sparsity") + 1] == "0.5" and "--structured" in pr and "--alpha" not in pr
-    di = ds.compress_args({**base, "method": "distill"}, "n", "/r.json")
-    assert di[di.index("--student-layers") + 1] == "1" and "--sparsity" not in di
+    assert "--sparsity" not in q and "--temperature" not in q and "--finetune-epochs" not in q  # defaults
+    pr = ds.compress_args({**base, "method": "prune", "sparsity": 0.7}, "n", "/r.json")
+    got = _job_parse(COMPRESS_SETTINGS, pr)
+    assert (got.method, got.sparsity, got.structured, got.run_name) == ("prune", 0.7, True, "n")
+    assert _job_parse(COMPRESS_SETTINGS, q).model == base["model"]
 
 
 def test_cross_field_checks():

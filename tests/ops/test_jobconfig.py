@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import given, strategies as st
 
-from ops.lake.jobconfig import add_arguments, from_args, param_specs, setting, settings, to_flags
+from ops.lake.jobconfig import Part, add_arguments, from_args, param_specs, setting, settings, to_flags
 
 
 @dataclass
@@ -91,3 +91,59 @@ def test_an_undeclarable_type_says_which_field_and_what_to_use():
 
     with pytest.raises(TypeError, match=r"Bad\.when.*declare it with one of those"):
         settings(Bad)
+
+
+@dataclass
+class Optim:
+    name: str = setting("adamw", "optimizer", flag="--optimizer", choices=("adamw", "lamb"),
+                        param="optimizer")
+    lr: float = setting(1e-3, "learning rate", exclusive_minimum=0, form_maximum=1)
+    eps: float = 1e-8  # not a setting: no flag, no Param
+
+
+@dataclass
+class Job:
+    data: str = setting("", "input folder", required=True, pattern="^/")
+    note: str = setting("", "free text")
+    trials: int = setting(8, "trials", flag="--trials", aliases=("--n-trials",), minimum=0,
+                          exclusive_minimum=0)
+    name: str = setting("job", "run name")
+
+
+GENTLE = Part(Optim, only=("lr",), defaults={"lr": 3e-4})
+
+
+def test_a_job_spans_classes_and_a_param_name_can_differ_from_the_field():
+    parser = add_arguments(argparse.ArgumentParser(), (Job, Optim))
+    ns = parser.parse_args(["--data", "/d", "--optimizer", "lamb", "--n-trials", "0"])
+    assert (ns.optimizer, ns.name, ns.trials, ns.data) == ("lamb", "job", 0, "/d")  # dest: the Param name
+    assert from_args(Optim, ns) == Optim(name="lamb")
+    specs = param_specs((Job, Optim))
+    assert specs["optimizer"]["enum"] == ["adamw", "lamb"] and "eps" not in specs
+    assert specs["lr"]["exclusiveMinimum"] == 0 and specs["trials"]["exclusiveMinimum"] == 0
+    assert specs["lr"]["maximum"] == 1  # the form's cap only:
+    assert parser.parse_args(["--data", "/d", "--lr", "5"]).lr == 5
+    assert specs["data"]["pattern"] == "^/"
+    assert specs["data"]["type"] == "string"  # required: the DAG gives it
+    assert specs["note"]["type"] == ["null", "string"] and specs["name"]["type"] == "string"  # cleared: null
+    assert to_flags((Job, Optim), {"optimizer": "lamb", "name": "job", "data": ""}) == [
+        "--data", "", "--optimizer", "lamb"]  # a required setting is always passed
+
+
+def test_a_required_setting_must_be_given():
+    with pytest.raises(SystemExit):
+        add_arguments(argparse.ArgumentParser(), Job).parse_args([])
+
+
+def test_a_part_shows_some_fields_with_the_jobs_own_defaults():
+    parser = add_arguments(argparse.ArgumentParser(), GENTLE)
+    assert "--optimizer" not in parser.format_help()
+    assert from_args(GENTLE, parser.parse_args([])) == Optim(lr=3e-4)
+    assert param_specs(GENTLE)["lr"]["default"] == 3e-4
+    assert to_flags(GENTLE, {"lr": 3e-4}) == [] and to_flags(GENTLE, {"lr": 1e-3}) == ["--lr", "0.001"]
+
+
+def test_cli_only_settings_are_neither_params_nor_dag_flags():
+    assert to_flags(Example, {"cli_only": "y"}) == []
+    assert "--langs LANGS" in add_arguments(argparse.ArgumentParser(), Example).format_help()
+    assert "(comma-separated)" in add_arguments(argparse.ArgumentParser(), Example).format_help()

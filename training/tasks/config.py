@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from training.config import OptimConfig
+from ops.lake.jobconfig import Part, setting
+from training.config import PROMOTE_MODES, OptimConfig
 
 # task -> (kind, built-in data set). "classification"/"tagging" need --data (JSONL splits).
 TASKS = {
@@ -23,12 +24,21 @@ TASKS = {
     "tagging": "tagging",
     "generation": "generation",  # prompt -> completion (built-in: Python docs signatures)
 }
-PROMOTE = ("gate", "always", "never")
+PROMOTE = PROMOTE_MODES
+SUBSETS = ("sentences", "reviews", "oanc", "wsj")  # sentiment: sentences|reviews; pos: oanc|wsj
+MODEL_URI_PATTERN = (r"^(models:/[A-Za-z0-9][A-Za-z0-9_.-]*(@[A-Za-z0-9][A-Za-z0-9_-]*|/[0-9]+)"
+                     r"|runs:/[0-9a-f]{32}/\S+)$")
+DATA_DIR_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,62}/\S*|/\S+)?$"
 # What picks the best epoch: the task's primary metric, or the validation loss. Generation
 # defaults to loss: BLEU on a small validation split is noisy (one run picked epoch 1 at
 # perplexity 110 over epoch 4 at 85.8), while the completion loss moves smoothly.
 SELECT_ON = ("metric", "loss")
 INIT = ("pretrained", "random")
+
+
+# Fine-tuning trains gently: a smaller lr and weight decay than pretraining.
+FINETUNE_OPTIM = Part(OptimConfig, only=("name", "lr", "warmup_steps", "weight_decay"),
+                      defaults={"lr": 3e-4, "warmup_steps": 10, "weight_decay": 0.01})
 
 
 def _require(cond: bool, message: str) -> None:
@@ -40,35 +50,47 @@ def _require(cond: bool, message: str) -> None:
 class TaskConfig:
     """One fine-tuning run; validated on construction so a bad value fails before training."""
 
-    optim: OptimConfig = field(
-        default_factory=lambda: OptimConfig(lr=3e-4, warmup_steps=10, weight_decay=0.01)
-    )
-    base_model: str = "models:/c2m-base@champion"
-    task: str = "sentiment"
-    subset: str = ""  # sentiment: sentences|reviews; pos: oanc|wsj; "" = the task's default
-    data: str = ""  # folder with train/val/test .jsonl; overrides the built-in data set
-    epochs: int = 3
-    batch_size: int = 16  # examples per rank per step
-    max_examples: int = 0  # 0 = all; otherwise a deterministic subset (tests and smoke runs)
-    max_len: int = 0  # tokens per example; 0 = the base model's block_size
-    seed: int = 1337
-    freeze_layers: int = 0  # freeze the embeddings and the first k blocks (0 = train all)
-    layer_lr_decay: float = 1.0  # block i from the top trains at lr * decay**i (1 = one lr)
-    dropout: float = 0.1  # in the backbone and before the head
-    crf: bool = False  # tagging only: a linear-chain CRF over the head's scores
-    patience: int = 0  # stop after this many epochs without a better selection score (0 = never)
-    select_on: str = ""  # metric | loss: what picks the best epoch; "" = loss for generation, else metric
-    init: str = "pretrained"  # "random": same architecture from scratch (the baseline)
-    promote: str = "gate"  # champion alias: gate (only if better), always, never
-    gate_margin: float = 0.0  # the new test metric must beat the champion's by more than this
-    checkpoint_dir: str = ""  # best-so-far weights are also written here (best.pt) when set
-    experiment: str = "finetune"
-    register_name: str = ""  # "" = c2m-<task>
-    run_name: str = ""
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(**FINETUNE_OPTIM.defaults))
+    base_model: str = setting(
+        "models:/c2m-base@champion", "registered model to start from: models:/<name>@<alias>, "
+        "models:/<name>/<version> or runs:/<id>/<path>", title="Base model", pattern=MODEL_URI_PATTERN)
+    task: str = setting("sentiment", "labelled task (generation: prompt -> completion, BLEU); "
+                        "classification/tagging need a data folder", choices=tuple(TASKS))
+    subset: str = setting("", "sentiment: sentences|reviews; pos: oanc|wsj; empty = the task's default",
+                          pattern=f"^({'|'.join(SUBSETS)})?$")
+    data: str = setting("", "folder of train/val/test .jsonl (text,label; tokens,tags; or "
+                        "prompt,completion); "
+                        "replaces the built-in data set", title="Task data", pattern=DATA_DIR_PATTERN)
+    epochs: int = setting(3, "passes over the training split", minimum=1, maximum=1000)
+    batch_size: int = setting(16, "examples per rank per step", minimum=1, maximum=65_536)
+    max_examples: int = setting(0, "use a fixed subset of this many examples (0 = all)", minimum=0)
+    max_len: int = setting(0, "tokens per example (0 = the base model's context)", minimum=0)
+    seed: int = setting(1337, "random seed", minimum=0, maximum=2**31 - 1)
+    freeze_layers: int = setting(0, "freeze the embeddings and the first k blocks (0 = train all)",
+                                 title="Frozen layers", minimum=0, maximum=256)
+    layer_lr_decay: float = setting(1.0, "discriminative lr: block i from the top trains at lr * decay**i "
+                                    "(1 = one lr)", exclusive_minimum=0, maximum=1)
+    dropout: float = setting(0.1, "dropout in the backbone and before the head", minimum=0)
+    crf: bool = setting(False, "tagging: a linear-chain CRF on top of the head")
+    patience: int = setting(0, "early stop after k epochs without a better selection score (0 = never)",
+                            minimum=0)
+    select_on: str = setting("", "what picks the best epoch: the task's primary metric or the val loss "
+                             "(default: loss for generation, metric otherwise)", choices=("", *SELECT_ON))
+    init: str = setting("pretrained", "random = same architecture, untrained (the baseline)", choices=INIT)
+    promote: str = setting("gate", "champion alias: gate (only if the test metric beats the champion's), "
+                           "always or never", title="Promotion", choices=PROMOTE)
+    gate_margin: float = setting(0.0, "the new test metric must beat the champion's by more than this",
+                                 minimum=0)
+    checkpoint_dir: str = setting("", "also write the best weights here (best.pt; a folder or an s3:// "
+                                  "prefix)")
+    experiment: str = setting("finetune", "MLflow experiment")
+    register_name: str = setting("", "registered model name; default c2m-<task>")
+    run_name: str = setting("", "MLflow run name; default <task>[-<subset>]")
     # generation only: decoding for validation/test (greedy unless temperature > 0)
-    max_new_tokens: int = 32
-    top_k: int = 0  # sample from the k likeliest tokens (0 = all) when temperature > 0
-    temperature: float = 0.0  # 0 = greedy; > 0 samples, seeded per example from ``seed``
+    max_new_tokens: int = setting(32, "generation: decode budget", minimum=1)
+    top_k: int = setting(0, "generation: sample from the k likeliest tokens (0 = all)", minimum=0)
+    temperature: float = setting(0.0, "generation: 0 = greedy; > 0 samples, seeded per example from --seed",
+                                 minimum=0)
 
     def __post_init__(self):
         _require(self.task in TASKS, f"task={self.task!r}: choose one of {', '.join(TASKS)}")
