@@ -12,7 +12,7 @@ as the pipeline hands it the dedup stage's output. The tokenizer (byte-level BPE
 stage with ``--tokenizer-file``, so the stage time is read + encode + doc index + pack + write.
 Each Spark Python worker runs tokenizers with RAYON_NUM_THREADS=1 (one core per task), and the
 stage runs with the JVM options ``ops/launch/local`` gives it locally. The ceiling runs with one
-thread on the same texts, twice: ``encode_batch`` (the issue's reference) and
+thread on the same texts, twice: ``encode_batch`` (the reference) and
 ``encode_batch_fast`` (what the stage calls: same ids, no offsets; ~25% faster). Target: stage
 tokens/s per core >= 0.8 x the ceiling; Spark start-up (JVM, session, a Python worker per core)
 is reported apart.
