@@ -3,7 +3,7 @@
 Run with RAYON_NUM_THREADS=1, so this is the practical ceiling of one core. Reads the texts
 of the input version's ``part-*.parquet`` first (not timed), then encodes them in batches of
 ``--batch`` texts twice, each time with a freshly loaded tokenizer (cold word cache):
-``encode_batch`` (the issue's reference) and ``encode_batch_fast`` (the call the stage makes:
+``encode_batch`` (the reference) and ``encode_batch_fast`` (the call the stage makes:
 the same ids, no character offsets). Prints one JSON line with seconds and tokens of each.
 
     .venv-jobs/bin/python bench/_encode_ceiling.py TOKENIZER.json CORPUS_VERSION_FOLDER --batch 256

@@ -1,4 +1,4 @@
-"""S3 throughput of the storage layer against boto3's own transfer manager (issue 8).
+"""S3 throughput of the storage layer against boto3's own transfer manager.
 
     .venv-jobs/bin/python bench/s3_io.py                 # 1 GiB of 64 MiB shards, 2 rounds
     .venv-jobs/bin/python bench/s3_io.py --total-mb 256  # quicker
@@ -10,7 +10,7 @@ tokenize stage's format) locally, and then, for each round, in alternating order
 - ours: ``ops.lake.storage.upload_file`` / ``ops.lake.storage.download_file`` (our client config:
   standard retries, path-style addressing, our multipart size; atomic local writes);
 - reference: a plain ``boto3.client("s3").upload_file`` / ``download_file`` with boto3's
-  default TransferConfig (the "raw transfer manager" of the issue).
+  default TransferConfig (the raw transfer manager).
 
 Every downloaded file is checked by sha256 against its source. Throughput is MB/s over
 the whole set; the ratio is ours / reference (target ≥ 0.9). Both sides use the same

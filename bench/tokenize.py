@@ -12,7 +12,7 @@ as the pipeline hands it the dedup stage's output. The tokenizer (byte-level BPE
 stage with ``--tokenizer-file``, so the stage time is read + encode + doc index + pack + write.
 Each Spark Python worker runs tokenizers with RAYON_NUM_THREADS=1 (one core per task), and the
 stage runs with the JVM options ``ops/launch/local`` gives it locally. The ceiling runs with one
-thread on the same texts, twice: ``encode_batch`` (the issue's reference) and
+thread on the same texts, twice: ``encode_batch`` (the reference) and
 ``encode_batch_fast`` (what the stage calls: same ids, no offsets; ~25% faster). Target: stage
 tokens/s per core >= 0.8 x the ceiling; Spark start-up (JVM, session, a Python worker per core)
 is reported apart.
@@ -118,27 +118,102 @@ def run_stage(tokenizer: Path, root: Path, cores: int, seq_len: int) -> dict:
             "peak_rss_mb": res["peak_rss_mb"], "shards": str(folder)}
 
 
+class _PlainLoops:
+    """The reference loaders: plain loops over the memmaps of one split, fed precomputed indices.
+
+    ``memmap`` gathers on a plain-ndarray view of the memmap and casts each shifted slice
+    straight to int64 (the cheapest loop we know: the target's reference); ``memmap_widen``
+    casts the whole batch to int64 and copies both slices out of it (the usual idiom). With
+    several shard files a plain loop must find each row's file: ``rows`` then fancy-indexes
+    when the batch lies in one file, else copies row by row (the fastest plain loop over
+    several maps we found), and ``in_ram`` fancy-indexes one array holding the whole split in
+    memory, which no loader over shards can be (the bound, for scale).
+    """
+
+    def __init__(self, maps: list, seq_len: int, dtype, batches: list):
+        import numpy as np
+
+        self.plains = [m.view(np.ndarray) for m in maps]
+        self.starts = np.cumsum([0] + [len(m) for m in maps])
+        self.seq_len, self.dtype, self.batches = seq_len, dtype, batches
+        self.whole = np.concatenate(self.plains) if len(maps) > 1 else None  # copied into RAM once
+
+    def rows(self, idx):
+        import numpy as np
+
+        if len(self.plains) == 1:
+            return self.plains[0][idx]
+        where = np.searchsorted(self.starts, idx, side="right") - 1
+        if (where == where[0]).all():
+            return self.plains[where[0]][idx - self.starts[where[0]]]
+        rows = np.empty((len(idx), self.seq_len), dtype=self.dtype)
+        for i, (f, r) in enumerate(zip(where.tolist(), (idx - self.starts[where]).tolist())):
+            rows[i] = self.plains[f][r]
+        return rows
+
+    @staticmethod
+    def _shifted(rows):
+        import numpy as np
+        import torch
+
+        return (torch.from_numpy(rows[:, :-1].astype(np.int64, order="C")),
+                torch.from_numpy(rows[:, 1:].astype(np.int64, order="C")))
+
+    def memmap(self):
+        return (self._shifted(self.rows(idx)) for idx in self.batches)
+
+    def memmap_widen(self):
+        import numpy as np
+        import torch
+
+        for idx in self.batches:
+            t = torch.from_numpy(self.rows(idx).astype(np.int64))
+            yield t[:, :-1].contiguous(), t[:, 1:].contiguous()
+
+    def in_ram(self):
+        return (self._shifted(self.whole[idx]) for idx in self.batches)
+
+
+def _check_same_batches(sides: dict, reference) -> None:
+    """Every side yields the reference's batches: both tensors, int64, contiguous."""
+    import torch
+
+    for name, fn in sides.items():
+        for (x, y), (rx, ry) in zip(fn(), reference()):
+            same = torch.equal(x, rx) and torch.equal(y, ry)
+            if not (same and x.dtype == torch.int64 and x.is_contiguous() and y.is_contiguous()):
+                raise RuntimeError(f"loader benchmark: {name} yields different batches than the plain loop")
+
+
+def _time_interleaved(sides: dict, repeats: int) -> tuple[dict, dict]:
+    """Wall and thread-CPU seconds of drawing every batch of each side, ``repeats`` times, interleaved
+    so that load changes hit every side alike."""
+    import collections
+    import time
+
+    seconds: dict[str, list[float]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeats):
+        for name, fn in sides.items():
+            c0 = time.thread_time()
+            with timed() as t:
+                collections.deque(fn(), maxlen=0)  # draw every batch, keep none
+            seconds[name].append(t.seconds)
+            cpu[name].append(time.thread_time() - c0)
+    return seconds, cpu
+
+
 def bench_loader(shards: str, batch_size: int, steps: int, repeats: int = 5) -> dict:
     """Samples/s of our loaders and of plain memmap loops over the same indices (medians, interleaved).
 
     OURS: ``ShardLoader.next_batch()`` and ``CollatedLoader`` with the causal-LM collator (the
-    path ``training.pretrain`` samples through). REFERENCES, all fed the indices our sampler
-    draws, computed before timing, and all producing the same (x, y) int64 contiguous tensors:
-    ``memmap`` gathers on a plain-ndarray view of the memmap and casts each shifted slice
-    straight to int64 (the cheapest loop we know: the target's reference); ``memmap_widen``
-    casts the whole batch to int64 and copies both slices out of it (the usual idiom, the
-    reference of earlier runs). Every side's batches are checked equal before timing.
-    With several shard files a plain memmap loop must find each row's file: ``memmap`` then
-    fancy-indexes when the batch lies in one file, else copies row by row (the fastest plain
-    loop over several maps we found), and ``in_ram`` fancy-indexes one array holding the
-    whole split in memory, which no loader over shards can be (the bound, for scale).
+    path ``training.pretrain`` samples through). REFERENCES (:class:`_PlainLoops`) are fed the
+    indices our sampler draws, computed before timing, and produce the same (x, y) int64
+    contiguous tensors. Every side's batches are checked equal before timing.
     """
-    import collections
     import statistics
-    import time
 
     import numpy as np
-    import torch
 
     from training.data.collators import CausalLM
     from training.data.shards import CollatedLoader, ShardDataset, ShardLoader, read_shard_info
@@ -147,15 +222,13 @@ def bench_loader(shards: str, batch_size: int, steps: int, repeats: int = 5) -> 
     dataset = ShardDataset(info, "train")
     n = len(dataset)
     dtype = np.dtype("<u2") if info.dtype == "uint16" else np.dtype("<u4")
-    files = [Path(shards) / f for f in info.splits["train"]["files"]]
+    files = [Path(info.data_uri) / f for f in info.splits["train"]["files"]]  # the manifest's generation
     maps = [np.memmap(f, dtype=dtype, mode="r").reshape(-1, info.seq_len) for f in files]
-    plains = [m.view(np.ndarray) for m in maps]
-    starts = np.cumsum([0] + [len(m) for m in maps])
-    in_ram = np.concatenate(plains) if len(maps) > 1 else None  # copied into RAM once, for `in_ram`
     per_epoch = n // batch_size
     batches = [np.random.default_rng([0, s // per_epoch]).permutation(n)[(s % per_epoch) * batch_size:
                                                                          (s % per_epoch + 1) * batch_size]
                for s in range(steps)]  # the same indices the sampler draws, computed before timing
+    plain = _PlainLoops(maps, info.seq_len, dtype, batches)
 
     def shard_loader():
         loader = ShardLoader(dataset, batch_size, seed=0)
@@ -165,51 +238,12 @@ def bench_loader(shards: str, batch_size: int, steps: int, repeats: int = 5) -> 
         loader = CollatedLoader(dataset, CausalLM(), batch_size, seed=0)
         return ((b["input_ids"], b["labels"]) for b in (loader.next_batch() for _ in range(steps)))
 
-    def plain_rows(idx):
-        if len(plains) == 1:
-            return plains[0][idx]
-        where = np.searchsorted(starts, idx, side="right") - 1
-        if (where == where[0]).all():
-            return plains[where[0]][idx - starts[where[0]]]
-        rows = np.empty((len(idx), info.seq_len), dtype=dtype)
-        for i, (f, r) in enumerate(zip(where.tolist(), (idx - starts[where]).tolist())):
-            rows[i] = plains[f][r]
-        return rows
-
-    def memmap():
-        for idx in batches:
-            rows = plain_rows(idx)
-            yield (torch.from_numpy(rows[:, :-1].astype(np.int64, order="C")),
-                   torch.from_numpy(rows[:, 1:].astype(np.int64, order="C")))
-
-    def memmap_widen():
-        for idx in batches:
-            t = torch.from_numpy(plain_rows(idx).astype(np.int64))
-            yield t[:, :-1].contiguous(), t[:, 1:].contiguous()
-
-    def ram():
-        for idx in batches:
-            rows = in_ram[idx]
-            yield (torch.from_numpy(rows[:, :-1].astype(np.int64, order="C")),
-                   torch.from_numpy(rows[:, 1:].astype(np.int64, order="C")))
-
-    sides = {"ours": shard_loader, "ours_collated": collated, "memmap": memmap, "memmap_widen": memmap_widen}
-    if in_ram is not None:
-        sides["in_ram"] = ram
-    for name, fn in sides.items():  # same data first: every batch, both tensors, dtype and layout
-        for (x, y), (rx, ry) in zip(fn(), memmap()):
-            same = torch.equal(x, rx) and torch.equal(y, ry)
-            if not (same and x.dtype == torch.int64 and x.is_contiguous() and y.is_contiguous()):
-                raise RuntimeError(f"loader benchmark: {name} yields different batches than the plain loop")
-    seconds: dict[str, list[float]] = {name: [] for name in sides}
-    cpu: dict[str, list[float]] = {name: [] for name in sides}
-    for _ in range(repeats):  # interleaved, so load changes hit every side alike
-        for name, fn in sides.items():
-            c0 = time.thread_time()
-            with timed() as t:
-                collections.deque(fn(), maxlen=0)  # draw every batch, keep none
-            seconds[name].append(t.seconds)
-            cpu[name].append(time.thread_time() - c0)
+    sides = {"ours": shard_loader, "ours_collated": collated, "memmap": plain.memmap,
+             "memmap_widen": plain.memmap_widen}
+    if plain.whole is not None:
+        sides["in_ram"] = plain.in_ram
+    _check_same_batches(sides, plain.memmap)
+    seconds, cpu = _time_interleaved(sides, repeats)
     median = {name: statistics.median(s) for name, s in seconds.items()}
     rate = {name: round(steps * batch_size / s, 1) for name, s in median.items()}
     cpu_median = {name: statistics.median(s) for name, s in cpu.items()}
@@ -220,7 +254,7 @@ def bench_loader(shards: str, batch_size: int, steps: int, repeats: int = 5) -> 
             "ratio": ratio(median["memmap"], median["ours"]),
             "ratio_collated": ratio(median["memmap"], median["ours_collated"]),
             "ratio_vs_widen": ratio(median["memmap_widen"], median["ours"]), "files": len(files),
-            "ratio_vs_in_ram": ratio(median["in_ram"], median["ours"]) if in_ram is not None else None}
+            "ratio_vs_in_ram": ratio(median["in_ram"], median["ours"]) if "in_ram" in sides else None}
 
 
 def print_loader(loaders: list[dict]) -> None:

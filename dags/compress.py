@@ -50,7 +50,7 @@ def compress():
         params = dict(ctx["params"])
         job = ds.TrainingTask(ctx, s)
         if job.launcher.kind == "local":
-            ds.require_module(s, COMPRESS_MODULE, "Compression comes with issue 6.")
+            ds.require_module(s, COMPRESS_MODULE, "Run the DAG from a full crawl2model checkout.")
         result = {**job.run(COMPRESS_MODULE, ds.compress_args(params, job.run_name, job.result_file),
                             params["np"]), "model": params["model"], "method": params["method"]}
         job.note(ds.mlflow_note(f"compress ({params['method']})", result))

@@ -19,8 +19,8 @@ skipped, and ``extract`` reads the raw versions of whichever ran.
 
 The crawl fans out with dynamic task mapping: ``ingest.shards`` groups the seeds by host
 into at most ``crawl_shards`` shards, one mapped ``ingest.crawl`` task each, every shard
-writing a raw version of its own (``{version}-c{k}``; one shard writes ``{version}``, as
-before); ``extract`` reads them all into the run's one extracted version.
+writing a raw version of its own (``{version}-c{k}``; a single shard writes ``{version}``);
+``extract`` reads them all into the run's one extracted version.
 
 Failures retry with exponential backoff; the task log ends with a summary naming the DAG,
 task and try, and the job's last output lines.
@@ -29,13 +29,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task, task_group
+from airflow.sdk import Param, dag, get_current_context, task, task_group
 
+from ops.dagkit.assets import CORPUS
 from ops.dagkit.dag_params import data_refresh_params
 from ops.dagkit.dag_support import EXTRA_PRETRAIN, EXTRA_SHARDS_URI, OWNER_DATA, derive_version, task_defaults
 from ops.launch.settings import get_settings
-
-CORPUS = Asset("corpus")
 
 # Environment only: no DB or network at parse time.
 PARAMS = {name: Param(**spec) for name, spec in data_refresh_params(get_settings()).items()}
@@ -59,6 +58,131 @@ def _run_stage(stage: str, plan: dict, args: list[str] | None = None, version: s
     return manifest_summary(plan["root"], stage, version)
 
 
+@task
+def plan() -> dict:
+    """Fix the data root and the dataset version that every stage of this run writes."""
+    ctx = get_current_context()
+    version = ctx["params"].get("version") or derive_version(ctx["dag_run"].logical_date, ctx["run_id"])
+    return {"root": get_settings().data_root, "version": version}
+
+
+@task_group
+def ingest(p: dict) -> dict:
+    """Fetch pages in parallel crawl shards and/or ingest WARC files, and turn them into text records."""
+
+    @task.branch
+    def source(plan: dict) -> list[str]:
+        """Choose the crawl, the WARC ingest or both (Param ``source``); the other path is skipped."""
+        from ops.dagkit.dag_support import ingest_args
+
+        params = get_current_context()["params"]
+        chosen = params.get("source") or "crawl"
+        if chosen != "crawl":
+            ingest_args(params, plan["root"], plan["version"])  # fails here, naming the Param, if unset
+        return [tid for name, tid in (("crawl", "ingest.shards"), ("warc", "ingest.warc"))
+                if chosen in (name, "both")]
+
+    @task
+    def shards(plan: dict) -> list[dict]:
+        """Split the seeds into crawl shards by host (Param ``crawl_shards``; one by default)."""
+        from ops.dagkit.dag_support import crawl_shards
+
+        return crawl_shards(get_current_context()["params"], plan["version"])
+
+    crawl_doc = ("Politely fetch one shard's pages into WARC files (raw/v={version}, or "
+                 "raw/v={version}-c{k} when the crawl is sharded); resumes its own raw version.")
+
+    @task(doc_md=crawl_doc)  # mapped tasks do not pick up the docstring by themselves
+    def crawl(plan: dict, shard: dict) -> dict:
+        from ops.dagkit.dag_support import shard_crawl_args
+
+        args = shard_crawl_args(get_current_context()["params"], plan["root"], shard)
+        return _run_stage("crawl", plan, args, shard["version"])
+
+    @task
+    def warc(plan: dict) -> dict:
+        """Copy the readable records of the files ``warc_glob`` names into raw/ (raw/v={version},
+        or raw/v={version}-w beside a crawl); damaged records are counted as corrupt_record."""
+        from ops.dagkit.dag_support import ingest_args, ingest_version
+
+        params = get_current_context()["params"]
+        version = ingest_version(plan["version"], params.get("source") or "crawl")
+        return _run_stage("ingest", plan, ingest_args(params, plan["root"], version), version)
+
+    @task(trigger_rule="none_failed_min_one_success")
+    def extract(plan: dict, crawled: list | None, ingested: dict | None) -> dict:
+        """HTML to text plus language ID from the raw versions of every crawl shard and of the
+        WARC ingest, whichever ran (extracted/)."""
+        from ops.dagkit.dag_support import stage_args
+
+        inputs = [c["version"] for c in (crawled or []) if c]  # in map-index order: shard 0 first
+        inputs += [ingested["version"]] if ingested else []
+        params = get_current_context()["params"]
+        return _run_stage("extract", plan,
+                          stage_args("extract", params, plan["root"], plan["version"], inputs=inputs))
+
+    chosen = source(p)
+    planned = shards(p)
+    ingested = warc(p)
+    chosen >> [planned, ingested]
+    return extract(p, crawl.partial(plan=p).expand(shard=planned), ingested)
+
+
+@task_group
+def refine(p: dict, upstream: dict) -> dict:
+    """Filter by quality and language, then remove duplicates."""
+
+    @task
+    def clean(plan: dict, upstream: dict) -> dict:
+        """Quality filters with named drop reasons (clean/)."""
+        return _run_stage("clean", plan)
+
+    @task
+    def dedup(plan: dict, upstream: dict) -> dict:
+        """Remove duplicates (corpus/)."""
+        return _run_stage("dedup", plan)
+
+    return dedup(p, clean(p, upstream))
+
+
+@task_group
+def package(p: dict, upstream: dict) -> dict:
+    """Tokenize into training shards and announce them."""
+
+    @task
+    def tokenize(plan: dict, upstream: dict) -> dict:
+        """Train the tokenizer, encode and pack (shards/); skipped when dedup left nothing new."""
+        if upstream.get("rows_out") == 0:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(
+                f"corpus {upstream.get('uri')} is empty: every document of this refresh was dropped "
+                f"({upstream.get('dropped')}), e.g. as a duplicate of an earlier version. Nothing to "
+                "tokenize or publish; set dedup_against=none to rebuild a full corpus.")
+        return _run_stage("tokenize", plan)
+
+    @task(outlets=[CORPUS])
+    def publish(summary: dict) -> dict:
+        """Emit ``corpus`` with the shards URI (starts pretrain); skipped when ``publish`` is off."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        ctx = get_current_context()
+        if not ctx["params"].get("publish", True):
+            raise AirflowSkipException("publish=false: the corpus Asset is not updated")
+        extra = {
+            EXTRA_SHARDS_URI: summary["uri"],
+            "version": summary["version"],
+            "tokens": summary.get("tokens", {}),
+            EXTRA_PRETRAIN: dict(ctx["params"].get("pretrain") or {}),
+        }
+        ctx["outlet_events"][CORPUS].extra = extra
+        return extra
+
+    summary = tokenize(p, upstream)
+    publish(summary)
+    return summary
+
+
 @dag(
     schedule="@weekly",
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
@@ -70,128 +194,6 @@ def _run_stage(stage: str, plan: dict, args: list[str] | None = None, version: s
 )
 def data_refresh():
     """Crawl, extract, clean, dedup and tokenize one dataset version; emit the ``corpus`` Asset."""
-
-    @task
-    def plan() -> dict:
-        """Fix the data root and the dataset version that every stage of this run writes."""
-        ctx = get_current_context()
-        version = ctx["params"].get("version") or derive_version(ctx["dag_run"].logical_date, ctx["run_id"])
-        return {"root": get_settings().data_root, "version": version}
-
-    @task_group
-    def ingest(p: dict) -> dict:
-        """Fetch pages in parallel crawl shards and/or ingest WARC files, and turn them into text records."""
-
-        @task.branch
-        def source(plan: dict) -> list[str]:
-            """Choose the crawl, the WARC ingest or both (Param ``source``); the other path is skipped."""
-            from ops.dagkit.dag_support import ingest_args
-
-            params = get_current_context()["params"]
-            chosen = params.get("source") or "crawl"
-            if chosen != "crawl":
-                ingest_args(params, plan["root"], plan["version"])  # fails here, naming the Param, if unset
-            return [tid for name, tid in (("crawl", "ingest.shards"), ("warc", "ingest.warc"))
-                    if chosen in (name, "both")]
-
-        @task
-        def shards(plan: dict) -> list[dict]:
-            """Split the seeds into crawl shards by host (Param ``crawl_shards``; one by default)."""
-            from ops.dagkit.dag_support import crawl_shards
-
-            return crawl_shards(get_current_context()["params"], plan["version"])
-
-        crawl_doc = ("Politely fetch one shard's pages into WARC files (raw/v={version}, or "
-                     "raw/v={version}-c{k} when the crawl is sharded); resumes its own raw version.")
-
-        @task(doc_md=crawl_doc)  # mapped tasks do not pick up the docstring by themselves
-        def crawl(plan: dict, shard: dict) -> dict:
-            from ops.dagkit.dag_support import shard_crawl_args
-
-            args = shard_crawl_args(get_current_context()["params"], plan["root"], shard)
-            return _run_stage("crawl", plan, args, shard["version"])
-
-        @task
-        def warc(plan: dict) -> dict:
-            """Copy the readable records of the files ``warc_glob`` names into raw/ (raw/v={version},
-            or raw/v={version}-w beside a crawl); damaged records are counted as corrupt_record."""
-            from ops.dagkit.dag_support import ingest_args, ingest_version
-
-            params = get_current_context()["params"]
-            version = ingest_version(plan["version"], params.get("source") or "crawl")
-            return _run_stage("ingest", plan, ingest_args(params, plan["root"], version), version)
-
-        @task(trigger_rule="none_failed_min_one_success")
-        def extract(plan: dict, crawled: list | None, ingested: dict | None) -> dict:
-            """HTML to text plus language ID from the raw versions of every crawl shard and of the
-            WARC ingest, whichever ran (extracted/)."""
-            from ops.dagkit.dag_support import stage_args
-
-            inputs = [c["version"] for c in (crawled or []) if c]  # in map-index order: shard 0 first
-            inputs += [ingested["version"]] if ingested else []
-            params = get_current_context()["params"]
-            return _run_stage("extract", plan,
-                              stage_args("extract", params, plan["root"], plan["version"], inputs=inputs))
-
-        chosen = source(p)
-        planned = shards(p)
-        ingested = warc(p)
-        chosen >> [planned, ingested]
-        return extract(p, crawl.partial(plan=p).expand(shard=planned), ingested)
-
-    @task_group
-    def refine(p: dict, upstream: dict) -> dict:
-        """Filter by quality and language, then remove duplicates."""
-
-        @task
-        def clean(plan: dict, upstream: dict) -> dict:
-            """Quality filters with named drop reasons (clean/)."""
-            return _run_stage("clean", plan)
-
-        @task
-        def dedup(plan: dict, upstream: dict) -> dict:
-            """Remove duplicates (corpus/)."""
-            return _run_stage("dedup", plan)
-
-        return dedup(p, clean(p, upstream))
-
-    @task_group
-    def package(p: dict, upstream: dict) -> dict:
-        """Tokenize into training shards and announce them."""
-
-        @task
-        def tokenize(plan: dict, upstream: dict) -> dict:
-            """Train the tokenizer, encode and pack (shards/); skipped when dedup left nothing new."""
-            if upstream.get("rows_out") == 0:
-                from airflow.sdk.exceptions import AirflowSkipException
-
-                raise AirflowSkipException(
-                    f"corpus {upstream.get('uri')} is empty: every document of this refresh was dropped "
-                    f"({upstream.get('dropped')}), e.g. as a duplicate of an earlier version. Nothing to "
-                    "tokenize or publish; set dedup_against=none to rebuild a full corpus.")
-            return _run_stage("tokenize", plan)
-
-        @task(outlets=[CORPUS])
-        def publish(summary: dict) -> dict:
-            """Emit ``corpus`` with the shards URI (starts pretrain); skipped when ``publish`` is off."""
-            from airflow.sdk.exceptions import AirflowSkipException
-
-            ctx = get_current_context()
-            if not ctx["params"].get("publish", True):
-                raise AirflowSkipException("publish=false: the corpus Asset is not updated")
-            extra = {
-                EXTRA_SHARDS_URI: summary["uri"],
-                "version": summary["version"],
-                "tokens": summary.get("tokens", {}),
-                EXTRA_PRETRAIN: dict(ctx["params"].get("pretrain") or {}),
-            }
-            ctx["outlet_events"][CORPUS].extra = extra
-            return extra
-
-        summary = tokenize(p, upstream)
-        publish(summary)
-        return summary
-
     p = plan()
     package(p, refine(p, ingest(p)))
 

@@ -77,7 +77,7 @@ def hpo():
         params = dict(ctx["params"])
         ds.check_training_params(params)
         if ds.task_launcher(s).kind == "local":
-            ds.require_module(s, HPO_MODULE, "Fine-tuning HPO comes with issue 6.")
+            ds.require_module(s, HPO_MODULE, "Run the DAG from a full crawl2model checkout.")
         study = params.get("study_name") or ds.safe_name(f"{params['task']}-{ctx['run_id']}")[:100]
         return {"study": study, "run_name": f"hpo@{ctx['run_id']}",
                 "slots": ds.split_trials(params["n_trials"], params["parallel_trials"])}

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 
+from ops.dagkit.assets import CORPUS
 from ops.dagkit.dag_params import pretrain_params
 from ops.dagkit.dag_support import OWNER_ML, task_defaults
 from ops.launch.settings import get_settings
-
-CORPUS = Asset("corpus")
 
 PARAMS = {name: Param(**spec) for name, spec in pretrain_params(get_settings()).items()}
 

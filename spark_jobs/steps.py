@@ -13,7 +13,7 @@ runner (:mod:`spark_jobs.runner`) turns a list of steps into Spark work.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Protocol, runtime_checkable
+from typing import Any, Iterable
 
 Doc = dict[str, Any]
 
@@ -26,16 +26,6 @@ class Drop(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = check_reason(reason)
-
-
-@runtime_checkable
-class FilterStep(Protocol):
-    def filter(self, doc: Doc) -> str | None: ...
-
-
-@runtime_checkable
-class MapStep(Protocol):
-    def map(self, doc: Doc) -> Doc: ...
 
 
 def check_reason(reason: str) -> str:

@@ -284,8 +284,8 @@ def load_model_bundle(model_uri: str) -> ModelBundle:
 
 # --- registry metadata: descriptions and lineage tags ---------------------------------------------
 
-# Every registered version names the data it came from (issue 7: "version tags naming the
-# corpus version"), so the registry UI answers "what was this trained on?" without the run.
+# Every registered version names the data it came from in its version tags, so the registry UI
+# answers "what was this trained on?" without opening the run.
 TAG_CORPUS_URI = "c2m.corpus.uri"  # the corpus/v=N folder the shards were tokenized from
 TAG_CORPUS_VERSION = "c2m.corpus.version"
 TAG_CORPUS_DIGEST = "c2m.corpus.digest"  # sha256 of the shards manifest (the run input's digest)

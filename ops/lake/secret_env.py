@@ -26,7 +26,6 @@ import json
 import os
 import re
 import runpy
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -111,11 +110,6 @@ def masker(env: dict[str, str] | None = None):
 def mask(text: str, env: dict[str, str] | None = None) -> str:
     """``text`` with its secrets hidden (see :func:`masker`)."""
     return masker(env)(text)
-
-
-def mask_command(cmd: list[str], env: dict[str, str] | None = None) -> str:
-    """A command line for printing, secrets masked."""
-    return mask(shlex.join([str(c) for c in cmd]), env)
 
 
 def split_secrets(env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:

@@ -455,13 +455,6 @@ def ensure_bucket(bucket: str) -> None:
         pass
 
 
-def local_path(uri: str) -> Path:
-    """The local path of a URI; S3 URIs must be staged first by the caller."""
-    if is_s3(uri):
-        raise ValueError(f"{uri} is on S3; stage it locally first (storage.download_file)")
-    return Path(uri)
-
-
 def env_from_airflow_connection(conn) -> dict[str, str]:
     """AWS_* variables for a job, from an Airflow connection (type aws): login/password = keys,
     extra ``endpoint_url`` and ``region_name``. The values go into the job's environment only."""

@@ -86,14 +86,11 @@ def job_env(settings: Settings | None = None) -> dict[str, str]:
 
 # Driver JVM options of a local (``local[*]``) job, where the driver JVM is the executor too.
 # C1-only JIT: C2's compiler threads take CPU from the Python workers that do these stages' heavy
-# work. Measured on 2 cores, start-up apart, in interleaved pairs: tokenize 8% (50 MB) to 10-16%
-# (100 MB) faster (bench/tokenize.py); dedup 5.4-5.6 s against 6.7-7.8 s at 2,000 documents and
-# 8.2-8.4 s against 10.4-11.2 s at 8,000 (bench/dedup.py's stages); clean 5.3 s against 6.8-7.3 s
-# at 2,000, 11.9-12.1 s against 13.3-13.6 s at 8,000 and 25.7 s against 28.4 s at 22,297 (the
-# bench corpus, bench/data_filters.py's input). Crawl and extract, and cluster executors, keep
-# the JVM's default JIT: not measured. Measured up to these sizes only: for much larger local runs
-# (many cores, JVM-heavy joins) ``C2M_SPARK_DRIVER_JAVA_OPTIONS`` replaces them for every job
-# (set it empty for the JVM's defaults).
+# work, so on 2 cores clean, dedup and tokenize take 8-30% less time, start-up apart (bench/README.md
+# gives the interleaved pairs, up to the bench corpus's 22,297 documents and 180 MB of text).
+# Crawl and extract, and cluster executors, keep the JVM's default JIT: not measured. For much
+# larger local runs (many cores, JVM-heavy joins) ``C2M_SPARK_DRIVER_JAVA_OPTIONS`` replaces them
+# for every job (set it empty for the JVM's defaults).
 C1_ONLY = "-XX:TieredStopAtLevel=1"
 LOCAL_JAVA_OPTIONS = {"clean": C1_ONLY, "dedup": C1_ONLY, "tokenize": C1_ONLY}
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ops.lake import roots
@@ -113,9 +113,6 @@ class Settings:
     @property
     def jobs_python(self) -> Path:
         return self.jobs_venv / "bin" / "python"
-
-    def as_dict(self) -> dict:
-        return {k: str(v) for k, v in asdict(self).items()}
 
 
 def is_loopback(host: str) -> bool:

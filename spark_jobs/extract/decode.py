@@ -77,11 +77,6 @@ def _meta_label(body: bytes) -> str | None:
     return m.group(1).decode("ascii", errors="ignore") if m else None
 
 
-def declared_charsets(body: bytes, content_type: str | None) -> list[str]:
-    """The raw labels a page declares: the header's charset first, then the first meta's."""
-    return [label for label in (_header_label(content_type), _meta_label(body)) if label]
-
-
 # The meta prescan's corrections: the bytes were read as ASCII to find the meta, so it is not UTF-16
 _META_OVERRIDES = {"utf-16le": "utf-8", "utf-16be": "utf-8", X_USER_DEFINED: "windows-1252"}
 

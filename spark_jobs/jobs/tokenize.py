@@ -85,8 +85,8 @@ def _run(spark, args) -> dict:
             with open(staging.join("tokenizer.json"), "w", encoding="utf-8") as fh:
                 fh.write(tokenizer_json)
             index = encoded.select("id", "split", "n_tokens", DROP)
-            # doc index part-*.parquet and removed/empty_tokens/: one file per core, as before the input
-            # was read in smaller splits (coalesce reads the cache; nothing is encoded again)
+            # doc index part-*.parquet and removed/empty_tokens/: one file per core, though the input is
+            # read in smaller splits (coalesce reads the cache; nothing is encoded again)
             cores = spark.sparkContext.defaultParallelism
             counts = write_rows(spark, index.coalesce(cores), staging)
             rejected = write_rejected(spark, args, staging)  # JSONL lines that are no record

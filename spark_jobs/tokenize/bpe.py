@@ -11,7 +11,6 @@ from typing import Iterable
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
-SPECIAL_TOKENS = [EOS, PAD]
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2):

@@ -11,7 +11,6 @@ import pytest
 
 pytest.importorskip("airflow", reason="DAG tests run under .venv-airflow")
 
-from airflow.sdk import Asset  # noqa: E402
 from airflow.sdk.definitions.param import ParamValidationError  # noqa: E402
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
@@ -100,17 +99,32 @@ def test_data_refresh_branches_between_crawl_and_warc_ingest(dagbag):
         dag.params.get_param("source").resolve("ftp")
 
 
+def _corpus_assets(dag) -> list:
+    return [(t.task_id, a) for t in dag.tasks for a in t.outlets if getattr(a, "name", None) == "corpus"]
+
+
 def test_data_refresh_emits_the_corpus_asset_last(dagbag):
+    from ops.dagkit.assets import CORPUS
+
     dag = dagbag.dags["data_refresh"]
-    emitters = [t.task_id for t in dag.tasks if Asset("corpus") in t.outlets]
-    assert emitters == ["package.publish"]
+    assert _corpus_assets(dag) == [("package.publish", CORPUS)]
     assert not dag.get_task("package.publish").downstream_task_ids
 
 
-def test_pretrain_is_scheduled_on_corpus(dagbag):
-    dag = dagbag.dags["pretrain"]
-    condition = dag.timetable.asset_condition
-    assert list(condition.objects) == [Asset("corpus")]
+def test_pretrain_is_scheduled_on_the_asset_data_refresh_emits(dagbag):
+    from ops.dagkit.assets import CORPUS, corpus_uri
+    from ops.launch.settings import get_settings
+
+    condition = dagbag.dags["pretrain"].timetable.asset_condition
+    assert list(condition.objects) == [CORPUS]
+    assert (CORPUS.name, CORPUS.uri) == ("corpus", corpus_uri(get_settings().data_root))
+
+
+def test_the_corpus_uri_names_the_shards_dataset_under_the_data_root(tmp_path):
+    from ops.dagkit.assets import corpus_uri
+
+    assert corpus_uri("s3://lake/data/") == "s3://lake/data/shards"
+    assert corpus_uri(str(tmp_path)) == f"file://{tmp_path.resolve()}/shards"
 
 
 @pytest.mark.parametrize("dag_id", MANUAL)
