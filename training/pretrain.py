@@ -58,7 +58,6 @@ DEFAULT_MODEL = {"gpt": "tiny", "bert": "bert_tiny_cpu"}
 DEFAULT_REGISTER = {"gpt": "c2m-base", "bert": "c2m-bert"}
 
 
-# long: one add_argument per CLI flag, a flat list that splitting would only scatter
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.pretrain", description=__doc__.splitlines()[0])
     return add_arguments(p, PRETRAIN_SETTINGS).parse_args(argv)
