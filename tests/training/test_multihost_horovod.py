@@ -27,7 +27,7 @@ from ops import launchers
 from ops.launchers import job_env
 from ops.settings import get_settings
 
-pytestmark = pytest.mark.distributed  # run by make test-cluster
+pytestmark = pytest.mark.distributed  # in make test; alone: make test-cluster
 N, HALF = 20, 10
 SECRETS = {"AWS_SECRET_ACCESS_KEY": "fake-aws-" + secrets.token_hex(12),
            "MLFLOW_TRACKING_PASSWORD": "fake-mlflow-" + secrets.token_hex(12)}
