@@ -79,16 +79,14 @@ status:
 demo: venvs
 	$(AIRFLOW_VENV)/bin/crawl2model demo
 
+# The standalone Spark cluster and two-host Horovod tests alone (marker distributed; also in make test).
 test-cluster: venvs s3a-jars
-	$(JOBS_VENV)/bin/python -m pytest -q -rs tests/spark_jobs/test_standalone_cluster.py tests/training/test_multihost_horovod.py
+	$(JOBS_VENV)/bin/python -m pytest -q -rs -m distributed tests/spark_jobs/test_standalone_cluster.py tests/training/test_multihost_horovod.py
 
 # Unit tests run where their libraries live: data and training tests in the jobs venv,
 # DAG and stack tests in the Airflow venv.
-# The standalone Spark cluster and two-host Horovod tests run in `make test-cluster`, not here:
-# their workers' private /tmp hides a checkout under /tmp, and the two-host kill test is not stable yet.
 test-unit: venvs k8s-tools s3a-jars
-	@echo "[make] the standalone-cluster and two-host Horovod tests are deselected here; run: make test-cluster"
-	$(JOBS_VENV)/bin/python -m pytest -q -m "not distributed" tests/ops tests/spark_jobs tests/training tests/bench
+	$(JOBS_VENV)/bin/python -m pytest -q tests/ops tests/spark_jobs tests/training tests/bench
 	$(AIRFLOW_VENV)/bin/python -m pytest -q tests/dags
 
 # -rs: a skipped test (no chromium, say) says why.

@@ -3,7 +3,8 @@
 Triggered by hand with the Params form. The job loads ``base_model`` (by default the
 registry alias ``models:/c2m-base@champion``), trains a task head, logs to the MLflow
 experiment ``finetune`` (run ``finetune.train@<run id>``, tagged with this DAG run's URL),
-registers ``c2m-<task>`` and lets the promotion gate move ``champion``. The task returns
+registers ``c2m-<task>`` and lets the promotion gate move ``champion``. On Kubernetes the
+task defers while the MPIJob trains (``ops.launch.mpijob_wait.TrainingOperator``). The task returns
 the job's result JSON (accuracy, F1 or, for ``generation``, BLEU; model version) plus
 ``mlflow_run_url``, and the DAG run's note links to the MLflow run. ``generation``
 (prompt -> completion) registers ``c2m-generation`` and gates on test BLEU.
@@ -16,10 +17,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag
 
 from ops.dagkit.dag_params import finetune_params
 from ops.dagkit.dag_support import OWNER_ML, task_defaults
+from ops.launch.mpijob_wait import TrainingOperator
 from ops.launch.settings import get_settings
 
 PARAMS = {name: Param(**spec) for name, spec in finetune_params(get_settings()).items()}
@@ -36,24 +38,20 @@ PARAMS = {name: Param(**spec) for name, spec in finetune_params(get_settings()).
 )
 def finetune():
     """Fine-tune ``base_model`` on ``task`` and register ``c2m-<task>``."""
+    TrainingOperator(task_id="train", plan=plan, doc_md="Run training.finetune on the launcher and "
+                     "return its result JSON with the MLflow link.")
 
-    @task
-    def train() -> dict:
-        """Run training.finetune on the launcher and return its result JSON with the MLflow link."""
-        from ops.dagkit import dag_support as ds
 
-        ctx = get_current_context()
-        s = get_settings()
-        params = dict(ctx["params"])
-        ds.check_training_params(params)
-        job = ds.TrainingTask(ctx, s)
-        more = ["--run-name", job.run_name]
-        args = ds.finetune_args(params, job.result_file, more)
-        result = {**job.run("training.finetune", args, params["np"]), "base_model": params["base_model"]}
-        job.note(ds.mlflow_note(f"finetune {params['task']}", result))
-        return result
+def plan(ctx, job) -> dict:
+    """training.finetune's flags for this DAG run, checked before anything is launched."""
+    from ops.dagkit import dag_support as ds
 
-    train()
+    params = dict(ctx["params"])
+    ds.check_training_params(params)
+    more = ["--run-name", job.run_name]
+    args = ds.finetune_args(params, job.result_file, more)
+    return {"module": "training.finetune", "args": args, "np": params["np"],
+            "extra": {"base_model": params["base_model"]}, "note": f"finetune {params['task']}"}
 
 
 finetune()

@@ -571,18 +571,30 @@ class TrainingTask:
         self.result_file = result_location(s, self.launcher.kind, self.dag_id, self.run_id, suffix)
 
     def run(self, module: str, args: list[str], np: int | None) -> dict[str, Any]:
-        """Launch ``module`` and return its result JSON plus ``mlflow_run_url`` (when it has a run)."""
+        """Launch ``module``, wait here for it to end, and return :meth:`collect`'s result."""
+        self.launcher.train(module, args, np, name=self.prepare(), env=self.env)
+        return self.collect()
+
+    def submit(self, module: str, args: list[str], np: int | None) -> str:
+        """Create the cluster job and return its name without waiting (the launcher must have
+        ``submit``: Kubernetes); :meth:`collect` reads its result once it has ended."""
+        return self.launcher.submit(module, args, np, name=self.prepare(), env=self.env)
+
+    def prepare(self) -> str:
+        """Clear the result file of an earlier try; return the job's name."""
         if storage.is_s3(self.result_file):
             storage.remove_tree(self.result_file)
         else:
             Path(self.result_file).parent.mkdir(parents=True, exist_ok=True)
             Path(self.result_file).unlink(missing_ok=True)
-        name = f"{self.dag_id}-{self.task_id}-{self.run_id}"
         if self.launcher.kind != "local":
             from ops.launch.kubernetes import job_name
 
-            name = job_name(self.dag_id, self.task_id, self.run_id, str(self.map_index))
-        self.launcher.train(module, args, np, name=name, env=self.env)
+            return job_name(self.dag_id, self.task_id, self.run_id, str(self.map_index))
+        return f"{self.dag_id}-{self.task_id}-{self.run_id}"
+
+    def collect(self) -> dict[str, Any]:
+        """The job's result JSON plus ``mlflow_run_url`` (when it has a run)."""
         result = read_result_uri(self.result_file)
         url = mlflow_url(self.s.mlflow_uri, result.get("run_id"))
         if url:

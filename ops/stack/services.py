@@ -706,7 +706,8 @@ def start_spark_cluster(s: Settings, workers: int, timeout: float = 240.0,
         echo(f"starting a Spark standalone master and {workers} one-core worker(s) ...")
         try:
             cluster = spark_standalone.start(s.jobs_venv / "bin", str(s.jobs_python), spark_dir(s),
-                                             workers=workers, env=local.job_env(s), timeout=timeout)
+                                             workers=workers, env=local.job_env(s), timeout=timeout,
+                                             code=s.repo_root)
         except spark_standalone.ClusterError as exc:
             raise StackError(str(exc)) from None
     echo(f"  Spark master {cluster.master_url}, web UI {cluster.ui_url}")

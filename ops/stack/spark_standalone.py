@@ -9,10 +9,15 @@ Every daemon binds to 127.0.0.1 (``--host`` and ``SPARK_LOCAL_IP``, which the we
 on free ports, writes its log and scratch space under the folder it is given, and runs in its
 own process group, so :func:`stop` ends it and the executor JVMs it started by PID.
 
+Executors import the crawl2model code of the checkout given as ``code`` (default: this one;
+``PYTHONPATH`` of every daemon), as the driver does through ``ops.launch.local.job_env``.
+
 ``isolate=True`` runs each worker in its own mount namespace with a private tmpfs over the
-temp folder (``/tmp``; ``unshare -m``, root only), keeping just the ``shared`` folders visible, as a
-real cluster shares a volume: an executor that writes to a driver-local temp path writes
-into its own ``/tmp``, and the driver never sees the file.
+temp folder (``/tmp``; ``unshare -m``, root only), as each host of a real cluster has its own
+disk: an executor that writes to a driver-local temp path writes into its own ``/tmp``, and
+the driver never sees the file. What a worker needs to run stays visible at its own path,
+wherever it lives: the ``shared`` folders (what a real cluster keeps on a shared volume),
+the cluster's folder, the checkout, the venv and the Python it was made from.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -32,6 +38,7 @@ HOST = "127.0.0.1"
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
 STATE_FILE = "cluster.json"
+CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 class ClusterError(RuntimeError):
@@ -62,21 +69,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def daemon_env(base: dict[str, str] | None, python: str, folder: Path, name: str) -> dict[str, str]:
-    """Environment of one daemon: loopback only, its own log and scratch folders, the jobs python."""
+def daemon_env(base: dict[str, str] | None, python: str, folder: Path, name: str,
+               code: str | Path = CHECKOUT) -> dict[str, str]:
+    """Environment of one daemon: loopback only, its own log and scratch folders, the jobs python,
+    and the checkout's code first on the path (executors inherit it; nothing else that was on
+    ``PYTHONPATH``, such as the Airflow venv's packages, leaks in)."""
     env = dict(os.environ if base is None else base)
     env.update(SPARK_LOCAL_IP=HOST, SPARK_LOG_DIR=str(folder / "logs"),
                SPARK_LOCAL_DIRS=str(folder / name / "scratch"), PYSPARK_PYTHON=python,
-               SPARK_NO_DAEMONIZE="1")
-    # Executors inherit the worker's environment: the airflow venv's packages must not leak in.
-    env.pop("PYTHONPATH", None)
+               SPARK_NO_DAEMONIZE="1", PYTHONPATH=str(code))
     env.pop("VIRTUAL_ENV", None)
     return env
 
 
+def worker_needs(spark_home_bin: str | Path, python: str, code: str | Path) -> list[str]:
+    """Folders an isolated worker must still see: the checkout, the venv (and where its links
+    point), and the prefix of the Python the venv was made from."""
+    venv = Path(spark_home_bin).parent
+    real_python = Path(os.path.realpath(python))
+    found = [str(code), str(venv), os.path.realpath(venv), str(real_python.parent.parent),
+             os.path.realpath(sys.base_prefix)]
+    return [path for path in found if os.path.isdir(path)]
+
+
 def isolated(cmd: list[str], shared: list[str], hold: str, private: str | None = None) -> list[str]:
     """``cmd`` in a new mount namespace whose temp folder (``private``, default the system's) is an
-    empty tmpfs holding only the ``shared`` folders that lie inside it.
+    empty tmpfs holding only the ``shared`` folders that lie inside it (the outermost of nested ones).
 
     The tmpfs is mounted on ``hold`` (an empty folder outside the temp folder, which the caller
     removes once the command runs), the shared folders are bound into it, and it is moved over
@@ -84,10 +102,10 @@ def isolated(cmd: list[str], shared: list[str], hold: str, private: str | None =
     """
     top = os.path.realpath(private or tempfile.gettempdir())
     script = ["set -e", f"new={shlex.quote(hold)}", 'mount -t tmpfs -o mode=1777 tmpfs "$new"']
-    for path in shared:
-        real = os.path.realpath(path)
-        if not real.startswith(top + "/"):
-            continue  # outside the masked folder: visible anyway
+    inside = sorted({os.path.realpath(p) for p in shared if os.path.realpath(p).startswith(top + "/")})
+    for real in inside:
+        if any(real.startswith(outer + "/") for outer in inside):
+            continue  # visible through the folder around it, which is bound already
         inner = '"$new"/' + shlex.quote(real[len(top) + 1:])
         script += [f"mkdir -p {inner}", f"mount --bind {shlex.quote(real)} {inner}"]
     script += [f'mount --move "$new" {shlex.quote(top)}', "exec " + shlex.join(cmd)]
@@ -117,11 +135,12 @@ def alive_workers(ui_url: str) -> list[dict]:
 
 def start(spark_home_bin: Path, python: str, folder: str | Path, workers: int = 2, cores: int = 1,
           memory: str = "1g", env: dict[str, str] | None = None, isolate: bool = False,
-          shared: list[str] = (), timeout: float = 180.0) -> Cluster:
+          shared: list[str] = (), timeout: float = 180.0, code: str | Path = CHECKOUT) -> Cluster:
     """Start a master and ``workers`` workers; return once the master lists them all ALIVE.
 
     ``spark_home_bin`` is the jobs venv's bin folder (it holds ``spark-class``); ``env`` is the
-    workers' base environment (executors inherit it), default this process's.
+    workers' base environment (executors inherit it), default this process's; ``code`` the
+    checkout whose crawl2model the executors import.
     """
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -132,7 +151,7 @@ def start(spark_home_bin: Path, python: str, folder: str | Path, workers: int = 
     port, ui_port = free_port(), free_port()
     cluster = Cluster(f"spark://{HOST}:{port}", f"http://{HOST}:{ui_port}", str(folder))
     holds: list[str] = []  # isolate: each worker's mount point for its tmpfs, removed once it runs
-    menv = daemon_env(env, python, folder, "master")
+    menv = daemon_env(env, python, folder, "master", code)
     menv["SPARK_MASTER_OPTS"] = "-Dspark.master.rest.enabled=false"
     try:
         cluster.pids.append(_spawn([spark_class, MASTER_CLASS, "--host", HOST, "--port", str(port),
@@ -143,13 +162,14 @@ def start(spark_home_bin: Path, python: str, folder: str | Path, workers: int = 
             name = f"worker-{i + 1}"
             wdir = folder / name
             (wdir / "work").mkdir(parents=True, exist_ok=True)
-            wenv = daemon_env(env, python, folder, name)
+            wenv = daemon_env(env, python, folder, name, code)
             wenv["SPARK_WORKER_DIR"] = str(wdir / "work")
             cmd = [spark_class, WORKER_CLASS, "--cores", str(cores), "--memory", memory, "--host", HOST,
                    "--webui-port", str(free_port()), "--work-dir", str(wdir / "work"), cluster.master_url]
             if isolate:
                 holds.append(tempfile.mkdtemp(prefix="c2m-ns-", dir="/run"))
-                cmd = isolated(cmd, [*shared, str(folder)], holds[-1])
+                cmd = isolated(cmd, [*shared, str(folder), *worker_needs(spark_home_bin, python, code)],
+                               holds[-1])
             cluster.pids.append(_spawn(cmd, wenv, folder / "logs" / f"{name}.log"))
             cluster.save()
         _wait(lambda: len(alive_workers(cluster.ui_url)) >= workers, timeout,

@@ -4,7 +4,6 @@ Run with .venv-airflow/bin/pytest tests/dags.
 """
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -16,25 +15,6 @@ from airflow.sdk.definitions.param import ParamValidationError  # noqa: E402
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 EXPECTED = {"data_refresh", "pretrain", "finetune", "hpo", "compress", "end_to_end"}
 MANUAL = ("finetune", "hpo", "compress", "end_to_end")
-
-
-def _no_network(*args, **kwargs):
-    raise AssertionError(f"network access while parsing DAGs: {args!r}")
-
-
-@pytest.fixture(scope="module")
-def dagbag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(socket.socket, "connect", _no_network)
-    mp.setattr(socket, "getaddrinfo", _no_network)
-    mp.setattr(socket, "create_connection", _no_network)
-    try:
-        bag = DagBag(dag_folder=str(DAGS_DIR))
-    finally:
-        mp.undo()
-    return bag
 
 
 def test_every_dag_file_imports_without_db_or_network(dagbag):

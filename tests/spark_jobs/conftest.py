@@ -88,15 +88,18 @@ def site():
     server.server_close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def spark_cluster(tmp_path_factory):
     """A Spark standalone master and two one-core workers on 127.0.0.1 (ops.stack.spark_standalone).
 
-    Each worker runs in its own mount namespace with a private /tmp: only ``shared`` (the data
-    roots, the staging dir, the input files: what a real cluster keeps on a shared volume or
-    S3) is the same folder for the driver and the executors. The workers' environment carries
+    Each worker runs in its own mount namespace with a private /tmp: of the driver's temp
+    folder, only ``shared`` (the data roots, the staging dir, the input files: what a real
+    cluster keeps on a shared volume or S3) and what the workers run from (this checkout, whose
+    code the executors import, and the jobs venv) stay the same folders for the driver and the
+    executors. The workers' environment carries
     the test S3 server's endpoint and keys, as a cluster's executors get theirs. Stopped by
-    PID at the end of the session; the teardown checks that no JVM of theirs is left.
+    PID once the module that uses it is done (its JVMs hold memory the next tests need); the
+    teardown checks that no JVM of theirs is left.
     """
     import shutil
     import subprocess
@@ -120,7 +123,7 @@ def spark_cluster(tmp_path_factory):
         cluster = spark_standalone.start(s.jobs_venv / "bin", str(s.jobs_python),
                                          tmp_path_factory.mktemp("cluster"), workers=2, cores=1,
                                          memory="1g", env={**base, **s3_env}, isolate=True,
-                                         shared=[str(shared)])
+                                         shared=[str(shared)], code=s.repo_root)
         try:
             yield ClusterHandle(cluster, Path(shared), s3_env)
         finally:

@@ -194,3 +194,17 @@ def cmdlines(pids: list[int]) -> list[str]:
     return out
 
 
+def horovod_ranks(pids: list[int]) -> list[int]:
+    """The Horovod rank of each rank process among ``pids``, one entry per process, from the
+    ``HOROVOD_RANK`` that horovodrun starts each rank with (``env HOROVOD_RANK=… python …``).
+    Read from the environment, not the command line: horovodrun's own command line also names
+    the training module and, where the venv's paths match, the same python, yet it is no rank.
+    A child of a rank process (a fork has its parent's environment) counts as that process."""
+    rank, parent = {}, {}
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError):
+            parent[pid] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                if entry.startswith(b"HOROVOD_RANK="):
+                    rank[pid] = int(entry.split(b"=", 1)[1])
+    return sorted(r for pid, r in rank.items() if rank.get(parent.get(pid)) != r)
