@@ -4,7 +4,7 @@ Triggered by hand with the Params form. The job loads ``base_model`` (by default
 registry alias ``models:/c2m-base@champion``), trains a task head, logs to the MLflow
 experiment ``finetune`` (run ``finetune.train@<run id>``, tagged with this DAG run's URL),
 registers ``c2m-<task>`` and lets the promotion gate move ``champion``. On Kubernetes the
-task defers while the MPIJob trains (``ops.launch.mpijob_wait.TrainingOperator``). The task returns
+task defers while the MPIJob trains (``ops.dagkit.training_operator.TrainingOperator``). The task returns
 the job's result JSON (accuracy, F1 or, for ``generation``, BLEU; model version) plus
 ``mlflow_run_url``, and the DAG run's note links to the MLflow run. ``generation``
 (prompt -> completion) registers ``c2m-generation`` and gates on test BLEU.
@@ -21,7 +21,7 @@ from airflow.sdk import Param, dag
 
 from ops.dagkit.dag_params import finetune_params
 from ops.dagkit.dag_support import OWNER_ML, task_defaults
-from ops.launch.mpijob_wait import TrainingOperator
+from ops.dagkit.training_operator import TrainingOperator
 from ops.launch.settings import get_settings
 
 PARAMS = {name: Param(**spec) for name, spec in finetune_params(get_settings()).items()}

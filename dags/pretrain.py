@@ -7,7 +7,7 @@ with the Params form; without ``shards_uri`` it uses the newest complete shards 
 The job runs through the configured launcher (local ``horovodrun`` by default, an MPIJob on
 Kubernetes with ``C2M_LAUNCHER=kubernetes`` or the Variable ``c2m_launcher``), the same
 entry point as ``crawl2model pretrain``. On Kubernetes the task defers while the MPIJob
-trains (the triggerer watches it; ``ops.launch.mpijob_wait.TrainingOperator``). It logs to the
+trains (the triggerer watches it; ``ops.dagkit.training_operator.TrainingOperator``). It logs to the
 MLflow experiment ``pretrain`` in a run named ``pretrain.train@<run id>`` and tagged with
 this DAG run's URL, and registers ``c2m-base`` (alias ``champion``). The checkpoint folder
 is per DAG run, so a retry resumes from the last checkpoint and continues the same MLflow
@@ -23,7 +23,7 @@ from airflow.sdk import Param, dag
 from ops.dagkit.assets import CORPUS
 from ops.dagkit.dag_params import pretrain_params
 from ops.dagkit.dag_support import OWNER_ML, task_defaults
-from ops.launch.mpijob_wait import TrainingOperator
+from ops.dagkit.training_operator import TrainingOperator
 from ops.launch.settings import get_settings
 
 PARAMS = {name: Param(**spec) for name, spec in pretrain_params(get_settings()).items()}

@@ -7,10 +7,8 @@ failed or disappeared. The task then resumes in :meth:`MPIJobOperator.execute_co
 which returns the job's name or raises with the launcher pod's last lines. A training run
 of hours holds a worker slot for seconds at either end.
 
-:class:`TrainingOperator` is the training task of the pretrain and finetune DAGs: it asks the
-DAG's ``plan`` what to run, then either runs it on the local launcher within the task
-(``horovodrun``'s ranks are the task's children) or, on the Kubernetes launcher, creates the
-MPIJob and defers to :class:`MPIJobTrigger` the same way, then reads the job's result file.
+The pretrain and finetune DAGs' training task (``ops.dagkit.training_operator``) defers to
+:class:`MPIJobTrigger` the same way and reads the job's result file when it resumes.
 
 Imported by Airflow processes only (the triggerer loads the trigger by its class path).
 """
@@ -18,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator
 
 from airflow.sdk import BaseOperator
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -135,50 +133,3 @@ def raise_for_event(event: dict[str, Any], launcher: KubernetesLauncher, module:
     job = {"status": {"conditions": [{"type": FAILED, "status": "True", "reason": "",
                                       "message": event["reason"]}]}}
     raise launcher.failure(event["name"], module, job)
-
-
-class TrainingOperator(BaseOperator):
-    """A training task on the launcher chosen at run time (``ops.dagkit.dag_support.task_launcher``).
-
-    ``plan(context, job)`` (the DAG's; ``job`` an ``ops.dagkit.dag_support.TrainingTask``) returns
-    ``{"module", "args", "np", "extra", "note"}``: what to run, what to add to the result, and
-    the label of the DAG run's note. Local launcher: run and wait within the task. Kubernetes:
-    create the MPIJob, defer to :class:`MPIJobTrigger` (no worker slot held while it trains),
-    resume in :meth:`execute_complete`. Either way the task returns the job's result JSON with
-    ``mlflow_run_url`` and ``extra``, and notes the MLflow run on the DAG run.
-    """
-
-    def __init__(self, *, plan: Callable[[Any, Any], dict[str, Any]],
-                 wait_timeout: timedelta = timedelta(hours=24), **kwargs):
-        super().__init__(**kwargs)
-        self.plan, self.wait_timeout = plan, wait_timeout
-
-    def execute(self, context) -> dict[str, Any]:
-        job = self._job(context)
-        plan = self.plan(context, job)
-        if job.launcher.kind != "kubernetes":
-            return self._finish(job, plan, job.run(plan["module"], plan["args"], plan["np"]))
-        name = job.submit(plan["module"], plan["args"], plan["np"])
-        cfg = job.launcher.cfg
-        self.defer(trigger=MPIJobTrigger(name, cfg.namespace, cfg.poll_seconds),
-                   method_name="execute_complete", kwargs={"plan": plan}, timeout=self.wait_timeout)
-
-    def execute_complete(self, context, event: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
-        job = self._job(context)
-        raise_for_event(event, job.launcher, plan["module"])
-        return self._finish(job, plan, job.collect())
-
-    @staticmethod
-    def _job(context):
-        from ops.dagkit.dag_support import TrainingTask
-        from ops.launch.settings import get_settings
-
-        return TrainingTask(context, get_settings())
-
-    @staticmethod
-    def _finish(job, plan: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-        from ops.dagkit.dag_support import mlflow_note
-
-        result = {**result, **plan.get("extra", {})}
-        job.note(mlflow_note(plan["note"], result))
-        return result
