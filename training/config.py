@@ -222,6 +222,8 @@ class TrainConfig:
     # BERT, its val loss). bpb is measured on up to bpb_max_bytes of held-out raw text.
     promote_margin: float = 0.0
     bpb_max_bytes: int = 300_000
+    # > 0: training/budget.py picks model size, batch and max_steps for this many minutes
+    time_budget_min: float = 0.0
 
     def __post_init__(self):
         _require(
@@ -250,6 +252,10 @@ class TrainConfig:
             f"train.bpb_max_bytes={self.bpb_max_bytes}: must be positive (try 300000)",
         )
         _require(self.max_steps > 0, f"train.max_steps={self.max_steps}: must be positive")
+        _require(
+            self.time_budget_min >= 0,
+            f"train.time_budget_min={self.time_budget_min}: must be >= 0 minutes (0 = no budget)",
+        )
         _require(self.batch_size > 0, f"train.batch_size={self.batch_size}: must be positive")
         _require(self.grad_accum > 0, f"train.grad_accum={self.grad_accum}: must be positive")
         _require(self.eval_every > 0, f"train.eval_every={self.eval_every}: must be positive")

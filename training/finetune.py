@@ -1,13 +1,15 @@
-"""Fine-tune a registered base GPT on a labelled task: ``python -m training.finetune --task sentiment``.
+"""Fine-tune a registered base model on a labelled task: ``python -m training.finetune --task sentiment``.
 
 Tasks: ``sentiment`` (movie-review polarity), ``ner`` (Twitter NER, BIO tags), ``pos``
 (OANC/WSJ part-of-speech), ``generation`` (prompt -> completion, scored with BLEU; built-in:
 Python-docs signature -> first sentence), or ``classification``/``tagging``/``generation``
 on a JSONL folder (``--data``).
-The base (``models:/c2m-base@champion`` by default) brings weights, config and tokenizer;
-a head is added and the whole model trained gently: a small lr, a few epochs, optionally
-the first k layers frozen and lower rates for lower layers. After every epoch the
-validation split is scored and the best weights are kept; those are tested and
+The base (``models:/c2m-base@champion`` by default; a GPT, or for classification and tagging
+an MLM-pretrained BERT such as ``models:/c2m-bert@champion``) brings weights, config and
+tokenizer; a head is added and the whole model trained, optionally with the first k layers
+frozen and lower rates for lower layers. Epochs, lr, warmup and early-stopping patience that
+are not given are picked from the number of training examples (training/tasks/recipe.py).
+After every epoch the validation split is scored and the best weights are kept; those are tested and
 registered as ``c2m-<task>``, and the promotion gate moves ``champion`` only if the test
 metric beats the current champion's. Launched like pretraining (``horovodrun -np K`` or
 one process): each rank takes its slice of every global batch and evaluation counts are
@@ -31,9 +33,9 @@ from training import baselines, distributed, registry_gate
 from training.config import OptimConfig
 from training.job_result import finish
 from training.metrics import classification_metrics
-from training.tasks import export, load_data, make_task, split_digest, task_for_model
+from training.tasks import export, load_data, make_task, recipe, split_digest, task_for_model
 from training.tasks.backbone import build_backbone, count_parameters, freeze_layers
-from training.tasks.config import INIT, PROMOTE, SELECT_ON, TASKS, TaskConfig
+from training.tasks.config import INIT, POOLING, PROMOTE, SELECT_ON, SIZE_DEFAULTS, TASKS, TaskConfig
 from training.tasks.loop import StopTraining, fit
 
 
@@ -41,7 +43,11 @@ def build_parser(prog: str = "python -m training.finetune", description: str = "
     """The fine-tuning flags (HPO adds its own on top)."""
     d = TaskConfig()
     p = argparse.ArgumentParser(prog=prog, description=description or __doc__.splitlines()[0])
-    p.add_argument("--base-model", default=d.base_model, help="MLflow URI of a pretrained gpt-lm")
+    p.add_argument(
+        "--base-model",
+        default=d.base_model,
+        help="MLflow URI of a pretrained gpt-lm, or (classification, tagging) a bert-mlm",
+    )
     p.add_argument("--task", default=d.task, choices=list(TASKS))
     p.add_argument("--subset", default=d.subset, help="sentiment: sentences|reviews; pos: oanc|wsj")
     p.add_argument(
@@ -49,10 +55,11 @@ def build_parser(prog: str = "python -m training.finetune", description: str = "
         default=d.data,
         help="folder of train/val/test .jsonl (text,label; tokens,tags; prompt,completion)",
     )
-    p.add_argument("--epochs", type=int, default=d.epochs)
+    by_size = "default: picked from the training-set size (training/tasks/recipe.py)"
+    p.add_argument("--epochs", type=int, default=None, help=by_size)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per rank per step")
-    p.add_argument("--lr", type=float, default=d.optim.lr)
-    p.add_argument("--warmup-steps", type=int, default=d.optim.warmup_steps)
+    p.add_argument("--lr", type=float, default=None, help=by_size)
+    p.add_argument("--warmup-steps", type=int, default=None, help=by_size)
     p.add_argument("--weight-decay", type=float, default=d.optim.weight_decay)
     p.add_argument(
         "--max-examples", type=int, default=0, help="use a fixed subset of this many examples (0 = all)"
@@ -71,12 +78,22 @@ def build_parser(prog: str = "python -m training.finetune", description: str = "
         help="discriminative lr: block i from the top trains at lr * decay**i",
     )
     p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument(
+        "--pooling",
+        default=d.pooling,
+        choices=("", *POOLING),
+        help="classification: the text's vector is the last token's or the mean of all (default: "
+        "mean for a BERT base, last for a GPT)",
+    )
     p.add_argument("--crf", action="store_true", help="tagging: a linear-chain CRF on top of the head")
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="generation: decode budget")
     p.add_argument("--top-k", type=int, default=d.top_k, help="generation: sample from the top k (0 = all)")
     p.add_argument("--temperature", type=float, default=d.temperature, help="generation: 0 = greedy")
     p.add_argument(
-        "--patience", type=int, default=d.patience, help="early stop after k epochs w/o improvement"
+        "--patience",
+        type=int,
+        default=None,
+        help="early stop after k epochs w/o a better val score (0 = never; " + by_size + ")",
     )
     p.add_argument(
         "--select-on",
@@ -113,13 +130,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace) -> TaskConfig:
+    """The flags as a config; those left out and listed in SIZE_DEFAULTS wait for the recipe."""
+    d = TaskConfig()
+    given = {"epochs": args.epochs, "lr": args.lr, "warmup_steps": args.warmup_steps, "patience": args.patience}
     return TaskConfig(
-        optim=OptimConfig(lr=args.lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay),
+        optim=OptimConfig(
+            lr=d.optim.lr if args.lr is None else args.lr,
+            warmup_steps=d.optim.warmup_steps if args.warmup_steps is None else args.warmup_steps,
+            weight_decay=args.weight_decay,
+        ),
+        size_defaults=tuple(k for k in SIZE_DEFAULTS if given[k] is None),
         base_model=args.base_model,
         task=args.task,
         subset=args.subset,
         data=args.data,
-        epochs=args.epochs,
+        epochs=d.epochs if args.epochs is None else args.epochs,
         batch_size=args.batch_size,
         max_examples=args.max_examples,
         max_len=args.max_len,
@@ -131,7 +156,8 @@ def build_config(args: argparse.Namespace) -> TaskConfig:
         max_new_tokens=args.max_new_tokens,
         top_k=args.top_k,
         temperature=args.temperature,
-        patience=args.patience,
+        patience=d.patience if args.patience is None else args.patience,
+        pooling=args.pooling,
         select_on=args.select_on,
         init=args.init,
         promote=args.promote,
@@ -170,6 +196,7 @@ def prepare(cfg: TaskConfig, bundle, data=None):
             "temperature": cfg.temperature,
             "seed": cfg.seed,
         },
+        pooling=cfg.pooling,
     )
     model = task.build_model(build_backbone(bundle, cfg.dropout, pretrained=cfg.init == "pretrained"))
     freeze_layers(model.backbone, cfg.freeze_layers)
@@ -225,6 +252,7 @@ def train(
     bundle = tracking.load_model_bundle(cfg.base_model)
     task, model = prepare(cfg, bundle, data)
     sizes = {split: task.size(split) for split in ("train", "val", "test")}
+    cfg = recipe.resolve(cfg, sizes["train"], dist.size)
     total, trainable = count_parameters(model)
 
     metrics = None
@@ -251,6 +279,13 @@ def train(
             f"{trainable}/{total} parameters trainable",
             flush=True,
         )
+        if cfg.size_defaults:
+            print(
+                f"[finetune] picked for {sizes['train']} train examples ({', '.join(cfg.size_defaults)}): "
+                f"{cfg.epochs} epochs, lr {cfg.optim.lr:g}, {cfg.optim.warmup_steps} warmup steps, "
+                f"patience {cfg.patience}",
+                flush=True,
+            )
     try:
         fitted = fit(cfg, task, model, dist, log=metrics.add if metrics else None, on_epoch=on_epoch)
         test = task.evaluate(model, "test", dist)

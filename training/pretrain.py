@@ -31,7 +31,7 @@ import torch
 
 from ops import progress, storage
 from ops.settings import get_settings
-from training import checkpoint, distributed
+from training import budget, checkpoint, distributed
 from training.config import (
     COMPILE_BACKENDS,
     OBJECTIVE_ARCHS,
@@ -71,6 +71,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "bert_tiny_cpu for mlm/contrastive)",
     )
     p.add_argument("--max-steps", type=int, default=TrainConfig.max_steps)
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=0.0,
+        metavar="MINUTES",
+        help="pick model size, batch and steps for this wall time from measured throughput "
+        "(training/budget.py; overrides --model, --batch-size and --max-steps)",
+    )
     p.add_argument(
         "--batch-size", type=int, default=TrainConfig.batch_size, help="sequences per rank per micro-step"
     )
@@ -212,6 +220,7 @@ def build_config(args: argparse.Namespace, info: ShardInfo) -> JobConfig:
             promote=args.promote,
             promote_margin=args.promote_margin,
             bpb_max_bytes=args.bpb_max_bytes,
+            time_budget_min=args.time_budget,
         ),
         objective=objective,
         model_size=model_name,
@@ -512,6 +521,8 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         info = read_shard_info(args.shards)
         cfg = build_config(args, info)
+        if cfg.train.time_budget_min:
+            cfg = budget.apply(cfg, dist)
         result = train(cfg, info, dist, peak_tflops=args.peak_tflops)
         return finish(dist, "pretrain", result, args.result_file)
     finally:

@@ -29,6 +29,9 @@ PROMOTE = ("gate", "always", "never")
 # perplexity 110 over epoch 4 at 85.8), while the completion loss moves smoothly.
 SELECT_ON = ("metric", "loss")
 INIT = ("pretrained", "random")
+POOLING = ("last", "mean")
+# Fields that training/tasks/recipe.py may pick from the number of training examples.
+SIZE_DEFAULTS = ("epochs", "lr", "warmup_steps", "patience")
 
 
 def _require(cond: bool, message: str) -> None:
@@ -55,6 +58,10 @@ class TaskConfig:
     freeze_layers: int = 0  # freeze the embeddings and the first k blocks (0 = train all)
     layer_lr_decay: float = 1.0  # block i from the top trains at lr * decay**i (1 = one lr)
     dropout: float = 0.1  # in the backbone and before the head
+    pooling: str = ""  # classification: last | mean token state; "" = mean for a BERT base, last for a GPT
+    # Fields left for the recipe to pick from the training-set size (CLI: the flags not given);
+    # replaced by the picked values before training, so the logged config holds what ran.
+    size_defaults: tuple[str, ...] = ()
     crf: bool = False  # tagging only: a linear-chain CRF over the head's scores
     patience: int = 0  # stop after this many epochs without a better selection score (0 = never)
     select_on: str = ""  # metric | loss: what picks the best epoch; "" = loss for generation, else metric
@@ -92,6 +99,14 @@ class TaskConfig:
         _require(self.freeze_layers >= 0, f"freeze_layers={self.freeze_layers}: must be >= 0")
         _require(0 < self.layer_lr_decay <= 1, f"layer_lr_decay={self.layer_lr_decay}: must be in (0, 1]")
         _require(0 <= self.dropout < 1, f"dropout={self.dropout}: must be in [0, 1)")
+        _require(
+            self.pooling in ("", *POOLING), f"pooling={self.pooling!r}: choose one of {', '.join(POOLING)}"
+        )
+        self.size_defaults = tuple(self.size_defaults)
+        _require(
+            set(self.size_defaults) <= set(SIZE_DEFAULTS),
+            f"size_defaults={self.size_defaults}: only {', '.join(SIZE_DEFAULTS)} are picked by data size",
+        )
         _require(
             not self.crf or self.kind == "tagging", "crf: only tagging tasks (ner, pos) take a CRF layer"
         )

@@ -27,7 +27,7 @@ from training import distributed
 from training.data.shards import ShardSampler
 from training.metrics import higher_is_better
 from training.optim import get_lr
-from training.tasks.backbone import build_optimizer, set_scaled_lr
+from training.tasks.backbone import blocks_of, build_optimizer, set_scaled_lr
 
 
 class StopTraining(Exception):
@@ -96,7 +96,7 @@ def fit(
             f"only {n_train} training examples, but one step needs batch_size={cfg.batch_size} "
             f"x {dist.size} ranks; lower --batch-size or use more examples"
         )
-    n_layer = len(model.backbone.blocks)
+    n_layer = len(blocks_of(model.backbone))
     optimizer = dist.wrap_optimizer(build_optimizer(model, n_layer, cfg.optim, cfg.layer_lr_decay), model)
     dist.broadcast_state(model, optimizer)  # the new head's init must match on every rank
     sampler = ShardSampler(n_train, cfg.batch_size, dist.rank, dist.size, cfg.seed)
