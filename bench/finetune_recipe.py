@@ -63,8 +63,8 @@ def make_shards(out: Path, docs: list[str], vocab_size: int = 4096, seq_len: int
         rows = len(seq) // seq_len
         name = f"{split}-00000.bin"
         np.asarray(seq[: rows * seq_len], dtype="<u2").tofile(folder / name)
-        meta[split] = {"files": [name], "sha256": {name: hashlib.sha256((folder / name).read_bytes()).hexdigest()},
-                       "sequences": rows, "tokens": rows * seq_len}
+        digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        meta[split] = {"files": [name], "sha256": {name: digest}, "sequences": rows, "tokens": rows * seq_len}
     dv.write_manifest(
         rows_in=len(docs), rows_out=len(docs), dropped={}, parents=[], config={"seq_len": seq_len},
         extra={"seq_len": seq_len, "dtype": "uint16", "vocab_size": tok.get_vocab_size(), "eos_id": eos,
@@ -76,7 +76,15 @@ def make_shards(out: Path, docs: list[str], vocab_size: int = 4096, seq_len: int
     return dv.uri
 
 
-def corpus_docs(pages: int, task_text: bool) -> list[str]:
+def review_docs() -> list[str]:
+    """The 1,500 full movie reviews of the polarity archive's other subset, unlabelled: text from
+    the task's domain (the sentence task's splits never include them)."""
+    from training.data import polarity
+
+    return [e.text for e in polarity.read_examples(polarity.find_archive(), "reviews")]
+
+
+def corpus_docs(pages: int, task_text: bool, reviews: bool = False) -> list[str]:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_corpus", ROOT / "bench" / "corpus.py")
@@ -86,7 +94,10 @@ def corpus_docs(pages: int, task_text: bool) -> list[str]:
 
     from training.data import polarity
 
-    docs = [d["text"] for d in python_docs(python_doc_files()[:pages] if pages else python_doc_files())]
+    files = [] if pages < 0 else python_doc_files()[:pages] if pages else python_doc_files()
+    docs = [d["text"] for d in python_docs(files)]
+    if reviews:
+        docs += review_docs()
     if task_text:  # the task's unlabelled train texts, 50 sentences a document
         train = [e.text for e in polarity.load_splits("sentences")["train"]]
         docs += [" ".join(train[i:i + 50]) for i in range(0, len(train), 50)]
@@ -126,9 +137,11 @@ def run(args) -> None:
         name = "bench-base-" + hashlib.sha1(f"{args.shards} {args.pretrain}".encode()).hexdigest()[:8]
         pre, secs, l0, l1 = _job("training.pretrain", [
             "--shards", args.shards, "--checkpoint-dir", str(root / "ckpt" / name), "--register-name", name,
-            "--run-name", name, "--promote", "always", *shlex.split(args.pretrain)], env, root / f"{name}.json")
+            "--run-name", name, "--promote", "always", *shlex.split(args.pretrain)],
+            env, root / f"{name}.json")
         base = f"models:/{name}@champion"
-        record["pretrain_result"] = {k: pre.get(k) for k in ("steps", "tokens_seen", "val_loss", "tokens_per_s")}
+        keep = ("steps", "tokens_seen", "val_loss", "tokens_per_s")
+        record["pretrain_result"] = {k: pre.get(k) for k in keep}
         print(f"pretrain: {pre.get('steps')} steps, {pre.get('tokens_seen')} tokens, val loss "
               f"{pre.get('val_loss'):.3f}, {secs:.0f} s (load {l0:.1f} -> {l1:.1f})", flush=True)
     for spec in args.variant:
@@ -138,7 +151,8 @@ def run(args) -> None:
             *shlex.split(flags)], env, root / f"ft-{label}.json")
         row = {**record, "variant": label, "flags": flags, "base_model": base, "accuracy": res["accuracy"],
                "baseline_accuracy": res["baseline_accuracy"], "lift_accuracy": res["lift_accuracy"],
-               "val_accuracy": res.get("val_accuracy"), "best_epoch": res["best_epoch"], "steps": res["steps"],
+               "val_accuracy": res.get("val_accuracy"), "best_epoch": res["best_epoch"],
+               "steps": res["steps"],
                "seconds": round(secs, 1), "load_before": l0, "load_after": l1, "time": time.time()}
         print(f"| {label} | {res['accuracy']:.4f} | {res['baseline_accuracy']:.4f} | "
               f"{res['lift_accuracy']:+.4f} | epoch {res['best_epoch']}, {res['steps']} steps | "
@@ -153,7 +167,9 @@ def main(argv=None) -> None:
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("shards")
     s.add_argument("--out", required=True)
-    s.add_argument("--pages", type=int, default=150, help="Python doc pages (0 = all)")
+    s.add_argument("--pages", type=int, default=150, help="Python doc pages (0 = all, -1 = none)")
+    s.add_argument("--reviews", action="store_true",
+                   help="append the polarity archive's 1,500 reviews, unlabelled")
     s.add_argument("--task-text", action="store_true", help="append the task's unlabelled train texts")
     s.add_argument("--version", default="bench")
     r = sub.add_parser("run")
@@ -164,7 +180,8 @@ def main(argv=None) -> None:
     r.add_argument("--variant", action="append", default=[], help="label=finetune flags")
     args = p.parse_args(argv)
     if args.cmd == "shards":
-        make_shards(Path(args.out), corpus_docs(args.pages, args.task_text), version=args.version)
+        docs = corpus_docs(args.pages, args.task_text, args.reviews)
+        make_shards(Path(args.out), docs, version=args.version)
     else:
         run(args)
 

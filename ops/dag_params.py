@@ -194,9 +194,11 @@ def _task_fields() -> dict[str, dict]:
 def finetune_params(s: Settings) -> dict[str, dict]:
     return {
         **_task_fields(),
-        "epochs": _p(3, "Epochs", "Passes over the training split.", "Training",
-                     type="integer", minimum=1, maximum=1000),
-        "lr": _p(None, "Learning rate", "AdamW learning rate; empty = the job's default (3e-4).", "Training",
+        "epochs": _p(None, "Epochs", "Passes over the training split; empty = picked from the training-set "
+                     "size, with early stopping on validation (training/tasks/recipe.py).", "Training",
+                     type=NULL_INT, minimum=1, maximum=1000),
+        "lr": _p(None, "Learning rate", "AdamW learning rate; empty = picked from the training-set size.",
+                 "Training",
                  type=NULL_NUM, exclusiveMinimum=0, maximum=1),
         "batch_size": _p(None, "Batch size", "Examples per rank per step; empty = the job's default.",
                          "Training", type=NULL_INT, minimum=1, maximum=65_536),

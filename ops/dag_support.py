@@ -347,9 +347,11 @@ def finetune_args(p: dict[str, Any], result_file: Path | str,
                   more: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Flags for training.finetune; ``more`` goes before the user's ``extra_args`` (which win)."""
     args = [
-        "--base-model", str(p["base_model"]), "--task", str(p["task"]), "--epochs", str(p["epochs"]),
+        "--base-model", str(p["base_model"]), "--task", str(p["task"]),
         "--experiment", "finetune", "--register-name", f"c2m-{p['task']}", "--result-file", str(result_file),
     ]
+    if p.get("epochs"):  # empty: the job picks epochs from the training-set size
+        args += ["--epochs", str(p["epochs"])]
     return args + list(more) + [str(a) for a in p.get("extra_args") or []]
 
 

@@ -101,9 +101,13 @@ def make_plan(
     note = ""
     if chosen is None:
         first = measured[0]
-        chosen = (ladder[0][0], replace(base_model, **ladder[0][1]), first["parameters"], first["tokens_per_s"])
-        note = (f"even the smallest size gets only {first['affordable_tokens'] / first['parameters']:.1f} tokens "
-                f"per parameter (under {TOKENS_PER_PARAM}); a longer budget or more ranks would train it fully")
+        smallest = replace(base_model, **ladder[0][1])
+        chosen = (ladder[0][0], smallest, first["parameters"], first["tokens_per_s"])
+        per_param = first["affordable_tokens"] / first["parameters"]
+        note = (
+            f"even the smallest size gets only {per_param:.1f} tokens per parameter (under "
+            f"{TOKENS_PER_PARAM}); a longer budget or more ranks would train it fully"
+        )
     name, cfg, params, tps = chosen
     steps, batch = int(seconds * tps) // tokens_per_step, batch_size
     while steps < MIN_STEPS and batch > MIN_BATCH:
@@ -112,7 +116,9 @@ def make_plan(
         steps = int(seconds * tps) // (batch * ranks * base_model.block_size)
     steps = max(steps, 1)
     tokens = steps * batch * ranks * base_model.block_size
-    return Plan(budget_min, name, asdict(cfg), params, batch, steps, tokens, tokens / params, tps, measured, note)
+    return Plan(
+        budget_min, name, asdict(cfg), params, batch, steps, tokens, tokens / params, tps, measured, note
+    )
 
 
 def measure_throughput(model_cfg, batch_size: int, objective: str = "clm", steps: int = TIMED_STEPS) -> float:

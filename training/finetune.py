@@ -132,7 +132,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def build_config(args: argparse.Namespace) -> TaskConfig:
     """The flags as a config; those left out and listed in SIZE_DEFAULTS wait for the recipe."""
     d = TaskConfig()
-    given = {"epochs": args.epochs, "lr": args.lr, "warmup_steps": args.warmup_steps, "patience": args.patience}
+    given = {
+        "epochs": args.epochs, "lr": args.lr, "warmup_steps": args.warmup_steps, "patience": args.patience
+    }
     return TaskConfig(
         optim=OptimConfig(
             lr=d.optim.lr if args.lr is None else args.lr,

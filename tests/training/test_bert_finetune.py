@@ -10,7 +10,12 @@ import json
 import pytest
 import torch
 
-from test_finetune_tasks import ensure_experiments, finetune_args, write_classification_jsonl, write_tagging_jsonl
+from test_finetune_tasks import (
+    ensure_experiments,
+    finetune_args,
+    write_classification_jsonl,
+    write_tagging_jsonl,
+)
 
 
 def register_bert(mlflow_uri: str, shards_uri: str, name: str, root) -> str:
@@ -31,7 +36,9 @@ def register_bert(mlflow_uri: str, shards_uri: str, name: str, root) -> str:
             BERT(cfg),
             registered_name=name,
             tokenizer_path=info.tokenizer_path,
-            model_config={"kind": "bert-mlm", "model": cfg.__dict__, "eos_id": info.eos_id, "pad_id": info.pad_id},
+            model_config={
+                "kind": "bert-mlm", "model": cfg.__dict__, "eos_id": info.eos_id, "pad_id": info.pad_id
+            },
             signature=tracking.lm_signature(cfg.vocab_size),
         )
     return f"models:/{name}@champion"
@@ -52,7 +59,8 @@ def test_bert_classifier_masks_pads_and_pools_the_mean():
     from training.models.heads import SequenceClassifier
 
     torch.manual_seed(0)
-    clf = SequenceClassifier(BERT(model_config("bert_tiny_cpu", vocab_size=50, block_size=16)), 2, pad_id=1).eval()
+    bert = BERT(model_config("bert_tiny_cpu", vocab_size=50, block_size=16))
+    clf = SequenceClassifier(bert, 2, pad_id=1).eval()
     assert clf.pooling == "mean"
     ids = torch.tensor([[5, 6, 7, 0]])
     padded = torch.tensor([[5, 6, 7, 0, 1, 1, 1]])
@@ -75,7 +83,8 @@ def test_bert_freezing_groups_and_mlm_head():
     depths = {g["depth"] for g in param_groups(model, 2, 0.1, 0.5)}
     assert depths == {0, 1, 2, 3}  # head (+ MLM head), top layer, bottom layer, embeddings incl. emb_ln
     freeze_layers(model.backbone, 1)
-    assert not model.backbone.emb_ln.weight.requires_grad and not model.backbone.layers[0].fc.weight.requires_grad
+    assert not model.backbone.emb_ln.weight.requires_grad
+    assert not model.backbone.layers[0].fc.weight.requires_grad
     assert model.backbone.layers[1].fc.weight.requires_grad
 
 
@@ -92,7 +101,8 @@ def test_classification_from_a_bert_base_learns_registers_and_rescoring_agrees(b
     bundle = tracking.load_model_bundle(f"models:/c2m-bert-cls-test/{result['model_version']}")
     assert bundle.config["model"]["arch"] == "bert" and bundle.config["pooling"] == "mean"
     tuned, start = bundle.state_dict(), tracking.load_model_bundle(base).state_dict()
-    assert torch.equal(tuned["backbone.mlm_dense.weight"], start["mlm_dense.weight"])  # frozen: no task trains it
+    # the MLM head is frozen (no task trains it); the encoder layers trained
+    assert torch.equal(tuned["backbone.mlm_dense.weight"], start["mlm_dense.weight"])
     assert not torch.equal(tuned["backbone.layers.0.fc.weight"], start["layers.0.fc.weight"])
     again = task_for_model(bundle).evaluate(export.load_module(bundle), "test")
     assert again["accuracy"] == pytest.approx(result["accuracy"])

@@ -227,7 +227,8 @@ class GenerationTask:
         if backbone.cfg.arch != "gpt":
             raise ValueError(
                 f"generation needs a GPT base (it continues text left to right); this base is a "
-                f"{backbone.cfg.arch.upper()}. Pass --base-model with a gpt-lm (e.g. models:/c2m-base@champion)"
+                f"{backbone.cfg.arch.upper()}. Pass --base-model with a gpt-lm "
+                "(e.g. models:/c2m-base@champion)"
             )
         return GenerationLM(backbone)
 

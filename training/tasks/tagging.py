@@ -2,9 +2,10 @@
 
 Words are tokenised one by one (with the leading space BPE saw in running text), and
 each word's tag is predicted at its *last* sub-token: in a causal model that is the
-first position that has seen the whole word (a bidirectional BERT base sees it everywhere). Other positions carry no label. Sentences
-longer than ``max_len`` tokens are cut; the words that fall off are predicted ``O`` (the
-first label) and the sentence is counted as truncated.
+first position that has seen the whole word (a bidirectional BERT base sees it
+everywhere). Other positions carry no label. Sentences longer than ``max_len`` tokens are
+cut; the words that fall off are predicted ``O`` (the first label) and the sentence is
+counted as truncated.
 
 Scores: entity-level F1 (seqeval semantics) for BIO tag sets, token accuracy always;
 the primary metric is entity F1 for BIO sets (NER) and token accuracy otherwise (POS).
