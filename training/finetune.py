@@ -78,23 +78,14 @@ def build_parser(prog: str = "python -m training.finetune", description: str = "
         help="discriminative lr: block i from the top trains at lr * decay**i",
     )
     p.add_argument("--dropout", type=float, default=d.dropout)
-    p.add_argument(
-        "--pooling",
-        default=d.pooling,
-        choices=("", *POOLING),
-        help="classification: the text's vector is the last token's or the mean of all (default: "
-        "mean for a BERT base, last for a GPT)",
-    )
+    p.add_argument("--pooling", default=d.pooling, choices=("", *POOLING),
+                   help="classification: last token or mean of all (default: mean for BERT, last for GPT)")
     p.add_argument("--crf", action="store_true", help="tagging: a linear-chain CRF on top of the head")
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="generation: decode budget")
     p.add_argument("--top-k", type=int, default=d.top_k, help="generation: sample from the top k (0 = all)")
     p.add_argument("--temperature", type=float, default=d.temperature, help="generation: 0 = greedy")
-    p.add_argument(
-        "--patience",
-        type=int,
-        default=None,
-        help="early stop after k epochs w/o a better val score (0 = never; " + by_size + ")",
-    )
+    p.add_argument("--patience", type=int, default=None,
+                   help="early stop after k epochs w/o a better val score (0 = never; " + by_size + ")")
     p.add_argument(
         "--select-on",
         default="",
@@ -282,12 +273,7 @@ def train(
             flush=True,
         )
         if cfg.size_defaults:
-            print(
-                f"[finetune] picked for {sizes['train']} train examples ({', '.join(cfg.size_defaults)}): "
-                f"{cfg.epochs} epochs, lr {cfg.optim.lr:g}, {cfg.optim.warmup_steps} warmup steps, "
-                f"patience {cfg.patience}",
-                flush=True,
-            )
+            print(f"[finetune] {recipe.describe_picked(cfg, sizes['train'])}", flush=True)
     try:
         fitted = fit(cfg, task, model, dist, log=metrics.add if metrics else None, on_epoch=on_epoch)
         test = task.evaluate(model, "test", dist)

@@ -66,3 +66,11 @@ def resolve(cfg, n_train: int, ranks: int = 1):
     top = {k: getattr(r, k) for k in ("epochs", "patience") if k in cfg.size_defaults}
     optim = {k: getattr(r, k) for k in ("lr", "warmup_steps") if k in cfg.size_defaults}
     return replace(cfg, **top, optim=replace(cfg.optim, **optim))
+
+
+def describe_picked(cfg, n_train: int) -> str:
+    """One log line: which fields were picked for ``n_train`` examples, and the values that run."""
+    return (
+        f"picked for {n_train} train examples ({', '.join(cfg.size_defaults)}): {cfg.epochs} epochs, "
+        f"lr {cfg.optim.lr:g}, {cfg.optim.warmup_steps} warmup steps, patience {cfg.patience}"
+    )
