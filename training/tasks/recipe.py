@@ -16,9 +16,9 @@ the best epoch whatever the epoch count:
 Measured on the demo's sentiment task (README, "Recipes, measured"; ``bench/finetune_recipe.py``):
 against the old fixed 2 epochs at 3e-4 (test accuracy 0.585) these defaults gave 0.676 from the
 same kind of tiny GPT; lr 1e-3 did as well as 3e-4 on one BERT base (0.676 vs 0.668, within
-noise) and peaked an epoch sooner; every run's best
-epoch came after 400-800 steps, so the 2,000-step aim leaves room for slower starts while early
-stopping ends a run ``PATIENCE`` epochs after its best.
+noise) and peaked an epoch sooner; every run's best epoch came after 400-800 steps, so the
+2,000-step aim leaves room for slower starts while early stopping ends a run ``PATIENCE`` epochs
+after its best.
 """
 
 from __future__ import annotations
