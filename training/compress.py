@@ -59,6 +59,7 @@ from training.compress_measure import comparison, measure
 from training.config import OptimConfig
 from training.job_result import finish
 from training.job_settings import COMPRESS_METHODS, COMPRESS_SETTINGS
+from training.tasks.backbone import blocks_of
 
 METHODS = COMPRESS_METHODS
 # task kind -> the methods written for it (distillation: a soft-target loss per kind; none for tagging).
@@ -96,7 +97,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def prunable_linears(model: nn.Module) -> list[tuple[nn.Module, str]]:
     """The transformer blocks' Linear layers: the head is tiny, the embeddings are shared with lm_head."""
-    return [(m, "weight") for m in model.backbone.blocks.modules() if isinstance(m, nn.Linear)]
+    return [(m, "weight") for m in blocks_of(model.backbone).modules() if isinstance(m, nn.Linear)]
 
 
 def apply_pruning(model: nn.Module, sparsity: float, structured: bool) -> None:
@@ -121,13 +122,14 @@ def make_permanent(model: nn.Module) -> None:
 def make_student(teacher: nn.Module, n_layer: int) -> nn.Module:
     """The teacher with ``n_layer`` evenly spaced blocks kept (a warm start that distils much faster)."""
     student = copy.deepcopy(teacher)
-    teacher_layers = len(teacher.backbone.blocks)
+    teacher_layers = len(blocks_of(teacher.backbone))
     if not 0 < n_layer < teacher_layers:
         raise ValueError(
             f"--student-layers {n_layer}: must be between 1 and the teacher's {teacher_layers - 1}"
         )
     keep = np.linspace(0, teacher_layers - 1, n_layer).round().astype(int).tolist()
-    student.backbone.blocks = nn.ModuleList(student.backbone.blocks[i] for i in keep)
+    attr = "layers" if teacher.backbone.cfg.arch == "bert" else "blocks"  # what blocks_of reads
+    setattr(student.backbone, attr, nn.ModuleList(blocks_of(student.backbone)[i] for i in keep))
     student.backbone.cfg = replace(teacher.backbone.cfg, n_layer=n_layer)
     return student
 
@@ -222,7 +224,7 @@ def compress(args, bundle, teacher, task, dist) -> tuple[nn.Module, dict, dict]:
         details["pruned_layers_sparsity"] = round(zeros, 4)
         kind = "structured-l2-rows" if args.structured else "unstructured-l1-global"
         return model.eval(), {"compression": f"prune-{kind}", "sparsity": args.sparsity}, details
-    n_layer = args.student_layers or max(1, len(teacher.backbone.blocks) // 2)
+    n_layer = args.student_layers or max(1, len(blocks_of(teacher.backbone)) // 2)
     student = make_student(teacher, n_layer)
     details = recover(
         args,

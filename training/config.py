@@ -238,6 +238,10 @@ class TrainConfig:
                                     "a GPT, val loss for a BERT)", minimum=0)
     bpb_max_bytes: int = setting(300_000, "UTF-8 bytes of held-out raw text that bits per byte is measured "
                                  "on", minimum=1)
+    time_budget_min: float = setting(0.0, "minutes of wall time: pick model size, batch and steps for it from "
+                                     "measured throughput (training/budget.py; overrides --model, "
+                                     "--batch-size and --max-steps; 0 = off)", flag="--time-budget",
+                                     minimum=0, param=False)
 
     def __post_init__(self):
         _require(
@@ -266,6 +270,10 @@ class TrainConfig:
             f"train.bpb_max_bytes={self.bpb_max_bytes}: must be positive (try 300000)",
         )
         _require(self.max_steps > 0, f"train.max_steps={self.max_steps}: must be positive")
+        _require(
+            self.time_budget_min >= 0,
+            f"train.time_budget_min={self.time_budget_min}: must be >= 0 minutes (0 = no budget)",
+        )
         _require(self.batch_size > 0, f"train.batch_size={self.batch_size}: must be positive")
         _require(self.grad_accum > 0, f"train.grad_accum={self.grad_accum}: must be positive")
         _require(self.eval_every > 0, f"train.eval_every={self.eval_every}: must be positive")

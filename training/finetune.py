@@ -1,13 +1,15 @@
-"""Fine-tune a registered base GPT on a labelled task: ``python -m training.finetune --task sentiment``.
+"""Fine-tune a registered base model on a labelled task: ``python -m training.finetune --task sentiment``.
 
 Tasks: ``sentiment`` (movie-review polarity), ``ner`` (Twitter NER, BIO tags), ``pos``
 (OANC/WSJ part-of-speech), ``generation`` (prompt -> completion, scored with BLEU; built-in:
 Python-docs signature -> first sentence), or ``classification``/``tagging``/``generation``
 on a JSONL folder (``--data``).
-The base (``models:/c2m-base@champion`` by default) brings weights, config and tokenizer;
-a head is added and the whole model trained gently: a small lr, a few epochs, optionally
-the first k layers frozen and lower rates for lower layers. After every epoch the
-validation split is scored and the best weights are kept; those are tested and
+The base (``models:/c2m-base@champion`` by default; a GPT, or for classification and tagging
+an MLM-pretrained BERT such as ``models:/c2m-bert@champion``) brings weights, config and
+tokenizer; a head is added and the whole model trained, optionally with the first k layers
+frozen and lower rates for lower layers. Epochs, lr, warmup and early-stopping patience that
+are not given are picked from the number of training examples (training/tasks/recipe.py).
+After every epoch the validation split is scored and the best weights are kept; those are tested and
 registered as ``c2m-<task>``, and the promotion gate moves ``champion`` only if the test
 metric beats the current champion's. Launched like pretraining (``horovodrun -np K`` or
 one process): each rank takes its slice of every global batch and evaluation counts are
@@ -31,9 +33,9 @@ from ops.lake.jobconfig import add_arguments, from_args
 from training import baselines, distributed, registry_gate, run_report
 from training.job_result import finish
 from training.job_settings import FINETUNE_SETTINGS
-from training.tasks import export, load_data, make_task, split_digest, task_for_model
+from training.tasks import export, load_data, make_task, recipe, split_digest, task_for_model
 from training.tasks.backbone import build_backbone, count_parameters, freeze_layers
-from training.tasks.config import FINETUNE_OPTIM, TaskConfig
+from training.tasks.config import FINETUNE_OPTIM, FINETUNE_OPTIM_DEFAULTS, SIZE_DEFAULTS, TaskConfig
 from training.tasks.loop import StopTraining, fit
 
 
@@ -43,9 +45,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace) -> TaskConfig:
-    """The task config from parsed flags (finetune's or hpo's)."""
+    """The task config from parsed flags (finetune's or hpo's). Of epochs, lr, warmup steps and
+    patience, those left empty are listed in ``size_defaults`` for the recipe to pick from the
+    training-set size (training/tasks/recipe.py); until then they hold the class defaults."""
     run_name = args.run_name or (f"{args.task}-{args.subset}" if args.subset else args.task)
-    return from_args(TaskConfig, args, optim=from_args(FINETUNE_OPTIM, args), run_name=run_name)
+    picked = tuple(k for k in SIZE_DEFAULTS if getattr(args, k, None) is None)
+    placeholders = {"epochs": TaskConfig.epochs, "patience": TaskConfig.patience, **FINETUNE_OPTIM_DEFAULTS}
+    ns = argparse.Namespace(**{**vars(args), **{k: placeholders[k] for k in picked}})
+    return from_args(TaskConfig, ns, optim=from_args(FINETUNE_OPTIM, ns), run_name=run_name,
+                     size_defaults=picked)
 
 
 def prepare(cfg: TaskConfig, bundle, data=None):
@@ -69,6 +77,7 @@ def prepare(cfg: TaskConfig, bundle, data=None):
             "temperature": cfg.temperature,
             "seed": cfg.seed,
         },
+        pooling=cfg.pooling,
     )
     model = task.build_model(build_backbone(bundle, cfg.dropout, pretrained=cfg.init == "pretrained"))
     freeze_layers(model.backbone, cfg.freeze_layers)
@@ -157,8 +166,11 @@ def train(
     bundle = tracking.load_model_bundle(cfg.base_model)
     task, model = prepare(cfg, bundle, data)
     sizes = {split: task.size(split) for split in ("train", "val", "test")}
+    cfg = recipe.resolve(cfg, sizes["train"], dist.size)
     metrics = start_run(cfg, task, model, bundle, sizes, dist, nested) if dist.is_main else None
     recorder = run_report.Recorder(metrics.add) if metrics is not None else None  # curves for the report
+    if metrics is not None and cfg.size_defaults:
+        print(f"[finetune] {recipe.describe_picked(cfg, sizes['train'])}", flush=True)
     try:
         fitted = fit(cfg, task, model, dist, log=recorder.add if recorder else None, on_epoch=on_epoch)
         test = task.evaluate(model, "test", dist)

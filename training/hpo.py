@@ -113,7 +113,10 @@ def suggest(trial, space: dict[str, tuple]) -> dict:
 def trial_config(base_cfg, params: dict, number: int):
     optim = replace(base_cfg.optim, **{k: params[k] for k in OPTIM_KEYS if k in params})
     rest = {k: v for k, v in params.items() if k not in OPTIM_KEYS}
-    return replace(base_cfg, optim=optim, run_name=f"trial-{number:03d}", checkpoint_dir="", **rest)
+    picked = tuple(k for k in base_cfg.size_defaults if k not in params)  # a searched value is kept
+    return replace(
+        base_cfg, optim=optim, run_name=f"trial-{number:03d}", checkpoint_dir="", size_defaults=picked, **rest
+    )
 
 
 def objective(task) -> tuple[str, str]:

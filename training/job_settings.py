@@ -145,7 +145,7 @@ class EvaluateSettings:
 
 # Each job's whole command line, in --help order.
 PRETRAIN_SETTINGS = (PretrainRun, TrainConfig, OptimConfig, ObjectiveConfig)
-FINETUNE_SETTINGS = (TaskConfig, FINETUNE_OPTIM, FinetuneRun)
+FINETUNE_SETTINGS = (Part(TaskConfig, defaults={"epochs": None, "patience": None}), FINETUNE_OPTIM, FinetuneRun)
 # HPO trials are fine-tuning runs: fewer epochs each, in their own MLflow experiment.
 HPO_SETTINGS = (Part(TaskConfig, defaults={"experiment": "hpo", "epochs": 2}), FINETUNE_OPTIM, FinetuneRun,
                 HpoSettings)

@@ -33,7 +33,7 @@ import torch
 
 from ops.lake import progress, roots, storage
 from ops.lake.jobconfig import add_arguments, from_args
-from training import checkpoint, distributed
+from training import budget, checkpoint, distributed
 from training.config import (
     OBJECTIVE_ARCHS,
     JobConfig,
@@ -375,6 +375,8 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         info = read_shard_info(args.shards_uri)
         cfg = build_config(args, info)
+        if cfg.train.time_budget_min:
+            cfg = budget.apply(cfg, dist)
         result = train(cfg, info, dist, peak_tflops=args.peak_tflops)
         return finish(dist, "pretrain", result, args.result_file)
     finally:

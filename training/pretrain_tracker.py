@@ -70,6 +70,10 @@ class PretrainTracker:
         self.run_id = tracking.start_run(cfg.experiment, cfg.run_name, run_id=run_id, tags=tags)
         if run_id is None:  # params are logged once per run; a resumed run already has them
             tracking.log_config({**cfg.to_dict(), "world_size": world_size})
+            if cfg.train.time_budget_min:
+                from training import budget
+
+                budget.log_plan(cfg)
             tracking.log_dataset(
                 info.uri,
                 name=f"shards-{Path(info.uri).name}",

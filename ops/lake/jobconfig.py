@@ -120,7 +120,8 @@ def settings(spec: Spec) -> list[Setting]:
         for s in _class_settings(part.cls):
             if part.only is None or s.name in part.only:
                 default = part.defaults.get(s.name, s.default)
-                out.append(dataclasses.replace(s, default=default, prefix=part.prefix))
+                optional = s.optional or default is None  # a job may leave a setting empty
+                out.append(dataclasses.replace(s, default=default, prefix=part.prefix, optional=optional))
     return out
 
 
@@ -184,7 +185,7 @@ def add_arguments(parser: argparse.ArgumentParser, spec: Spec) -> argparse.Argum
         names = (s.flag, *s.meta["aliases"])
         if s.kind is bool:
             action = "store_false" if s.flag.startswith("--no-") and s.default is True else "store_true"
-            parser.add_argument(*names, dest=s.dest, action=action, default=s.default, help=s.meta["help"])
+            parser.add_argument(*names, dest=s.dest, action=action, default=s.default, help=_help(s.meta["help"]))
             continue
         default_text = "" if s.default in (None, [], {}, "") or s.meta["required"] \
             else f" (default: {_show(s.default)})"
@@ -192,8 +193,13 @@ def add_arguments(parser: argparse.ArgumentParser, spec: Spec) -> argparse.Argum
             default_text = f" (comma-separated){default_text}"
         parser.add_argument(*names, dest=s.dest, type=_bounded(s), default=s.default,
                             required=s.meta["required"], choices=s.meta["choices"],
-                            help=s.meta["help"] + default_text)
+                            help=_help(s.meta["help"] + default_text))
     return parser
+
+
+def _help(text: str) -> str:
+    """argparse formats help with %: a literal one ("30% more") must be doubled."""
+    return text.replace("%", "%%")
 
 
 def from_args(spec: type | Part, namespace: argparse.Namespace, **extra: Any) -> Any:

@@ -51,7 +51,9 @@ PROFILES = {
         # on the same data root is not emptied by cross-refresh dedup against the first.
         data={"max_pages": 150, "max_depth": 3, "delay": 1.0, "vocab_size": 4096, "seq_len": 128,
               "dedup_against": "none", "allow_private": True, "pretrain": {"max_steps": 200}},
-        finetune={"epochs": 2},
+        # No epochs: the job picks epochs, lr and warmup from the training-set size and stops
+        # early on validation (training/tasks/recipe.py; README "Recipes, measured").
+        finetune={},
     ),
     # For the integration test: a handful of pages, a few steps.
     "tiny": Profile(

@@ -113,7 +113,8 @@ def test_training_args(tmp_path):
     assert args[args.index("--checkpoint-dir") + 1] == "/d/checkpoints/pretrain/run_1"
     ft = {"base_model": "models:/c2m-base@champion", "task": "sentiment", "epochs": 1}
     f = ds.finetune_args(ft, tmp_path)
-    assert f[f.index("--register-name") + 1] == "c2m-sentiment"
+    assert f[f.index("--register-name") + 1] == "c2m-sentiment" and f[f.index("--epochs") + 1] == "1"
+    assert "--epochs" not in ds.finetune_args({**ft, "epochs": None}, tmp_path)  # the job picks them
 
 
 # ---------------------------------------------------------------- Params, failures, launch, MLflow links

@@ -147,3 +147,13 @@ def test_cli_only_settings_are_neither_params_nor_dag_flags():
     assert to_flags(Example, {"cli_only": "y"}) == []
     assert "--langs LANGS" in add_arguments(argparse.ArgumentParser(), Example).format_help()
     assert "(comma-separated)" in add_arguments(argparse.ArgumentParser(), Example).format_help()
+
+
+def test_help_may_hold_a_percent_sign():
+    @dataclass
+    class Pct:
+        ckpt: bool = setting(False, "less memory, ~30% more compute")
+        frac: float = setting(0.5, "share kept (50% by default)")
+
+    text = add_arguments(argparse.ArgumentParser(), Pct).format_help()
+    assert "~30% more compute" in text and "(50% by default)" in text

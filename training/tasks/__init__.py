@@ -47,15 +47,17 @@ def make_task(
     dropout: float = 0.1,
     crf: bool = False,
     decoding: dict | None = None,
+    pooling: str = "",
 ):
-    """``decoding`` (generation only): max_new_tokens, top_k, temperature, seed."""
+    """``decoding`` (generation only): max_new_tokens, top_k, temperature, seed; ``pooling``
+    (classification only): last | mean, "" = the backbone's default."""
     module = _module(task)
     if module.__name__.endswith("generation"):
         encoder = module.PairEncoder(tokenizer_path, eos_id, pad_id, max_len)
         return module.GenerationTask(data, encoder, dropout, **(decoding or {}))
     if module.__name__.endswith("classification"):
         encoder = module.Encoder(tokenizer_path, eos_id, pad_id, max_len)
-        return module.ClassificationTask(data, encoder, dropout)
+        return module.ClassificationTask(data, encoder, dropout, pooling)
     return module.TaggingTask(data, module.WordEncoder(tokenizer_path, pad_id, max_len), dropout, crf)
 
 
@@ -93,6 +95,7 @@ def task_for_model(bundle, data=None, max_examples: int = 0, data_dir: str | Non
         c.get("dropout", 0.1),
         c.get("crf", False),
         {k: c[k] for k in ("max_new_tokens", "top_k", "temperature", "seed") if k in c},
+        c.get("pooling", "last"),  # models registered before pooling was recorded read the last token
     )
 
 

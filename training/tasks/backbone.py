@@ -1,6 +1,9 @@
 """The pretrained backbone of every task: load it, check its tokenizer, freeze and group it for transfer.
 
-Transfer learning here means: the base GPT's weights (or, for the random-init baseline,
+The base is a registered ``gpt-lm`` (a causal decoder) or ``bert-mlm`` (an MLM-pretrained
+bidirectional encoder); classification and tagging take either, generation needs a GPT.
+A BERT's MLM head is kept (the registered weights load as they are) but frozen: no task
+trains it. Transfer learning here means: the base model's weights (or, for the random-init baseline,
 the same architecture from scratch), a new head, and an optimiser that treats layers
 differently. ``--freeze-layers k`` fixes the embeddings and the first k blocks (they hold
 the most general features and the fewest task-specific ones); ``--layer-lr-decay d``
@@ -16,9 +19,10 @@ from pathlib import Path
 import torch.nn as nn
 
 from training.config import ModelConfig
-from training.models.gpt import GPT
+from training.models import build_model
 
 EOS_TOKEN, PAD_TOKEN = "<|endoftext|>", "<|pad|>"
+BASE_KINDS = {"gpt-lm": "gpt", "bert-mlm": "bert"}  # registered base kind -> architecture
 
 
 def check_tokenizer(tokenizer_path: str | Path, config: dict) -> None:
@@ -41,31 +45,44 @@ def check_tokenizer(tokenizer_path: str | Path, config: dict) -> None:
         )
 
 
-def build_backbone(bundle, dropout: float, pretrained: bool = True) -> GPT:
-    """The base GPT with its weights (or freshly initialised), dropout set for fine-tuning."""
+def build_backbone(bundle, dropout: float, pretrained: bool = True) -> nn.Module:
+    """The base GPT or BERT with its weights (or freshly initialised), dropout set for fine-tuning."""
     kind = bundle.config.get("kind")
-    if kind != "gpt-lm":
+    if kind not in BASE_KINDS:
         raise ValueError(
             f"{bundle.local_dir}: base model kind is {kind!r}; fine-tuning needs a pretrained "
-            "gpt-lm (register one with training.pretrain)"
+            "gpt-lm or bert-mlm (register one with training.pretrain: --objective clm or mlm)"
         )
     check_tokenizer(bundle.tokenizer_path, bundle.config)
-    backbone = GPT(ModelConfig(**{**bundle.config["model"], "dropout": dropout}))
+    backbone = build_model(ModelConfig(**{**bundle.config["model"], "dropout": dropout}))
     if pretrained:
         backbone.load_state_dict(bundle.state_dict())
+    for name, p in backbone.named_parameters():
+        if name.startswith("mlm_"):  # the MLM head: loaded with the weights, trained by no task
+            p.requires_grad_(False)
     return backbone
 
 
-def freeze_layers(backbone: GPT, k: int) -> int:
-    """Freeze the embeddings and blocks[:k]; return how many parameters were frozen."""
-    n_layer = len(backbone.blocks)
-    if k > n_layer:
-        raise ValueError(f"--freeze-layers {k}: the base model has only {n_layer} blocks")
+def blocks_of(backbone: nn.Module) -> nn.ModuleList:
+    """The transformer blocks, bottom first: a GPT's ``blocks``, a BERT's ``layers``."""
+    return backbone.layers if backbone.cfg.arch == "bert" else backbone.blocks
+
+
+def embeddings_of(backbone: nn.Module) -> list[nn.Module]:
+    """What sits below the first block: token and position tables (and a BERT's embedding norm)."""
+    extra = [backbone.emb_ln] if backbone.cfg.arch == "bert" else []
+    return [backbone.tok_emb, backbone.pos_emb, *extra]
+
+
+def freeze_layers(backbone: nn.Module, k: int) -> int:
+    """Freeze the embeddings and the first k blocks; return how many parameters were frozen."""
+    blocks = blocks_of(backbone)
+    if k > len(blocks):
+        raise ValueError(f"--freeze-layers {k}: the base model has only {len(blocks)} blocks")
     if k == 0:
         return 0
-    frozen = [backbone.tok_emb, backbone.pos_emb, *backbone.blocks[:k]]
     count = 0
-    for module in frozen:
+    for module in [*embeddings_of(backbone), *blocks[:k]]:
         for p in module.parameters():
             p.requires_grad_(False)
             count += p.numel()

@@ -1,4 +1,7 @@
-"""Sequence classification: texts -> one label, read at the last token of a causal backbone.
+"""Sequence classification: texts -> one label, pooled from a GPT or BERT backbone.
+
+The head reads the last token (a GPT's default: only there has a causal model seen the
+whole text) or the mean of all tokens (a BERT's default); see training/models/heads.py.
 
 Data comes from the built-in movie-review polarity set (``--task sentiment``) or from a
 JSONL folder (``--task classification --data DIR``). Texts are tokenised the way the base
@@ -91,8 +94,9 @@ class ClassificationTask:
     kind = "classification"
     primary_metric = ACCURACY
 
-    def __init__(self, data: ClassificationData, encoder: Encoder, dropout: float = 0.1):
+    def __init__(self, data: ClassificationData, encoder: Encoder, dropout: float = 0.1, pooling: str = ""):
         self.data, self.encoder, self.dropout = data, encoder, dropout
+        self.pooling = pooling  # "" = the backbone's default (heads.default_pooling)
         self.labels = data.labels
         self.ids, self.truncated = {}, {}
         for split, texts in data.texts.items():
@@ -102,9 +106,15 @@ class ClassificationTask:
         return len(self.ids[split])
 
     def build_model(self, backbone) -> SequenceClassifier:
-        return SequenceClassifier(
-            backbone, num_labels=len(self.labels), pad_id=self.encoder.pad_id, dropout=self.dropout
+        model = SequenceClassifier(
+            backbone,
+            num_labels=len(self.labels),
+            pad_id=self.encoder.pad_id,
+            dropout=self.dropout,
+            pooling=self.pooling,
         )
+        self.pooling = model.pooling  # the resolved choice, recorded in model_config
+        return model
 
     def inputs(self, split: str, indices) -> torch.Tensor:
         return self.encoder.batch([self.ids[split][i] for i in indices])
@@ -151,4 +161,5 @@ class ClassificationTask:
             "pad_id": self.encoder.pad_id,
             "max_len": self.encoder.max_len,
             "dropout": self.dropout,
+            "pooling": self.pooling or "last",
         }

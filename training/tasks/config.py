@@ -34,11 +34,17 @@ DATA_DIR_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,62}/\S*|/\S+)?$"
 # perplexity 110 over epoch 4 at 85.8), while the completion loss moves smoothly.
 SELECT_ON = ("metric", "loss")
 INIT = ("pretrained", "random")
+POOLING = ("last", "mean")
+# Fields that training/tasks/recipe.py may pick from the number of training examples.
+SIZE_DEFAULTS = ("epochs", "lr", "warmup_steps", "patience")
 
 
 # Fine-tuning trains gently: a smaller lr and weight decay than pretraining.
+# Fine-tuning's optimizer defaults (a gentler lr than pretraining's). On the finetune command line
+# lr and warmup steps are empty by default: the recipe picks them from the training-set size.
+FINETUNE_OPTIM_DEFAULTS = {"lr": 3e-4, "warmup_steps": 10, "weight_decay": 0.01}
 FINETUNE_OPTIM = Part(OptimConfig, only=("name", "lr", "warmup_steps", "weight_decay"),
-                      defaults={"lr": 3e-4, "warmup_steps": 10, "weight_decay": 0.01})
+                      defaults={**FINETUNE_OPTIM_DEFAULTS, "lr": None, "warmup_steps": None})
 
 
 def _require(cond: bool, message: str) -> None:
@@ -50,7 +56,7 @@ def _require(cond: bool, message: str) -> None:
 class TaskConfig:
     """One fine-tuning run; validated on construction so a bad value fails before training."""
 
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(**FINETUNE_OPTIM.defaults))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(**FINETUNE_OPTIM_DEFAULTS))
     base_model: str = setting(
         "models:/c2m-base@champion", "registered model to start from: models:/<name>@<alias>, "
         "models:/<name>/<version> or runs:/<id>/<path>", title="Base model", pattern=MODEL_URI_PATTERN)
@@ -61,7 +67,8 @@ class TaskConfig:
     data: str = setting("", "folder of train/val/test .jsonl (text,label; tokens,tags; or "
                         "prompt,completion); "
                         "replaces the built-in data set", title="Task data", pattern=DATA_DIR_PATTERN)
-    epochs: int = setting(3, "passes over the training split", minimum=1, maximum=1000)
+    epochs: int = setting(3, "passes over the training split; on the finetune command line empty = picked "
+                          "from the training-set size (training/tasks/recipe.py)", minimum=1, maximum=1000)
     batch_size: int = setting(16, "examples per rank per step", minimum=1, maximum=65_536)
     max_examples: int = setting(0, "use a fixed subset of this many examples (0 = all)", minimum=0)
     max_len: int = setting(0, "tokens per example (0 = the base model's context)", minimum=0)
@@ -71,8 +78,14 @@ class TaskConfig:
     layer_lr_decay: float = setting(1.0, "discriminative lr: block i from the top trains at lr * decay**i "
                                     "(1 = one lr)", exclusive_minimum=0, maximum=1)
     dropout: float = setting(0.1, "dropout in the backbone and before the head", minimum=0)
+    pooling: str = setting("", "classification: the last token's state or the mean of all; empty = mean for "
+                           "a BERT base, last for a GPT", choices=("", *POOLING))
+    # Fields the recipe picks from the training-set size (the finetune flags left empty); replaced
+    # by the picked values before training, so the logged config holds what ran.
+    size_defaults: tuple[str, ...] = ()
     crf: bool = setting(False, "tagging: a linear-chain CRF on top of the head")
-    patience: int = setting(0, "early stop after k epochs without a better selection score (0 = never)",
+    patience: int = setting(0, "early stop after k epochs without a better selection score (0 = never); on "
+                            "the finetune command line empty = picked from the training-set size",
                             minimum=0)
     select_on: str = setting("", "what picks the best epoch: the task's primary metric or the val loss "
                              "(default: loss for generation, metric otherwise)", choices=("", *SELECT_ON))
@@ -114,6 +127,14 @@ class TaskConfig:
         _require(self.freeze_layers >= 0, f"freeze_layers={self.freeze_layers}: must be >= 0")
         _require(0 < self.layer_lr_decay <= 1, f"layer_lr_decay={self.layer_lr_decay}: must be in (0, 1]")
         _require(0 <= self.dropout < 1, f"dropout={self.dropout}: must be in [0, 1)")
+        _require(
+            self.pooling in ("", *POOLING), f"pooling={self.pooling!r}: choose one of {', '.join(POOLING)}"
+        )
+        self.size_defaults = tuple(self.size_defaults)
+        _require(
+            set(self.size_defaults) <= set(SIZE_DEFAULTS),
+            f"size_defaults={self.size_defaults}: only {', '.join(SIZE_DEFAULTS)} are picked by data size",
+        )
         _require(
             not self.crf or self.kind == "tagging", "crf: only tagging tasks (ner, pos) take a CRF layer"
         )

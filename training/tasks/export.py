@@ -9,7 +9,8 @@ evaluation and compression rebuild the torch module from them. Logging never mov
 ``champion`` alias; that is :mod:`training.registry_gate`'s decision, made on the test metric.
 
 ``model_config.json`` says how to rebuild the module (``kind``: gpt-lm, gpt-classifier,
-gpt-tagger, gpt-generator; ``compression``: dynamic-int8 for quantised models), so evaluation and
+gpt-tagger, gpt-generator; the head's kind keeps its ``gpt-`` name on a BERT backbone, whose
+``model.arch`` says ``bert``; ``compression``: dynamic-int8 for quantised models), so evaluation and
 compression work from a registry URI alone, without unpickling code.
 """
 
@@ -19,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from training.config import ModelConfig
-from training.models.gpt import GPT
+from training.models import build_model
 
 INT8 = "dynamic-int8"
 
@@ -29,16 +30,22 @@ def build_module(config: dict) -> nn.Module:
     from training.models.heads import SequenceClassifier
     from training.tasks.tagging import TokenTagger
 
-    backbone = GPT(ModelConfig(**config["model"]))
+    backbone = build_model(ModelConfig(**config["model"]))  # model.arch: gpt or bert
     kind = config.get("kind")
     if kind == "gpt-lm":
         model = backbone
     elif kind == "gpt-classifier":
         model = SequenceClassifier(
-            backbone, len(config["labels"]), config["pad_id"], config.get("dropout", 0.1)
+            backbone,
+            len(config["labels"]),
+            config["pad_id"],
+            config.get("dropout", 0.1),
+            config.get("pooling", "last"),
         )
     elif kind == "gpt-tagger":
-        model = TokenTagger(backbone, config["labels"], config.get("dropout", 0.1), config.get("crf", False))
+        model = TokenTagger(
+            backbone, config["labels"], config.get("dropout", 0.1), config.get("crf", False), config["pad_id"]
+        )
     elif kind == "gpt-generator":
         from training.tasks.generation import GenerationLM
 

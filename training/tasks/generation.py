@@ -224,6 +224,12 @@ class GenerationTask:
         return len(self.encoded[split])
 
     def build_model(self, backbone: GPT) -> GenerationLM:
+        if backbone.cfg.arch != "gpt":
+            raise ValueError(
+                f"generation needs a GPT base (it continues text left to right); this base is a "
+                f"{backbone.cfg.arch.upper()}. Pass --base-model with a gpt-lm "
+                "(e.g. models:/c2m-base@champion)"
+            )
         return GenerationLM(backbone)
 
     def batch(self, split: str, indices) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,9 +2,10 @@
 
 Words are tokenised one by one (with the leading space BPE saw in running text), and
 each word's tag is predicted at its *last* sub-token: in a causal model that is the
-first position that has seen the whole word. Other positions carry no label. Sentences
-longer than ``max_len`` tokens are cut; the words that fall off are predicted ``O`` (the
-first label) and the sentence is counted as truncated.
+first position that has seen the whole word (a bidirectional BERT base sees it
+everywhere). Other positions carry no label. Sentences longer than ``max_len`` tokens are
+cut; the words that fall off are predicted ``O`` (the first label) and the sentence is
+counted as truncated.
 
 Scores: entity-level F1 (seqeval semantics) for BIO tag sets, token accuracy always;
 the primary metric is entity F1 for BIO sets (NER) and token accuracy otherwise (POS).
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from training.data import jsonl, tagged
 from training.metrics import ENTITY_F1, TOKEN_ACCURACY, get_entities, is_bio_tags
 from training.models.crf import CRF
-from training.models.gpt import GPT
+from training.models.heads import states
 
 IGNORE = -100
 
@@ -31,9 +32,17 @@ IGNORE = -100
 class TokenTagger(nn.Module):
     """Backbone hidden states -> per-token tag scores (B, T, K); optional CRF over word positions."""
 
-    def __init__(self, backbone: GPT, labels: list[str], dropout: float = 0.1, crf: bool = False):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        labels: list[str],
+        dropout: float = 0.1,
+        crf: bool = False,
+        pad_id: int | None = None,
+    ):
         super().__init__()
         self.backbone = backbone
+        self.pad_id = pad_id  # masked out of a BERT's attention
         self.num_labels = len(labels)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(backbone.cfg.d_model, len(labels))
@@ -43,7 +52,7 @@ class TokenTagger(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Token ids (B, T), right-padded -> tag scores (B, T, K) at every position."""
-        return self.head(self.drop(self.backbone.hidden_states(idx)))
+        return self.head(self.drop(states(self.backbone, idx, self.pad_id)))
 
     def word_scores(self, idx: torch.Tensor, word_pos: torch.Tensor) -> torch.Tensor:
         """Scores at each word's labelled position: (B, W, K)."""
@@ -141,7 +150,9 @@ class TaggingTask:
         return len(self.encoded[split])
 
     def build_model(self, backbone) -> TokenTagger:
-        return TokenTagger(backbone, list(self.labels), dropout=self.dropout, crf=self.crf)
+        return TokenTagger(
+            backbone, list(self.labels), dropout=self.dropout, crf=self.crf, pad_id=self.encoder.pad_id
+        )
 
     def batch(self, split: str, indices):
         """(ids (B, T), word_pos (B, W), word_mask (B, W), tags (B, W) with IGNORE padding)."""

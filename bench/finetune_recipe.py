@@ -1,0 +1,190 @@
+"""Which fine-tuning recipe beats TF-IDF + LR on the demo's sentiment task, measured with the CLIs.
+
+Two steps, both through the training CLIs against a file-backed MLflow (sqlite):
+
+1. ``shards``: token shards in the tokenize stage's format from the pages of Python's HTML
+   docs (what the demo crawls from Debian's ``python3.11-doc``; text extracted by
+   ``bench/corpus.py`` instead of the crawl/extract/clean/dedup stages, which take minutes
+   of Spark), optionally with the task's own *unlabelled* training texts appended
+   (``--task-text``: a corpus closer to the task; never the val/test texts). BPE, 4,096
+   tokens, 128 per row, one document in 20 held out, as the demo's refresh does.
+2. ``run``: one ``training.pretrain`` (if ``--pretrain`` is given) then ``training.finetune``
+   per variant, each line of the table: the variant, its test accuracy, the baseline's,
+   the lift, the picked recipe, wall seconds and the 1-minute load average before and after.
+
+    .venv-jobs/bin/python bench/finetune_recipe.py shards --out /tmp/r/shards --pages 150
+    .venv-jobs/bin/python bench/finetune_recipe.py run --root /tmp/r --shards /tmp/r/shards/... \\
+        --pretrain "--objective mlm --max-steps 600" --variant "mean=--pooling mean" ...
+
+Results go to ``bench/results/finetune_recipe.json`` (appended, one record per variant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# bench/ holds a tokenize.py that would shadow the standard library's (numpy imports it):
+# the repo root replaces bench/ on the path before anything else is imported.
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+
+import numpy as np  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "finetune_recipe.json"
+
+
+def make_shards(out: Path, docs: list[str], vocab_size: int = 4096, seq_len: int = 128,
+                val_every: int = 20, version: str = "bench") -> str:
+    """A shards/v=version folder per the shard contract (as tests/training/training_test_data.py)."""
+    from ops.lake.datasets import DatasetVersion, new_generation
+    from spark_jobs.tokenize.trainers import describe, train_tokenizer
+
+    dv = DatasetVersion(str(out), "shards", version)
+    generation = new_generation()
+    folder = Path(dv.generation_uri(generation))
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = train_tokenizer(iter(docs), "bpe", vocab_size, extra_ids=16)
+    (folder / "tokenizer.json").write_text(tok.to_str(), encoding="utf-8")
+    vocab = describe(tok)
+    eos, pad = vocab["special_tokens"]["eos"], vocab["special_tokens"]["pad"]
+    ids = {"train": [], "val": []}
+    for i, enc in enumerate(tok.encode_batch(docs, add_special_tokens=False)):
+        ids["val" if i % val_every == 0 else "train"] += enc.ids + [eos]
+    meta = {}
+    for split, seq in ids.items():
+        rows = len(seq) // seq_len
+        name = f"{split}-00000.bin"
+        np.asarray(seq[: rows * seq_len], dtype="<u2").tofile(folder / name)
+        digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        meta[split] = {"files": [name], "sha256": {name: digest}, "sequences": rows, "tokens": rows * seq_len}
+    dv.write_manifest(
+        rows_in=len(docs), rows_out=len(docs), dropped={}, parents=[], config={"seq_len": seq_len},
+        extra={"seq_len": seq_len, "dtype": "uint16", "vocab_size": tok.get_vocab_size(), "eos_id": eos,
+               "pad_id": pad, "tokens_dropped": 0, "splits": meta, **vocab,
+               "tokenizer_sha256": hashlib.sha256(tok.to_str().encode()).hexdigest(), "parent": ""},
+        generation=generation,
+    )
+    print(f"shards {dv.uri}: train {meta['train']['tokens']:,} tokens, val {meta['val']['tokens']:,}")
+    return dv.uri
+
+
+def review_docs() -> list[str]:
+    """The 1,500 full movie reviews of the polarity archive's other subset, unlabelled: text from
+    the task's domain (the sentence task's splits never include them)."""
+    from training.data import polarity
+
+    return [e.text for e in polarity.read_examples(polarity.find_archive(), "reviews")]
+
+
+def corpus_docs(pages: int, task_text: bool, reviews: bool = False) -> list[str]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_corpus", ROOT / "bench" / "corpus.py")
+    corpus = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(corpus)
+    python_doc_files, python_docs = corpus.python_doc_files, corpus.python_docs
+
+    from training.data import polarity
+
+    files = [] if pages < 0 else python_doc_files()[:pages] if pages else python_doc_files()
+    docs = [d["text"] for d in python_docs(files)]
+    if reviews:
+        docs += review_docs()
+    if task_text:  # the task's unlabelled train texts, 50 sentences a document
+        train = [e.text for e in polarity.load_splits("sentences")["train"]]
+        docs += [" ".join(train[i:i + 50]) for i in range(0, len(train), 50)]
+    return docs
+
+
+def _env(root: Path) -> dict:
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for name in ("pretrain", "finetune"):
+        if client.get_experiment_by_name(name) is None:
+            client.create_experiment(name, artifact_location=str(root / "artifacts" / name))
+    return {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(ROOT), "C2M_DATA_ROOT": str(root)}
+
+
+def _job(module: str, args: list[str], env: dict, result: Path) -> tuple[dict, float, float, float]:
+    load0, t0 = os.getloadavg()[0], time.time()
+    cmd = [sys.executable, "-m", module, *args, "--result-file", str(result)]
+    print("$", " ".join(shlex.quote(a) for a in cmd[1:]), flush=True)
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+        raise SystemExit(f"{module} failed ({proc.returncode})")
+    return json.loads(result.read_text()), time.time() - t0, load0, os.getloadavg()[0]
+
+
+def run(args) -> None:
+    root = Path(args.root)
+    root.mkdir(parents=True, exist_ok=True)
+    env = _env(root)
+    base = args.base_model
+    record = {"shards": args.shards, "pretrain": args.pretrain, "machine": os.uname().nodename,
+              "cpus": os.cpu_count()}
+    if args.pretrain:
+        name = "bench-base-" + hashlib.sha1(f"{args.shards} {args.pretrain}".encode()).hexdigest()[:8]
+        pre, secs, l0, l1 = _job("training.pretrain", [
+            "--shards", args.shards, "--checkpoint-dir", str(root / "ckpt" / name), "--register-name", name,
+            "--run-name", name, "--promote", "always", *shlex.split(args.pretrain)],
+            env, root / f"{name}.json")
+        base = f"models:/{name}@champion"
+        keep = ("steps", "tokens_seen", "val_loss", "tokens_per_s")
+        record["pretrain_result"] = {k: pre.get(k) for k in keep}
+        print(f"pretrain: {pre.get('steps')} steps, {pre.get('tokens_seen')} tokens, val loss "
+              f"{pre.get('val_loss'):.3f}, {secs:.0f} s (load {l0:.1f} -> {l1:.1f})", flush=True)
+    for spec in args.variant:
+        label, _, flags = spec.partition("=")
+        res, secs, l0, l1 = _job("training.finetune", [
+            "--base-model", base, "--task", "sentiment", "--promote", "never", "--run-name", label,
+            *shlex.split(flags)], env, root / f"ft-{label}.json")
+        row = {**record, "variant": label, "flags": flags, "base_model": base, "accuracy": res["accuracy"],
+               "baseline_accuracy": res["baseline_accuracy"], "lift_accuracy": res["lift_accuracy"],
+               "val_accuracy": res.get("val_accuracy"), "best_epoch": res["best_epoch"],
+               "steps": res["steps"],
+               "seconds": round(secs, 1), "load_before": l0, "load_after": l1, "time": time.time()}
+        print(f"| {label} | {res['accuracy']:.4f} | {res['baseline_accuracy']:.4f} | "
+              f"{res['lift_accuracy']:+.4f} | epoch {res['best_epoch']}, {res['steps']} steps | "
+              f"{secs:.0f} s | load {l0:.1f}-{l1:.1f} |", flush=True)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        with open(RESULTS, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("shards")
+    s.add_argument("--out", required=True)
+    s.add_argument("--pages", type=int, default=150, help="Python doc pages (0 = all, -1 = none)")
+    s.add_argument("--reviews", action="store_true",
+                   help="append the polarity archive's 1,500 reviews, unlabelled")
+    s.add_argument("--task-text", action="store_true", help="append the task's unlabelled train texts")
+    s.add_argument("--version", default="bench")
+    r = sub.add_parser("run")
+    r.add_argument("--root", required=True, help="MLflow db, artefacts, checkpoints and results")
+    r.add_argument("--shards", default="")
+    r.add_argument("--pretrain", default="", help="training.pretrain flags; empty = use --base-model")
+    r.add_argument("--base-model", default="")
+    r.add_argument("--variant", action="append", default=[], help="label=finetune flags")
+    args = p.parse_args(argv)
+    if args.cmd == "shards":
+        docs = corpus_docs(args.pages, args.task_text, args.reviews)
+        make_shards(Path(args.out), docs, version=args.version)
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
