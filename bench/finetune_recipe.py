@@ -45,7 +45,8 @@ def make_shards(out: Path, docs: list[str], vocab_size: int = 4096, seq_len: int
                 val_every: int = 20, version: str = "bench") -> str:
     """A shards/v=version folder per the shard contract (as tests/training/training_test_data.py)."""
     from ops.lake.datasets import DatasetVersion, new_generation
-    from spark_jobs.tokenize.trainers import describe, train_tokenizer
+    from ops.lake.vocab import describe
+    from spark_jobs.tokenize.trainers import train_tokenizer
 
     dv = DatasetVersion(str(out), "shards", version)
     generation = new_generation()
