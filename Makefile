@@ -22,7 +22,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # by its message; every other warning still shows (tests/ops/test_packaging.py keeps the build clean).
 QUIET_INSTALL := PYTHONWARNINGS='ignore:Editable installation'
 
-.PHONY: help demo test test-cluster test-unit test-deploy test-integration browser-deps up down status clean venvs system-deps datasets k8s-tools s3a-jars images test-images
+.PHONY: help demo test test-setup test-cluster test-unit test-deploy test-integration browser-deps up down status clean venvs system-deps datasets k8s-tools s3a-jars images test-images
 
 help:
 	@echo "make demo   - set up everything, start the local stack, run the whole life cycle through Airflow"
@@ -51,14 +51,17 @@ $(HOROVOD_STAMP): $(JOBS_STAMP) ops/install/build_horovod.sh ops/install/horovod
 	bash ops/install/build_horovod.sh $(JOBS_VENV)
 	@touch $@
 
-$(AIRFLOW_STAMP): setup.cfg pyproject.toml
+# Order-only on the jobs venv: both are editable installs of this checkout, which write its
+# crawl2model.egg-info, so they never run at the same time (under make -j, see test-setup).
+$(AIRFLOW_STAMP): setup.cfg pyproject.toml | $(JOBS_STAMP)
 	@echo "[make] creating $(AIRFLOW_VENV) (apache-airflow 3.3.2 and providers)"
 	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
 	@$(AIRFLOW_VENV)/bin/$(PIP) install -q --upgrade pip wheel setuptools
 	@$(QUIET_INSTALL) $(AIRFLOW_VENV)/bin/$(PIP) install -q -e '.[airflow,dev]'
 	@touch $@
 
-$(DATASETS_STAMP): ops/install/fetch_datasets.sh
+# After the jobs venv: the script downloads with its pip, which that venv's set-up upgrades.
+$(DATASETS_STAMP): ops/install/fetch_datasets.sh | $(JOBS_STAMP)
 	bash ops/install/fetch_datasets.sh
 	@touch $@
 
@@ -96,7 +99,7 @@ test-integration: venvs browser-deps
 # Debian's chromium for the browser tests; Playwright (the dev extra) drives /usr/bin/chromium
 # through executable_path, because its own browser download is not reachable. Without root the
 # browser tests are skipped, and this says how to get them back.
-browser-deps:
+browser-deps: | system-deps
 	@if [ -x /usr/bin/chromium ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then echo "[make] installing chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
@@ -116,7 +119,14 @@ s3a-jars: $(JOBS_STAMP)
 test-deploy: k8s-tools
 	$(JOBS_VENV)/bin/python -m pytest -q tests/docker tests/helm
 
-test: test-unit test-deploy test-integration
+# Set-up for the tests, steps side by side: the Horovod build compiles C++ while the Airflow
+# venv installs and the data sets, the s3a test jars and chromium download (the prerequisites
+# above keep the steps that share a venv, a checkout or apt apart). The tests then run one
+# target after the other.
+test-setup: system-deps
+	@$(MAKE) --no-print-directory -j4 venvs s3a-jars browser-deps
+
+test: test-setup test-unit test-deploy test-integration
 
 # The airflow worker, spark and trainer (CPU) images, built with podman on a Debian base made here
 # (ops/install/build_images.sh; prints SKIP and exits 0 where podman cannot run). The trainer reuses

@@ -158,9 +158,12 @@ def test_unreachable_endpoint_names_it(monkeypatch, tmp_path):
 
 
 def test_listing_paginates_past_one_page(lake):
-    client = storage.s3_client()
-    for i in range(1005):  # list_objects_v2 returns at most 1000 keys a page
-        client.put_object(Bucket="lake", Key=f"root/many/{i:05d}.txt", Body=b"")
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = storage.s3_client()  # boto3 clients are thread-safe: the puts go 8 at a time
+    with ThreadPoolExecutor(8) as pool:  # list_objects_v2 returns at most 1000 keys a page
+        list(pool.map(lambda i: client.put_object(Bucket="lake", Key=f"root/many/{i:05d}.txt", Body=b""),
+                      range(1005)))
     listed = storage.list_files(storage.join(lake, "many"), suffix=".txt")
     assert len(listed) == 1005 and listed[0].endswith("00000.txt") and listed[-1].endswith("01004.txt")
     storage.remove_tree(storage.join(lake, "many"))  # batched DeleteObjects
