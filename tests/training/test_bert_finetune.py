@@ -77,10 +77,11 @@ def test_bert_freezing_groups_and_mlm_head():
     from training.config import model_config
     from training.models.bert import BERT
     from training.models.heads import SequenceClassifier
-    from training.tasks.backbone import freeze_layers, param_groups
+    from training.optim import param_groups
+    from training.tasks.backbone import freeze_layers
 
     model = SequenceClassifier(BERT(model_config("bert_tiny_cpu", vocab_size=50, block_size=8)), 2, pad_id=0)
-    depths = {g["depth"] for g in param_groups(model, 2, 0.1, 0.5)}
+    depths = {g["depth"] for g in param_groups(model, 0.1, layer_lr_decay=0.5)}
     assert depths == {0, 1, 2, 3}  # head (+ MLM head), top layer, bottom layer, embeddings incl. emb_ln
     freeze_layers(model.backbone, 1)
     assert not model.backbone.emb_ln.weight.requires_grad
