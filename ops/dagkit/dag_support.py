@@ -69,7 +69,7 @@ def seed_hosts(seeds: list[str]) -> list[str]:
 
 
 def crawl_args(params: dict[str, Any], root: str, version: str) -> list[str]:
-    """Flags for spark_jobs/jobs/crawl.py from the data_refresh Params."""
+    """Flags for the crawl stage (spark_jobs/jobs/crawl.py) from the data_refresh Params."""
     seeds = list(params["seeds"])
     domains = list(params.get("allow_domains") or []) or seed_hosts(seeds)
     args = [
@@ -178,7 +178,7 @@ def ingest_version(version: str, source: str) -> str:
 
 
 def ingest_args(params: dict[str, Any], root: str, version: str) -> list[str]:
-    """Flags for spark_jobs/jobs/ingest.py: the Param ``warc_glob`` into raw/v=version."""
+    """Flags for the ingest stage (spark_jobs/jobs/ingest.py): the Param ``warc_glob`` into raw/v=version."""
     glob = (params.get("warc_glob") or "").strip()
     if not glob:
         raise ValueError(f"source={params.get('source')!r} needs the Param warc_glob: a local glob "

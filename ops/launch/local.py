@@ -87,7 +87,7 @@ def job_env(settings: Settings | None = None) -> dict[str, str]:
 # Driver JVM options of a local (``local[*]``) job, where the driver JVM is the executor too.
 # C1-only JIT: C2's compiler threads take CPU from the Python workers that do these stages' heavy
 # work. Measured on 2 cores, start-up apart, in interleaved pairs: tokenize 8% (50 MB) to 10-16%
-# (100 MB) faster (bench/tokenize.py); dedup 5.4-5.6 s against 6.7-7.8 s at 2,000 documents and
+# (100 MB) faster (bench/tokens.py); dedup 5.4-5.6 s against 6.7-7.8 s at 2,000 documents and
 # 8.2-8.4 s against 10.4-11.2 s at 8,000 (bench/dedup.py's stages); clean 5.3 s against 6.8-7.3 s
 # at 2,000, 11.9-12.1 s against 13.3-13.6 s at 8,000 and 25.7 s against 28.4 s at 22,297 (the
 # bench corpus, bench/data_filters.py's input). Crawl and extract, and cluster executors, keep
@@ -98,11 +98,25 @@ C1_ONLY = "-XX:TieredStopAtLevel=1"
 LOCAL_JAVA_OPTIONS = {"clean": C1_ONLY, "dedup": C1_ONLY, "tokenize": C1_ONLY}
 
 
+def check_stage(job: str) -> None:
+    from spark_jobs.jobs import STAGES
+
+    if job not in STAGES:
+        raise LaunchError(f"no Spark stage {job!r}; the stages are {', '.join(STAGES)}")
+
+
+def entry_file(root: Path) -> Path:
+    """The one file spark-submit runs for every stage (``python -m spark_jobs <stage>`` as a file):
+    the stage's name is its first argument."""
+    return root / "spark_jobs" / "__main__.py"
+
+
 def spark_submit_command(job: str, args: list[str], settings: Settings | None = None) -> list[str]:
     s = settings or get_settings()
-    script = s.repo_root / "spark_jobs" / "jobs" / f"{job}.py"
+    check_stage(job)
+    script = entry_file(s.repo_root)
     if not script.exists():
-        raise LaunchError(f"no Spark job {job!r} (looked for {script})")
+        raise LaunchError(f"the Spark stages' entry file is missing (looked for {script})")
     java = LOCAL_JAVA_OPTIONS.get(job) if s.spark_master.startswith("local") else None
     java = os.environ.get("C2M_SPARK_DRIVER_JAVA_OPTIONS", java)
     return [
@@ -117,6 +131,7 @@ def spark_submit_command(job: str, args: list[str], settings: Settings | None = 
         *(["--driver-java-options", java] if java else []),
         *_compat_jars(),
         str(script),
+        job,
         *args,
     ]
 
