@@ -163,12 +163,12 @@ bench-venv: $(BENCH_STAMP)
 
 # CPU benchmarks (about 50 min on 2 cores shared with other work); results in bench/results/*.json.
 bench: system-deps $(JOBS_STAMP) $(HOROVOD_STAMP) $(BENCH_STAMP)
-	$(JOBS_VENV)/bin/python bench/corpus.py
-	$(JOBS_VENV)/bin/python bench/data_filters.py
-	$(JOBS_VENV)/bin/python bench/dedup.py --sizes 2000,4000,8000
-	$(JOBS_VENV)/bin/python bench/tokenize.py --sizes-mb 12.5,25,50
-	$(JOBS_VENV)/bin/python bench/train_throughput.py --steps 100
-	$(JOBS_VENV)/bin/python bench/gpu_train.py --dry-run
+	$(JOBS_VENV)/bin/python -m bench.corpus
+	$(JOBS_VENV)/bin/python -m bench.data_filters
+	$(JOBS_VENV)/bin/python -m bench.dedup --sizes 2000,4000,8000
+	$(JOBS_VENV)/bin/python -m bench.tokens --sizes-mb 12.5,25,50
+	$(JOBS_VENV)/bin/python -m bench.train_throughput --steps 100
+	$(JOBS_VENV)/bin/python -m bench.gpu_train --dry-run
 
 clean: down
 	rm -rf $(JOBS_VENV) $(AIRFLOW_VENV) .stack data *.egg-info

@@ -4,15 +4,11 @@ Stages (FineWeb's settings: 5-grams, 14 buckets x 8 hashes): signatures (one tas
 shard), buckets (one task per bucket), clustering (one task), filtering (one task per shard,
 removed documents' ids written aside). Prints one JSON line with each stage's seconds.
 
-    bench/.venv-datatrove/bin/python bench/_datatrove_dedup.py IN_DIR WORK_DIR --workers 2
+    bench/.venv-datatrove/bin/python -m bench._datatrove_dedup IN_DIR WORK_DIR --workers 2
 """
 import argparse
 import json
 import os
-import sys
-
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)  # bench/tokenize.py must not shadow the stdlib module `tokenize`
 import time
 
 

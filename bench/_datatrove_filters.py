@@ -5,15 +5,11 @@ paper defaults) with its LocalPipelineExecutor over the sharded JSONL, one task 
 and ``--workers`` processes. Kept ids and dropped (id, reason) pairs are written as tiny
 uncompressed JSONL so the decisions can be compared by id. Prints one JSON line: seconds.
 
-    bench/.venv-datatrove/bin/python bench/_datatrove_filters.py IN_DIR OUT_DIR --workers 2
+    bench/.venv-datatrove/bin/python -m bench._datatrove_filters IN_DIR OUT_DIR --workers 2
 """
 import argparse
 import json
 import os
-import sys
-
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)  # bench/tokenize.py must not shadow the stdlib module `tokenize`
 import time
 
 

@@ -1,4 +1,4 @@
-"""Worker for bench/tokenize.py: one process calling ``tokenizers`` on the stage's input texts.
+"""Worker for bench/tokens.py: one process calling ``tokenizers`` on the stage's input texts.
 
 Run with RAYON_NUM_THREADS=1, so this is the practical ceiling of one core. Reads the texts
 of the input version's ``part-*.parquet`` first (not timed), then encodes them in batches of
@@ -6,16 +6,12 @@ of the input version's ``part-*.parquet`` first (not timed), then encodes them i
 ``encode_batch`` (the reference) and ``encode_batch_fast`` (the call the stage makes:
 the same ids, no character offsets). Prints one JSON line with seconds and tokens of each.
 
-    .venv-jobs/bin/python bench/_encode_ceiling.py TOKENIZER.json CORPUS_VERSION_FOLDER --batch 256
+    .venv-jobs/bin/python -m bench._encode_ceiling TOKENIZER.json CORPUS_VERSION_FOLDER --batch 256
 """
 import argparse
 import glob
 import json
 import os
-import sys
-
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)  # bench/tokenize.py must not shadow the stdlib module `tokenize`
 import time
 
 

@@ -9,17 +9,13 @@ The trainer raises glibc's mmap and trim thresholds (training/distributed.py
 does the same (three lines, no framework import) so the ratio measures the framework, not
 the allocator. ``--glibc-malloc`` keeps glibc's defaults, to measure what the setting gives.
 
-    .venv-jobs/bin/python bench/_plain_loop.py SHARDS_DIR --steps 150 --batch-size 16 --threads 1
+    .venv-jobs/bin/python -m bench._plain_loop SHARDS_DIR --steps 150 --batch-size 16 --threads 1
 """
 import argparse
 import json
 import os
 import sys
-
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)  # bench/tokenize.py must not shadow the stdlib module `tokenize`
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import time  # noqa: E402
+import time
 
 
 def main():

@@ -7,23 +7,15 @@ fixed cost of 6-14 s that says nothing about the stage's throughput.
 Prints one JSON line: startup_s, stage_s, and the stage's manifest counts.
 """
 import json
-import os
 import sys
 import time
-
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)  # bench/tokenize.py must not shadow the stdlib module
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-STAGES = {"extract": "spark_jobs.jobs.extract", "clean": "spark_jobs.jobs.clean", "dedup": "spark_jobs.jobs.dedup",
-          "tokenize": "spark_jobs.jobs.tokenize"}
 
 
 def main():
     import importlib
 
     stage, argv = sys.argv[1], sys.argv[sys.argv.index("--") + 1:]
-    job = importlib.import_module(STAGES[stage])
+    job = importlib.import_module(f"spark_jobs.jobs.{stage}")
     from bench.common import start_spark
 
     t0 = time.perf_counter()

@@ -24,9 +24,6 @@ RESULTS = BENCH / "results"
 JOBS_PY = REPO / ".venv-jobs" / "bin" / "python"
 DATATROVE_PY = BENCH / ".venv-datatrove" / "bin" / "python"
 
-if str(REPO) not in sys.path:  # the project's packages, when run as `python bench/x.py`
-    sys.path.insert(0, str(REPO))
-
 
 def start_spark(app: str):
     """A SparkSession whose JVM and Python workers are really up: what the benchmarks call

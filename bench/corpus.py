@@ -15,7 +15,7 @@ off) and ``source``. The JSONL is written sorted by id, atomically, and cached u
 ``$C2M_CACHE/bench`` keyed by the list of source files, so every benchmark in a run and
 every rerun on the same machine reads byte-identical input.
 
-    .venv-jobs/bin/python bench/corpus.py            # build (or reuse) and print its size
+    .venv-jobs/bin/python -m bench.corpus            # build (or reuse) and print its size
 """
 from __future__ import annotations
 
@@ -278,7 +278,7 @@ def corpus_path() -> Path:
 
 def changelog_path() -> Path:
     """A second cached JSONL of change logs, for the benchmarks that need more than the main
-    corpus's ~110 MB of text (``bench/tokenize.py`` reads it after the main one). Kept apart so
+    corpus's ~110 MB of text (``bench/tokens.py`` reads it after the main one). Kept apart so
     that adding it changed none of the other benchmarks' inputs."""
     return _cached("changelogs", [("changelog", changelog_files())])
 

@@ -1,8 +1,8 @@
 """OURS: the clean stage's quality filters. REFERENCE: datatrove 0.10.1's Gopher repetition +
 Gopher quality + C4 quality filters. Same JSONL of real documents, same number of cores.
 
-    .venv-jobs/bin/python bench/data_filters.py                 # whole corpus (~22k docs), 2 cores
-    .venv-jobs/bin/python bench/data_filters.py --docs 3000 --no-spark
+    .venv-jobs/bin/python -m bench.data_filters                 # whole corpus (~22k docs), 2 cores
+    .venv-jobs/bin/python -m bench.data_filters --docs 3000 --no-spark
 
 Rows measured (docs/s, all on ``--cores`` processes reading the same sharded JSONL):
 * ``ours: 3 filters``: Gopher quality, Gopher repetition and C4 with the ``paper`` profile,
@@ -17,24 +17,17 @@ Agreement compares keep/drop per document id; the disagreements are tallied by t
 each side gave, which shows where the rule sets differ (datatrove's Gopher quality also
 has stop-word, bullet and ellipsis-line rules; our C4 counts sentences by regex, not spaCy).
 """
-import os
-import sys
+import argparse
+import collections
+import json
+import multiprocessing
+import shutil
+from pathlib import Path
 
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)  # bench/tokenize.py must not shadow the stdlib module `tokenize`
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import argparse  # noqa: E402
-import collections  # noqa: E402
-import json  # noqa: E402
-import multiprocessing  # noqa: E402
-import shutil  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from bench.common import (JOBS_PY, REPO, PeakRSS, job_env, last_json_line, ratio, require_datatrove,  # noqa: E402
+from bench.common import (JOBS_PY, REPO, PeakRSS, job_env, last_json_line, ratio, require_datatrove,
                           run_measured, table, timed, work_dir, write_result)
-from bench.corpus import corpus_path, read_docs, shard_jsonl, write_jsonl  # noqa: E402
-from ops.lake.datasets import DatasetVersion  # noqa: E402
+from bench.corpus import corpus_path, read_docs, shard_jsonl, write_jsonl
+from ops.lake.datasets import DatasetVersion
 
 KEPT = None
 

@@ -1,9 +1,9 @@
 """OURS: the dedup stage's MinHash-LSH (spark_jobs/dedup, local[cores]). REFERENCE: datatrove
 0.10.1's 4-stage MinHash (signatures, buckets, cluster, filter). Both 5-grams, 14 bands × 8.
 
-    .venv-jobs/bin/python bench/dedup.py                            # sizes 4000,8000,16000
-    .venv-jobs/bin/python bench/dedup.py --sizes 1000 --threshold 0.7
-    .venv-jobs/bin/python bench/dedup.py --sizes 2000,4000 --repeats 3   # interleaved, medians
+    .venv-jobs/bin/python -m bench.dedup                            # sizes 4000,8000,16000
+    .venv-jobs/bin/python -m bench.dedup --sizes 1000 --threshold 0.7
+    .venv-jobs/bin/python -m bench.dedup --sizes 2000,4000 --repeats 3   # interleaved, medians
 
 For each size the script builds a near-duplicate benchmark from the real-text corpus: base
 documents, and for half of them 1-3 copies with 5-30% of their words edited (scattered or
@@ -16,25 +16,18 @@ whole process (spark-submit's JVM and session; datatrove's interpreter and impor
 memory is the peak RSS of each side's process tree. ``--repeats N`` runs the two sides
 alternately N times and reports medians, so a load change on a shared machine hits both.
 """
-import os
-import sys
+import argparse
+import hashlib
+import json
+import random
+import shutil
+import statistics
+from pathlib import Path
 
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)  # bench/tokenize.py must not shadow the stdlib module `tokenize`
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import random  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from bench.common import (JOBS_PY, REPO, job_env, last_json_line, ratio, require_datatrove, run_measured,  # noqa: E402
+from bench.common import (JOBS_PY, REPO, job_env, last_json_line, ratio, require_datatrove, run_measured,
                           table, timed, work_dir, write_result)
-from bench.corpus import corpus_path, read_docs, shard_jsonl, write_jsonl  # noqa: E402
-from bench.neardup import (components, hashed_shingles, jaccard, make_variant, removal_scores,  # noqa: E402
+from bench.corpus import corpus_path, read_docs, shard_jsonl, write_jsonl
+from bench.neardup import (components, hashed_shingles, jaccard, make_variant, removal_scores,
                            shingle_set, similarity_join, words_of)
 
 J_BANDS = [(0.0, 0.5), (0.5, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.01)]

@@ -12,8 +12,8 @@ Two steps, both through the training CLIs against a file-backed MLflow (sqlite):
    per variant, each line of the table: the variant, its test accuracy, the baseline's,
    the lift, the picked recipe, wall seconds and the 1-minute load average before and after.
 
-    .venv-jobs/bin/python bench/finetune_recipe.py shards --out /tmp/r/shards --pages 150
-    .venv-jobs/bin/python bench/finetune_recipe.py run --root /tmp/r --shards /tmp/r/shards/... \\
+    .venv-jobs/bin/python -m bench.finetune_recipe shards --out /tmp/r/shards --pages 150
+    .venv-jobs/bin/python -m bench.finetune_recipe run --root /tmp/r --shards /tmp/r/shards/... \\
         --pretrain "--objective mlm --max-steps 600" --variant "mean=--pooling mean" ...
 
 Results go to ``bench/results/finetune_recipe.json`` (appended, one record per variant).
@@ -31,12 +31,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-# bench/ holds a tokenize.py that would shadow the standard library's (numpy imports it):
-# the repo root replaces bench/ on the path before anything else is imported.
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+import numpy as np
 
-import numpy as np  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "bench" / "results" / "finetune_recipe.json"
 
@@ -46,7 +43,7 @@ def make_shards(out: Path, docs: list[str], vocab_size: int = 4096, seq_len: int
     """A shards/v=version folder per the shard contract (as tests/training/training_test_data.py)."""
     from ops.lake.datasets import DatasetVersion, new_generation
     from ops.lake.vocab import describe
-    from spark_jobs.tokenize.trainers import train_tokenizer
+    from spark_jobs.tokens.trainers import train_tokenizer
 
     dv = DatasetVersion(str(out), "shards", version)
     generation = new_generation()

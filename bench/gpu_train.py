@@ -3,26 +3,20 @@ torch.compile on, one H100/H200. Reports tokens/s and MFU against 989 TFLOP/s de
 (H100 SXM; the H200 has the same tensor cores), with training FLOPs per token from the
 trainer's own model, 6N + 12·L·d·T (training.pretrain.flops_per_token).
 
-    .venv-jobs/bin/python bench/gpu_train.py --dry-run        # CPU: configs and the FLOP model only
-    .venv-jobs/bin/python bench/gpu_train.py                  # needs CUDA; about 5 minutes
+    .venv-jobs/bin/python -m bench.gpu_train --dry-run        # CPU: configs and the FLOP model only
+    .venv-jobs/bin/python -m bench.gpu_train                  # needs CUDA; about 5 minutes
 
 Each model: build, compile, ``--warmup`` steps (compilation happens here, timed apart),
 then ``--steps`` timed steps of forward + backward + fused AdamW on random token ids
 (throughput does not depend on the data). Without CUDA it prints the FLOP model, says it
 needs a CUDA GPU, and exits with status 2, writing nothing measured.
 """
-import os
 import sys
+import argparse
+import time
+from types import SimpleNamespace
 
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)  # bench/tokenize.py must not shadow the stdlib module `tokenize`
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import argparse  # noqa: E402
-import time  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
-
-from bench.common import table, write_result  # noqa: E402
+from bench.common import table, write_result
 
 PEAK_TFLOPS = 989.0  # H100 SXM dense bf16 (no sparsity)
 MODELS = {"gpt_124m": 16, "gpt_350m": 8}  # name -> default micro-batch (sequences) per step

@@ -1,7 +1,7 @@
 """S3 throughput of the storage layer against boto3's own transfer manager.
 
-    .venv-jobs/bin/python bench/s3_io.py                 # 1 GiB of 64 MiB shards, 2 rounds
-    .venv-jobs/bin/python bench/s3_io.py --total-mb 256  # quicker
+    .venv-jobs/bin/python -m bench.s3_io                 # 1 GiB of 64 MiB shards, 2 rounds
+    .venv-jobs/bin/python -m bench.s3_io --total-mb 256  # quicker
 
 One run starts a real SeaweedFS (``weed mini``, as ``crawl2model up --s3`` does) on free
 loopback ports with a temp stack dir, writes ``--total-mb`` of token shards (uint16, the
@@ -23,18 +23,16 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, ratio, table, timed, write_result  # noqa: E402
+from bench.common import machine, ratio, table, timed, write_result
 
-from ops.lake import storage  # noqa: E402
-from ops.launch import s3_client  # noqa: E402
-from ops.launch.settings import Settings  # noqa: E402
-from ops.stack import s3_server  # noqa: E402
+from ops.lake import storage
+from ops.launch import s3_client
+from ops.launch.settings import Settings
+from ops.stack import s3_server
 
 TARGET = 0.9
 

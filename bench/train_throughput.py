@@ -1,8 +1,8 @@
 """OURS: training.pretrain (single process, Horovod np=1/np=2, torch DDP np=2). REFERENCE: a plain
 minimal PyTorch loop (bench/_plain_loop.py) with the same GPT, batch and threads. CPU, one run.
 
-    .venv-jobs/bin/python bench/train_throughput.py                 # tiny GPT, 150 steps each
-    .venv-jobs/bin/python bench/train_throughput.py --steps 60 --batch-size 8
+    .venv-jobs/bin/python -m bench.train_throughput                 # tiny GPT, 150 steps each
+    .venv-jobs/bin/python -m bench.train_throughput --steps 60 --batch-size 8
 
 Shards come from the real tokenize stage (spark-submit on ~3 MB of the real-text corpus),
 made once and reused. Every run uses 1 torch thread per rank. Tokens/s is what each run
@@ -11,21 +11,14 @@ so start-up, MLflow and model registration are outside it. Ratios:
 * trainer / plain loop (same single process): overhead, target <= 5%;
 * Horovod np=2 / np=1 and DDP np=2 / Horovod np=2: total tokens/s across ranks.
 """
-import os
-import sys
+import argparse
+import json
+import shutil
+from pathlib import Path
 
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)  # bench/tokenize.py must not shadow the stdlib module `tokenize`
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from bench.common import (JOBS_PY, REPO, job_env, last_json_line, ratio, run_measured, table, work_dir,  # noqa: E402
+from bench.common import (JOBS_PY, REPO, job_env, last_json_line, ratio, run_measured, table, work_dir,
                           write_result)
-from bench.corpus import corpus_path, write_jsonl  # noqa: E402
+from bench.corpus import corpus_path, write_jsonl
 
 
 def make_shards(work: Path, seq_len: int, vocab_size: int, megabytes: float = 3.0) -> Path:

@@ -1,7 +1,7 @@
 """Inputs of the transfer measurement (README "Transfer, measured"), made from what is on disk.
 
-    .venv-jobs/bin/python bench/transfer_data.py pydoc OUT.jsonl       # pretraining corpus
-    .venv-jobs/bin/python bench/transfer_data.py uncertainty OUT_DIR   # a task from outside
+    .venv-jobs/bin/python -m bench.transfer_data pydoc OUT.jsonl       # pretraining corpus
+    .venv-jobs/bin/python -m bench.transfer_data uncertainty OUT_DIR   # a task from outside
 
 ``pydoc`` writes Python's HTML documentation (Debian ``python3.11-doc``) as JSON lines of
 ``{"id", "text"}``, one document per page, for ``crawl2model tokenize --input-jsonl``.
@@ -16,21 +16,15 @@ the same on every machine. The archive is read in place from the datasets cache
 """
 from __future__ import annotations
 
-import os
+import csv
+import hashlib
+import io
 import sys
+import tarfile
+from pathlib import Path
 
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)  # bench/tokenize.py must not shadow the stdlib module `tokenize`
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import csv  # noqa: E402
-import hashlib  # noqa: E402
-import io  # noqa: E402
-import tarfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from bench.corpus import python_doc_files, python_docs, write_jsonl  # noqa: E402
-from training.data.polarity import MEMBER_DIR, find_archive  # noqa: E402
+from bench.corpus import python_doc_files, python_docs, write_jsonl
+from training.data.polarity import MEMBER_DIR, find_archive
 
 UNCERTAINTY = "uncertainty-conll2010.csv"
 LABELS = {"1": "uncertain", "-1": "certain"}

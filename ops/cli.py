@@ -52,10 +52,10 @@ def wants_help(args: list[str]) -> bool:
 
 
 def help_command(command: str, jobs_python: str, repo_root) -> list[str]:
-    """The job's parser alone: the Spark script or training module with ``--help`` under plain python
+    """The job's parser alone: the Spark stage or training module with ``--help`` under plain python
     (each parses its flags before it starts a SparkSession or Horovod)."""
     if command in DATA_STAGES:
-        return [jobs_python, str(repo_root / "spark_jobs" / "jobs" / f"{command}.py"), "--help"]
+        return [jobs_python, "-m", "spark_jobs", command, "--help"]
     return [jobs_python, "-m", f"training.{command}", "--help"]
 
 
@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--s3", action="store_true", help="run the demo on the stack in S3 mode (see `up --s3`)")
     for name in DATA_STAGES:
         sub.add_parser(name, add_help=False,
-                       help=f"spark-submit spark_jobs/jobs/{name}.py (flags passed through)")
+                       help=f"spark-submit spark_jobs/__main__.py {name} (flags passed through)")
     for name in TRAIN_STAGES:
         sub.add_parser(name, add_help=False,
                        help=f"horovodrun training.{name} [--np N] (flags passed through)")

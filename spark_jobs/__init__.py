@@ -1,4 +1,4 @@
-"""crawl2model's data stages, run by spark-submit (entry points in ``spark_jobs/jobs/``).
+"""crawl2model's data stages, each run as ``python -m spark_jobs <stage> [flags]``.
 
     crawl    → raw/v=V        polite BFS crawl: WARC files + fetch log       (spark_jobs.crawl)
     ingest   → raw/v=V        existing WARC/ARC/WET files, damage counted    (spark_jobs.jobs.ingest)
@@ -7,8 +7,9 @@
                                                                              (spark_jobs.clean)
     dedup    → corpus/v=V     exact and MinHash-LSH near dedup, also against earlier versions
                                                                              (spark_jobs.dedup)
-    tokenize → shards/v=V     byte-level BPE, packed token sequences         (spark_jobs.tokenize)
+    tokenize → shards/v=V     byte-level BPE, packed token sequences         (spark_jobs.tokens)
 
-Steps are plain Python (:mod:`spark_jobs.steps`); :mod:`spark_jobs.runner` is the one
-place that turns them into Spark work, counts drops by reason and publishes versions.
+Each stage is a declaration (``STAGE`` in ``spark_jobs/jobs/<stage>.py``) run by the one runner,
+:func:`spark_jobs.stage.run_stage`. Steps are plain Python (:mod:`spark_jobs.steps`);
+:mod:`spark_jobs.runner` turns them into Spark work, counts drops by reason and publishes versions.
 """

@@ -1,7 +1,8 @@
 """The one place with Spark wiring: session, readers, step runner, writer.
 
-A stage hands the runner a DataFrame of records and a list of plain-Python steps
-(:mod:`spark_jobs.steps`). The runner applies them with ``mapInPandas``, tagging each
+The stage runner (:func:`spark_jobs.stage.run_stage`) calls these for every stage: it hands
+them a DataFrame of records and a list of plain-Python steps (:mod:`spark_jobs.steps`), which
+:func:`apply_steps_df` applies with ``mapInPandas``, tagging each
 row with ``_drop_reason`` (null = kept). Kept rows go to ``part-*.parquet`` and dropped
 rows to ``removed/{reason}/``, both written in one pass. Counts per reason come from what
 was written (the files' Parquet footers; a ``groupBy`` over them on ``s3a://``), not from
@@ -22,7 +23,7 @@ import os
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 from urllib.parse import unquote
 
-from ops.lake import progress, storage
+from ops.lake import storage
 from ops.lake.datasets import REMOVED, DatasetVersion, check_accounting
 from spark_jobs import s3io
 from spark_jobs.records import RECORD_COLUMNS, ddl
@@ -284,15 +285,3 @@ def write_version(spark, result, out: DatasetVersion, *, rows_in: int, parents: 
         counts = write_rows(spark, result, staging)
         return publish_version(staging, rows_in=rows_in, counts=counts, parents=parents, config=config,
                                schema=schema_dict(result.schema), extra=extra)
-
-
-def run_stage(spark, df, steps: list[object], out_cols: list[tuple[str, str]], out: DatasetVersion, *,
-              parents: list[str], config: dict[str, Any], post: Callable | None = None,
-              extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Count the input, apply the steps (then ``post``, a whole-DataFrame step), write the version."""
-    rows_in = df.count()
-    progress.update(documents_in=rows_in)  # named on the job's progress lines
-    result = apply_steps_df(spread(df), steps, out_cols)
-    if post is not None:
-        result = post(result)
-    return write_version(spark, result, out, rows_in=rows_in, parents=parents, config=config, extra=extra)

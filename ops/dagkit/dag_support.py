@@ -169,7 +169,7 @@ def ingest_version(version: str, source: str) -> str:
 
 
 def ingest_args(params: dict[str, Any], root: str, version: str) -> list[str]:
-    """Flags for spark_jobs/jobs/ingest.py: the Param ``warc_glob`` into raw/v=version."""
+    """Flags for the ingest stage (spark_jobs/jobs/ingest.py): the Param ``warc_glob`` into raw/v=version."""
     glob = (params.get("warc_glob") or "").strip()
     if not glob:
         raise ValueError(f"source={params.get('source')!r} needs the Param warc_glob: a local glob "

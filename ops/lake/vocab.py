@@ -1,6 +1,6 @@
 """The vocabulary contract of a shards version: each tokenizer family's special tokens and roles.
 
-The tokenize stage (:mod:`spark_jobs.tokenize.trainers`) trains tokenizers with these special
+The tokenize stage (:mod:`spark_jobs.tokens.trainers`) trains tokenizers with these special
 tokens first, so their ids are fixed and small, and records :func:`describe`'s answer in the
 shards manifest; training (:mod:`training.data.shards`) reads the roles back from the manifest,
 or from the tokenizer file of shards whose manifest predates the roles.
@@ -61,7 +61,7 @@ def describe(tokenizer) -> dict:
     else:
         names = ", ".join(f"{s.eos}+{s.pad}" for s in SPECIALS.values())
         raise ValueError(f"tokenizer has no known document separator and pad token (one of {names}); "
-                         "train it with spark_jobs.tokenize.trainers.train_tokenizer")
+                         "train it with spark_jobs.tokens.trainers.train_tokenizer")
     roles = {role: vocab[name] for role, name in spec.roles().items() if name in vocab}
     sentinels = []
     while spec.extra.format(len(sentinels)) in vocab:

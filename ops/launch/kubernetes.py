@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
 from ops.lake import secret_env
-from ops.launch.local import TAIL_LINES, LaunchError, job_env, run
+from ops.launch.local import TAIL_LINES, LaunchError, check_stage, entry_file, job_env, run
 from ops.launch.settings import Settings, get_settings
 
 MPI_GROUP, MPI_VERSION, MPI_PLURAL = "kubeflow.org", "v2beta1", "mpijobs"
@@ -192,11 +192,13 @@ def spark_conf(cfg: ClusterConfig, settings: Settings | None = None) -> dict[str
 
 
 def _job_script(job: str, s: Settings) -> str:
-    return str(s.repo_root / "spark_jobs" / "jobs" / f"{job}.py")
+    check_stage(job)
+    return str(entry_file(s.repo_root))
 
 
-def _job_args(args: list[str], cfg: ClusterConfig) -> list[str]:
-    return s3a_args(args) if cfg.s3a_roots else [str(a) for a in args]
+def _job_args(job: str, args: list[str], cfg: ClusterConfig) -> list[str]:
+    """The entry file's arguments: the stage, then its flags."""
+    return [job, *(s3a_args(args) if cfg.s3a_roots else [str(a) for a in args])]
 
 
 def spark_submit_k8s_command(job: str, args: list[str], cfg: ClusterConfig,
@@ -208,7 +210,7 @@ def spark_submit_k8s_command(job: str, args: list[str], cfg: ClusterConfig,
     for key, value in sorted(spark_conf(cfg, s).items()):
         cmd += ["--conf", f"{key}={value}"]
     cmd += ["--driver-memory", os.environ.get("C2M_SPARK_DRIVER_MEMORY", "2g"), _job_script(job, s)]
-    return cmd + _job_args(args, cfg)
+    return cmd + _job_args(job, args, cfg)
 
 
 def spark_connection(cfg: ClusterConfig) -> dict[str, Any]:
@@ -230,7 +232,7 @@ def spark_submit_operator_kwargs(job: str, args: list[str], cfg: ClusterConfig,
         "task_id": job,
         "conn_id": cfg.spark_conn_id,
         "application": _job_script(job, s),
-        "application_args": _job_args(args, cfg),
+        "application_args": _job_args(job, args, cfg),
         "name": f"crawl2model-{job}",
         "conf": spark_conf(cfg, s),
         "driver_memory": os.environ.get("C2M_SPARK_DRIVER_MEMORY", "2g"),

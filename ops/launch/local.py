@@ -95,11 +95,25 @@ C1_ONLY = "-XX:TieredStopAtLevel=1"
 LOCAL_JAVA_OPTIONS = {"clean": C1_ONLY, "dedup": C1_ONLY, "tokenize": C1_ONLY}
 
 
+def check_stage(job: str) -> None:
+    from spark_jobs.jobs import STAGES
+
+    if job not in STAGES:
+        raise LaunchError(f"no Spark stage {job!r}; the stages are {', '.join(STAGES)}")
+
+
+def entry_file(root: Path) -> Path:
+    """The one file spark-submit runs for every stage (``python -m spark_jobs <stage>`` as a file):
+    the stage's name is its first argument."""
+    return root / "spark_jobs" / "__main__.py"
+
+
 def spark_submit_command(job: str, args: list[str], settings: Settings | None = None) -> list[str]:
     s = settings or get_settings()
-    script = s.repo_root / "spark_jobs" / "jobs" / f"{job}.py"
+    check_stage(job)
+    script = entry_file(s.repo_root)
     if not script.exists():
-        raise LaunchError(f"no Spark job {job!r} (looked for {script})")
+        raise LaunchError(f"the Spark stages' entry file is missing (looked for {script})")
     java = LOCAL_JAVA_OPTIONS.get(job) if s.spark_master.startswith("local") else None
     java = os.environ.get("C2M_SPARK_DRIVER_JAVA_OPTIONS", java)
     return [
@@ -114,6 +128,7 @@ def spark_submit_command(job: str, args: list[str], settings: Settings | None = 
         *(["--driver-java-options", java] if java else []),
         *_compat_jars(),
         str(script),
+        job,
         *args,
     ]
 

@@ -28,7 +28,7 @@ PODMAN_RUN = ("podman", "--runtime", "runc", "run", "--rm", "--network=host",
               "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
 # The images' own venv (docker/spark and docker/trainer): the package is installed there.
 IMAGE_PYTHON = "/opt/venv/bin/python"
-IMAGE_JOBS = "/opt/venv/lib/python3.11/site-packages/spark_jobs/jobs"
+IMAGE_ENTRY = "/opt/venv/lib/python3.11/site-packages/spark_jobs/__main__.py"
 # Host paths and identity that mean nothing inside an image, which sets its own.
 HOST_ONLY = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "HOSTNAME", "TMPDIR", "JAVA_HOME",
                        "SPARK_HOME", "C2M_JOBS_VENV", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"})
@@ -59,9 +59,8 @@ def podman_command(img: str, env_names, inner: list[str], mounts: list[str]) -> 
 
 
 def spark_inner(job: str, args: list[str], s: Settings) -> list[str]:
-    """The image's spark-submit with the local launcher's options, on the job script in the image."""
-    if not (s.repo_root / "spark_jobs" / "jobs" / f"{job}.py").exists():
-        raise local.LaunchError(f"no Spark job {job!r} (spark_jobs/jobs/{job}.py)")
+    """The image's spark-submit with the local launcher's options, on the stages' entry file in the image."""
+    local.check_stage(job)
     java = local.LOCAL_JAVA_OPTIONS.get(job) if s.spark_master.startswith("local") else None
     java = os.environ.get("C2M_SPARK_DRIVER_JAVA_OPTIONS", java)
     return [
@@ -71,7 +70,7 @@ def spark_inner(job: str, args: list[str], s: Settings) -> list[str]:
         "--conf", "spark.sql.shuffle.partitions=8",
         "--driver-memory", os.environ.get("C2M_SPARK_DRIVER_MEMORY", "2g"),
         *(["--driver-java-options", java] if java else []),
-        f"{IMAGE_JOBS}/{job}.py", *args,
+        IMAGE_ENTRY, job, *args,
     ]
 
 

@@ -22,6 +22,7 @@ from spark_jobs.crawl.fetcher import OK
 from spark_jobs.crawl.state import CrawlState
 from spark_jobs.crawl.warc import WarcSink
 from spark_jobs.runner import KEPT, publish_version
+from spark_jobs.stage import Written
 from spark_jobs.staging import Staging
 
 LOG_SCHEMA = {"url": "string", "final_url": "string", "status": "int", "reason": "string", "bytes": "bigint",
@@ -39,7 +40,25 @@ def _log_table(rows: list[dict[str, Any]]):
 
 def run_crawl(spark, cfg: CrawlConfig, out: DatasetVersion, state: CrawlState, config: dict[str, Any],
               level_runner=run_level) -> dict:
-    """Crawl (resuming ``state``), publish ``out``, then drop the rounds; idempotent on rerun."""
+    """Crawl (resuming ``state``), publish ``out``, then drop the rounds; idempotent on rerun.
+
+    The crawl stage (:mod:`spark_jobs.jobs.crawl`) runs these same pieces through the stage runner;
+    this function runs them without it, e.g. with a level runner that needs no Spark."""
+    manifest = published(out, state, cfg)
+    if manifest is not None:
+        return manifest
+    result = crawl(spark, cfg, state, level_runner=level_runner)
+    with Staging(out) as staging:
+        written = write_crawl(result, staging)
+        manifest = publish_version(staging, rows_in=written.rows_in, counts=written.counts,
+                                   parents=list(cfg.seeds), config=config, schema=written.schema,
+                                   extra=written.extra)
+    state.mark_published(result.checkpoint)
+    return manifest
+
+
+def published(out: DatasetVersion, state: CrawlState, cfg: CrawlConfig) -> dict | None:
+    """The manifest of this crawl when it is already published (a rerun fetches nothing), else None."""
     ckpt = state.load_checkpoint(cfg.fingerprint())
     if ckpt and ckpt.get("published"):
         if out.is_complete():
@@ -47,15 +66,11 @@ def run_crawl(spark, cfg: CrawlConfig, out: DatasetVersion, state: CrawlState, c
                   "(use --restart to crawl it again)", flush=True)
             return out.read_manifest()
         state.discard()  # the version was deleted since: crawl it afresh
-    result = crawl(spark, cfg, state, level_runner=level_runner)
-    with Staging(out) as staging:
-        manifest = publish_crawl(result, cfg, staging, config)
-    state.mark_published(result.checkpoint)
-    return manifest
+    return None
 
 
-def publish_crawl(result: CrawlResult, cfg: CrawlConfig, staging: Staging,
-                  config: dict[str, Any]) -> dict:
+def write_crawl(result: CrawlResult, staging: Staging) -> Written:
+    """The WARC files, fetch_log/ and removed/<reason>/ of a finished crawl, in the staging folder."""
     import pyarrow.parquet as pq
 
     sink = WarcSink(staging.path)
@@ -69,10 +84,8 @@ def publish_crawl(result: CrawlResult, cfg: CrawlConfig, staging: Staging,
         os.makedirs(staging.join("removed", reason))
         rows = [r for r in result.log if r["reason"] == reason]
         pq.write_table(_log_table(rows), staging.join("removed", reason, "part-00000.parquet"))
-    counts = {(KEPT if k == OK else k): v for k, v in result.counts.items()}
-    return publish_version(
-        staging, rows_in=len(result.log), counts=counts, parents=list(cfg.seeds), config=config,
+    return Written(
+        {(KEPT if k == OK else k): v for k, v in result.counts.items()}, rows_in=len(result.log),
         schema=LOG_SCHEMA,
         extra={"warc_files": list(sink.files), "fetch_log": "fetch_log/part-00000.parquet",
-               "robots": result.robots, "pages_stored": result.counts.get(OK, 0)},
-    )
+               "robots": result.robots, "pages_stored": result.counts.get(OK, 0)})

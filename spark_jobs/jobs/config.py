@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ops.lake.jobconfig import setting
 from ops.lake.vocab import BPE, KINDS
-from spark_jobs.tokenize.trainers import NORMALIZERS
+from spark_jobs.tokens.trainers import NORMALIZERS
 
 DEFAULT_UA = "crawl2model/0.1 (+https://example.invalid/bot)"
 HOST_PATTERN = r"^[A-Za-z0-9.-]+(:\d+)?$"

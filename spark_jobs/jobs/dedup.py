@@ -1,24 +1,19 @@
-"""spark-submit entry: clean/v=V → corpus/v=V (exact dedup, then MinHash-LSH near-dedup,
+"""The dedup stage: clean/v=V → corpus/v=V (exact dedup, then MinHash-LSH near-dedup,
 also against the signatures every earlier corpus version saved).
 
-    spark-submit spark_jobs/jobs/dedup.py --version demo
-    spark-submit spark_jobs/jobs/dedup.py --version 2026-12-06 --bands 20 --rows 5
-    spark-submit spark_jobs/jobs/dedup.py --version demo --threshold 0.8 --dedup-against none
+    spark-submit spark_jobs/__main__.py dedup --version demo
+    spark-submit spark_jobs/__main__.py dedup --version 2026-12-06 --bands 20 --rows 5
+    spark-submit spark_jobs/__main__.py dedup --version demo --threshold 0.8 --dedup-against none
 
 Writes ``signatures/part-*.parquet`` (node, id, text_len, shingles, signature) for the
 kept rows, so later versions dedup against this one without recomputing it.
 """
-import os
-import sys
+from typing import NamedTuple
 
-# spark-submit puts this folder first on sys.path, where jobs/tokenize.py would shadow the stdlib.
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)
-
-from ops.lake.jobconfig import add_arguments  # noqa: E402
-from spark_jobs.jobs._args import (base_parser, common_config, input_frame, input_rows, parse,  # noqa: E402
-                                   print_summary, write_rejected)
-from spark_jobs.jobs.config import DedupSettings  # noqa: E402
+from ops.lake.jobconfig import add_arguments
+from spark_jobs.jobs._args import base_parser, common_config, parse
+from spark_jobs.jobs.config import DedupSettings
+from spark_jobs.stage import Stage, run_stage
 
 
 def build_parser():
@@ -53,48 +48,71 @@ def against_versions(args, cfg, started: str) -> list:
     return [usable[v] for v in chosen]
 
 
-def main(argv=None, spark=None) -> dict:
-    from ops.lake.datasets import DatasetVersion
-    from spark_jobs.clean.signals import SIGNALS_KEY
-    from spark_jobs.dedup.exact import DUP_CLUSTER, ExactHash, mark_duplicates
-    from spark_jobs.dedup.near import SIGNATURES_DIR, near_dedup
-    from spark_jobs.records import columns, utc_now_iso
-    from spark_jobs.runner import (DROP, apply_steps_df, get_spark, publish_version, schema_dict, spread,
-                                   write_rows)
-    from spark_jobs.staging import Staging
+class Plan(NamedTuple):
+    cfg: object  # MinHashConfig
+    earlier: list  # corpus versions whose signatures this run dedups against
 
-    args = parse(build_parser(), argv)
-    started = utc_now_iso()
+
+def prepare(args) -> Plan:
+    """The MinHash settings and the earlier versions, found before Spark starts (fails fast)."""
+    from spark_jobs.records import utc_now_iso
+
     cfg = minhash_config(args)
-    earlier = against_versions(args, cfg, started) if args.near_dedup else []  # fails fast, before Spark
-    spark = spark or get_spark("crawl2model-dedup")
-    df, parents = input_frame(spark, args, "clean")
-    out = DatasetVersion(args.root, "corpus", args.version)
-    rows_in = input_rows(spark, args, df)
-    cols = columns((SIGNALS_KEY, "string"), (DUP_CLUSTER, "string"))
-    tagged = mark_duplicates(apply_steps_df(spread(df), [ExactHash()], cols), DROP)
+    return Plan(cfg, against_versions(args, cfg, utc_now_iso()) if args.near_dedup else [])
+
+
+def out_columns() -> list:
+    from spark_jobs.clean.signals import SIGNALS_KEY
+    from spark_jobs.dedup.exact import DUP_CLUSTER
+    from spark_jobs.records import columns
+
+    return columns((SIGNALS_KEY, "string"), (DUP_CLUSTER, "string"))
+
+
+def steps(run) -> list:
+    from spark_jobs.dedup.exact import ExactHash
+
+    return [ExactHash()]
+
+
+def post(spark, tagged, staging, run):
+    """Exact duplicates marked; then near duplicates, within the input and against earlier versions."""
+    from spark_jobs.dedup.exact import mark_duplicates
+    from spark_jobs.dedup.near import near_dedup
+    from spark_jobs.runner import DROP
+
+    tagged = mark_duplicates(tagged, DROP)
+    if not run.args.near_dedup:
+        return tagged
+    tagged.write.parquet(staging.spark_path("work", "exact"))  # read three times below: compute once
+    tagged = spark.read.parquet(staging.spark_path("work", "exact"))
+    tagged, run.notes["signatures"], run.notes["near_dedup"] = near_dedup(
+        spark, tagged, staging.spark_path("work"), run.prepared.cfg, run.prepared.earlier, DROP)
+    return tagged
+
+
+def signatures_output(spark, staging, run) -> dict:
+    """signatures/ of the rows kept, as written (decisions are not recomputed); then work/ goes."""
+    from spark_jobs.dedup.near import SIGNATURES_DIR
+
     extra = {}
-    with Staging(out) as staging:
-        if args.near_dedup:
-            tagged.write.parquet(staging.spark_path("work", "exact"))  # read three times below: compute once
-            tagged = spark.read.parquet(staging.spark_path("work", "exact"))
-            tagged, sigs, info = near_dedup(spark, tagged, staging.spark_path("work"), cfg, earlier, DROP)
-        counts = write_rows(spark, tagged, staging)
-        if args.near_dedup:  # signatures of the rows kept, as written (decisions are not recomputed)
-            kept = spark.read.parquet(*sorted(staging.files("part-*.parquet").values())).select("id")
-            (sigs.join(kept, "id", "left_semi").coalesce(spark.sparkContext.defaultParallelism)
-             .write.parquet(staging.spark_path(SIGNATURES_DIR)))
-            extra = {"minhash": {**cfg.to_dict(), "threshold": round(cfg.threshold, 3)},
-                     "signatures": SIGNATURES_DIR, "dedup_against": [dv.uri for dv in earlier],
-                     "near_dedup": info}
-        staging.remove("work")
-        counts.update(write_rejected(spark, args, staging))
-        manifest = publish_version(staging, rows_in=rows_in, counts=counts, parents=parents,
-                                   config={**common_config(args), "minhash": cfg.to_dict()},
-                                   schema=schema_dict(tagged.schema), extra=extra)
-    print_summary(manifest)
-    return manifest
+    if run.args.near_dedup:
+        cfg = run.prepared.cfg
+        kept = spark.read.parquet(*sorted(staging.files("part-*.parquet").values())).select("id")
+        (run.notes["signatures"].join(kept, "id", "left_semi").coalesce(spark.sparkContext.defaultParallelism)
+         .write.parquet(staging.spark_path(SIGNATURES_DIR)))
+        extra = {"minhash": {**cfg.to_dict(), "threshold": round(cfg.threshold, 3)},
+                 "signatures": SIGNATURES_DIR, "dedup_against": [dv.uri for dv in run.prepared.earlier],
+                 "near_dedup": run.notes["near_dedup"]}
+    staging.remove("work")
+    return extra
 
 
-if __name__ == "__main__":
-    main(sys.argv[1:])
+STAGE = Stage(
+    name="dedup", output="corpus", input="clean", settings=lambda argv: parse(build_parser(), argv),
+    config=lambda run: {**common_config(run.args), "minhash": run.prepared.cfg.to_dict()},
+    prepare=prepare, steps=steps, columns=out_columns, post=post, outputs=(signatures_output,))
+
+
+def main(argv=None, spark=None) -> dict:
+    return run_stage(STAGE, argv, spark)

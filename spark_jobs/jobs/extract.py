@@ -1,9 +1,9 @@
-"""spark-submit entry: raw/v=V (WARC) → extracted/v=V (text, title, lang).
+"""The extract stage: raw/v=V (WARC) → extracted/v=V (text, title, lang).
 
-    spark-submit spark_jobs/jobs/extract.py --version demo
-    spark-submit spark_jobs/jobs/extract.py --version mine --input-jsonl pages.jsonl  # id, text or html
-    spark-submit spark_jobs/jobs/extract.py --version cc --warc-glob '/crawls/CC-MAIN-*/*.warc.gz'
-    spark-submit spark_jobs/jobs/extract.py --version v1 --input-versions v1-c0,v1-c1  # crawl shards
+    spark-submit spark_jobs/__main__.py extract --version demo
+    spark-submit spark_jobs/__main__.py extract --version mine --input-jsonl pages.jsonl  # id, text or html
+    spark-submit spark_jobs/__main__.py extract --version cc --warc-glob '/crawls/CC-MAIN-*/*.warc.gz'
+    spark-submit spark_jobs/__main__.py extract --version v1 --input-versions v1-c0,v1-c1  # crawl shards
 
 WARC and WET files (Common Crawl layout) are read directly with ``--warc-glob``, or from
 raw/v=V (written by the crawl or ingest stage). Damaged records count as ``corrupt_record``;
@@ -11,17 +11,10 @@ a page whose decoding or extraction runs past --page-timeout as ``extract_timeou
 manifest's ``charset_notes`` counts pages whose declared charset is not a WHATWG label
 (decoded by sniffing; the row's ``charset_note`` says so).
 """
-import os
-import sys
-
-# spark-submit puts this folder first on sys.path, where jobs/tokenize.py would shadow the stdlib.
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)
-
-from ops.lake.jobconfig import add_arguments  # noqa: E402
-from spark_jobs.jobs._args import (base_parser, common_config, input_frame, input_rows, parse,  # noqa: E402
-                                   print_summary, write_rejected)
-from spark_jobs.jobs.config import ExtractSettings  # noqa: E402
+from ops.lake.jobconfig import add_arguments
+from spark_jobs.jobs._args import base_parser, common_config, parse
+from spark_jobs.jobs.config import ExtractSettings
+from spark_jobs.stage import Stage, run_stage
 
 
 def build_parser():
@@ -99,39 +92,41 @@ def charset_notes(spark, files: list[str]) -> dict[str, int]:
     return {r[CHARSET_NOTE]: int(r["count"]) for r in sorted(rows, key=lambda r: r[CHARSET_NOTE])}
 
 
-def main(argv=None, spark=None) -> dict:
-    from ops.lake.datasets import DatasetVersion
-    from spark_jobs.extract.steps import CHARSET_NOTE, default_steps
+def read(spark, run):
+    """WARC/WET files matching --warc-glob, else the finished raw version(s)."""
     from spark_jobs.extract.warc_reader import SOURCE_WARC, warc_frame
-    from spark_jobs.records import columns
-    from spark_jobs.runner import apply_steps_df, get_spark, publish_version, schema_dict, spread, write_rows
-    from spark_jobs.staging import Staging
 
-    args = parse(build_parser(), argv)
-    spark = spark or get_spark("crawl2model-extract")
-    if args.input_jsonl:
-        df, parents = input_frame(spark, args, "raw", extra_jsonl=JSONL_EXTRA)
-    elif args.warc_glob:
-        df, parents = warc_frame(spark, args.warc_glob, source=SOURCE_WARC), [args.warc_glob]
-    else:
-        df, parents = raw_frame(spark, args.root, args.input_versions or [args.input_version])
-    out = DatasetVersion(args.root, "extracted", args.version)
-    rows_in = input_rows(spark, args, df)
-    result = apply_steps_df(spread(df), default_steps(args.max_page_bytes, args.page_timeout),
-                            columns((CHARSET_NOTE, "string")))
-    with Staging(out) as staging:
-        counts = write_rows(spark, result, staging)
-        notes = charset_notes(spark, sorted(staging.files("*part-*.parquet").values()))
-        counts.update(write_rejected(spark, args, staging, extra_jsonl=JSONL_EXTRA))  # after: own columns
-        manifest = publish_version(staging, rows_in=rows_in, counts=counts, parents=parents,
-                                   config=common_config(args), schema=schema_dict(result.schema),
-                                   extra={"charset_notes": notes})
-    print_summary(manifest)
-    return manifest
+    args = run.args
+    if args.warc_glob:
+        return warc_frame(spark, args.warc_glob, source=SOURCE_WARC), [args.warc_glob]
+    return raw_frame(spark, args.root, args.input_versions or [args.input_version])
+
+
+def steps(run) -> list:
+    from spark_jobs.extract.steps import default_steps
+
+    return default_steps(run.args.max_page_bytes, run.args.page_timeout)
+
+
+def notes_output(spark, staging, run) -> dict:
+    """The manifest's ``charset_notes``, from the kept rows as written."""
+    return {"charset_notes": charset_notes(spark, sorted(staging.files("*part-*.parquet").values()))}
+
+
+def out_columns() -> list:
+    from spark_jobs.extract.steps import CHARSET_NOTE
+    from spark_jobs.records import columns
+
+    return columns((CHARSET_NOTE, "string"))
 
 
 JSONL_EXTRA = ("html",)  # a JSONL record may bring html instead of text
 
+STAGE = Stage(
+    name="extract", output="extracted", settings=lambda argv: parse(build_parser(), argv),
+    config=lambda run: common_config(run.args), read=read, jsonl_extra=JSONL_EXTRA,
+    steps=steps, columns=out_columns, outputs=(notes_output,))
 
-if __name__ == "__main__":
-    main(sys.argv[1:])
+
+def main(argv=None, spark=None) -> dict:
+    return run_stage(STAGE, argv, spark)

@@ -1,7 +1,7 @@
-"""spark-submit entry: existing WARC/WET/ARC files (e.g. Common Crawl) → raw/v=V, laid out like a crawl.
+"""The ingest stage: existing WARC/WET/ARC files (e.g. Common Crawl) → raw/v=V, laid out like a crawl.
 
     crawl2model ingest --version cc-2026-11 --warc-glob '/data/cc/*.warc.gz'
-    spark-submit spark_jobs/jobs/ingest.py --version cc-2026-11 --warc-glob 's3://bucket/cc/*.warc.wet.gz'
+    python -m spark_jobs ingest --version cc-2026-11 --warc-glob 's3://bucket/cc/*.warc.wet.gz'
 
 One Spark task per input file copies every readable document record (``response``, also
 ARC records; ``resource``; WET ``conversion``) into ``part-NNNNN.warc.gz``: a gzip member
@@ -21,15 +21,11 @@ written by the executors: into the staging folder (local mode, or a shared files
 or, for s3:// roots in ``s3a`` mode, uploaded by each executor to the staging prefix.
 """
 import os
-import sys
 
-# spark-submit puts this folder first on sys.path, where jobs/tokenize.py would shadow the stdlib.
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)
-
-from ops.lake.jobconfig import add_arguments  # noqa: E402
-from spark_jobs.jobs._args import base_parser, common_config, parse, print_summary  # noqa: E402
-from spark_jobs.jobs.config import IngestSettings  # noqa: E402
+from ops.lake.jobconfig import add_arguments
+from spark_jobs.jobs._args import base_parser, common_config, parse
+from spark_jobs.jobs.config import IngestSettings
+from spark_jobs.stage import Stage, Written, run_stage
 
 OK = "ok"
 CORRUPT_RECORD = "corrupt_record"
@@ -92,59 +88,76 @@ def copy_range(fh, offset: int, length: int, out, compress: bool, block: int = 1
         out.write(packer.compress(b"\r\n\r\n") + packer.flush())
 
 
-def main(argv=None, spark=None) -> dict:
-    from pyspark.sql import functions as F
+def prepare(args) -> list[str]:
+    """The input files, listed before Spark starts."""
+    from spark_jobs.extract.warc_reader import warc_files
 
-    from ops.lake import storage
-    from ops.lake.datasets import DatasetVersion
-    from spark_jobs.crawl.output import LOG_SCHEMA
-    from spark_jobs.extract.warc_reader import SOURCE_WARC, warc_files
-    from spark_jobs.runner import KEPT, get_spark, publish_version
-    from spark_jobs.staging import Staging, local_output
-
-    args = parse(build_parser(), argv)
     files = warc_files(args.warc_glob)
     if not files:
         raise FileNotFoundError(f"--warc-glob {args.warc_glob!r} matches no files; check the pattern")
-    spark = spark or get_spark("crawl2model-ingest")
-    out = DatasetVersion(args.root, "raw", args.version)
-    with Staging(out) as staging:
-        names = {f: f"part-{i:05d}.warc.gz" for i, f in enumerate(files)}
-        dest_dir = staging.spark_path()  # s3a mode: executors upload their file to the staging prefix
-        columns = [c.split()[0] for c in ROW_SCHEMA.split(", ")]
-
-        def copy(batches):
-            import pandas as pd
-
-            for pdf in batches:
-                for src in pdf["path"]:
-                    with local_output(storage.join(dest_dir, names[src])) as dest:
-                        rows = copy_records(src, dest)
-                    yield pd.DataFrame([[r.get(c) for c in columns] for r in rows], columns=columns)
-
-        paths = spark.createDataFrame(spark.sparkContext.parallelize([(f,) for f in files], len(files)),
-                                      "path string")
-        work = staging.spark_path("work")
-        paths.mapInPandas(copy, ROW_SCHEMA).write.parquet(work)  # copies happen here, once
-        rows = spark.read.parquet(work)
-        documents = rows.where(F.col("reason") != SKIPPED)
-        documents.select(*LOG_COLUMNS).write.parquet(staging.spark_path("fetch_log"))
-        corrupt = documents.where(F.col("reason") == CORRUPT_RECORD)
-        counts = {r["reason"]: r["count"] for r in documents.groupBy("reason").count().collect()}
-        if counts.get(CORRUPT_RECORD):
-            corrupt.select(*LOG_COLUMNS).write.parquet(staging.spark_path("removed", CORRUPT_RECORD))
-        skipped = {r["rec_type"]: r["count"] for r in
-                   rows.where(F.col("reason") == SKIPPED).groupBy("rec_type").count().collect()}
-        staging.remove("work")
-        manifest = publish_version(
-            staging, rows_in=sum(counts.values()),
-            counts={(KEPT if k == OK else k): v for k, v in counts.items()},
-            parents=files, config=common_config(args), schema={c: LOG_SCHEMA[c] for c in LOG_COLUMNS},
-            extra={"source": SOURCE_WARC, "warc_files": sorted(names.values()), "fetch_log": "fetch_log/",
-                   "skipped_record_types": dict(sorted(skipped.items())), "pages_stored": counts.get(OK, 0)})
-    print_summary(manifest)
-    return manifest
+    return files
 
 
-if __name__ == "__main__":
-    main(sys.argv[1:])
+def read(spark, run):
+    """One row per input file, one partition each: a Spark task copies one file."""
+    files = run.prepared
+    paths = spark.createDataFrame(spark.sparkContext.parallelize([(f,) for f in files], len(files)),
+                                  "path string")
+    return paths, files
+
+
+def write(spark, paths, staging, run) -> Written:
+    """The copies (part-NNNNN.warc.gz), fetch_log/ and removed/corrupt_record/, from the rows they log."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs.crawl.output import LOG_SCHEMA
+    from spark_jobs.extract.warc_reader import SOURCE_WARC
+    from spark_jobs.runner import KEPT
+
+    names = {f: f"part-{i:05d}.warc.gz" for i, f in enumerate(run.prepared)}
+    work = staging.spark_path("work")
+    paths.mapInPandas(_copy_fn(names, staging.spark_path()), ROW_SCHEMA).write.parquet(work)  # copies, once
+    rows = spark.read.parquet(work)
+    documents = rows.where(F.col("reason") != SKIPPED)
+    documents.select(*LOG_COLUMNS).write.parquet(staging.spark_path("fetch_log"))
+    corrupt = documents.where(F.col("reason") == CORRUPT_RECORD)
+    counts = {r["reason"]: r["count"] for r in documents.groupBy("reason").count().collect()}
+    if counts.get(CORRUPT_RECORD):
+        corrupt.select(*LOG_COLUMNS).write.parquet(staging.spark_path("removed", CORRUPT_RECORD))
+    skipped = {r["rec_type"]: r["count"] for r in
+               rows.where(F.col("reason") == SKIPPED).groupBy("rec_type").count().collect()}
+    staging.remove("work")
+    return Written(
+        {(KEPT if k == OK else k): v for k, v in counts.items()}, rows_in=sum(counts.values()),
+        schema={c: LOG_SCHEMA[c] for c in LOG_COLUMNS},
+        extra={"source": SOURCE_WARC, "warc_files": sorted(names.values()), "fetch_log": "fetch_log/",
+               "skipped_record_types": dict(sorted(skipped.items())), "pages_stored": counts.get(OK, 0)})
+
+
+def _copy_fn(names: dict[str, str], dest_dir: str):
+    """The mapInPandas function: each file's records copied to ``dest_dir`` (in ``s3a`` mode the
+    staging prefix, uploaded by the executor), its log rows returned."""
+    from ops.lake import storage
+    from spark_jobs.staging import local_output
+
+    columns = [c.split()[0] for c in ROW_SCHEMA.split(", ")]
+
+    def copy(batches):
+        import pandas as pd
+
+        for pdf in batches:
+            for src in pdf["path"]:
+                with local_output(storage.join(dest_dir, names[src])) as dest:
+                    rows = copy_records(src, dest)
+                yield pd.DataFrame([[r.get(c) for c in columns] for r in rows], columns=columns)
+
+    return copy
+
+
+STAGE = Stage(
+    name="ingest", output="raw", settings=lambda argv: parse(build_parser(), argv),
+    config=lambda run: common_config(run.args), prepare=prepare, read=read, write=write)
+
+
+def main(argv=None, spark=None) -> dict:
+    return run_stage(STAGE, argv, spark)

@@ -39,7 +39,8 @@ def test_spark_submit_operator_renders_the_same_command_as_the_launcher(monkeypa
     assert cmd[0] == "/home/airflow/venv-jobs/bin/spark-submit"
     assert cmd[cmd.index("--master") + 1] == CFG.spark_master
     assert cmd[cmd.index("--deploy-mode") + 1] == "client"
-    assert cmd[-5:] == ["/src/spark_jobs/jobs/tokenize.py", "--root", "s3a://bucket/data", "--version", "v1"]
+    assert cmd[-6:] == ["/src/spark_jobs/__main__.py", "tokenize", "--root", "s3a://bucket/data", "--version",
+                        "v1"]
     confs = {cmd[i + 1] for i, a in enumerate(cmd) if a == "--conf"}
     ours = spark_submit_k8s_command("tokenize", args, CFG, SETTINGS)
     assert {ours[i + 1] for i, a in enumerate(ours) if a == "--conf"} <= confs

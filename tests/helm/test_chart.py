@@ -428,9 +428,9 @@ def fake_image_tree(tmp_path: Path, venv: str) -> Path:
         p = root / venv.lstrip("/") / "bin" / tool
         p.parent.mkdir(parents=True, exist_ok=True)
         p.touch()
-    jobs = root / "site-packages" / "spark_jobs" / "jobs"
-    jobs.mkdir(parents=True)
-    (jobs / "extract.py").touch()
+    package = root / "site-packages" / "spark_jobs"
+    package.mkdir(parents=True)
+    (package / "__main__.py").touch()
     return root
 
 
@@ -496,7 +496,7 @@ def test_spark_launch_in_task_pods_matches_ops_launchers(tmp_path, monkeypatch):
     assert cmd[0] == f"{venv}/bin/spark-submit"
     assert cmd[cmd.index("--master") + 1] == platform["C2M_SPARK_MASTER"] == "k8s://https://kubernetes.default.svc:443"
     assert "spark.driver.host=10.1.2.3" in cmd  # executors call back to the task pod's IP
-    assert cmd[-3:] == ["/site-packages/spark_jobs/jobs/extract.py", "--version", "v1"]
+    assert cmd[-4:] == ["/site-packages/spark_jobs/__main__.py", "extract", "--version", "v1"]
     # Executors run the Spark image's python, the driver the worker image's.
     conf = one(docs, "ConfigMap", "-spark-conf")["data"]["spark-defaults.conf"]
     assert f"spark.pyspark.python {dockerfile_env('spark', 'C2M_JOBS_VENV')}/bin/python" in conf

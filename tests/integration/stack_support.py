@@ -75,7 +75,7 @@ def missing_requirements() -> list[str]:
     import shutil
 
     root = Path(__file__).resolve().parents[2]
-    needs = ["spark_jobs/jobs/tokenize.py", "training/finetune.py", ".venv-jobs/bin/horovodrun",
+    needs = ["spark_jobs/__main__.py", "training/finetune.py", ".venv-jobs/bin/horovodrun",
              ".venv-airflow/bin/airflow"]
     missing = [name for name in needs if not (root / name).exists()]
     if shutil.which("java") is None:

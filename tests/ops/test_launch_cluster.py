@@ -135,7 +135,7 @@ def test_spark_submit_for_kubernetes_renders_the_final_command(tmp_path):
     assert confs["spark.hadoop.fs.s3a.endpoint"] == "http://seaweed:8333"
     secret = confs["spark.kubernetes.executor.secretKeyRef.AWS_SECRET_ACCESS_KEY"]
     assert secret == "c2m-s3:AWS_SECRET_ACCESS_KEY"
-    assert cmd[-5:] == ["/site-packages/spark_jobs/jobs/clean.py", "--root", "s3a://b/data",
+    assert cmd[-6:] == ["/site-packages/spark_jobs/__main__.py", "clean", "--root", "s3a://b/data",
                         "--version", "v1"]
     plain = spark_submit_k8s_command("clean", ["--root", "s3://b/data"], _cfg(s3a_roots=False), s)
     assert plain[-1] == "s3://b/data"
@@ -144,8 +144,8 @@ def test_spark_submit_for_kubernetes_renders_the_final_command(tmp_path):
 def test_spark_submit_operator_kwargs_and_connection():
     s = Settings(jobs_venv=Path("/venv"), repo_root=Path("/src"))
     kw = spark_submit_operator_kwargs("dedup", ["--root", "s3://b/d"], _cfg(), s)
-    assert kw["application"] == "/src/spark_jobs/jobs/dedup.py"
-    assert kw["application_args"] == ["--root", "s3a://b/d"]
+    assert kw["application"] == "/src/spark_jobs/__main__.py"
+    assert kw["application_args"] == ["dedup", "--root", "s3a://b/d"]
     assert kw["conf"] == spark_conf(_cfg(), s) and kw["deploy_mode"] == "client"
     assert kw["spark_binary"] == "/venv/bin/spark-submit" and kw["conn_id"] == "spark_k8s"
     conn = spark_connection(_cfg())

@@ -45,9 +45,8 @@ def test_spark_runs_in_the_spark_image_with_the_environment_by_name(launcher, tm
     assert f"{root}:{root}:rw" in cmd and (tmp_path / "data").is_dir()
     img = cmd.index("localhost/c2m-spark-under-test:1")
     inner = cmd[img + 1:]
-    assert inner[0] == "spark-submit" and inner[-3:] == [f"{podman.IMAGE_JOBS}/clean.py",
-                                                        "--version", "v1"]
-    assert ["--driver-java-options", "-XX:TieredStopAtLevel=1"] == inner[-5:-3]
+    assert inner[0] == "spark-submit" and inner[-4:] == [podman.IMAGE_ENTRY, "clean", "--version", "v1"]
+    assert ["--driver-java-options", "-XX:TieredStopAtLevel=1"] == inner[-6:-4]
     # Every variable of the job goes in by name; its value stays in podman's environment.
     assert "AWS_SECRET_ACCESS_KEY" in env_names(cmd[:img]) and env["AWS_SECRET_ACCESS_KEY"] == SECRET
     assert set(env_names(cmd[:img])) == set(env)
@@ -58,7 +57,7 @@ def test_spark_runs_in_the_spark_image_with_the_environment_by_name(launcher, tm
 
 
 def test_an_unknown_spark_job_is_refused(launcher):
-    with pytest.raises(LaunchError, match="no Spark job 'nope'"):
+    with pytest.raises(LaunchError, match="no Spark stage 'nope'"):
         launcher[0].spark_command("nope", [])
 
 

@@ -99,11 +99,11 @@ def test_kubernetes_launcher_is_the_cluster_one(monkeypatch):
 
 
 def _fake_repo(root, job: str, master: str):
-    """Settings for a repo with an empty job script and spark-submit: enough to build the command."""
+    """Settings for a repo with an empty entry file and spark-submit: enough to build the command."""
     from ops.launch.settings import Settings
 
-    (root / "spark_jobs" / "jobs").mkdir(parents=True)
-    (root / "spark_jobs" / "jobs" / f"{job}.py").write_text("")
+    (root / "spark_jobs").mkdir(parents=True)
+    (root / "spark_jobs" / "__main__.py").write_text("")
     (root / "venv" / "bin").mkdir(parents=True)
     (root / "venv" / "bin" / "spark-submit").write_text("")
     return Settings(repo_root=root, jobs_venv=root / "venv", spark_master=master)
@@ -119,7 +119,7 @@ def test_measured_local_stages_run_c1_only_jit(tmp_path, monkeypatch, master, jo
     """Local clean, dedup and tokenize get C1-only JIT (measured faster there); others and clusters do not."""
     monkeypatch.delenv("C2M_SPARK_DRIVER_JAVA_OPTIONS", raising=False)
     cmd = local.spark_submit_command(job, ["--version", "v"], _fake_repo(tmp_path, job, master))
-    assert cmd[-3:] == [str(tmp_path / "spark_jobs" / "jobs" / f"{job}.py"), "--version", "v"]
+    assert cmd[-4:] == [str(tmp_path / "spark_jobs" / "__main__.py"), job, "--version", "v"]
     got = cmd[cmd.index("--driver-java-options") + 1] if "--driver-java-options" in cmd else None
     assert got == java
 

@@ -80,5 +80,5 @@ def test_wheel_declares_every_package_and_its_data_without_warnings(tmp_path):
     wheel, = (tmp_path / "dist").glob("crawl2model-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"ops/install/build_horovod.sh", "ops/install/horovod-0.28.1.patch", "ops/install/hvd_smoke.py",
-            "ops/cli.py", "spark_jobs/jobs/crawl.py", "training/pretrain.py"} <= names
+            "ops/cli.py", "spark_jobs/__main__.py", "spark_jobs/jobs/crawl.py", "training/pretrain.py"} <= names
     assert not any(n.startswith(("tests/", "dags/", "bench/")) for n in names)

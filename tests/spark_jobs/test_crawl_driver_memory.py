@@ -147,7 +147,7 @@ def _vm_hwm(pid: int) -> int:
 
 
 def _python_driver(proc) -> int | None:
-    """The Python driver that spark-submit's JVM starts for crawl.py (not the JVM, not a worker)."""
+    """The Python driver that spark-submit's JVM starts for the entry file (not the JVM, not a worker)."""
     import psutil
 
     for child in psutil.Process(proc.pid).children(recursive=True):
@@ -155,7 +155,7 @@ def _python_driver(proc) -> int | None:
             cmd = child.cmdline()
         except psutil.Error:
             continue
-        if cmd and "python" in os.path.basename(cmd[0]) and any(a.endswith("jobs/crawl.py") for a in cmd):
+        if cmd and "python" in os.path.basename(cmd[0]) and any(a.endswith("spark_jobs/__main__.py") for a in cmd):
             return child.pid
     return None
 
@@ -175,7 +175,7 @@ def test_spark_submit_crawl_with_a_512m_driver(tmp_path):
     cmd = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]",
            "--driver-memory", "512m", "--conf", "spark.ui.enabled=false",
            "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1",
-           str(repo / "spark_jobs" / "jobs" / "crawl.py"),
+           str(repo / "spark_jobs" / "__main__.py"), "crawl",
            "--root", str(tmp_path), "--version", "big", "--seeds", site.url + "/", "--allow-private",
            "--delay", "0", "--max-depth", "1", "--max-retries", "0", "--timeout", "5",
            "--checkpoint-every", str(PAGES)]  # one round: all 60 pages

@@ -8,8 +8,8 @@ import pytest
 
 from spark_test_data import english
 from spark_jobs.dedup.exact import ExactHash, normalize_for_hash, text_hash
-from spark_jobs.tokenize.bpe import EOS, PAD, special_ids, train_bpe
-from spark_jobs.tokenize.pack import TRAIN, VAL, Packer, dtype_for, pack_tokens, split_of
+from spark_jobs.tokens.bpe import EOS, PAD, special_ids, train_bpe
+from spark_jobs.tokens.pack import TRAIN, VAL, Packer, dtype_for, pack_tokens, split_of
 
 
 def test_normalize_for_hash_ignores_case_punctuation_space():
@@ -72,12 +72,12 @@ def test_add_docs_packs_like_one_document_at_a_time():
 @pytest.mark.parametrize("chunk", [256, 3])  # 3: the four texts span two encode_batch_fast calls
 def test_encode_batch_keeps_ids_as_shard_bytes_and_counts_unknowns(chunk, monkeypatch):
     from spark_jobs.runner import DROP
-    from spark_jobs.tokenize import shards
-    from spark_jobs.tokenize.shards import EMPTY_TOKENS, encode_batch
+    from spark_jobs.tokens import shards
+    from spark_jobs.tokens.shards import EMPTY_TOKENS, encode_batch
 
     monkeypatch.setattr(shards, "ENCODE_CHUNK", chunk)
     from ops.lake.vocab import WORDPIECE
-    from spark_jobs.tokenize.trainers import train_tokenizer
+    from spark_jobs.tokens.trainers import train_tokenizer
 
     tok = train_tokenizer((english(i) for i in range(30)), WORDPIECE, 400)
     unk = tok.token_to_id("[UNK]")
@@ -94,7 +94,7 @@ def test_encode_batch_keeps_ids_as_shard_bytes_and_counts_unknowns(chunk, monkey
 def test_pack_batches_writes_one_file_per_split_in_row_order(tmp_path):
     import pyarrow as pa
 
-    from spark_jobs.tokenize.shards import pack_batches
+    from spark_jobs.tokens.shards import pack_batches
 
     rows = [("a", TRAIN, [5, 6, 7]), ("b", TRAIN, [8, 9]), ("c", VAL, [3, 3, 3, 3])]
     batches = [pa.RecordBatch.from_pydict({
@@ -110,8 +110,8 @@ def test_pack_batches_writes_one_file_per_split_in_row_order(tmp_path):
 
 
 def test_worker_tokenizer_is_loaded_once_per_json_and_replaced_by_a_new_one():
-    from spark_jobs.tokenize.bpe import train_bpe
-    from spark_jobs.tokenize.shards import worker_tokenizer
+    from spark_jobs.tokens.bpe import train_bpe
+    from spark_jobs.tokens.shards import worker_tokenizer
 
     a = train_bpe(["a small text to train on"] * 20, vocab_size=300).to_str()
     b = train_bpe(["another text, other merges"] * 20, vocab_size=300).to_str()

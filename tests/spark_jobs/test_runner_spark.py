@@ -1,14 +1,16 @@
-"""The generic runner on tiny generated data: accounting, layout, atomic rerun, JSONL."""
+"""The stage runner on tiny generated data: accounting, layout, atomic rerun, JSONL."""
 from __future__ import annotations
 
 import json
 import os
+from argparse import Namespace
 
 import pytest
 
 from ops.lake.datasets import DatasetVersion, ManifestError
 from spark_jobs.records import columns, ddl
-from spark_jobs.runner import KEPT, publish_version, read_jsonl, read_version, run_stage
+from spark_jobs.runner import KEPT, publish_version, read_jsonl, read_version
+from spark_jobs.stage import Stage, run_stage
 from spark_jobs.staging import Staging
 from spark_jobs.steps import Drop
 
@@ -38,10 +40,18 @@ def _input(spark, n=40):
     return spark.createDataFrame(rows, ddl(columns()))
 
 
+def run_steps(spark, df, steps, cols, out: DatasetVersion, parents: list[str], config: dict) -> dict:
+    """A stage declared around a DataFrame: these steps, written as ``out``."""
+    stage = Stage(name="test", output=out.stage, config=lambda run: config,
+                  settings=lambda argv: Namespace(root=out.root, version=out.version, input_version=out.version),
+                  read=lambda spark, run: (df, parents), steps=lambda run: steps, columns=lambda: cols)
+    return run_stage(stage, [], spark)
+
+
 def _run(spark, root, version="r1", n=40):
     out = DatasetVersion(str(root), "clean", version)
     cols = columns(("extra", "string"))
-    return out, run_stage(spark, _input(spark, n), [TooShort(), Shout()], cols, out, parents=["test"],
+    return out, run_steps(spark, _input(spark, n), [TooShort(), Shout()], cols, out, parents=["test"],
                           config={"n": n})
 
 
@@ -79,7 +89,7 @@ def test_rerun_replaces_the_version(spark, tmp_path):
 def test_all_dropped_still_leaves_a_readable_version(spark, tmp_path):
     out = DatasetVersion(str(tmp_path), "clean", "none")
     df = _input(spark, 8).where("text = 'short'")
-    manifest = run_stage(spark, df, [TooShort()], columns(), out, parents=[], config={})
+    manifest = run_steps(spark, df, [TooShort()], columns(), out, parents=[], config={})
     assert manifest["rows_out"] == 0 and manifest["dropped"] == {"too_short": 2}
     assert read_version(spark, out).count() == 0
     assert set(read_version(spark, out).columns) == {c for c, _ in columns()}

@@ -1,6 +1,7 @@
 """The tokenize job with each tokenizer family, uint32 shards, checksums the loader checks, bad input."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -91,8 +92,8 @@ def test_unigram_with_a_sample_of_the_corpus(spark, tmp_path):
 
 def test_a_reused_tokenizer_file_counts_unknown_characters(spark, tmp_path):
     from ops.lake.vocab import WORDPIECE
-    from spark_jobs.tokenize.bpe import sha256_hex
-    from spark_jobs.tokenize.trainers import train_tokenizer
+    from spark_jobs.tokens.bpe import sha256_hex
+    from spark_jobs.tokens.trainers import train_tokenizer
 
     tok = train_tokenizer((english(i) for i in range(30)), WORDPIECE, 400)
     path = tmp_path / "wp.json"
@@ -138,12 +139,12 @@ def test_empty_corpus_and_too_little_text_fail_clearly(spark, tmp_path):
     from spark_jobs.runner import read_jsonl
 
     with pytest.MonkeyPatch.context() as mp:  # a corpus with no rows at all
-        mp.setattr(tokenize, "input_frame",
-                   lambda spark, args, stage: (read_jsonl(spark, str(none)).limit(0), [str(none)]))
+        mp.setattr(tokenize, "STAGE", dataclasses.replace(
+            tokenize.STAGE, read=lambda spark, run: (read_jsonl(spark, str(none)).limit(0), [str(none)])))
         with pytest.raises(SystemExit, match="has no documents: nothing to tokenize"):
             tokenize.main(["--root", str(tmp_path), "--version", "none", "--vocab-size", "512"], spark=spark)
         tok = tmp_path / "tok.json"  # with a tokenizer file the encoding's own count finds it
-        from spark_jobs.tokenize.bpe import train_bpe
+        from spark_jobs.tokens.bpe import train_bpe
 
         tok.write_text(train_bpe([english(i) for i in range(5)], vocab_size=300).to_str())
         with pytest.raises(SystemExit, match="has no documents: nothing to tokenize"):

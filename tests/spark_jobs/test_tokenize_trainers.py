@@ -9,9 +9,9 @@ import pytest
 
 from spark_test_data import english
 from ops.lake.vocab import BPE, KINDS, SPECIALS, UNIGRAM, WORDPIECE, describe
-from spark_jobs.tokenize.pack import Packer
-from spark_jobs.tokenize.shards import HashingWriter
-from spark_jobs.tokenize.trainers import build_normalizer, special_token_list, train_tokenizer
+from spark_jobs.tokens.pack import Packer
+from spark_jobs.tokens.shards import HashingWriter
+from spark_jobs.tokens.trainers import build_normalizer, special_token_list, train_tokenizer
 
 DOCS = [english(i) for i in range(40)]
 

@@ -186,7 +186,7 @@ def test_collated_loader_resumes_exactly_and_eval_is_fixed(shards_uri):
 
 def test_word_starts_follow_each_tokenizer_family(tmp_path):
     from ops.lake.vocab import KINDS
-    from spark_jobs.tokenize.trainers import train_tokenizer
+    from spark_jobs.tokens.trainers import train_tokenizer
 
     docs = ["The teacher remembers the long road every morning. A dog finds the red ball."] * 20
     for kind in KINDS:

@@ -189,7 +189,7 @@ def write_corpus_and_shards(root: Path, version: str, docs: list[str], vocab_siz
 
     from ops.lake.datasets import DatasetVersion
     from ops.lake.vocab import describe
-    from spark_jobs.tokenize.pack import Packer, split_of
+    from spark_jobs.tokens.pack import Packer, split_of
 
     ids = [hashlib.sha1(f"{version}/{i}".encode()).hexdigest() for i in range(len(docs))]
     corpus = DatasetVersion(str(root), "corpus", version)

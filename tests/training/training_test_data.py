@@ -36,7 +36,7 @@ def synthetic_docs(n: int, seed: int = 0) -> list[str]:
 
 def train_tokenizer(docs: list[str], vocab_size: int, path: Path, kind: str = "bpe", extra_ids: int = 16):
     """The tokenize stage's own trainer: family specials, a mask token and ``extra_ids`` sentinels."""
-    from spark_jobs.tokenize.trainers import train_tokenizer as train
+    from spark_jobs.tokens.trainers import train_tokenizer as train
 
     tok = train(iter(docs), kind, vocab_size, extra_ids=extra_ids)
     path.write_text(tok.to_str(), encoding="utf-8")  # the compact form, as the tokenize stage writes it

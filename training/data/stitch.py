@@ -2,7 +2,7 @@
 
 Why: a split is many bounded shard files, and a random batch touches several of them. With
 one ``np.memmap`` per file each batch must be split by file in Python (18-31 µs for 32 rows
-over 2 files, bench/tokenize.py), where one array takes one fancy index (~10 µs). Here the
+over 2 files, bench/tokens.py), where one array takes one fancy index (~10 µs). Here the
 files are mapped with ``MAP_FIXED`` one after another into an address range reserved up
 front, so NumPy sees one array; nothing is copied and pages still come from the page cache.
 

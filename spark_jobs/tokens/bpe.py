@@ -14,9 +14,9 @@ PAD = "<|pad|>"
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2):
-    """A trained byte-level BPE (see :mod:`spark_jobs.tokenize.trainers` for the other families)."""
+    """A trained byte-level BPE (see :mod:`spark_jobs.tokens.trainers` for the other families)."""
     from ops.lake.vocab import BPE
-    from spark_jobs.tokenize.trainers import train_tokenizer
+    from spark_jobs.tokens.trainers import train_tokenizer
 
     return train_tokenizer(texts, BPE, vocab_size, min_frequency=min_frequency)
 
@@ -24,7 +24,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int =
 def special_ids(tokenizer) -> tuple[int, int]:
     eos, pad = tokenizer.token_to_id(EOS), tokenizer.token_to_id(PAD)
     if eos is None or pad is None:
-        raise ValueError(f"tokenizer lacks {EOS} or {PAD}; train it with spark_jobs.tokenize.bpe.train_bpe")
+        raise ValueError(f"tokenizer lacks {EOS} or {PAD}; train it with spark_jobs.tokens.bpe.train_bpe")
     return eos, pad
 
 

@@ -2,8 +2,8 @@
 same ``tokenizers`` ``encode_batch`` (the practical ceiling of one core). Also OURS: the
 training shard loader against a plain ``np.memmap`` slicing loop.
 
-    .venv-jobs/bin/python bench/tokenize.py                      # 50, 100, 180 MB of real text
-    .venv-jobs/bin/python bench/tokenize.py --sizes-mb 5 --cores 2
+    .venv-jobs/bin/python -m bench.tokens                      # 50, 100, 180 MB of real text
+    .venv-jobs/bin/python -m bench.tokens --sizes-mb 5 --cores 2
 
 Input: the bench corpus followed by Debian's change logs (``bench/corpus.py``), written as a
 finished ``corpus`` version of 8 Parquet parts, which the stage reads with ``--input-version``
@@ -22,21 +22,15 @@ the same conversion to (x, y) int64 tensors; target >= 0.9x. ``--loader-only SHA
 just that part on a finished shards folder.
 """
 import os
-import sys
+import argparse
+import json
+import shutil
+from pathlib import Path
 
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)  # this file must not shadow the stdlib module `tokenize`
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from bench.common import (JOBS_PY, REPO, job_env, last_json_line, ratio, run_measured, table, timed,  # noqa: E402
+from bench.common import (JOBS_PY, REPO, job_env, last_json_line, ratio, run_measured, table, timed,
                           work_dir, write_result)
-from bench.corpus import changelog_path, corpus_path  # noqa: E402
-from ops.lake.datasets import DatasetVersion  # noqa: E402
+from bench.corpus import changelog_path, corpus_path
+from ops.lake.datasets import DatasetVersion
 
 CALLS = ("encode_batch", "encode_batch_fast")
 
@@ -81,7 +75,7 @@ def write_input_version(docs: list[dict], root: Path) -> Path:
 
 def train_tokenizer_file(docs: list[dict], out: Path, vocab_size: int) -> Path:
     from ops.lake.vocab import BPE
-    from spark_jobs.tokenize.trainers import train_tokenizer
+    from spark_jobs.tokens.trainers import train_tokenizer
 
     with timed() as t:
         tok = train_tokenizer((d["text"] for d in docs), BPE, vocab_size, extra_ids=32)

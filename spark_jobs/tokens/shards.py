@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from spark_jobs.runner import DROP
-from spark_jobs.tokenize.pack import TRAIN, VAL, Packer, dtype_for, split_bucket
+from spark_jobs.tokens.pack import TRAIN, VAL, Packer, dtype_for, split_bucket
 
 EMPTY_TOKENS = "empty_tokens"
 ENCODED_DDL = (f"id string, bucket double, split string, n_tokens int, n_unk int, tokens binary, "
