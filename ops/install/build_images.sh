@@ -4,7 +4,8 @@
 #
 # Usage: ops/install/build_images.sh [base] [airflow] [spark] [trainer]   (default: the three images)
 #
-# 1. podman, runc, mmdebstrap and uidmap are installed with apt-get when missing (as root);
+# 1. podman, runc, mmdebstrap and uidmap are installed with apt-get when missing (as root, or through
+#    sudo where it needs no password);
 #    without them, or when podman cannot start a container, the script prints "SKIP: <why>"
 #    and exits 0, so callers can tell a skip from a failure (exit 1).
 # 2. The base: `mmdebstrap --variant=minbase` with BASE_PACKAGES, cached as a tarball under
@@ -40,13 +41,17 @@ install_tools() {
     local missing=() tool
     for tool in podman runc mmdebstrap newuidmap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
     ((${#missing[@]})) || return 0
-    local pkgs="podman runc mmdebstrap uidmap"
-    [[ $(id -u) == 0 ]] || skip "${missing[*]} missing and not root; run: sudo apt-get install -y $pkgs"
+    local pkgs="podman runc mmdebstrap uidmap" sudo=()
     command -v apt-get >/dev/null || skip "${missing[*]} missing and no apt-get to install $pkgs"
-    log "installing $pkgs"
+    # As root, or through sudo when it needs no password (as the Makefile's system-deps does).
+    if [[ $(id -u) != 0 ]]; then
+        sudo -n true 2>/dev/null || skip "${missing[*]} missing and not root; run: sudo apt-get install -y $pkgs"
+        sudo=(sudo -n)
+    fi
+    log "installing $pkgs (missing: ${missing[*]})"
     # shellcheck disable=SC2086  # $pkgs is a word list
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        $pkgs >/dev/null || skip "apt-get could not install $pkgs"
+    "${sudo[@]}" apt-get update -qq && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends $pkgs >/dev/null || skip "apt-get could not install $pkgs"
 }
 
 # The base image: its tag is a content key of the suite, the package list and this recipe.
