@@ -74,12 +74,12 @@ def client(podman_stack):
     return c
 
 
-def _refresh(client, s, note: str) -> dict:
+def _refresh(client, s) -> dict:
     """One tiny data_refresh run to success; its stages' XComs by stage name."""
-    from ops.demo import DATA_TASKS, PROFILES, crawl_output, explain_failure
+    from ops.demo import DATA_TASKS, PROFILES, crawl_output, explain_failure, trigger_refresh
 
-    run = client.trigger("data_refresh", PROFILES["tiny"].data, note=note)
-    client.set_paused("data_refresh", False)
+    # As the demo does: the run takes the weekly slot that is due, so unpausing adds no second run.
+    run = trigger_refresh(client, PROFILES["tiny"].data, echo=lambda line: None)
     final = client.wait_for_run("data_refresh", run["dag_run_id"], timeout=1800, progress=None)
     assert final["state"] == "success", explain_failure(client, s, "data_refresh", run["dag_run_id"])
     out = {"run": final}
@@ -111,7 +111,7 @@ def _manifests(outputs: dict) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def podman_refresh(podman_stack, client):
     client.set_paused("pretrain", False)
-    return _refresh(client, podman_stack, "podman launcher test")
+    return _refresh(client, podman_stack)
 
 
 def test_data_refresh_runs_every_stage_as_a_container(podman_stack, podman_refresh):
@@ -148,7 +148,7 @@ def test_pretrain_trains_in_the_trainer_image_and_registers_a_model(podman_stack
 def test_the_default_launcher_publishes_the_same_manifests(podman_stack, client, podman_refresh):
     client.set_paused("pretrain", True)  # the second corpus needs no second pretrain
     client.request("POST", "/api/v2/variables", {"key": "c2m_launcher", "value": "local"})
-    local = _refresh(client, podman_stack, "default launcher, for comparison")
+    local = _refresh(client, podman_stack)
     log = _logs(podman_stack, "data_refresh", local["run"]["dag_run_id"])
     assert "launching spark job crawl: " in log and "(podman)" not in log
     ours, theirs = _manifests(podman_refresh), _manifests(local)
