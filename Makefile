@@ -96,8 +96,9 @@ test-unit: venvs k8s-tools s3a-jars
 	$(AIRFLOW_VENV)/bin/python -m pytest -q tests/dags
 
 # -rs: a skipped test (no chromium, say) says why.
+# The podman-launcher test (marker images) runs in `make test-images`, where the images are built.
 test-integration: venvs browser-deps
-	$(AIRFLOW_VENV)/bin/python -m pytest -q -rs tests/integration
+	$(AIRFLOW_VENV)/bin/python -m pytest -q -rs -m "not images" tests/integration
 
 # Debian's chromium for the browser tests; Playwright (the dev extra) drives /usr/bin/chromium
 # through executable_path, because its own browser download is not reachable. Without root the
@@ -119,8 +120,9 @@ s3a-jars: $(JOBS_STAMP)
 	$(JOBS_VENV)/bin/python -m ops.lake.s3a_test_jars >/dev/null
 
 # Offline checks of docker/ and helm/: hadolint, helm lint/template, kubernetes-validate --strict, render tests.
+# The containers of tests/docker/test_images.py (marker images) run in `make test-images`.
 test-deploy: k8s-tools
-	$(JOBS_VENV)/bin/python -m pytest -q tests/docker tests/helm
+	$(JOBS_VENV)/bin/python -m pytest -q -m "not images" tests/docker tests/helm
 
 # Set-up for the tests, steps side by side: the Horovod build compiles C++ while the Airflow
 # venv installs and the data sets, the s3a test jars and chromium download (the prerequisites
@@ -132,15 +134,18 @@ test-setup: system-deps
 test: test-setup test-unit test-deploy test-integration
 
 # The airflow worker, spark and trainer (CPU) images, built with podman on a Debian base made here
-# (ops/install/build_images.sh; prints SKIP and exits 0 where podman cannot run). The trainer reuses
-# the Horovod wheel `make venvs` cached, the spark image the s3a test jars.
-images: s3a-jars
+# (ops/install/build_images.sh: installs podman, runc, mmdebstrap and uidmap with apt as root; prints
+# SKIP and exits 0 where it cannot, or where podman cannot run). The worker and trainer images reuse
+# the Horovod wheel `make venvs` caches, the spark image the s3a test jars.
+images: s3a-jars $(HOROVOD_STAMP)
 	nice -n 10 bash ops/install/build_images.sh
 
-# Self-checks inside each built image (tests/docker/test_images.py; skipped, with the reason, where
-# podman cannot run or an image is not built).
-test-images:
-	$(JOBS_VENV)/bin/python -m pytest -q -rs tests/docker/test_images.py
+# Self-checks inside each built image (tests/docker/test_images.py), then data_refresh → pretrain
+# through Airflow with C2M_LAUNCHER=podman (tests/integration/test_podman_launcher.py); each test is
+# skipped, with the reason, where podman cannot run or an image is not built.
+test-images: venvs
+	$(JOBS_VENV)/bin/python -m pytest -q -rs -m images tests/docker/test_images.py
+	$(AIRFLOW_VENV)/bin/python -m pytest -q -rs -m images tests/integration/test_podman_launcher.py
 
 # Benchmarks (bench/README.md): OURS against a reference, side by side in one run, on 2 cores.
 # datatrove (the data-stage reference) conflicts with the project's pins, so it gets a venv of

@@ -4,7 +4,8 @@
 #
 # Usage: ops/install/build_images.sh [base] [airflow] [spark] [trainer]   (default: the three images)
 #
-# 1. podman, runc, mmdebstrap and uidmap are installed with apt-get when missing (as root);
+# 1. podman, runc, mmdebstrap and uidmap are installed with apt-get when missing (as root, or through
+#    sudo where it needs no password);
 #    without them, or when podman cannot start a container, the script prints "SKIP: <why>"
 #    and exits 0, so callers can tell a skip from a failure (exit 1).
 # 2. The base: `mmdebstrap --variant=minbase` with BASE_PACKAGES, cached as a tarball under
@@ -12,7 +13,8 @@
 #    imported as localhost/c2m-base:<key>. A new key means a new base; an old one is reused.
 # 3. Each image: `podman build --build-arg BASE_IMAGE=localhost/c2m-base:<key>` (the Dockerfiles
 #    default to the public images), on the host network so pip and apt reach the registries.
-#    podman's layer cache rebuilds only the layers after the first changed one.
+#    podman's layer cache rebuilds only the layers after the first changed one. The three builds
+#    run side by side (C2M_IMAGE_JOBS=1: one after another).
 #
 # Nothing from the host is baked in. The host's pip settings (`pip config list`, PIP_* included)
 # are written to one pip.conf, and it, the CA bundle and every local file they name (find-links,
@@ -40,13 +42,17 @@ install_tools() {
     local missing=() tool
     for tool in podman runc mmdebstrap newuidmap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
     ((${#missing[@]})) || return 0
-    local pkgs="podman runc mmdebstrap uidmap"
-    [[ $(id -u) == 0 ]] || skip "${missing[*]} missing and not root; run: sudo apt-get install -y $pkgs"
+    local pkgs="podman runc mmdebstrap uidmap" sudo=()
     command -v apt-get >/dev/null || skip "${missing[*]} missing and no apt-get to install $pkgs"
-    log "installing $pkgs"
+    # As root, or through sudo when it needs no password (as the Makefile's system-deps does).
+    if [[ $(id -u) != 0 ]]; then
+        sudo -n true 2>/dev/null || skip "${missing[*]} missing and not root; run: sudo apt-get install -y $pkgs"
+        sudo=(sudo -n)
+    fi
+    log "installing $pkgs (missing: ${missing[*]})"
     # shellcheck disable=SC2086  # $pkgs is a word list
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        $pkgs >/dev/null || skip "apt-get could not install $pkgs"
+    "${sudo[@]}" apt-get update -qq && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends $pkgs >/dev/null || skip "apt-get could not install $pkgs"
 }
 
 # The base image: its tag is a content key of the suite, the package list and this recipe.
@@ -113,6 +119,40 @@ build_one() {  # build_one NAME DOCKERFILE TARGET EXTRA-ARGS...
     log "built localhost/crawl2model-$name:$TAG in $((SECONDS - start))s"
 }
 
+# One image, by name; JOBS_ARGS and WORK are set by main.
+build_image() {
+    case $1 in
+        airflow)  # its build runs as uid 50000: a writable copy of the wheel cache
+            mkdir -p "$WORK/hvd" && cp -r "$C2M_CACHE/horovod" "$WORK/hvd/" && chmod -R a+rwX "$WORK/hvd"
+            build_one airflow docker/airflow/Dockerfile worker "${JOBS_ARGS[@]}" \
+                -v "$WORK/hvd/horovod:/run/c2m-hvd/horovod" ;;
+        spark) build_one spark docker/spark/Dockerfile "" --build-arg S3A_JARS=local \
+                   -v "$C2M_CACHE/s3a-jars:/run/c2m-s3a-jars:ro" ;;
+        trainer) build_one trainer docker/trainer/Dockerfile "" --build-arg VARIANT=cpu \
+                     "${JOBS_ARGS[@]}" -v "$C2M_CACHE/horovod:/run/c2m-hvd/horovod" ;;
+        base) ;;
+        *) die "unknown image '$1' (airflow, spark, trainer)" ;;
+    esac
+}
+
+# The images build side by side (C2M_IMAGE_JOBS=1: one after another): their long steps are pip
+# installs, which use one core each, so on 2 cores two builds finish in about the time of one.
+# Each line of output starts with its image's name; any failed build fails the whole.
+build_all() {
+    local image pids=() failed=()
+    if [[ ${C2M_IMAGE_JOBS:-0} == 1 ]]; then
+        for image in "$@"; do build_image "$image"; done
+        return
+    fi
+    for image in "$@"; do
+        (build_image "$image" 2>&1 | sed -u "s/^/[$image] /") &
+        pids+=($!)
+    done
+    local names=("$@") i
+    for i in "${!pids[@]}"; do wait "${pids[$i]}" || failed+=("${names[$i]}"); done
+    ((${#failed[@]} == 0)) || die "image builds failed: ${failed[*]} (see their lines above)"
+}
+
 main() {
     local images=("$@")
     ((${#images[@]})) || images=(airflow spark trainer)
@@ -129,26 +169,12 @@ main() {
     chmod -R a+rX "$WORK"  # RUN steps of the airflow image run as its uid 50000
     mkdir -p "$C2M_CACHE/horovod" "$C2M_CACHE/s3a-jars"
     # Images with a jobs venv: build_horovod.sh reuses (or adds) a wheel in the host's cache
-    # when torch and Python match.
-    local image JOBS_ARGS
+    # when torch and Python match (`make images` builds it first, once, on the host).
     JOBS_ARGS=(--build-arg HOROVOD_CACHE=/run/c2m-hvd)
     # torch's CPU wheel: PyPI plus the host pip's find-links (a local torch-*+cpu wheel here);
     # C2M_TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu where that index is reachable.
     JOBS_ARGS+=(--build-arg TORCH_INDEX_URL="${C2M_TORCH_INDEX_URL:-https://pypi.org/simple}")
-    for image in "${images[@]}"; do
-        case $image in
-            airflow)  # its build runs as uid 50000: a writable copy of the wheel cache
-                mkdir -p "$WORK/hvd" && cp -r "$C2M_CACHE/horovod" "$WORK/hvd/" && chmod -R a+rwX "$WORK/hvd"
-                build_one airflow docker/airflow/Dockerfile worker "${JOBS_ARGS[@]}" \
-                    -v "$WORK/hvd/horovod:/run/c2m-hvd/horovod" ;;
-            spark) build_one spark docker/spark/Dockerfile "" --build-arg S3A_JARS=local \
-                       -v "$C2M_CACHE/s3a-jars:/run/c2m-s3a-jars:ro" ;;
-            trainer) build_one trainer docker/trainer/Dockerfile "" --build-arg VARIANT=cpu \
-                         "${JOBS_ARGS[@]}" -v "$C2M_CACHE/horovod:/run/c2m-hvd/horovod" ;;
-            base) ;;
-            *) die "unknown image '$image' (airflow, spark, trainer)" ;;
-        esac
-    done
+    build_all "${images[@]}"
     log "done in $((SECONDS - start))s: ${images[*]}"
 }
 

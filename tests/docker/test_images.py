@@ -35,7 +35,14 @@ def podman_problem() -> str | None:
 
 
 PROBLEM = podman_problem()
-needs_podman = pytest.mark.skipif(PROBLEM is not None, reason=str(PROBLEM))
+
+
+def needs_podman(test):
+    """A test that runs a container: marker ``images`` (make test-images, deselected by make test),
+    skipped with the reason where podman cannot run."""
+    return pytest.mark.images(pytest.mark.skipif(PROBLEM is not None, reason=str(PROBLEM))(test))
+
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -172,3 +179,29 @@ def test_make_images_says_skip_where_podman_cannot_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "SKIP: podman cannot run here: Error: cannot set up namespaces" in proc.stderr
     assert not (tmp_path / "cache" / "images").exists()
+
+
+def test_make_images_says_skip_where_it_cannot_install_podman(tmp_path):
+    """No podman, not root and no password-less sudo: SKIP naming the missing tools and the command."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    hidden = {"podman", "runc", "mmdebstrap", "newuidmap", "id", "sudo"}
+    for folder in reversed(os.environ["PATH"].split(os.pathsep)):  # earlier PATH entries win
+        if os.path.isdir(folder):
+            for entry in os.scandir(folder):
+                if entry.name not in hidden:
+                    target = bin_dir / entry.name
+                    target.unlink(missing_ok=True)
+                    target.symlink_to(entry.path)
+    for name, body in (("id", "echo 1000"), ("sudo", "echo 'sudo: a password is required' >&2; exit 1"),
+                       ("apt-get", "echo apt-get must not run >&2; exit 3")):
+        (bin_dir / name).unlink(missing_ok=True)
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {**os.environ, "PATH": str(bin_dir), "C2M_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([str(bin_dir / "bash"), str(REPO / "ops/install/build_images.sh")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "SKIP: podman runc mmdebstrap newuidmap missing and not root; run: sudo apt-get install -y " \
+           "podman runc mmdebstrap uidmap" in proc.stderr, proc.stderr
+    assert "apt-get must not run" not in proc.stderr
