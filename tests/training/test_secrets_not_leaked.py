@@ -96,7 +96,7 @@ def test_a_spark_job_in_s3_mode_leaks_no_secret(secrets, tmp_path, monkeypatch, 
     rows = [json.dumps({"id": f"d{i}", "text": t}) for i, t in enumerate(_texts(30))]
     corpus.write_text("\n".join(rows) + "\n")
     watched = [secrets["key_id"], secrets["secret_key"], secrets["db_password"]]
-    sampler = CmdlineSampler(watched, ("tokenize.py",), [secrets["fernet_key"]])
+    sampler = CmdlineSampler(watched, ("spark_jobs/__main__.py",), [secrets["fernet_key"]])
     sampler.start()
     try:
         spark_submit("tokenize", ["--version", "sec", "--input-jsonl", str(corpus), "--vocab-size", "512",
@@ -105,7 +105,7 @@ def test_a_spark_job_in_s3_mode_leaks_no_secret(secrets, tmp_path, monkeypatch, 
         sampler.stop()
     out = capsys.readouterr()
     assert DatasetVersion(root, "shards", "sec").read_manifest()["rows_out"] == 30  # it used the keys
-    assert sampler.scans > 10 and sampler.seen == {"tokenize.py"}, (sampler.scans, sampler.seen)
+    assert sampler.scans > 10 and sampler.seen == {"spark_jobs/__main__.py"}, (sampler.scans, sampler.seen)
     assert sampler.found == [] and sampler.in_env == []
     assert _leaks(out.out + out.err, watched) == []
 
