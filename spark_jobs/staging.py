@@ -33,9 +33,11 @@ Where the staging area is depends on the root and on :func:`spark_jobs.s3io.mode
 ``+`` cannot occur in a version name, so ``_tmp-v={V}+`` names the staging areas of exactly
 one version. Cleaning up, at the start of a run and after each commit:
 
-- stale staging areas of the same version are deleted when a run starts (one version is
-  built by one run at a time; a publish that failed keeps its staging area until then;
-  ``stage`` mode's local ones only under ``$C2M_STAGING_DIR``);
+- a run starts by deleting the staging areas of the same version that no live run holds:
+  each area has a lease its run renews (:mod:`spark_jobs.staging_lease`), so a crashed or
+  killed attempt's area goes, and a concurrent run's stays; a publish that failed releases
+  its lease and keeps its area until then (``stage`` mode's local areas only under
+  ``$C2M_STAGING_DIR``);
 - generations other than the one the manifest names go once they are
   ``$C2M_GENERATION_GRACE_S`` old (default 3600 s; :func:`ops.lake.datasets.prune_generations`):
   a superseded one counted from when it was superseded, so a reader that resolved it
@@ -60,6 +62,7 @@ from ops.lake import storage
 from ops.lake.datasets import (GENERATION_PREFIX, MANIFEST, REMOVED, DatasetVersion, data_uri_of, new_generation,
                           prune_generations)
 from spark_jobs import s3io
+from spark_jobs.staging_lease import LEASE_SUFFIX, Lease, stale_areas
 
 # Files Spark's committer leaves behind that are not data.
 _JUNK_NAMES = ("_SUCCESS",)
@@ -90,22 +93,23 @@ class Staging:
         _prune(out)  # what earlier runs left, past the grace period
         tmp_name = staging_prefix(out.version) + uuid.uuid4().hex[:8]
         stage_dir = storage.join(out.root, out.stage)
-        if self.remote:  # first delete what a crashed earlier attempt of this version left
+        if self.remote:
             local_prefix = f"c2m-{out.stage}-{staging_prefix(out.version)}"
             if staging_dir():  # a dedicated folder; the system temp dir is the OS's to clean
-                for stale in Path(staging_dir()).glob(local_prefix + "*"):
-                    shutil.rmtree(stale, ignore_errors=True)
-            self.path = tempfile.mkdtemp(prefix=local_prefix, dir=staging_dir())
+                clear_stale_areas(staging_dir(), local_prefix)
+            self.path = os.path.join(staging_dir() or tempfile.gettempdir(), f"c2m-{out.stage}-{tmp_name}")
+            self._leases = [Lease.of(self.path).take()]  # taken before the area exists: never unowned
+            os.makedirs(self.path)
             self.uri = self.path
         if self.direct:
-            stale = storage.join(stage_dir, staging_prefix(out.version))
-            storage.remove_files(storage.list_files(stale, name_prefix=True))
+            clear_stale_areas(stage_dir, staging_prefix(out.version))
+            self._leases.append(Lease.of(storage.join(stage_dir, tmp_name)).take())
             self.uri = storage.to_s3a(storage.join(stage_dir, tmp_name))
         if not self.remote:
             Path(stage_dir).mkdir(parents=True, exist_ok=True)
-            for stale in Path(stage_dir).glob(staging_prefix(out.version) + "*"):
-                shutil.rmtree(stale, ignore_errors=True)  # a crashed earlier attempt of this version
+            clear_stale_areas(stage_dir, staging_prefix(out.version))
             self.path = str(Path(stage_dir, tmp_name))
+            self._leases = [Lease.of(self.path).take()]
             os.makedirs(self.path)
             self.uri = self.path
 
@@ -172,6 +176,7 @@ class Staging:
         if self.published:
             return
         if self._publishing and not (self.remote and not self.direct):
+            self._release()
             local_generation = self.generation and not self.remote  # the staging folder was renamed to it
             where = self.out.generation_uri(self.generation) if local_generation else self.uri
             print(f"[crawl2model] publishing {self.out.uri} failed; the previous version is untouched and "
@@ -181,6 +186,7 @@ class Staging:
 
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+        self._release()
         if self.direct:
             try:
                 storage.remove_tree(self.uri)
@@ -230,6 +236,7 @@ class Staging:
         """After the commit: drop the staging area and the generations past their grace period.
         A failure here is reported, not raised: the version is already committed."""
         shutil.rmtree(self.path, ignore_errors=True)
+        self._release()
         try:
             if self.direct:
                 storage.remove_tree(self.uri)
@@ -237,6 +244,29 @@ class Staging:
             print(f"[crawl2model] {self.out.uri} is published, but deleting the staging prefix {self.uri} "
                   f"failed: {err}; the next run of this version deletes it", flush=True)
         _prune(self.out, superseded_grace_s=None if self._had_manifest else 0)
+
+
+    def _release(self) -> None:
+        for lease in self._leases:
+            lease.release()
+
+
+def clear_stale_areas(parent: str, prefix: str) -> None:
+    """Delete the staging areas under ``parent`` named ``prefix*`` that no live run holds
+    (:mod:`spark_jobs.staging_lease`): what a crashed or killed earlier attempt left."""
+    uris = storage.list_files(storage.join(parent, prefix), name_prefix=True)
+    if not storage.is_s3(parent):  # empty local folders count too, and leases are files
+        uris += [str(p) for p in Path(parent).glob(prefix + "*")]
+    base = str(parent).rstrip("/") + "/"
+    names = sorted({uri[len(base):].split("/", 1)[0] for uri in uris if uri.startswith(base)})
+    for area in stale_areas(names, parent):
+        if storage.is_s3(parent):
+            storage.remove_files([u for u in uris if u.startswith(base + area + "/")])
+        else:
+            shutil.rmtree(os.path.join(parent, area), ignore_errors=True)
+        storage.remove_files([storage.join(parent, area + LEASE_SUFFIX)])
+        print(f"[crawl2model] deleted the staging area {storage.join(parent, area)}: no live run holds it",
+              flush=True)
 
 
 def _prune(out: DatasetVersion, superseded_grace_s: float | None = None) -> None:

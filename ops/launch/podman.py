@@ -13,6 +13,7 @@ command lines inside the container.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -52,10 +53,27 @@ def data_mounts(s: Settings) -> list[str]:
     return ["-v", f"{s.data_root}:{s.data_root}:rw"]
 
 
-def podman_command(img: str, env_names, inner: list[str], mounts: list[str]) -> list[str]:
+# The Airflow task a job runs for (ops.dagkit.tracking.tracking_env), without its try number.
+TASK_IDS = ("C2M_AIRFLOW_DAG_ID", "C2M_AIRFLOW_RUN_ID", "C2M_AIRFLOW_TASK_ID", "C2M_AIRFLOW_MAP_INDEX")
+
+
+def container_name(env: dict[str, str], kind: str) -> str | None:
+    """One name per Airflow task instance and kind, the same for every try; None outside Airflow.
+
+    Run with ``--replace``, a retry removes the container a killed worker left running (its
+    ``podman run`` client died with the worker, the container did not), so two tries of one
+    task never run at once."""
+    if not all(env.get(k) for k in TASK_IDS[:3]):
+        return None
+    key = "\0".join([kind, *(env.get(k, "") for k in TASK_IDS)])
+    return f"c2m-{kind}-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
+
+
+def podman_command(img: str, env_names, inner: list[str], mounts: list[str], name: str | None = None) -> list[str]:
     """``podman run`` of ``inner`` in ``img``; ``env_names`` pass by name, never as NAME=value."""
     names = [f for n in sorted(env_names) for f in ("--env", n)]
-    return [*PODMAN_RUN, "--user", f"{os.getuid()}:{os.getgid()}", *mounts, *names, img, *inner]
+    named = ["--name", name, "--replace"] if name else []
+    return [*PODMAN_RUN, *named, "--user", f"{os.getuid()}:{os.getgid()}", *mounts, *names, img, *inner]
 
 
 def spark_inner(job: str, args: list[str], s: Settings) -> list[str]:
@@ -92,7 +110,8 @@ class PodmanLauncher:
         s = self.settings or get_settings()
         env = container_env(local.job_env(s))
         env["SPARK_LOCAL_IP"] = s.host
-        return podman_command(image("spark"), env, spark_inner(job, args, s), data_mounts(s)), env
+        return podman_command(image("spark"), env, spark_inner(job, args, s), data_mounts(s),
+                              container_name(env, "spark")), env
 
     def spark(self, job: str, args: list[str]) -> None:
         cmd, env = self.spark_command(job, args)
@@ -116,7 +135,7 @@ class PodmanLauncher:
         if secrets_path is not None:
             mounts += ["-v", f"{secrets_path}:{secrets_path}:ro"]
         inner = horovod_inner(module, args, n, secrets_file=secrets_path is not None)
-        return podman_command(image("trainer"), job, inner, mounts)
+        return podman_command(image("trainer"), job, inner, mounts, container_name(job, "trainer"))
 
     def train(self, module: str, args: list[str], np: int | None = None, *, name: str = "",
               env: dict[str, str] | None = None) -> None:

@@ -205,3 +205,40 @@ def test_make_images_says_skip_where_it_cannot_install_podman(tmp_path):
     assert "SKIP: podman runc mmdebstrap newuidmap missing and not root; run: sudo apt-get install -y " \
            "podman runc mmdebstrap uidmap" in proc.stderr, proc.stderr
     assert "apt-get must not run" not in proc.stderr
+
+
+@needs_podman
+def test_a_retry_replaces_the_container_a_killed_worker_left_running(tmp_path):
+    """The launcher's podman command for a task: a SIGKILLed client leaves its container running;
+    the next try's command (same name, ``--replace``) removes it before it starts."""
+    import signal
+    import time
+
+    from ops.launch.podman import container_name, podman_command
+
+    ref = image("spark")
+    env = {"C2M_AIRFLOW_DAG_ID": "images-test", "C2M_AIRFLOW_RUN_ID": f"r{os.getpid()}",
+           "C2M_AIRFLOW_TASK_ID": "t", "C2M_AIRFLOW_MAP_INDEX": "-1"}
+    name = container_name(env, "spark")
+    first = subprocess.Popen(podman_command(ref, [], ["sleep", "600"], [], name),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while _running(name) is False:
+            assert time.monotonic() < deadline and first.poll() is None, "the first container never started"
+            time.sleep(0.5)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        assert _running(name), "a killed podman client should leave its container (the orphan)"
+        out = subprocess.run(podman_command(ref, [], ["echo", "second try"], [], name),
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0 and "second try" in out.stdout, out.stderr
+        assert not _running(name)  # the orphan is gone, and the second try's container (--rm) too
+    finally:
+        subprocess.run([*PODMAN, "rm", "-f", "--ignore", name], capture_output=True, timeout=120)
+
+
+def _running(name: str) -> bool:
+    out = subprocess.run([*PODMAN, "ps", "--filter", f"name=^{name}$", "--format", "{{.Names}}"],
+                         capture_output=True, text=True, timeout=60)
+    return name in out.stdout.split()

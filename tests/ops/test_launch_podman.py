@@ -87,3 +87,35 @@ def test_training_secrets_travel_in_the_mounted_0600_file_not_by_name(launcher, 
 def test_an_s3_data_root_mounts_nothing(launcher):
     _, settings = launcher
     assert podman.data_mounts(dataclasses.replace(settings, data_root="s3://bucket/data")) == []
+
+
+def _task_env(try_number: int, task: str = "refine.clean", map_index: int = -1) -> dict[str, str]:
+    return {"C2M_AIRFLOW_DAG_ID": "data_refresh", "C2M_AIRFLOW_RUN_ID": "manual__1", "C2M_AIRFLOW_TASK_ID": task,
+            "C2M_AIRFLOW_MAP_INDEX": str(map_index), "C2M_AIRFLOW_TRY_NUMBER": str(try_number)}
+
+
+def test_every_try_of_a_task_names_its_container_alike_and_replaces_a_leftover(launcher, monkeypatch):
+    pl, _ = launcher
+    names = set()
+    for try_number in (1, 2):
+        for name, value in _task_env(try_number).items():
+            monkeypatch.setenv(name, value)
+        cmd, _ = pl.spark_command("clean", ["--version", "v1"])
+        at = cmd.index("--name")
+        assert cmd[at + 2] == "--replace" and at < cmd.index("localhost/c2m-spark-under-test:1")
+        names.add(cmd[at + 1])
+    assert len(names) == 1
+    others = {podman.container_name(_task_env(1, task="refine.dedup"), "spark"),
+              podman.container_name(_task_env(1, map_index=0), "spark"),
+              podman.container_name(_task_env(1), "trainer")}
+    assert len(others | names) == 4
+    assert podman.container_name({"C2M_AIRFLOW_DAG_ID": "d"}, "spark") is None  # outside Airflow: no name
+
+
+def test_outside_airflow_containers_are_not_named(launcher, monkeypatch):
+    pl, _ = launcher
+    for name in podman.TASK_IDS:
+        monkeypatch.delenv(name, raising=False)
+    cmd, _ = pl.spark_command("clean", ["--version", "v1"])
+    podman_part = cmd[:cmd.index("localhost/c2m-spark-under-test:1")]  # spark-submit has a --name too
+    assert "--name" not in podman_part and "--replace" not in podman_part

@@ -12,6 +12,7 @@ one test has Spark write through ``s3a://`` with the hadoop-aws test jars (``mak
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -345,3 +346,45 @@ def test_a_traversal_key_in_the_bucket_is_refused_and_nothing_is_written_outside
         local_input(dv)
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written == [], written
+
+
+# ---- two runs of one version at once ----------------------------------------------------------
+
+def _hand_over(staging, beat: float) -> None:
+    """Make ``staging`` look like a run on another host whose lease was last renewed at ``beat``."""
+    from spark_jobs import staging_lease
+
+    for lease in staging._leases:
+        lease._stop.set()
+        staging_lease._HELD.discard(staging_lease._key(lease.uri))
+        storage.write_text(lease.uri, json.dumps({"host": "another-host", "pid": 1, "start": "1", "beat": beat}))
+
+
+def test_a_run_of_the_same_version_keeps_the_staging_of_a_run_still_writing(root):
+    from spark_jobs.staging import Staging
+
+    dv = DatasetVersion(root, STAGE, "7")
+    one = Staging(dv)
+    storage.write_text(one.spark_path("part-00000.parquet"), "first")
+    two = Staging(dv)  # a retry while the first attempt is still alive
+    assert storage.read_text(one.spark_path("part-00000.parquet")) == "first"
+    _hand_over(one, beat=time.time())  # alive on another host: kept as well
+    three = Staging(dv)
+    assert storage.read_text(one.spark_path("part-00000.parquet")) == "first"
+    for staging in (two, three):
+        staging.discard()
+    one.discard()
+
+
+def test_the_staging_of_a_run_that_stopped_renewing_its_lease_is_deleted(root, monkeypatch):
+    from spark_jobs.staging import Staging
+    from spark_jobs.staging_lease import STALE_ENV
+
+    monkeypatch.setenv(STALE_ENV, "60")
+    dv = DatasetVersion(root, STAGE, "7")
+    lost = Staging(dv)
+    storage.write_text(lost.spark_path("part-00000.parquet"), "lost")
+    _hand_over(lost, beat=time.time() - 61)  # killed on another host a minute ago
+    Staging(dv).discard()
+    assert not storage.exists(lost.spark_path("part-00000.parquet"))
+    assert all(not storage.exists(lease.uri) for lease in lost._leases)
