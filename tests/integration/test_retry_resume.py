@@ -61,7 +61,7 @@ def _wait_for(path: Path, client, run_id: str, timeout: float = 600.0) -> None:
 def test_a_killed_training_task_is_retried_and_resumes_its_checkpoint_and_mlflow_run(stack, tiny_demo):
     from ops.clients import mlflow_helpers
     from ops.clients.airflow_api import AirflowClient
-    from ops.dagkit import dag_support
+    from ops.dagkit.versions import safe_name
     from ops.stack import services
     from ops.stack.demo import explain_failure, task_log_path
 
@@ -70,7 +70,7 @@ def test_a_killed_training_task_is_retried_and_resumes_its_checkpoint_and_mlflow
     client.set_paused("pretrain", False)
     run_id = client.trigger("pretrain", {"max_steps": MAX_STEPS, "batch_size": 4, "np": 2},
                             note="retry-resume test")["dag_run_id"]
-    ckpt_dir = Path(stack.data_root, "checkpoints", "pretrain", dag_support.safe_name(run_id))
+    ckpt_dir = Path(stack.data_root, "checkpoints", "pretrain", safe_name(run_id))
     _wait_for(ckpt_dir / f"step-{CHECKPOINT_STEP:08d}.pt", client, run_id)
 
     victims = _job_pids(str(ckpt_dir))

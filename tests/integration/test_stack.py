@@ -81,7 +81,7 @@ def test_a_failing_job_retries_and_its_last_lines_reach_the_task_log(stack):
 
 def test_tiny_demo_runs_every_dag_and_registers_models(stack, tiny_demo):
     from ops.clients.mlflow_helpers import alias_version, experiment_name, get_run, run_tags
-    from ops.dagkit.dag_support import dag_run_url
+    from ops.dagkit.airflow_context import dag_run_url
 
     client = _client(stack)
     result = tiny_demo
