@@ -23,7 +23,8 @@ def task_tracking_env(ctx: dict[str, Any], s: Settings) -> dict[str, str]:
     """:func:`tracking_env` for the running task, from its Airflow context."""
     f = ti_facts(ctx)
     map_index = f["map_index"] if isinstance(f["map_index"], int) else -1
-    return tracking_env(f["dag_id"], f["run_id"], f["task_id"], f["try_number"], airflow_base_url(s), map_index)
+    return tracking_env(f["dag_id"], f["run_id"], f["task_id"], f["try_number"], airflow_base_url(s),
+                        map_index)
 
 
 def tracking_env(dag_id: str, run_id: str, task_id: str, try_number: int, base_url: str,

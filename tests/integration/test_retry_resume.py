@@ -62,11 +62,11 @@ def test_a_killed_training_task_is_retried_and_resumes_its_checkpoint_and_mlflow
     from ops.clients import mlflow_helpers
     from ops.clients.airflow_api import AirflowClient
     from ops.dagkit.versions import safe_name
-    from ops.stack import services
+    from ops.stack import layout
     from ops.stack.demo import explain_failure, task_log_path
 
     require_demo(tiny_demo)
-    client = AirflowClient(stack.airflow_url, services.airflow_home(stack))
+    client = AirflowClient(stack.airflow_url, layout.airflow_home(stack))
     client.set_paused("pretrain", False)
     run_id = client.trigger("pretrain", {"max_steps": MAX_STEPS, "batch_size": 4, "np": 2},
                             note="retry-resume test")["dag_run_id"]
@@ -122,11 +122,11 @@ def _version_facts(folder: Path) -> dict:
 def test_a_finished_data_task_run_again_rewrites_the_same_version(stack, tiny_demo):
     from ops.clients.airflow_api import AirflowClient
     from ops.lake.datasets import DatasetVersion
-    from ops.stack import services
+    from ops.stack import layout
     from ops.stack.demo import explain_failure
 
     require_demo(tiny_demo)
-    client = AirflowClient(stack.airflow_url, services.airflow_home(stack))
+    client = AirflowClient(stack.airflow_url, layout.airflow_home(stack))
     run_id = tiny_demo.runs["data_refresh"]["dag_run_id"]
     dedup = [t for t in client.task_instances("data_refresh", run_id) if t["task_id"] == "refine.dedup"][0]
     version = client.xcom("data_refresh", run_id, "refine.dedup")["version"]

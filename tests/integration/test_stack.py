@@ -35,9 +35,9 @@ ALL_DAGS = ["data_refresh", "pretrain", "finetune", "hpo", "compress", "end_to_e
 
 def _client(stack):
     from ops.clients.airflow_api import AirflowClient
-    from ops.stack import services
+    from ops.stack import layout
 
-    return AirflowClient(stack.airflow_url, services.airflow_home(stack))
+    return AirflowClient(stack.airflow_url, layout.airflow_home(stack))
 
 
 def test_every_dag_parses_and_bad_params_are_refused_naming_the_field(stack):

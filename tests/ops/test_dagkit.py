@@ -15,8 +15,10 @@ from ops.lake.datasets import DatasetVersion, check_version
 
 
 def test_version_from_a_weekly_logical_date():
-    assert versions.derive_version(datetime(2026, 11, 29, tzinfo=timezone.utc), "scheduled__x") == "2026-11-29"
-    assert versions.derive_version(datetime(2026, 11, 29, 5, 4, 3, tzinfo=timezone.utc), "m") == "2026-11-29T050403"
+    weekly = datetime(2026, 11, 29, tzinfo=timezone.utc)
+    later = datetime(2026, 11, 29, 5, 4, 3, tzinfo=timezone.utc)
+    assert versions.derive_version(weekly, "scheduled__x") == "2026-11-29"
+    assert versions.derive_version(later, "m") == "2026-11-29T050403"
 
 
 def test_version_from_a_manual_run_id_is_valid_and_stable():
@@ -97,7 +99,8 @@ def test_manual_pretrain_defaults_to_the_latest_shards(tmp_path):
     _shards(tmp_path, "v1")
     newest = _shards(tmp_path, "v2")
     params = {"shards_uri": None, "max_steps": 300}
-    p, shards = run_params.resolve_pretrain(params, "manual", {run_params.EXTRA_PRETRAIN: {"max_steps": 1}}, str(tmp_path))
+    extra = {run_params.EXTRA_PRETRAIN: {"max_steps": 1}}
+    p, shards = run_params.resolve_pretrain(params, "manual", extra, str(tmp_path))
     assert shards == newest and p["max_steps"] == 300
     assert run_params.resolve_pretrain({"shards_uri": "/x"}, "manual", None, str(tmp_path))[1] == "/x"
 
@@ -172,7 +175,8 @@ def test_task_defaults_back_off_exponentially_and_report(monkeypatch):
     monkeypatch.delenv(callbacks.RETRY_DELAY_ENV, raising=False)
     d = callbacks.task_defaults(callbacks.OWNER_ML, retries=2, timeout=timedelta(hours=1))
     assert d["retry_exponential_backoff"] == 2.0 and d["retry_delay"] == timedelta(minutes=1)
-    assert d["on_failure_callback"] is callbacks.report_failure and d["execution_timeout"] == timedelta(hours=1)
+    assert d["on_failure_callback"] is callbacks.report_failure
+    assert d["execution_timeout"] == timedelta(hours=1)
     monkeypatch.setenv(callbacks.RETRY_DELAY_ENV, "2")
     d = callbacks.task_defaults(callbacks.OWNER_ML, retries=1, timeout=timedelta(hours=1))
     assert d["retry_delay"] == timedelta(seconds=2) and d["max_retry_delay"] == timedelta(seconds=8)
