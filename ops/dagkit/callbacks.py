@@ -9,7 +9,6 @@ from typing import Any
 
 from ops.dagkit.airflow_context import airflow_base_url, task_url, ti_facts
 
-
 OWNER_DATA = "data-platform"
 OWNER_ML = "ml-platform"
 RETRY_DELAY_ENV = "C2M_RETRY_DELAY_S"  # tests shorten the retry delay through this

@@ -8,7 +8,6 @@ from pathlib import Path
 from ops.dagkit.versions import safe_name
 from ops.launch.settings import Settings
 
-
 OPTUNA_STORAGE_ENV = "C2M_OPTUNA_STORAGE"
 
 

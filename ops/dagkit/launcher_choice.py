@@ -11,12 +11,10 @@ from ops.dagkit.airflow_context import airflow_connection, airflow_variable
 from ops.lake import storage
 from ops.launch.settings import Settings
 
-log = logging.getLogger("crawl2model")
-
-
 LAUNCHER_VARIABLE = "c2m_launcher"  # Airflow Variable: local | kubernetes
 CLUSTER_VARIABLE = "c2m_cluster"  # Airflow Variable: JSON of ops.launch.kubernetes.ClusterConfig fields
 S3_CONNECTION = "c2m_s3"  # Airflow connection (aws): keys, extra endpoint_url / region_name
+log = logging.getLogger("crawl2model")
 
 
 def apply_s3_connection(connection: Callable[[str], Any] = airflow_connection) -> bool:

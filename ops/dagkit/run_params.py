@@ -6,7 +6,6 @@ from typing import Any
 
 from ops.lake.datasets import DatasetVersion
 
-
 # Keys of the corpus Asset event extra, read by the pretrain DAG.
 EXTRA_SHARDS_URI = "shards_uri"
 EXTRA_PRETRAIN = "pretrain"

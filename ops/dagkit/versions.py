@@ -9,7 +9,6 @@ from datetime import datetime
 
 from ops.lake.datasets import check_version
 
-
 # CLI stage -> the dataset stage folder it writes.
 OUTPUT_STAGE = {
     "crawl": "raw", "ingest": "raw", "extract": "extracted", "clean": "clean", "dedup": "corpus",

@@ -13,7 +13,6 @@ from ops.launch.settings import Settings
 from ops.stack import s3_server
 from ops.stack.layout import S3, airflow_home, dags_folder
 
-
 MLFLOW_ARTIFACTS_PREFIX = "mlflow-artifacts"  # under the bucket, in S3 mode
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from ops.launch.settings import Settings
 
-
 AIRFLOW_COMPONENTS = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 COMPONENTS = (*AIRFLOW_COMPONENTS, "mlflow", "site")
 S3 = "s3"

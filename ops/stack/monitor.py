@@ -17,7 +17,6 @@ from ops.stack.mode import stack_components
 from ops.stack.processes import log_tail, read_pid, reap
 from ops.stack.spark_cluster import running_spark_cluster
 
-
 # Health keys in Airflow's /api/v2/monitor/health and the component each belongs to.
 _AIRFLOW_HEALTH_KEYS = {
     "metadatabase": "airflow-api-server",
