@@ -9,7 +9,7 @@ DAG run's URL), registers the compressed model with its comparison table (accura
 parameters, latency) and returns the result JSON. The DAG run's note links to the MLflow
 run.
 
-Job contract (``ops.dagkit.dag_support.compress_args``): ``--model --method --experiment --run-name
+Job contract (``ops.dagkit.flags.compress_args``): ``--model --method --experiment --run-name
 --result-file`` plus, as they apply, ``--register-name --max-examples --sparsity
 --structured --student-layers --temperature --alpha --finetune-epochs``; rank 0 writes JSON
 with ``run_id`` and ``model_version``.
@@ -20,8 +20,8 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from ops.dagkit.callbacks import OWNER_ML, task_defaults
 from ops.dagkit.dag_params import compress_params
-from ops.dagkit.dag_support import OWNER_ML, task_defaults
 from ops.launch.settings import get_settings
 
 PARAMS = {name: Param(**spec) for name, spec in compress_params(get_settings()).items()}
@@ -43,17 +43,19 @@ def compress():
     @task(task_id="compress")
     def compress_model() -> dict:
         """Run training.compress on the launcher and return its result JSON with the MLflow link."""
-        from ops.dagkit import dag_support as ds
+        from ops.dagkit.flags import compress_args
+        from ops.dagkit.tracking import mlflow_note
+        from ops.dagkit.training_task import TrainingTask, require_module
 
         ctx = get_current_context()
         s = get_settings()
         params = dict(ctx["params"])
-        job = ds.TrainingTask(ctx, s)
+        job = TrainingTask(ctx, s)
         if job.launcher.kind == "local":
-            ds.require_module(s, COMPRESS_MODULE, "Run the DAG from a full crawl2model checkout.")
-        result = {**job.run(COMPRESS_MODULE, ds.compress_args(params, job.run_name, job.result_file),
+            require_module(s, COMPRESS_MODULE, "Run the DAG from a full crawl2model checkout.")
+        result = {**job.run(COMPRESS_MODULE, compress_args(params, job.run_name, job.result_file),
                             params["np"]), "model": params["model"], "method": params["method"]}
-        job.note(ds.mlflow_note(f"compress ({params['method']})", result))
+        job.note(mlflow_note(f"compress ({params['method']})", result))
         return result
 
     compress_model()

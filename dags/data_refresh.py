@@ -32,8 +32,10 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 
 from ops.dagkit.assets import CORPUS
+from ops.dagkit.callbacks import OWNER_DATA, task_defaults
 from ops.dagkit.dag_params import data_refresh_params
-from ops.dagkit.dag_support import EXTRA_PRETRAIN, EXTRA_SHARDS_URI, OWNER_DATA, derive_version, task_defaults
+from ops.dagkit.run_params import EXTRA_PRETRAIN, EXTRA_SHARDS_URI
+from ops.dagkit.versions import derive_version
 from ops.launch.settings import get_settings
 
 # Environment only: no DB or network at parse time.
@@ -48,7 +50,10 @@ def _run_stage(stage: str, plan: dict, args: list[str] | None = None, version: s
     """
     import os
 
-    from ops.dagkit.dag_support import manifest_summary, stage_args, task_launcher, task_tracking_env
+    from ops.dagkit.flags import stage_args
+    from ops.dagkit.launcher_choice import task_launcher
+    from ops.dagkit.results import manifest_summary
+    from ops.dagkit.tracking import task_tracking_env
 
     ctx = get_current_context()
     s = get_settings()
@@ -73,7 +78,7 @@ def ingest(p: dict) -> dict:
     @task.branch
     def source(plan: dict) -> list[str]:
         """Choose the crawl, the WARC ingest or both (Param ``source``); the other path is skipped."""
-        from ops.dagkit.dag_support import ingest_args
+        from ops.dagkit.flags import ingest_args
 
         params = get_current_context()["params"]
         chosen = params.get("source") or "crawl"
@@ -85,7 +90,7 @@ def ingest(p: dict) -> dict:
     @task
     def shards(plan: dict) -> list[dict]:
         """Split the seeds into crawl shards by host (Param ``crawl_shards``; one by default)."""
-        from ops.dagkit.dag_support import crawl_shards
+        from ops.dagkit.fanout import crawl_shards
 
         return crawl_shards(get_current_context()["params"], plan["version"])
 
@@ -94,7 +99,7 @@ def ingest(p: dict) -> dict:
 
     @task(doc_md=crawl_doc)  # mapped tasks do not pick up the docstring by themselves
     def crawl(plan: dict, shard: dict) -> dict:
-        from ops.dagkit.dag_support import shard_crawl_args
+        from ops.dagkit.flags import shard_crawl_args
 
         args = shard_crawl_args(get_current_context()["params"], plan["root"], shard)
         return _run_stage("crawl", plan, args, shard["version"])
@@ -103,7 +108,8 @@ def ingest(p: dict) -> dict:
     def warc(plan: dict) -> dict:
         """Copy the readable records of the files ``warc_glob`` names into raw/ (raw/v={version},
         or raw/v={version}-w beside a crawl); damaged records are counted as corrupt_record."""
-        from ops.dagkit.dag_support import ingest_args, ingest_version
+        from ops.dagkit.flags import ingest_args
+        from ops.dagkit.versions import ingest_version
 
         params = get_current_context()["params"]
         version = ingest_version(plan["version"], params.get("source") or "crawl")
@@ -113,7 +119,7 @@ def ingest(p: dict) -> dict:
     def extract(plan: dict, crawled: list | None, ingested: dict | None) -> dict:
         """HTML to text plus language ID from the raw versions of every crawl shard and of the
         WARC ingest, whichever ran (extracted/)."""
-        from ops.dagkit.dag_support import stage_args
+        from ops.dagkit.flags import stage_args
 
         inputs = [c["version"] for c in (crawled or []) if c]  # in map-index order: shard 0 first
         inputs += [ingested["version"]] if ingested else []

@@ -22,8 +22,8 @@ from datetime import datetime, timedelta, timezone
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 
+from ops.dagkit.callbacks import OWNER_ML, task_defaults
 from ops.dagkit.dag_params import end_to_end_params
-from ops.dagkit.dag_support import OWNER_ML, task_defaults
 from ops.launch.settings import get_settings
 
 PARAMS = {name: Param(**spec) for name, spec in end_to_end_params(get_settings()).items()}
@@ -46,7 +46,8 @@ def end_to_end():
     @task(multiple_outputs=True)
     def plan() -> dict:
         """Fix the dataset version and the conf of each triggered DAG run."""
-        from ops.dagkit.dag_support import derive_version, end_to_end_confs
+        from ops.dagkit.run_params import end_to_end_confs
+        from ops.dagkit.versions import derive_version
 
         ctx = get_current_context()
         version = derive_version(None, ctx["run_id"])

@@ -19,8 +19,8 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Param, dag
 
+from ops.dagkit.callbacks import OWNER_ML, task_defaults
 from ops.dagkit.dag_params import finetune_params
-from ops.dagkit.dag_support import OWNER_ML, task_defaults
 from ops.dagkit.training_operator import TrainingOperator
 from ops.launch.settings import get_settings
 
@@ -44,12 +44,13 @@ def finetune():
 
 def plan(ctx, job) -> dict:
     """training.finetune's flags for this DAG run, checked before anything is launched."""
-    from ops.dagkit import dag_support as ds
+    from ops.dagkit.flags import finetune_args
+    from ops.dagkit.run_params import check_training_params
 
     params = dict(ctx["params"])
-    ds.check_training_params(params)
+    check_training_params(params)
     more = ["--run-name", job.run_name]
-    args = ds.finetune_args(params, job.result_file, more)
+    args = finetune_args(params, job.result_file, more)
     return {"module": "training.finetune", "args": args, "np": params["np"],
             "extra": {"base_model": params["base_model"]}, "note": f"finetune {params['task']}"}
 

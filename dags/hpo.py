@@ -28,8 +28,8 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 
+from ops.dagkit.callbacks import OWNER_ML, task_defaults
 from ops.dagkit.dag_params import hpo_params
-from ops.dagkit.dag_support import OWNER_ML, task_defaults
 from ops.launch.settings import get_settings
 
 PARAMS = {name: Param(**spec) for name, spec in hpo_params(get_settings()).items()}
@@ -38,20 +38,23 @@ HPO_MODULE = "training.hpo"
 
 def _hpo(plan: dict, trials: int, parent_run_id: str | None = None, finalize: bool = False) -> dict:
     """Run one training.hpo process on the launcher (one rank: trials are independent)."""
-    from ops.dagkit import dag_support as ds
+    from ops.dagkit.flags import hpo_args
+    from ops.dagkit.hpo import optuna_env
+    from ops.dagkit.tracking import mlflow_note
+    from ops.dagkit.training_task import TrainingTask
 
     ctx = get_current_context()
     params = dict(ctx["params"])
     s = get_settings()
-    job = ds.TrainingTask(ctx, s)
+    job = TrainingTask(ctx, s)
     # The storage URL (a DB password on a cluster) is resolved here and reaches the job through
     # its environment only: never through XCom, the job's argv or a log line.
-    job.env.update(ds.optuna_env(s, plan["study"]))
-    args = ds.hpo_args(params, plan["study"], plan["run_name"], job.result_file, trials,
-                       parent_run_id, finalize)
+    job.env.update(optuna_env(s, plan["study"]))
+    args = hpo_args(params, plan["study"], plan["run_name"], job.result_file, trials,
+                    parent_run_id, finalize)
     result = job.run(HPO_MODULE, args, 1)
     if finalize:
-        job.note(ds.mlflow_note(f"hpo {params['task']}", result))
+        job.note(mlflow_note(f"hpo {params['task']}", result))
     return result
 
 
@@ -70,17 +73,21 @@ def hpo():
     @task
     def plan() -> dict:
         """Check the Params; fix the study's name and the trials per slot."""
-        from ops.dagkit import dag_support as ds
+        from ops.dagkit.fanout import split_trials
+        from ops.dagkit.launcher_choice import task_launcher
+        from ops.dagkit.run_params import check_training_params
+        from ops.dagkit.training_task import require_module
+        from ops.dagkit.versions import safe_name
 
         ctx = get_current_context()
         s = get_settings()
         params = dict(ctx["params"])
-        ds.check_training_params(params)
-        if ds.task_launcher(s).kind == "local":
-            ds.require_module(s, HPO_MODULE, "Run the DAG from a full crawl2model checkout.")
-        study = params.get("study_name") or ds.safe_name(f"{params['task']}-{ctx['run_id']}")[:100]
+        check_training_params(params)
+        if task_launcher(s).kind == "local":
+            require_module(s, HPO_MODULE, "Run the DAG from a full crawl2model checkout.")
+        study = params.get("study_name") or safe_name(f"{params['task']}-{ctx['run_id']}")[:100]
         return {"study": study, "run_name": f"hpo@{ctx['run_id']}",
-                "slots": ds.split_trials(params["n_trials"], params["parallel_trials"])}
+                "slots": split_trials(params["n_trials"], params["parallel_trials"])}
 
     @task_group
     def search(p: dict):

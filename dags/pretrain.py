@@ -21,8 +21,8 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import Param, dag
 
 from ops.dagkit.assets import CORPUS
+from ops.dagkit.callbacks import OWNER_ML, task_defaults
 from ops.dagkit.dag_params import pretrain_params
-from ops.dagkit.dag_support import OWNER_ML, task_defaults
 from ops.dagkit.training_operator import TrainingOperator
 from ops.launch.settings import get_settings
 
@@ -47,17 +47,19 @@ def pretrain():
 def plan(ctx, job) -> dict:
     """training.pretrain's flags for this DAG run: the shards (the corpus event's or the Params'),
     a checkpoint folder per DAG run (a retry resumes from it) and the MLflow run name."""
-    from ops.dagkit import dag_support as ds
+    from ops.dagkit.flags import pretrain_args
+    from ops.dagkit.run_params import resolve_pretrain
+    from ops.dagkit.versions import safe_name
 
     run_type = getattr(ctx["dag_run"].run_type, "value", ctx["dag_run"].run_type)
     extra = None
     if run_type == "asset_triggered":
         events = ctx["triggering_asset_events"][CORPUS]
         extra = dict(events[-1].extra or {}) if events else {}
-    params, shards = ds.resolve_pretrain(dict(ctx["params"]), run_type, extra, job.s.data_root)
+    params, shards = resolve_pretrain(dict(ctx["params"]), run_type, extra, job.s.data_root)
     more = ["--run-name", job.run_name]
-    checkpoints = ds.safe_name(ctx["run_id"])
-    args = ds.pretrain_args(params, shards, job.s.data_root, checkpoints, job.result_file, more)
+    checkpoints = safe_name(ctx["run_id"])
+    args = pretrain_args(params, shards, job.s.data_root, checkpoints, job.result_file, more)
     return {"module": "training.pretrain", "args": args, "np": params["np"], "extra": {"shards_uri": shards},
             "note": "pretrain"}
 

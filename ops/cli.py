@@ -140,25 +140,27 @@ def _select_mode(requested: bool) -> None:
     mode, bucket and data root: its recorded C2M_* values fill in what this shell does not set."""
     import os
 
-    from ops.stack import services
+    from ops.launch.settings import get_settings
+    from ops.stack.mode import running_settings
 
     if requested:
         os.environ["C2M_S3"] = "1"
     elif "C2M_S3" not in os.environ:
-        for name, value in services.running_settings(services.get_settings()).items():
+        for name, value in running_settings(get_settings()).items():
             os.environ.setdefault(name, value)
 
 
 def _status() -> int:
-    from ops.stack import services
+    from ops.launch.settings import get_settings
+    from ops.stack import monitor
 
-    st = services.status()
-    s = services.get_settings()
+    st = monitor.status()
+    s = get_settings()
     print(f"stack dir {s.stack_dir}   data root {s.data_root}")
     for name, info in st.items():
         state = "healthy" if info["healthy"] else ("running" if info["pid"] else "stopped")
         print(f"  {name:22} {state:8} pid={info['pid'] or '-':<8} log={info['log']}")
-    for name, url in services.urls(s).items():
+    for name, url in monitor.urls(s).items():
         print(f"  {name:22} {url}")
     return 0 if all(i["healthy"] for i in st.values()) else 3
 
@@ -178,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     from ops.clients.airflow_api import AirflowAPIError
     from ops.launch.s3_client import S3ServerError
     from ops.stack import services
+    from ops.stack.layout import StackError
 
     try:
         _select_mode(getattr(args, "s3", False))
@@ -193,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             from ops.stack.demo import run_demo
 
             return 0 if run_demo(profile=args.profile).ok else 1
-    except (services.StackError, AirflowAPIError, S3ServerError, ValueError) as exc:
+    except (StackError, AirflowAPIError, S3ServerError, ValueError) as exc:
         print(f"crawl2model {args.command}: {exc}", file=sys.stderr)
         return 1
     return 2

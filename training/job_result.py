@@ -1,6 +1,6 @@
 """How every training entry point ends: one result JSON, then all ranks leave together.
 
-The result file is what the Airflow task (ops.dagkit.dag_support.TrainingTask) reads back, so
+The result file is what the Airflow task (ops.dagkit.training_task.TrainingTask) reads back, so
 rank 0 writes it atomically through ops.lake.storage (local path or s3://) and prints the same
 JSON to the job log.
 """

@@ -4,7 +4,7 @@ The saved config trees (training/config.py, training/tasks/config.py) declare th
 fields; the classes here hold what a job takes besides them (which data, where results go,
 how the process runs). Each ``*_SETTINGS`` tuple is one job's whole command line: its
 argparse, the DAG's Params (:mod:`ops.dagkit.dag_params`) and the flags the DAG passes
-(:mod:`ops.dagkit.dag_support`) are derived from it. Pure Python: the Airflow venv imports
+(:mod:`ops.dagkit.flags`) are derived from it. Pure Python: the Airflow venv imports
 this module to build the forms.
 """
 

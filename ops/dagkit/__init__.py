@@ -1,3 +1,8 @@
-"""What the DAG files in ``dags/`` call: Params (:mod:`ops.dagkit.dag_params`), task helpers
-(:mod:`ops.dagkit.dag_support`), the Assets that link DAGs (:mod:`ops.dagkit.assets`). The REST
-clients they use are in :mod:`ops.clients`."""
+"""What the DAG files in ``dags/`` call, one module per concern: Params (``dag_params``), dataset
+versions (``versions``), mapped-task plans (``fanout``), job flags (``flags``), a run's resolved
+Params (``run_params``), result files (``results``), default_args and failure reports
+(``callbacks``), what a task reads from Airflow (``airflow_context``), the launcher
+(``launcher_choice``), MLflow links (``tracking``), the HPO study's storage (``hpo``), a
+training task's launch (``training_task``, ``training_operator``) and the Assets (``assets``).
+Only ``assets`` and ``training_operator`` import Airflow at module level; the REST clients are
+in :mod:`ops.clients`."""

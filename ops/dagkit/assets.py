@@ -3,7 +3,7 @@
 ``corpus`` is the training corpus that ``data_refresh`` publishes and ``pretrain`` is
 scheduled on. Its URI names where the token shards live: the ``shards`` dataset under the
 data root (``file://`` for a local root, ``s3://`` for a bucket). Each event's extra names the
-exact shards version (:data:`EXTRA_SHARDS_URI` in :mod:`ops.dagkit.dag_support`), since the
+exact shards version (:data:`EXTRA_SHARDS_URI` in :mod:`ops.dagkit.run_params`), since the
 Asset stands for every version of that dataset. The URI comes from the environment only
 (``$C2M_DATA_ROOT`` or the stack's S3 settings), so DAG parsing reads no DB or network; a
 different data root is a different Asset.

@@ -7,15 +7,16 @@ from typing import Any, Callable
 
 from airflow.sdk import BaseOperator
 
-from ops.dagkit.dag_support import TrainingTask, mlflow_note
+from ops.dagkit.tracking import mlflow_note
+from ops.dagkit.training_task import TrainingTask
 from ops.launch.mpijob_wait import MPIJobTrigger, raise_for_event
 from ops.launch.settings import get_settings
 
 
 class TrainingOperator(BaseOperator):
-    """A training task on the launcher chosen at run time (``ops.dagkit.dag_support.task_launcher``).
+    """A training task on the launcher chosen at run time (``ops.dagkit.launcher_choice.task_launcher``).
 
-    ``plan(context, job)`` (the DAG's; ``job`` an ``ops.dagkit.dag_support.TrainingTask``) returns
+    ``plan(context, job)`` (the DAG's; ``job`` an ``ops.dagkit.training_task.TrainingTask``) returns
     ``{"module", "args", "np", "extra", "note"}``: what to run, what to add to the result, and
     the label of the DAG run's note. Local launcher: run and wait within the task. Kubernetes:
     create the MPIJob, defer to :class:`MPIJobTrigger` (no worker slot held while it trains),

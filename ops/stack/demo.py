@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ops.clients.airflow_api import AirflowAPIError, AirflowClient, Heartbeat
-from ops.stack import services
 from ops.clients.mlflow_helpers import (MlflowLookupError, artifact_url, data_card_run, list_artifacts, run_link,
-                                run_url)
+                                        run_url)
 from ops.launch.settings import Settings, get_settings
+from ops.stack import layout, services
 
 DAGS = ("data_refresh", "pretrain", "finetune")
 ALL_DAGS = DAGS + ("hpo", "compress", "end_to_end")
@@ -103,7 +103,7 @@ def trigger_refresh(client: AirflowClient, conf: dict, echo: Callable[[str], Non
 
 
 def task_log_path(s: Settings, dag_id: str, run_id: str, task_id: str, try_number: int) -> Path:
-    return (services.airflow_home(s) / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+    return (layout.airflow_home(s) / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
             / f"task_id={task_id}" / f"attempt={max(try_number, 1)}.log")
 
 
@@ -201,7 +201,7 @@ def run_demo(profile: str = "demo", s: Settings | None = None,
 
 def _run_flow(prof: Profile, s: Settings, result: DemoResult, echo: Heartbeat) -> None:
     services.up(s, echo=echo)
-    client = AirflowClient(s.airflow_url, services.airflow_home(s))
+    client = AirflowClient(s.airflow_url, layout.airflow_home(s))
     echo("waiting for the DAGs to be parsed ...")
     client.wait_for_dags(list(ALL_DAGS), progress=echo)
     echo.status = "talking to Airflow's API"

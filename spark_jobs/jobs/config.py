@@ -1,7 +1,7 @@
 """The settings of every data stage, each declared once (:mod:`ops.lake.jobconfig`).
 
 A stage's flags (``spark_jobs/jobs/<stage>.py``), the data_refresh DAG's Params
-(:mod:`ops.dagkit.dag_params`) and the flags the DAG passes (:mod:`ops.dagkit.dag_support`)
+(:mod:`ops.dagkit.dag_params`) and the flags the DAG passes (:mod:`ops.dagkit.flags`)
 are all derived from these classes. The flags every stage shares (``--root``, ``--version``,
 ``--input-version``, ``--input-jsonl``) are in :mod:`spark_jobs.jobs._args`: the DAG decides
 them per run, they are not settings. Pure Python: the Airflow venv imports this module to

@@ -216,7 +216,7 @@ def test_enums_and_patterns_where_users_pick_names(dagbag):
 
 
 def test_every_task_retries_with_backoff_a_timeout_and_failure_reports(dagbag):
-    from ops.dagkit.dag_support import report_failure, report_retry
+    from ops.dagkit.callbacks import report_failure, report_retry
 
     for dag in dagbag.dags.values():
         for t in dag.tasks:

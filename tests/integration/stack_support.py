@@ -110,7 +110,7 @@ def running_stack(request, prefix: str, unset: tuple[str, ...], env_for: Callabl
     import pytest
 
     from ops.launch.settings import get_settings
-    from ops.stack import services
+    from ops.stack import processes, services
 
     base = Path(tempfile.mkdtemp(prefix=prefix))
     failed_before = request.session.testsfailed
@@ -123,7 +123,7 @@ def running_stack(request, prefix: str, unset: tuple[str, ...], env_for: Callabl
     try:
         t0 = time.monotonic()
         services.up(s, timeout=300)
-        print(f"{label} healthy in {time.monotonic() - t0:.1f} s; RSS MiB {services.memory_mib(s)}")
+        print(f"{label} healthy in {time.monotonic() - t0:.1f} s; RSS MiB {processes.memory_mib(s)}")
         yield s
     finally:
         services.down(s)

@@ -135,11 +135,11 @@ def test_airflow_ui_triggers_finetune_from_its_params_form_and_the_run_succeeds(
     from playwright.sync_api import expect
 
     from ops.clients.airflow_api import AirflowClient
-    from ops.stack import services
+    from ops.stack import layout
     from ops.stack.demo import explain_failure
 
     require_demo(tiny_demo)
-    client = AirflowClient(stack.airflow_url, services.airflow_home(stack))
+    client = AirflowClient(stack.airflow_url, layout.airflow_home(stack))
     client.set_paused("finetune", False)
     run_id = f"browser__{time.strftime('%Y%m%dT%H%M%S')}"
     typed = {"max_examples": 256, "epochs": 1, "np": 1, "promote": "never"}

@@ -66,10 +66,10 @@ def podman_stack(request):
 
 @pytest.fixture(scope="module")
 def client(podman_stack):
-    from ops.stack import services
+    from ops.stack import layout
     from ops.clients.airflow_api import AirflowClient
 
-    c = AirflowClient(podman_stack.airflow_url, services.airflow_home(podman_stack))
+    c = AirflowClient(podman_stack.airflow_url, layout.airflow_home(podman_stack))
     c.wait_for_dags(["data_refresh", "pretrain"])
     return c
 
@@ -90,11 +90,11 @@ def _refresh(client, s) -> dict:
 
 
 def _logs(s, dag_id: str, run_id: str) -> str:
-    from ops.stack import services
+    from ops.stack import layout
 
     from stack_support import task_log_text
 
-    folder = services.airflow_home(s) / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+    folder = layout.airflow_home(s) / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
     return "\n".join(task_log_text(p) for p in sorted(folder.rglob("*.log")))
 
 

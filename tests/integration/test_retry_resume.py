@@ -61,16 +61,16 @@ def _wait_for(path: Path, client, run_id: str, timeout: float = 600.0) -> None:
 def test_a_killed_training_task_is_retried_and_resumes_its_checkpoint_and_mlflow_run(stack, tiny_demo):
     from ops.clients import mlflow_helpers
     from ops.clients.airflow_api import AirflowClient
-    from ops.dagkit import dag_support
-    from ops.stack import services
+    from ops.dagkit.versions import safe_name
+    from ops.stack import layout
     from ops.stack.demo import explain_failure, task_log_path
 
     require_demo(tiny_demo)
-    client = AirflowClient(stack.airflow_url, services.airflow_home(stack))
+    client = AirflowClient(stack.airflow_url, layout.airflow_home(stack))
     client.set_paused("pretrain", False)
     run_id = client.trigger("pretrain", {"max_steps": MAX_STEPS, "batch_size": 4, "np": 2},
                             note="retry-resume test")["dag_run_id"]
-    ckpt_dir = Path(stack.data_root, "checkpoints", "pretrain", dag_support.safe_name(run_id))
+    ckpt_dir = Path(stack.data_root, "checkpoints", "pretrain", safe_name(run_id))
     _wait_for(ckpt_dir / f"step-{CHECKPOINT_STEP:08d}.pt", client, run_id)
 
     victims = _job_pids(str(ckpt_dir))
@@ -122,11 +122,11 @@ def _version_facts(folder: Path) -> dict:
 def test_a_finished_data_task_run_again_rewrites_the_same_version(stack, tiny_demo):
     from ops.clients.airflow_api import AirflowClient
     from ops.lake.datasets import DatasetVersion
-    from ops.stack import services
+    from ops.stack import layout
     from ops.stack.demo import explain_failure
 
     require_demo(tiny_demo)
-    client = AirflowClient(stack.airflow_url, services.airflow_home(stack))
+    client = AirflowClient(stack.airflow_url, layout.airflow_home(stack))
     run_id = tiny_demo.runs["data_refresh"]["dag_run_id"]
     dedup = [t for t in client.task_instances("data_refresh", run_id) if t["task_id"] == "refine.dedup"][0]
     version = client.xcom("data_refresh", run_id, "refine.dedup")["version"]

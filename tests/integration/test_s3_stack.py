@@ -68,11 +68,11 @@ def s3_demo(s3_stack):
 
 
 def test_s3_server_listens_only_on_its_ports_on_loopback(s3_stack):
-    from ops.stack import s3_server, services
+    from ops.stack import layout, processes, s3_server
 
     if shutil.which("ss") is None:
         pytest.skip("needs ss (iproute2)")
-    pid = services.read_pid(s3_stack, services.S3)
+    pid = processes.read_pid(s3_stack, layout.S3)
     lines = [ln for ln in subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout.splitlines()
              if f"pid={pid}," in ln]
     bound = {tuple(ln.split()[3].rsplit(":", 1)) for ln in lines}
@@ -85,9 +85,9 @@ def test_mlflow_artefacts_go_to_the_bucket_through_the_tracking_server(s3_stack,
             "with mlflow.start_run(run_name='s3-probe') as run:\n"
             "    mlflow.log_text('probe', 'probe/probe.txt')\n"
             "print(run.info.run_id)\n")
-    from ops.stack import services
+    from ops.stack import components
 
-    env = services.components(s3_stack)["site"].env  # the jobs venv's environment ...
+    env = components.components(s3_stack)["site"].env  # the jobs venv's environment ...
     env = {k: v for k, v in env.items() if not k.startswith("AWS_")}  # ... without any S3 credentials
     out = subprocess.run([str(s3_stack.jobs_python), "-c", code], env=env, capture_output=True, text=True,
                          timeout=120)
@@ -151,7 +151,7 @@ def test_pretrain_resumes_from_its_s3_checkpoint(s3_stack, s3_demo, lake, capsys
 def test_the_generated_secret_leaks_nowhere(s3_stack, s3_demo):
     from ops.clients.airflow_api import AirflowClient
     from ops.launch import s3_client
-    from ops.stack import services
+    from ops.stack import layout
 
     key_id, secret = s3_client.credentials(s3_stack)
     assert s3_demo.runs, "the demo ran nothing to check"
@@ -159,9 +159,9 @@ def test_the_generated_secret_leaks_nowhere(s3_stack, s3_demo):
     assert files_containing(s3_client.server_dir(s3_stack), secret)  # the search does find it where it is
     leaks = files_containing(s3_stack.stack_dir, secret, skip=(s3_client.server_dir(s3_stack),))
     assert not leaks, f"the S3 secret appears in {leaks}"
-    task_logs = list((services.airflow_home(s3_stack) / "logs").rglob("*.log"))
+    task_logs = list((layout.airflow_home(s3_stack) / "logs").rglob("*.log"))
     assert task_logs and len(task_logs) >= 5
-    client = AirflowClient(s3_stack.airflow_url, services.airflow_home(s3_stack))
+    client = AirflowClient(s3_stack.airflow_url, layout.airflow_home(s3_stack))
     xcoms = list(all_xcoms(client))
     assert len(xcoms) >= len(STAGES)
     assert not [where for where, value in xcoms if secret in json.dumps(value)]

@@ -7,7 +7,7 @@ an ``hpo`` run because it has work on both sides of the kill: ``plan``, ``setup`
 After the restart, the finished tasks are not run again; the running trials finish where they
 were, on their first try (LocalExecutor workers supervise them and report to the API server,
 not to the scheduler, so they outlive it); the new scheduler schedules ``finalize``; and what
-the dead scheduler left behind is stopped by ``services.stop_leftovers`` (which ``down()`` runs).
+the dead scheduler left behind is stopped by ``processes.stop_leftovers`` (which ``down()`` runs).
 
 Runs last on the shared stack (conftest.FILE_ORDER), after the tiny demo has registered the
 base model the trials fine-tune.
@@ -57,29 +57,29 @@ def _wait_until_trials_run(client, run_id: str, timeout: float = 600.0) -> dict[
 
 def test_a_killed_scheduler_restarted_picks_up_where_it_was(stack, tiny_demo):
     from ops.clients.airflow_api import AirflowClient
-    from ops.stack import services
+    from ops.stack import layout, processes, services
     from ops.stack.demo import explain_failure
 
     require_demo(tiny_demo)
-    client = AirflowClient(stack.airflow_url, services.airflow_home(stack))
+    client = AirflowClient(stack.airflow_url, layout.airflow_home(stack))
     client.set_paused("hpo", False)
     run_id = client.trigger("hpo", HPO_CONF, note="scheduler restart test")["dag_run_id"]
     before = _wait_until_trials_run(client, run_id)
     done_before = {k for k, t in before.items() if t["state"] == "success"}
     assert {("plan", -1), ("search.setup", -1), ("search.slots", -1)} <= done_before, before
 
-    old = services.read_pid(stack, SCHEDULER)
+    old = processes.read_pid(stack, SCHEDULER)
     assert old is not None, "the stack's scheduler is not running"
     os.kill(old, signal.SIGKILL)
-    while services._proc_start_time(old):  # SIGKILL lands asynchronously
+    while processes._proc_start_time(old):  # SIGKILL lands asynchronously
         time.sleep(0.05)
     killed_at = datetime.now(timezone.utc)
 
     started = services.up(stack, timeout=300)
     assert SCHEDULER in started, f"up() did not restart the killed scheduler: {started}"
-    new = services.read_pid(stack, SCHEDULER)
+    new = processes.read_pid(stack, SCHEDULER)
     assert new is not None and new != old
-    assert f"{SCHEDULER} {old}" in services.leftovers_file(stack).read_text()
+    assert f"{SCHEDULER} {old}" in layout.leftovers_file(stack).read_text()
 
     final = client.wait_for_run("hpo", run_id, timeout=900, progress=None)
     assert final["state"] == "success", explain_failure(client, stack, "hpo", run_id)
@@ -98,5 +98,5 @@ def test_a_killed_scheduler_restarted_picks_up_where_it_was(stack, tiny_demo):
 
     # The dead scheduler's executor workers outlive it (that is how the trials finished);
     # down() stops them, and so does this, the same code.
-    assert services.stop_leftovers(stack, echo=print) == [old]
-    assert [p for p in services._group_members(old) if services._proc_start_time(p)] == []
+    assert processes.stop_leftovers(stack, echo=print) == [old]
+    assert [p for p in processes.group_members(old) if processes._proc_start_time(p)] == []

@@ -35,9 +35,9 @@ ALL_DAGS = ["data_refresh", "pretrain", "finetune", "hpo", "compress", "end_to_e
 
 def _client(stack):
     from ops.clients.airflow_api import AirflowClient
-    from ops.stack import services
+    from ops.stack import layout
 
-    return AirflowClient(stack.airflow_url, services.airflow_home(stack))
+    return AirflowClient(stack.airflow_url, layout.airflow_home(stack))
 
 
 def test_every_dag_parses_and_bad_params_are_refused_naming_the_field(stack):
@@ -81,7 +81,7 @@ def test_a_failing_job_retries_and_its_last_lines_reach_the_task_log(stack):
 
 def test_tiny_demo_runs_every_dag_and_registers_models(stack, tiny_demo):
     from ops.clients.mlflow_helpers import alias_version, experiment_name, get_run, run_tags
-    from ops.dagkit.dag_support import dag_run_url
+    from ops.dagkit.airflow_context import dag_run_url
 
     client = _client(stack)
     result = tiny_demo

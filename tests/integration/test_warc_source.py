@@ -52,13 +52,13 @@ def test_data_refresh_ingests_warc_files_with_a_damaged_member(stack):
 
     from ops.clients.airflow_api import AirflowClient
     from ops.lake.datasets import DatasetVersion
-    from ops.stack import services
+    from ops.stack import layout
     from ops.stack.demo import explain_failure
 
     folder = Path(stack.data_root).parent / "warc-in"
     folder.mkdir(parents=True, exist_ok=True)
     _write_warcs(folder, stack.jobs_python)
-    client = AirflowClient(stack.airflow_url, services.airflow_home(stack))
+    client = AirflowClient(stack.airflow_url, layout.airflow_home(stack))
     client.wait_for_dags(["data_refresh"])
     client.set_paused("data_refresh", False)
     conf = {"source": "warc", "warc_glob": f"{folder}/*.warc*", "version": VERSION, "publish": False,

@@ -3,7 +3,7 @@ its default Params parse back to the job's own defaults.
 
 The job side is each job's real parser (``build_parser``/``parse_args``) given only its required
 flags; the DAG side is :mod:`ops.dagkit.dag_params` (what the DAG files wrap in ``Param``) and the
-flag builders of :mod:`ops.dagkit.dag_support`.
+flag builders of :mod:`ops.dagkit.flags`.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pytest
 
 from ops.dagkit import dag_params as dp
-from ops.dagkit import dag_support as ds
+from ops.dagkit import flags
 from ops.lake.jobconfig import settings
 from ops.launch.settings import Settings
 from spark_jobs.jobs.config import SETTINGS as STAGE_SETTINGS
@@ -51,27 +51,27 @@ def _training(module: str) -> Callable[[list[str]], argparse.Namespace]:
 JOBS: dict[str, tuple] = {
     "crawl": ("data_refresh", STAGE_SETTINGS["crawl"], lambda: _spark("crawl"),
               ["--version", VERSION, "--seeds", "http://127.0.0.1:1/"],
-              lambda p: ds.stage_args("crawl", p, ROOT, VERSION)),
+              lambda p: flags.stage_args("crawl", p, ROOT, VERSION)),
     "ingest": ("data_refresh", STAGE_SETTINGS["ingest"], lambda: _spark("ingest"),
                ["--version", VERSION, "--warc-glob", WARC],
-               lambda p: ds.ingest_args({**p, "warc_glob": WARC}, ROOT, VERSION)),
+               lambda p: flags.ingest_args({**p, "warc_glob": WARC}, ROOT, VERSION)),
     "extract": ("data_refresh", STAGE_SETTINGS["extract"], lambda: _spark("extract"), ["--version", VERSION],
-                lambda p: ds.stage_args("extract", p, ROOT, VERSION)),
+                lambda p: flags.stage_args("extract", p, ROOT, VERSION)),
     "clean": ("data_refresh", STAGE_SETTINGS["clean"], lambda: _spark("clean"), ["--version", VERSION],
-              lambda p: ds.stage_args("clean", p, ROOT, VERSION)),
+              lambda p: flags.stage_args("clean", p, ROOT, VERSION)),
     "dedup": ("data_refresh", STAGE_SETTINGS["dedup"], lambda: _spark("dedup"), ["--version", VERSION],
-              lambda p: ds.stage_args("dedup", p, ROOT, VERSION)),
+              lambda p: flags.stage_args("dedup", p, ROOT, VERSION)),
     "tokenize": ("data_refresh", STAGE_SETTINGS["tokenize"], lambda: _spark("tokenize"),
-                 ["--version", VERSION], lambda p: ds.stage_args("tokenize", p, ROOT, VERSION)),
+                 ["--version", VERSION], lambda p: flags.stage_args("tokenize", p, ROOT, VERSION)),
     "pretrain": ("pretrain", JOB_SETTINGS["training.pretrain"], lambda: _training("training.pretrain"),
-                 ["--shards", SHARDS], lambda p: ds.pretrain_args(p, SHARDS, ROOT, "run", "/r.json")),
+                 ["--shards", SHARDS], lambda p: flags.pretrain_args(p, SHARDS, ROOT, "run", "/r.json")),
     "finetune": ("finetune", JOB_SETTINGS["training.finetune"], lambda: _training("training.finetune"), [],
-                 lambda p: ds.finetune_args(p, "/r.json")),
+                 lambda p: flags.finetune_args(p, "/r.json")),
     "hpo": ("hpo", JOB_SETTINGS["training.hpo"], lambda: _training("training.hpo"), [],
-            lambda p: ds.hpo_args(p, "study", "run", "/r.json", trials=p["n_trials"])),
+            lambda p: flags.hpo_args(p, "study", "run", "/r.json", trials=p["n_trials"])),
     "compress": ("compress", JOB_SETTINGS["training.compress"], lambda: _training("training.compress"),
                  ["--model", "models:/c2m-sentiment@champion", "--method", "quantize"],
-                 lambda p: ds.compress_args(p, "run", "/r.json")),
+                 lambda p: flags.compress_args(p, "run", "/r.json")),
 }
 
 

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from ops.launch.settings import get_settings
-from ops.stack import demo_site, services
+from ops.stack import components, demo_site, layout, monitor, processes, services
 
 
 @pytest.fixture
@@ -44,8 +44,8 @@ def test_port_in_use_names_the_port_and_the_variable(stack):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        comp = services.Component("mlflow", ["true"], {}, port, "C2M_MLFLOW_PORT")
-        with pytest.raises(services.StackError) as err:
+        comp = components.Component("mlflow", ["true"], {}, port, "C2M_MLFLOW_PORT")
+        with pytest.raises(layout.StackError) as err:
             services.check_port_free(stack, comp)
     assert str(port) in str(err.value) and "C2M_MLFLOW_PORT" in str(err.value)
 
@@ -57,7 +57,7 @@ def test_up_refuses_a_taken_port_before_starting_anything(stack, tiny_site, monk
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         monkeypatch.setenv("C2M_SITE_PORT", str(taken.getsockname()[1]))
-        with pytest.raises(services.StackError, match="C2M_SITE_PORT"):
+        with pytest.raises(layout.StackError, match="C2M_SITE_PORT"):
             services.up(get_settings(), timeout=5, echo=lambda m: None)
     assert not list(stack.stack_dir.glob("pids/*.pid"))
 
@@ -68,37 +68,37 @@ def test_down_is_idempotent_when_nothing_runs(stack):
 
 
 def test_down_stops_a_started_component_by_pid(stack):
-    comp = services.Component("site", [sys.executable, "-c", "import time; time.sleep(120)"], {})
-    pid = services._spawn(stack, comp)
-    assert services.read_pid(stack, "site") == pid
+    comp = components.Component("site", [sys.executable, "-c", "import time; time.sleep(120)"], {})
+    pid = processes.spawn(stack, comp)
+    assert processes.read_pid(stack, "site") == pid
     assert services.down(stack, grace=5, echo=lambda m: None) == ["site"]
-    assert services.read_pid(stack, "site") is None
-    assert not services.pid_file(stack, "site").exists()
+    assert processes.read_pid(stack, "site") is None
+    assert not layout.pid_file(stack, "site").exists()
     assert services.down(stack, echo=lambda m: None) == []
 
 
 def test_down_kills_a_component_that_ignores_sigterm(stack):
     code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
             "print('ready', flush=True); time.sleep(120)")
-    comp = services.Component("site", [sys.executable, "-c", code], {})
-    services._spawn(stack, comp)
+    comp = components.Component("site", [sys.executable, "-c", code], {})
+    processes.spawn(stack, comp)
     deadline = time.time() + 10
-    while "ready" not in services.log_tail(services.log_file(stack, "site")) and time.time() < deadline:
+    while "ready" not in processes.log_tail(layout.log_file(stack, "site")) and time.time() < deadline:
         time.sleep(0.1)
     assert services.down(stack, grace=1, echo=lambda m: None) == ["site"]
-    assert services.read_pid(stack, "site") is None
+    assert processes.read_pid(stack, "site") is None
 
 
 def test_stale_pid_file_is_ignored(stack):
-    path = services.pid_file(stack, "mlflow")
+    path = layout.pid_file(stack, "mlflow")
     path.parent.mkdir(parents=True)
     path.write_text("999999 12345\n")
-    assert services.read_pid(stack, "mlflow") is None
+    assert processes.read_pid(stack, "mlflow") is None
     assert not path.exists()
 
 
 def test_airflow_env_carries_the_settings(stack):
-    env = services.airflow_env(stack)
+    env = components.airflow_env(stack)
     assert env["AIRFLOW__API__BASE_URL"] == f"http://127.0.0.1:{stack.airflow_port}"
     assert env["AIRFLOW__API__PORT"] == str(stack.airflow_port)
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
@@ -140,12 +140,11 @@ def test_demo_site_rejects_an_empty_root(tmp_path):
 
 
 def test_a_component_that_dies_during_start_up_shows_its_log(stack, monkeypatch):
-    monkeypatch.setattr(services, "COMPONENTS", ("site",))
-    monkeypatch.setattr(services, "health", lambda s: {"site": False})
+    monkeypatch.setattr(monitor, "health", lambda s: {"site": False})
     code = "import sys; print('boom: address already in use', flush=True); sys.exit(3)"
-    services._spawn(stack, services.Component("site", [sys.executable, "-c", code], {}))
-    with pytest.raises(services.StackError) as err:
-        services._wait_healthy(stack, ["site"], time.monotonic(), timeout=30, echo=lambda m: None)
+    processes.spawn(stack, components.Component("site", [sys.executable, "-c", code], {}))
+    with pytest.raises(layout.StackError) as err:
+        monitor.wait_healthy(stack, ["site"], time.monotonic(), timeout=30, echo=lambda m: None)
     assert "site exited during start-up" in str(err.value)
     assert "boom: address already in use" in str(err.value)
 
@@ -159,27 +158,28 @@ def test_a_crashed_component_is_found_and_what_it_left_behind_is_stopped_by_down
     code = ("import subprocess, sys, time; "
             "w = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
             "print('worker', w.pid, flush=True); time.sleep(120)")
-    leader = services._spawn(stack, services.Component("airflow-scheduler", [sys.executable, "-c", code], {}))
-    log = services.log_file(stack, "airflow-scheduler")
+    scheduler = components.Component("airflow-scheduler", [sys.executable, "-c", code], {})
+    leader = processes.spawn(stack, scheduler)
+    log = layout.log_file(stack, "airflow-scheduler")
     deadline = time.time() + 20
-    while "worker " not in services.log_tail(log) and time.time() < deadline:
+    while "worker " not in processes.log_tail(log) and time.time() < deadline:
         time.sleep(0.1)
-    worker = int(services.log_tail(log).split("worker ")[-1].split()[0])
+    worker = int(processes.log_tail(log).split("worker ")[-1].split()[0])
     quiet = lambda m: None  # noqa: E731
-    assert services.note_crashed(stack, services.COMPONENTS, quiet) == []  # alive: left alone
+    assert processes.note_crashed(stack, layout.COMPONENTS, quiet) == []  # alive: left alone
 
     os.kill(leader, signal.SIGKILL)
-    while services._proc_start_time(leader):  # SIGKILL lands asynchronously
+    while processes._proc_start_time(leader):  # SIGKILL lands asynchronously
         time.sleep(0.05)
     said = []
-    assert services.note_crashed(stack, services.COMPONENTS, said.append) == ["airflow-scheduler"]
-    assert not services.pid_file(stack, "airflow-scheduler").exists() and "died" in said[0]
-    assert services._proc_start_time(worker), "a running task must be left to finish"
-    assert services.note_crashed(stack, services.COMPONENTS, quiet) == []  # noted once
+    assert processes.note_crashed(stack, layout.COMPONENTS, said.append) == ["airflow-scheduler"]
+    assert not layout.pid_file(stack, "airflow-scheduler").exists() and "died" in said[0]
+    assert processes._proc_start_time(worker), "a running task must be left to finish"
+    assert processes.note_crashed(stack, layout.COMPONENTS, quiet) == []  # noted once
     assert services.down(stack, grace=5, echo=said.append) == []
-    assert services._proc_start_time(worker) is None, "down() must stop what the crash left behind"
+    assert processes._proc_start_time(worker) is None, "down() must stop what the crash left behind"
     assert any(str(worker) in line for line in said)
-    assert not services.leftovers_file(stack).exists()
+    assert not layout.leftovers_file(stack).exists()
 
 
 @pytest.mark.parametrize("host, login, refused", [
@@ -192,9 +192,9 @@ def test_a_non_loopback_host_needs_the_airflow_login(stack, monkeypatch, host, l
     monkeypatch.setenv("C2M_AIRFLOW_LOGIN", "1" if login else "0")
     s = get_settings()
     if not refused:
-        services.check_exposure(s)
+        layout.check_exposure(s)
         return
-    with pytest.raises(services.StackError, match="C2M_AIRFLOW_LOGIN=1") as err:
+    with pytest.raises(layout.StackError, match="C2M_AIRFLOW_LOGIN=1") as err:
         services.up(s, echo=lambda line: None)  # refused before anything is created or started
     assert f"C2M_HOST={host}" in str(err.value) and "127.0.0.1" in str(err.value)
     assert not s.stack_dir.exists()
@@ -202,17 +202,17 @@ def test_a_non_loopback_host_needs_the_airflow_login(stack, monkeypatch, host, l
 
 def test_the_login_setting_reaches_airflow(stack, monkeypatch):
     monkeypatch.setenv("C2M_AIRFLOW_LOGIN", "1")
-    assert services.airflow_env(get_settings())["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"
+    assert components.airflow_env(get_settings())["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"
     monkeypatch.setenv("C2M_AIRFLOW_LOGIN", "0")
-    assert services.airflow_env(get_settings())["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "True"
+    assert components.airflow_env(get_settings())["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "True"
 
 
 def test_the_stack_folder_is_private(stack):
     import stat
 
-    assert stat.S_IMODE(services.ensure_stack_dir(stack).stat().st_mode) == 0o700
+    assert stat.S_IMODE(layout.ensure_stack_dir(stack).stat().st_mode) == 0o700
     stack.stack_dir.chmod(0o755)  # a folder made by an earlier version, or by hand
-    services.ensure_stack_dir(stack)
+    layout.ensure_stack_dir(stack)
     assert stat.S_IMODE(stack.stack_dir.stat().st_mode) == 0o700
 
 
@@ -225,6 +225,6 @@ def test_up_creates_the_stack_folder_private(stack, tiny_site, monkeypatch):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         monkeypatch.setenv("C2M_SITE_PORT", str(taken.getsockname()[1]))
-        with pytest.raises(services.StackError, match="C2M_SITE_PORT"):
+        with pytest.raises(layout.StackError, match="C2M_SITE_PORT"):
             services.up(get_settings(), echo=lambda line: None)
     assert stat.S_IMODE(get_settings().stack_dir.stat().st_mode) == 0o700

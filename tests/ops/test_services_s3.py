@@ -12,10 +12,11 @@ import pytest
 
 from ops.launch import local, s3_client
 from ops.launch.settings import get_settings
-from ops.stack import s3_server, services
+from ops.stack import components, layout, mode, processes, s3_server, services
 
 # weed mini's defaults: none of them may appear on our command line.
 WEED_DEFAULT_PORTS = {8333, 9333, 19333, 8888, 18888, 9340, 19340, 8181, 9101, 23646, 33646, 7333, 6060, 18333}
+SLEEP = "import time; time.sleep(60)"  # a stand-in component that stays up
 
 
 @pytest.fixture
@@ -98,23 +99,23 @@ def test_components_jobs_and_mlflow_get_the_endpoint_and_credentials(s3_stack, m
     key_id, secret = s3_client.credentials(s3_stack)
     expected = {"AWS_ENDPOINT_URL": s3_stack.s3_endpoint, "AWS_ACCESS_KEY_ID": key_id,
                 "AWS_SECRET_ACCESS_KEY": secret, "C2M_S3": "1", "C2M_DATA_ROOT": "s3://c2m-lake/data"}
-    comps = services.components(s3_stack)
-    for env in (services.airflow_env(s3_stack), comps["mlflow"].env, local.job_env(s3_stack)):
+    comps = components.components(s3_stack)
+    for env in (components.airflow_env(s3_stack), comps["mlflow"].env, local.job_env(s3_stack)):
         assert {k: env.get(k) for k in expected} == expected
         assert "AWS_SESSION_TOKEN" not in env
     assert comps["mlflow"].env["MLFLOW_S3_ENDPOINT_URL"] == s3_stack.s3_endpoint
     argv = comps["mlflow"].argv
     assert argv[argv.index("--artifacts-destination") + 1] == "s3://c2m-lake/mlflow-artifacts"
-    assert comps[services.S3].env["AWS_SECRET_ACCESS_KEY"] == secret
-    assert services.S3 in services.stack_components(s3_stack)
+    assert comps[layout.S3].env["AWS_SECRET_ACCESS_KEY"] == secret
+    assert layout.S3 in mode.stack_components(s3_stack)
 
 
 def test_local_mode_adds_no_s3_server_and_no_stack_credentials(s3_stack, monkeypatch):
     monkeypatch.delenv("C2M_S3")
     s = get_settings()
-    assert services.S3 not in services.stack_components(s)
-    assert "AWS_SECRET_ACCESS_KEY" not in services.airflow_env(s)
-    argv = services.components(s)["mlflow"].argv
+    assert layout.S3 not in mode.stack_components(s)
+    assert "AWS_SECRET_ACCESS_KEY" not in components.airflow_env(s)
+    argv = components.components(s)["mlflow"].argv
     assert not argv[argv.index("--artifacts-destination") + 1].startswith("s3://")
     assert not s3_client.credentials_file(s).exists()
 
@@ -124,7 +125,7 @@ def test_up_refuses_a_taken_s3_port_before_starting_anything(s3_stack, monkeypat
     with socket.socket() as taken:  # the filer's port, inside the block
         taken.bind(("127.0.0.1", s3_server.ports(s3_stack)["filer.port"]))
         taken.listen()
-        with pytest.raises(services.StackError, match="C2M_S3_PORT") as err:
+        with pytest.raises(layout.StackError, match="C2M_S3_PORT") as err:
             services.up(s3_stack, timeout=5, echo=lambda m: None)
     assert "filer.port" in str(err.value)
     assert not list(s3_stack.stack_dir.glob("pids/*.pid"))
@@ -134,15 +135,15 @@ def test_a_stack_is_never_half_in_one_mode(s3_stack, monkeypatch):
     """A local-mode stack that runs refuses `up --s3` (and says how to switch)."""
     monkeypatch.setenv("C2M_S3", "0")
     local = get_settings()
-    services._record_mode(local)
-    services._spawn(local, services.Component("site", [sys.executable, "-c", "import time; time.sleep(60)"], {}))
+    mode.record_mode(local)
+    processes.spawn(local, components.Component("site", [sys.executable, "-c", SLEEP], {}))
     try:
-        assert services.running_mode(local) is False
-        with pytest.raises(services.StackError, match="running in local mode.*crawl2model down"):
+        assert mode.running_mode(local) is False
+        with pytest.raises(layout.StackError, match="running in local mode.*crawl2model down"):
             services.up(s3_stack, timeout=5, echo=lambda m: None)
     finally:
         services.down(local, grace=5, echo=lambda m: None)
-    assert services.running_mode(local) is None
+    assert mode.running_mode(local) is None
 
 
 def test_commands_in_another_shell_adopt_the_running_stacks_s3_settings(s3_stack, monkeypatch):
@@ -153,8 +154,8 @@ def test_commands_in_another_shell_adopt_the_running_stacks_s3_settings(s3_stack
 
     monkeypatch.setenv("C2M_S3_BUCKET", "team-lake")
     started = get_settings()
-    services._record_mode(started)
-    services._spawn(started, services.Component("site", [sys.executable, "-c", "import time; time.sleep(60)"], {}))
+    mode.record_mode(started)
+    processes.spawn(started, components.Component("site", [sys.executable, "-c", SLEEP], {}))
     try:
         for name in ("C2M_S3", "C2M_S3_BUCKET", "C2M_S3_PORT", "C2M_DATA_ROOT"):
             monkeypatch.setenv(name, "placeholder")  # so that monkeypatch restores them afterwards

@@ -9,7 +9,7 @@ import pytest
 
 from ops import cli
 from ops.launch.settings import get_settings
-from ops.stack import services, spark_standalone
+from ops.stack import components, layout, monitor, services, spark_cluster, spark_standalone
 
 pytestmark = pytest.mark.integration
 
@@ -51,8 +51,8 @@ def test_up_flag_is_parsed():
 
 
 def test_spark_cluster_beside_the_stack_is_listed_and_stopped_by_down(stack, capsys):
-    s = services.start_spark_cluster(stack, workers=2, timeout=240)
-    cluster = services.running_spark_cluster(stack)
+    s = spark_cluster.start_spark_cluster(stack, workers=2, timeout=240)
+    cluster = spark_cluster.running_spark_cluster(stack)
     try:
         assert cluster is not None and s.spark_master == cluster.master_url
         assert s.spark_master.startswith("spark://127.0.0.1:")
@@ -61,20 +61,21 @@ def test_spark_cluster_beside_the_stack_is_listed_and_stopped_by_down(stack, cap
         # PIDs and logs live under the stack dir; the DAGs' tasks get the master
         assert Path(stack.stack_dir, "spark", "cluster.json").exists()
         assert Path(stack.stack_dir, "spark", "logs", "worker-1.log").exists()
-        assert services.airflow_env(s)["C2M_SPARK_MASTER"] == cluster.master_url
-        assert services.urls(stack)["spark master"] == f"{cluster.ui_url} ({cluster.master_url})"
+        assert components.airflow_env(s)["C2M_SPARK_MASTER"] == cluster.master_url
+        assert monitor.urls(stack)["spark master"] == f"{cluster.ui_url} ({cluster.master_url})"
         # a second `up --spark-workers` keeps the running cluster
-        assert services.start_spark_cluster(stack, workers=2).spark_master == cluster.master_url
+        assert spark_cluster.start_spark_cluster(stack, workers=2).spark_master == cluster.master_url
     finally:
         services.down(stack)
-    assert services.running_spark_cluster(stack) is None
+    assert spark_cluster.running_spark_cluster(stack) is None
     assert not spark_standalone.group_pids(cluster.pids)
     assert not _jvms_under(Path(stack.stack_dir, "spark"))
-    assert "spark master" not in services.urls(stack)
+    assert "spark master" not in monitor.urls(stack)
     assert "stopped the Spark cluster" in capsys.readouterr().out
 
 
 def test_a_cluster_is_refused_beside_an_airflow_started_without_it(stack, monkeypatch):
-    monkeypatch.setattr(services, "read_pid", lambda s, name: 4242 if name == "airflow-scheduler" else None)
-    with pytest.raises(services.StackError, match="crawl2model down"):
-        services.start_spark_cluster(stack, workers=1)
+    monkeypatch.setattr(spark_cluster, "read_pid",
+                        lambda s, name: 4242 if name == "airflow-scheduler" else None)
+    with pytest.raises(layout.StackError, match="crawl2model down"):
+        spark_cluster.start_spark_cluster(stack, workers=1)

