@@ -1,4 +1,4 @@
-"""The images, checked offline: hadolint, the house rules of STYLE.md, pinned versions that agree
+"""The images, checked offline: hadolint, the house rules (pinned versions, strict bash, lean apt and pip layers, a non-root user, a self-check), pinned versions that agree
 with setup.cfg, the helper scripts, and docker/compose.yaml. No Docker engine is needed (or
 available here): images are linted and parsed, not built.
 """
@@ -84,7 +84,7 @@ def test_every_hadolint_ignore_says_why(dockerfile):
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=IMAGES)
-def test_house_rules_of_style_md(dockerfile):
+def test_house_rules(dockerfile):
     ins = instructions(dockerfile)
     first_from = next(i for i, (_, word, _) in enumerate(ins) if word == "FROM")
     # Pinned versions as ARGs at the top, before the first FROM, all with values.
