@@ -1,6 +1,7 @@
-"""The images, checked offline: hadolint, the house rules (pinned versions, strict bash, lean apt and pip layers, a non-root user, a self-check), pinned versions that agree
-with setup.cfg, the helper scripts, and docker/compose.yaml. No Docker engine is needed (or
-available here): images are linted and parsed, not built.
+"""The images, checked offline: hadolint, the house rules (pinned versions, strict bash, lean apt
+and pip layers, a non-root user, a self-check), pinned versions that agree with setup.cfg, the
+helper scripts, and docker/compose.yaml. No Docker engine is needed (or available here): images
+are linted and parsed, not built.
 """
 from __future__ import annotations
 
