@@ -6,11 +6,14 @@ Two steps, both through the training CLIs against a file-backed MLflow (sqlite):
    docs (what the demo crawls from Debian's ``python3.11-doc``; text extracted by
    ``bench/corpus.py`` instead of the crawl/extract/clean/dedup stages, which take minutes
    of Spark), optionally with the task's own *unlabelled* training texts appended
-   (``--task-text``: a corpus closer to the task; never the val/test texts). BPE, 4,096
+   (``--task-text``: the sentiment sentences; ``--text-jsonl DIR/train.jsonl``: any
+   ``--data`` folder's train split; a corpus closer to the task, never the val/test texts;
+   ``--pages -1`` leaves the docs out, so the vocabulary is the task's own). BPE, 4,096
    tokens, 128 per row, one document in 20 held out, as the demo's refresh does.
 2. ``run``: one ``training.pretrain`` (if ``--pretrain`` is given) then ``training.finetune``
-   per variant, each line of the table: the variant, its test accuracy, the baseline's,
-   the lift, the picked recipe, wall seconds and the 1-minute load average before and after.
+   per variant on ``--task`` (default sentiment; ``--data DIR`` for a task from outside), each
+   line of the table: the variant, its test primary metric, the baseline's, the lift, the
+   picked recipe, wall seconds and the 1-minute load average before and after.
 
     .venv-jobs/bin/python -m bench.finetune_recipe shards --out /tmp/r/shards --pages 150
     .venv-jobs/bin/python -m bench.finetune_recipe run --root /tmp/r --shards /tmp/r/shards/... \\
