@@ -6,11 +6,14 @@ Two steps, both through the training CLIs against a file-backed MLflow (sqlite):
    docs (what the demo crawls from Debian's ``python3.11-doc``; text extracted by
    ``bench/corpus.py`` instead of the crawl/extract/clean/dedup stages, which take minutes
    of Spark), optionally with the task's own *unlabelled* training texts appended
-   (``--task-text``: a corpus closer to the task; never the val/test texts). BPE, 4,096
+   (``--task-text``: the sentiment sentences; ``--text-jsonl DIR/train.jsonl``: any
+   ``--data`` folder's train split; a corpus closer to the task, never the val/test texts;
+   ``--pages -1`` leaves the docs out, so the vocabulary is the task's own). BPE, 4,096
    tokens, 128 per row, one document in 20 held out, as the demo's refresh does.
 2. ``run``: one ``training.pretrain`` (if ``--pretrain`` is given) then ``training.finetune``
-   per variant, each line of the table: the variant, its test accuracy, the baseline's,
-   the lift, the picked recipe, wall seconds and the 1-minute load average before and after.
+   per variant on ``--task`` (default sentiment; ``--data DIR`` for a task from outside), each
+   line of the table: the variant, its test primary metric, the baseline's, the lift, the
+   picked recipe, wall seconds and the 1-minute load average before and after.
 
     .venv-jobs/bin/python -m bench.finetune_recipe shards --out /tmp/r/shards --pages 150
     .venv-jobs/bin/python -m bench.finetune_recipe run --root /tmp/r --shards /tmp/r/shards/... \\
@@ -82,6 +85,15 @@ def review_docs() -> list[str]:
     return [e.text for e in polarity.read_examples(polarity.find_archive(), "reviews")]
 
 
+def jsonl_docs(path: str, per_doc: int = 50) -> list[str]:
+    """A task's unlabelled texts from a ``{"text"}`` or ``{"tokens"}`` JSON-lines file (its
+    train split), ``per_doc`` lines to a document."""
+    with open(path, encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    texts = [r["text"] if "text" in r else " ".join(r["tokens"]) for r in rows]
+    return [" ".join(texts[i:i + per_doc]) for i in range(0, len(texts), per_doc)]
+
+
 def corpus_docs(pages: int, task_text: bool, reviews: bool = False) -> list[str]:
     import importlib.util
 
@@ -144,16 +156,18 @@ def run(args) -> None:
               f"{pre.get('val_loss'):.3f}, {secs:.0f} s (load {l0:.1f} -> {l1:.1f})", flush=True)
     for spec in args.variant:
         label, _, flags = spec.partition("=")
+        data = ["--data", args.data] if args.data else []
         res, secs, l0, l1 = _job("training.finetune", [
-            "--base-model", base, "--task", "sentiment", "--promote", "never", "--run-name", label,
+            "--base-model", base, "--task", args.task, *data, "--promote", "never", "--run-name", label,
             *shlex.split(flags)], env, root / f"ft-{label}.json")
-        row = {**record, "variant": label, "flags": flags, "base_model": base, "accuracy": res["accuracy"],
-               "baseline_accuracy": res["baseline_accuracy"], "lift_accuracy": res["lift_accuracy"],
-               "val_accuracy": res.get("val_accuracy"), "best_epoch": res["best_epoch"],
+        m = res["metric"]
+        row = {**record, "task": args.task, "data": args.data, "variant": label, "flags": flags,
+               "base_model": base, "metric": m, m: res[m], f"baseline_{m}": res[f"baseline_{m}"],
+               f"lift_{m}": res[f"lift_{m}"], f"val_{m}": res.get(f"val_{m}"), "best_epoch": res["best_epoch"],
                "steps": res["steps"],
                "seconds": round(secs, 1), "load_before": l0, "load_after": l1, "time": time.time()}
-        print(f"| {label} | {res['accuracy']:.4f} | {res['baseline_accuracy']:.4f} | "
-              f"{res['lift_accuracy']:+.4f} | epoch {res['best_epoch']}, {res['steps']} steps | "
+        print(f"| {label} | {m} {res[m]:.4f} | {res[f'baseline_{m}']:.4f} | "
+              f"{res[f'lift_{m}']:+.4f} | epoch {res['best_epoch']}, {res['steps']} steps | "
               f"{secs:.0f} s | load {l0:.1f}-{l1:.1f} |", flush=True)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         with open(RESULTS, "a", encoding="utf-8") as fh:
@@ -169,6 +183,9 @@ def main(argv=None) -> None:
     s.add_argument("--reviews", action="store_true",
                    help="append the polarity archive's 1,500 reviews, unlabelled")
     s.add_argument("--task-text", action="store_true", help="append the task's unlabelled train texts")
+    s.add_argument("--text-jsonl", action="append", default=[],
+                   help="append a task's unlabelled texts from this train.jsonl (text or tokens)")
+    s.add_argument("--vocab-size", type=int, default=4096)
     s.add_argument("--version", default="bench")
     r = sub.add_parser("run")
     r.add_argument("--root", required=True, help="MLflow db, artefacts, checkpoints and results")
@@ -176,10 +193,13 @@ def main(argv=None) -> None:
     r.add_argument("--pretrain", default="", help="training.pretrain flags; empty = use --base-model")
     r.add_argument("--base-model", default="")
     r.add_argument("--variant", action="append", default=[], help="label=finetune flags")
+    r.add_argument("--task", default="sentiment", help="finetune --task")
+    r.add_argument("--data", default="", help="finetune --data (a folder of train/val/test.jsonl)")
     args = p.parse_args(argv)
     if args.cmd == "shards":
         docs = corpus_docs(args.pages, args.task_text, args.reviews)
-        make_shards(Path(args.out), docs, version=args.version)
+        docs += [d for path in args.text_jsonl for d in jsonl_docs(path)]
+        make_shards(Path(args.out), docs, vocab_size=args.vocab_size, version=args.version)
     else:
         run(args)
 
