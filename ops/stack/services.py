@@ -39,7 +39,7 @@ from ops.stack import s3_server
 
 MLFLOW_ARTIFACTS_PREFIX = "mlflow-artifacts"  # under the bucket, in S3 mode
 AIRFLOW_COMPONENTS = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
-COMPONENTS = (*AIRFLOW_COMPONENTS, "mlflow", "site")
+COMPONENTS = (*AIRFLOW_COMPONENTS, "mlflow", "site", "reviews")  # reviews: the second demo site
 S3 = "s3"
 ALL_COMPONENTS = (S3, *COMPONENTS)  # every name down() looks for
 STOP_GRACE_S = 20.0
@@ -185,6 +185,7 @@ def components(s: Settings) -> dict[str, Component]:
     mlflow_env = {**jenv, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # GenAI job workers: ~2 GiB, unused
     site_argv = [str(s.jobs_python if s.jobs_python.exists() else s.airflow_venv / "bin" / "python"),
                  "-m", "ops.stack.demo_site", "--host", s.host, "--port", str(s.site_port)]
+    reviews_argv = [site_argv[0], "-m", "ops.stack.reviews_site", "--host", s.host, "--port", str(s.reviews_port)]
     mlflow_dir = s.stack_dir / "mlflow"
     artifacts = (f"s3://{s.s3_bucket}/{MLFLOW_ARTIFACTS_PREFIX}" if s.s3_mode
                  else str(mlflow_dir / "artifacts"))
@@ -200,6 +201,8 @@ def components(s: Settings) -> dict[str, Component]:
             "--artifacts-destination", artifacts, "--workers", "1",
         ], mlflow_env, s.mlflow_port, "C2M_MLFLOW_PORT", f"http://{s.host}:{s.mlflow_port}/health"),
         "site": Component("site", site_argv, jenv, s.site_port, "C2M_SITE_PORT", f"{s.site_url}/robots.txt"),
+        "reviews": Component("reviews", reviews_argv, jenv, s.reviews_port, "C2M_REVIEWS_PORT",
+                             f"{s.reviews_url}/robots.txt"),
     }
     comps[S3] = Component(S3, s3_server.command(s), s3_server.server_env(s) if s.s3_mode else {}, s.s3_port,
                           "C2M_S3_PORT", cwd=s3_server.data_dir(s))
@@ -321,6 +324,13 @@ def _require_binaries(s: Settings, names: list[str]) -> None:
             resolve_root(os.environ.get("C2M_SITE_ROOT"))
         except SiteMissing as exc:
             raise StackError(str(exc)) from None
+    if "reviews" in names:
+        from training.data.polarity import PolarityDataMissing, find_archive
+
+        try:
+            find_archive()
+        except PolarityDataMissing as exc:
+            raise StackError(f"the reviews site needs it: {exc}") from None
 
 
 # ---------------------------------------------------------------- health
@@ -348,7 +358,7 @@ def health(s: Settings | None = None) -> dict[str, bool]:
             info = {}
         for key, name in _AIRFLOW_HEALTH_KEYS.items():
             result[name] = (info.get(key) or {}).get("status") == "healthy"
-    for name in ("mlflow", "site"):
+    for name in ("mlflow", "site", "reviews"):
         result[name] = _get(comps[name].health_url)[0] == 200
     if S3 in result:
         result[S3] = s3_server.ready(s)
@@ -367,7 +377,7 @@ def status(s: Settings | None = None) -> dict[str, dict]:
 
 def urls(s: Settings | None = None) -> dict[str, str]:
     s = s or get_settings()
-    out = {"airflow": s.airflow_url, "mlflow": s.mlflow_uri, "site": s.site_url}
+    out = {"airflow": s.airflow_url, "mlflow": s.mlflow_uri, "site": s.site_url, "reviews site": s.reviews_url}
     if s.s3_mode:
         out["s3"] = f"{s.s3_endpoint} (bucket {s.s3_bucket}; credentials in {s3_client.credentials_file(s)})"
     cluster = running_spark_cluster(s)
@@ -470,7 +480,7 @@ def up(s: Settings | None = None, timeout: float = 240.0,
     times = _start_s3(s, comps[S3], t0, timeout, echo) if S3 in to_start else {}
     if s.s3_mode:
         _prepare_bucket(s, echo)
-    for name in ("site", "mlflow"):  # no setup needed: start first, they warm up meanwhile
+    for name in ("site", "reviews", "mlflow"):  # no setup needed: start first, they warm up meanwhile
         if name in to_start:
             _spawn(s, comps[name])
     if "airflow-api-server" in to_start:  # else the DB is migrated: it serves the running API server
@@ -485,7 +495,7 @@ def up(s: Settings | None = None, timeout: float = 240.0,
 
 
 def _urls_line(s: Settings) -> str:
-    line = f"Airflow {s.airflow_url}  MLflow {s.mlflow_uri}  site {s.site_url}"
+    line = f"Airflow {s.airflow_url}  MLflow {s.mlflow_uri}  sites {s.site_url} {s.reviews_url}"
     return f"{line}  S3 {s.s3_endpoint} (data {s.data_root})" if s.s3_mode else line
 
 
