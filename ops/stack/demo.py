@@ -63,7 +63,7 @@ PROFILES = {
         # objective mlm: a BERT, registered as c2m-bert (README "Recipes, measured").
         data={"max_pages": 300, "crawl_shards": 2, "max_depth": 3, "delay": 1.0, "vocab_size": 4096,
               "seq_len": 128, "dedup_against": "none", "allow_private": True,
-              "pretrain": {"objective": "mlm", "max_steps": 400}},
+              "pretrain": {"objective": "mlm", "max_steps": 750}},
         # No epochs: the job picks epochs, lr and warmup from the training-set size and stops
         # early on validation (training/tasks/recipe.py; README "Recipes, measured").
         finetune={"base_model": "models:/c2m-bert@champion"},
