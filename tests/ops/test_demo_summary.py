@@ -61,6 +61,11 @@ def test_demo_profile_crawls_both_sites_side_by_side_and_finetunes_the_bert(monk
     assert [(s["seeds"], s["allow_domains"], s["max_pages"]) for s in shards] == [
         (["http://127.0.0.1:28100/"], ["127.0.0.1:28100"], 150),
         (["http://127.0.0.1:28101/"], ["127.0.0.1:28101"], 150)]
+    from ops.dagkit.dag_params import data_refresh_params
+
+    overridable = data_refresh_params(get_settings())["pretrain"]["properties"]
+    assert set(conf["pretrain"]) <= set(overridable)  # else Airflow refuses the trigger (HTTP 400)
+    assert "mlm" in overridable["objective"]["enum"]
     name = dag_support.register_name_for(conf["pretrain"]["objective"])
     assert name == "c2m-bert" and demo.finetune["base_model"] == f"models:/{name}@champion"
     assert PROFILES["tiny"].refresh_conf(get_settings()) == PROFILES["tiny"].data  # the docs site only
