@@ -78,11 +78,12 @@ def make_shards(out: Path, docs: list[str], vocab_size: int = 4096, seq_len: int
 
 
 def review_docs() -> list[str]:
-    """The 1,500 full movie reviews of the polarity archive's other subset, unlabelled: text from
-    the task's domain (the sentence task's splits never include them)."""
-    from training.data import polarity
+    """The full movie reviews the demo's reviews site serves (ops/stack/reviews_site.py), unlabelled:
+    text from the task's domain, the reviews subset's train split only, none holding a val or test
+    sentence of the sentence task."""
+    from ops.stack.reviews_site import site_reviews
 
-    return [e.text for e in polarity.read_examples(polarity.find_archive(), "reviews")]
+    return site_reviews().texts
 
 
 def jsonl_docs(path: str, per_doc: int = 50) -> list[str]:
@@ -181,7 +182,7 @@ def main(argv=None) -> None:
     s.add_argument("--out", required=True)
     s.add_argument("--pages", type=int, default=150, help="Python doc pages (0 = all, -1 = none)")
     s.add_argument("--reviews", action="store_true",
-                   help="append the polarity archive's 1,500 reviews, unlabelled")
+                   help="append the reviews the demo's reviews site serves (1,215 of the archive's 1,500), unlabelled")
     s.add_argument("--task-text", action="store_true", help="append the task's unlabelled train texts")
     s.add_argument("--text-jsonl", action="append", default=[],
                    help="append a task's unlabelled texts from this train.jsonl (text or tokens)")

@@ -74,7 +74,8 @@ def data_refresh_params(s: Settings) -> dict[str, dict]:
                       "end_to_end turns this off and triggers pretrain itself.", "Run", type="boolean"),
         "pretrain": _p({}, "Pretrain overrides", "Overrides for the pretrain run this refresh starts "
                        "(carried in the corpus event).", "Run", type="object", additionalProperties=False,
-                       properties=_schemas(pretrain_params(s), ("model", "max_steps", "batch_size", "np"))),
+                       properties=_schemas(pretrain_params(s), ("model", "objective", "max_steps", "batch_size",
+                                                                   "np"))),
     }
 
 

@@ -83,6 +83,7 @@ class Settings:
     airflow_port: int = field(default_factory=lambda: _port("C2M_AIRFLOW_PORT", 28080))
     mlflow_port: int = field(default_factory=lambda: _port("C2M_MLFLOW_PORT", 25000))
     site_port: int = field(default_factory=lambda: _port("C2M_SITE_PORT", 28000))
+    reviews_port: int = field(default_factory=lambda: _port("C2M_REVIEWS_PORT", 28001))  # the second demo site
     spark_master: str = field(default_factory=lambda: _env("C2M_SPARK_MASTER", "local[*]"))
     train_np: int = field(default_factory=lambda: int(_env("C2M_TRAIN_NP", "2")))
     # S3 mode: a local S3 server (SeaweedFS) on s3_port and the ports derived from it.
@@ -101,6 +102,10 @@ class Settings:
     @property
     def site_url(self) -> str:
         return f"http://{self.host}:{self.site_port}"
+
+    @property
+    def reviews_url(self) -> str:
+        return f"http://{self.host}:{self.reviews_port}"
 
     @property
     def s3_endpoint(self) -> str:

@@ -92,6 +92,7 @@ def components(s: Settings) -> dict[str, Component]:
     mlflow_env = {**jenv, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # GenAI job workers: ~2 GiB, unused
     site_argv = [str(s.jobs_python if s.jobs_python.exists() else s.airflow_venv / "bin" / "python"),
                  "-m", "ops.stack.demo_site", "--host", s.host, "--port", str(s.site_port)]
+    reviews_argv = [site_argv[0], "-m", "ops.stack.reviews_site", "--host", s.host, "--port", str(s.reviews_port)]
     mlflow_dir = s.stack_dir / "mlflow"
     artifacts = (f"s3://{s.s3_bucket}/{MLFLOW_ARTIFACTS_PREFIX}" if s.s3_mode
                  else str(mlflow_dir / "artifacts"))
@@ -107,6 +108,8 @@ def components(s: Settings) -> dict[str, Component]:
             "--artifacts-destination", artifacts, "--workers", "1",
         ], mlflow_env, s.mlflow_port, "C2M_MLFLOW_PORT", f"http://{s.host}:{s.mlflow_port}/health"),
         "site": Component("site", site_argv, jenv, s.site_port, "C2M_SITE_PORT", f"{s.site_url}/robots.txt"),
+        "reviews": Component("reviews", reviews_argv, jenv, s.reviews_port, "C2M_REVIEWS_PORT",
+                             f"{s.reviews_url}/robots.txt"),
     }
     comps[S3] = Component(S3, s3_server.command(s), s3_server.server_env(s) if s.s3_mode else {}, s.s3_port,
                           "C2M_S3_PORT", cwd=s3_server.data_dir(s))

@@ -36,24 +36,38 @@ DATA_TASKS = {"crawl": "ingest.crawl", "extract": "ingest.extract", "clean": "re
 
 @dataclass(frozen=True)
 class Profile:
-    """Sizes for one demo run: conf for data_refresh (with pretrain overrides) and finetune."""
+    """Sizes for one demo run: conf for data_refresh (with pretrain overrides) and finetune.
+
+    ``sites`` name the Settings URLs the crawl starts from, one seed each (empty: the
+    data_refresh default, the docs site); each site is its own host, so with
+    ``crawl_shards`` set to their number they are crawled side by side."""
 
     data: dict[str, Any]
     finetune: dict[str, Any]
     timeout_s: float = 3600.0
+    sites: tuple[str, ...] = ()
+
+    def refresh_conf(self, s: Settings) -> dict[str, Any]:
+        seeds = [f"{getattr(s, site)}/" for site in self.sites]
+        return {**self.data, "seeds": seeds} if seeds else dict(self.data)
 
 
 PROFILES = {
-    # ~150 of the ~530 doc pages; robots.txt's Crawl-delay (1 s) sets the pace. The site is on
+    # Two sites crawled side by side (one shard each, 150 pages each at most): ~150 of the ~530
+    # Python doc pages and the movie-review site (ops/stack/reviews_site.py, ~120 pages), text of
+    # the sentiment task's domain. robots.txt's Crawl-delay (1 s) sets the pace. The sites are on
     # 127.0.0.1, so the crawl must allow private addresses (off by default in data_refresh).
     "demo": Profile(
         # dedup_against=none: each demo run is a self-contained corpus, so a second `make demo`
         # on the same data root is not emptied by cross-refresh dedup against the first.
-        data={"max_pages": 150, "max_depth": 3, "delay": 1.0, "vocab_size": 4096, "seq_len": 128,
-              "dedup_against": "none", "allow_private": True, "pretrain": {"max_steps": 200}},
+        # objective mlm: a BERT, registered as c2m-bert (README "Recipes, measured").
+        data={"max_pages": 300, "crawl_shards": 2, "max_depth": 3, "delay": 1.0, "vocab_size": 4096,
+              "seq_len": 128, "dedup_against": "none", "allow_private": True,
+              "pretrain": {"objective": "mlm", "max_steps": 750}},
         # No epochs: the job picks epochs, lr and warmup from the training-set size and stops
         # early on validation (training/tasks/recipe.py; README "Recipes, measured").
-        finetune={},
+        finetune={"base_model": "models:/c2m-bert@champion"},
+        sites=("site_url", "reviews_url"),
     ),
     # For the integration test: a handful of pages, a few steps.
     "tiny": Profile(
@@ -208,7 +222,7 @@ def _run_flow(prof: Profile, s: Settings, result: DemoResult, echo: Heartbeat) -
     for dag_id in ("pretrain", "finetune"):
         client.set_paused(dag_id, False)
 
-    refresh = trigger_refresh(client, prof.data, echo)
+    refresh = trigger_refresh(client, prof.refresh_conf(s), echo)
     if not _wait(client, "data_refresh", refresh["dag_run_id"], result, s, prof.timeout_s, echo):
         return
     for stage, task_id in DATA_TASKS.items():
@@ -253,6 +267,16 @@ def _baseline_line(fin: dict) -> str:
     return (f"                  {fin.get('baseline', 'baseline')} baseline {metric} "
             f"{_fmt(fin.get(f'baseline_{metric}'))}  lift {_fmt(fin.get(f'lift_{metric}'))}  "
             f"({'champion' if fin.get('promoted') else 'not promoted'}: {fin.get('gate')})")
+
+
+def _bpb_line(pre: dict) -> str:
+    """A GPT's bits per byte beside xz's; a BERT (masked-LM loss, no bits per byte) its gate."""
+    if pre.get("val_bpb") is None:
+        return (f"                  masked-LM model: gated on val loss "
+                f"({'champion' if pre.get('promoted') else 'not promoted'}: {pre.get('gate')})")
+    return (f"                  val bits/byte {_fmt(pre.get('val_bpb'))}  "
+            f"{pre.get('baseline', 'xz')} baseline {_fmt(pre.get('baseline_bpb'))}  "
+            f"lift {_fmt(pre.get('lift_bpb'))} (lower is better)")
 
 
 CARD_PICTURES = ("funnel.png", "doc_length.png", "languages.png", "shard_tokens.png")
@@ -311,9 +335,7 @@ def summary(result: DemoResult, s: Settings) -> str:
         f"(vocab {tok.get('vocab_size')}, seq_len {tok.get('seq_len')}, {tok.get('uri')})",
         f"  pretrain        train loss {_fmt(pre.get('train_loss'))}  val loss {_fmt(pre.get('val_loss'))}  "
         f"steps {pre.get('steps')}  model {pre.get('model_uri')}",
-        f"                  val bits/byte {_fmt(pre.get('val_bpb'))}  "
-        f"{pre.get('baseline', 'xz')} baseline {_fmt(pre.get('baseline_bpb'))}  "
-        f"lift {_fmt(pre.get('lift_bpb'))} (lower is better)",
+        _bpb_line(pre),
         f"  finetune        accuracy {_fmt(fin.get('accuracy'))}  F1 {_fmt(fin.get('f1'))}  "
         f"version {fin.get('model_version')}",
         _baseline_line(fin),

@@ -14,7 +14,7 @@ from pathlib import Path
 from ops.launch.settings import Settings
 
 AIRFLOW_COMPONENTS = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
-COMPONENTS = (*AIRFLOW_COMPONENTS, "mlflow", "site")
+COMPONENTS = (*AIRFLOW_COMPONENTS, "mlflow", "site", "reviews")  # reviews: the second demo site
 S3 = "s3"
 ALL_COMPONENTS = (S3, *COMPONENTS)  # every name down() looks for
 STOP_GRACE_S = 20.0

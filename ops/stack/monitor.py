@@ -49,7 +49,7 @@ def health(s: Settings | None = None) -> dict[str, bool]:
             info = {}
         for key, name in _AIRFLOW_HEALTH_KEYS.items():
             result[name] = (info.get(key) or {}).get("status") == "healthy"
-    for name in ("mlflow", "site"):
+    for name in ("mlflow", "site", "reviews"):
         result[name] = _get(comps[name].health_url)[0] == 200
     if S3 in result:
         result[S3] = s3_server.ready(s)
@@ -68,7 +68,7 @@ def status(s: Settings | None = None) -> dict[str, dict]:
 
 def urls(s: Settings | None = None) -> dict[str, str]:
     s = s or get_settings()
-    out = {"airflow": s.airflow_url, "mlflow": s.mlflow_uri, "site": s.site_url}
+    out = {"airflow": s.airflow_url, "mlflow": s.mlflow_uri, "site": s.site_url, "reviews site": s.reviews_url}
     if s.s3_mode:
         out["s3"] = f"{s.s3_endpoint} (bucket {s.s3_bucket}; credentials in {s3_client.credentials_file(s)})"
     cluster = running_spark_cluster(s)
@@ -78,7 +78,7 @@ def urls(s: Settings | None = None) -> dict[str, str]:
 
 
 def urls_line(s: Settings) -> str:
-    line = f"Airflow {s.airflow_url}  MLflow {s.mlflow_uri}  site {s.site_url}"
+    line = f"Airflow {s.airflow_url}  MLflow {s.mlflow_uri}  sites {s.site_url} {s.reviews_url}"
     return f"{line}  S3 {s.s3_endpoint} (data {s.data_root})" if s.s3_mode else line
 
 

@@ -81,6 +81,13 @@ def _require_binaries(s: Settings, names: list[str]) -> None:
             resolve_root(os.environ.get("C2M_SITE_ROOT"))
         except SiteMissing as exc:
             raise StackError(str(exc)) from None
+    if "reviews" in names:
+        from training.data.polarity import PolarityDataMissing, find_archive
+
+        try:
+            find_archive()
+        except PolarityDataMissing as exc:
+            raise StackError(f"the reviews site needs it: {exc}") from None
 
 
 def _start_s3(s: Settings, comp: Component, t0: float, timeout: float,
@@ -138,7 +145,7 @@ def up(s: Settings | None = None, timeout: float = 240.0,
     times = _start_s3(s, comps[S3], t0, timeout, echo) if S3 in to_start else {}
     if s.s3_mode:
         _prepare_bucket(s, echo)
-    for name in ("site", "mlflow"):  # no setup needed: start first, they warm up meanwhile
+    for name in ("site", "reviews", "mlflow"):  # no setup needed: start first, they warm up meanwhile
         if name in to_start:
             spawn(s, comps[name])
     if "airflow-api-server" in to_start:  # else the DB is migrated: it serves the running API server

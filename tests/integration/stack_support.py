@@ -96,7 +96,7 @@ def stack_env(base: Path) -> dict[str, str]:
         "C2M_SITE_CRAWL_DELAY": "0",
         "C2M_RETRY_DELAY_S": "1",  # parsed into every DAG's retry_delay: failures retry at once
     }
-    for var in ("C2M_AIRFLOW_PORT", "C2M_MLFLOW_PORT", "C2M_SITE_PORT"):
+    for var in ("C2M_AIRFLOW_PORT", "C2M_MLFLOW_PORT", "C2M_SITE_PORT", "C2M_REVIEWS_PORT"):
         env[var] = str(free_port())
     return env
 

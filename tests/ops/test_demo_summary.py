@@ -22,6 +22,17 @@ def test_summary_prints_baselines_and_lifts_beside_the_models():
     assert lines[at + 3].startswith("TF-IDF+LR baseline accuracy 0.6850  lift -0.1000  (not promoted: ")
 
 
+def test_summary_gives_a_bert_its_gate_instead_of_bits_per_byte():
+    pretrain = {"train_loss": 6.1, "val_loss": 6.4, "steps": 400, "model_uri": "models:/c2m-bert/1",
+                "promoted": True, "gate": "no champion yet"}
+    result = DemoResult(ok=True, outputs={"pretrain": pretrain})
+    s = SimpleNamespace(data_root="/tmp/d", s3_mode=False, airflow_url="http://a", mlflow_uri="http://m")
+    lines = [line.strip() for line in summary(result, s).splitlines()]
+    at = next(i for i, line in enumerate(lines) if line.startswith("pretrain "))
+    assert "model models:/c2m-bert/1" in lines[at]
+    assert lines[at + 1] == "masked-LM model: gated on val loss (champion: no champion yet)"
+
+
 def test_summary_links_the_finetune_report_in_the_mlflow_ui():
     finetune = {"accuracy": 0.7, "metric": "accuracy", "run_id": "f1", "report": "report/index.html",
                 "mlflow_run_url": "http://127.0.0.1:5000/#/experiments/3/runs/f1"}
@@ -32,3 +43,29 @@ def test_summary_links_the_finetune_report_in_the_mlflow_ui():
     assert f"report          {page}" in lines
     del finetune["report"]  # a run without a report (e.g. its drawing failed): no line
     assert not any(line.strip().startswith("report ") for line in summary(result, s).splitlines())
+
+
+def test_demo_profile_crawls_both_sites_side_by_side_and_finetunes_the_bert(monkeypatch):
+    """The demo's conf plans one crawl shard per site (150 pages each), pretrains with the masked-LM
+    objective (registered as c2m-bert) and finetunes from that model."""
+    from ops.dagkit import dag_support
+    from ops.launch.settings import get_settings
+    from ops.stack.demo import PROFILES
+
+    monkeypatch.setenv("C2M_SITE_PORT", "28100")
+    monkeypatch.setenv("C2M_REVIEWS_PORT", "28101")
+    demo = PROFILES["demo"]
+    conf = demo.refresh_conf(get_settings())
+    assert conf["seeds"] == ["http://127.0.0.1:28100/", "http://127.0.0.1:28101/"]
+    shards = dag_support.crawl_shards(conf, "v1")
+    assert [(s["seeds"], s["allow_domains"], s["max_pages"]) for s in shards] == [
+        (["http://127.0.0.1:28100/"], ["127.0.0.1:28100"], 150),
+        (["http://127.0.0.1:28101/"], ["127.0.0.1:28101"], 150)]
+    from ops.dagkit.dag_params import data_refresh_params
+
+    overridable = data_refresh_params(get_settings())["pretrain"]["properties"]
+    assert set(conf["pretrain"]) <= set(overridable)  # else Airflow refuses the trigger (HTTP 400)
+    assert "mlm" in overridable["objective"]["enum"]
+    name = dag_support.register_name_for(conf["pretrain"]["objective"])
+    assert name == "c2m-bert" and demo.finetune["base_model"] == f"models:/{name}@champion"
+    assert PROFILES["tiny"].refresh_conf(get_settings()) == PROFILES["tiny"].data  # the docs site only

@@ -18,7 +18,7 @@ def stack(tmp_path, monkeypatch):
     """Settings for a throwaway stack on ports nobody uses."""
     monkeypatch.setenv("C2M_STACK_DIR", str(tmp_path / "stack"))
     monkeypatch.setenv("C2M_DATA_ROOT", str(tmp_path / "data"))
-    for var in ("C2M_AIRFLOW_PORT", "C2M_MLFLOW_PORT", "C2M_SITE_PORT"):
+    for var in ("C2M_AIRFLOW_PORT", "C2M_MLFLOW_PORT", "C2M_SITE_PORT", "C2M_REVIEWS_PORT"):
         monkeypatch.setenv(var, str(_free_port()))
     return get_settings()
 

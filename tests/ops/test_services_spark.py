@@ -24,7 +24,7 @@ def _free_port() -> int:
 def stack(tmp_path, monkeypatch):
     monkeypatch.setenv("C2M_STACK_DIR", str(tmp_path / "stack"))
     monkeypatch.setenv("C2M_DATA_ROOT", str(tmp_path / "data"))
-    for var in ("C2M_AIRFLOW_PORT", "C2M_MLFLOW_PORT", "C2M_SITE_PORT"):
+    for var in ("C2M_AIRFLOW_PORT", "C2M_MLFLOW_PORT", "C2M_SITE_PORT", "C2M_REVIEWS_PORT"):
         monkeypatch.setenv(var, str(_free_port()))
     for var in ("C2M_S3", "C2M_SPARK_MASTER"):
         monkeypatch.delenv(var, raising=False)
