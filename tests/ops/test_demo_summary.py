@@ -48,7 +48,8 @@ def test_summary_links_the_finetune_report_in_the_mlflow_ui():
 def test_demo_profile_crawls_both_sites_side_by_side_and_finetunes_the_bert(monkeypatch):
     """The demo's conf plans one crawl shard per site (150 pages each), pretrains with the masked-LM
     objective (registered as c2m-bert) and finetunes from that model."""
-    from ops.dagkit import dag_support
+    from ops.dagkit.fanout import crawl_shards
+    from ops.dagkit.flags import register_name_for
     from ops.launch.settings import get_settings
     from ops.stack.demo import PROFILES
 
@@ -57,7 +58,7 @@ def test_demo_profile_crawls_both_sites_side_by_side_and_finetunes_the_bert(monk
     demo = PROFILES["demo"]
     conf = demo.refresh_conf(get_settings())
     assert conf["seeds"] == ["http://127.0.0.1:28100/", "http://127.0.0.1:28101/"]
-    shards = dag_support.crawl_shards(conf, "v1")
+    shards = crawl_shards(conf, "v1")
     assert [(s["seeds"], s["allow_domains"], s["max_pages"]) for s in shards] == [
         (["http://127.0.0.1:28100/"], ["127.0.0.1:28100"], 150),
         (["http://127.0.0.1:28101/"], ["127.0.0.1:28101"], 150)]
@@ -66,6 +67,6 @@ def test_demo_profile_crawls_both_sites_side_by_side_and_finetunes_the_bert(monk
     overridable = data_refresh_params(get_settings())["pretrain"]["properties"]
     assert set(conf["pretrain"]) <= set(overridable)  # else Airflow refuses the trigger (HTTP 400)
     assert "mlm" in overridable["objective"]["enum"]
-    name = dag_support.register_name_for(conf["pretrain"]["objective"])
+    name = register_name_for(conf["pretrain"]["objective"])
     assert name == "c2m-bert" and demo.finetune["base_model"] == f"models:/{name}@champion"
     assert PROFILES["tiny"].refresh_conf(get_settings()) == PROFILES["tiny"].data  # the docs site only
