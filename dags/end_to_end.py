@@ -23,7 +23,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 
 from ops.dagkit.dag_params import end_to_end_params
-from ops.dagkit.dag_support import OWNER_ML, task_defaults
+from ops.dagkit.dag_support import OWNER_ML, task_defaults, trigger_poke_interval
 from ops.launch.settings import get_settings
 
 PARAMS = {name: Param(**spec) for name, spec in end_to_end_params(get_settings()).items()}
@@ -66,7 +66,7 @@ def end_to_end():
                 note="Started by the end_to_end DAG.",
                 wait_for_completion=True,
                 deferrable=True,
-                poke_interval=10,
+                poke_interval=trigger_poke_interval(),
                 reset_dag_run=True,
                 fail_when_dag_is_paused=True,
             )

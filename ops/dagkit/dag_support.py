@@ -328,6 +328,7 @@ def finetune_args(p: dict[str, Any], result_file: Path | str,
 OWNER_DATA = "data-platform"
 OWNER_ML = "ml-platform"
 RETRY_DELAY_ENV = "C2M_RETRY_DELAY_S"  # tests shorten the retry delay through this
+TRIGGER_POKE_ENV = "C2M_TRIGGER_POKE_S"  # and how often end_to_end checks the runs it triggered
 log = logging.getLogger("crawl2model")
 
 
@@ -352,6 +353,15 @@ def task_defaults(owner: str, retries: int, timeout: timedelta, retry_delay: tim
         "on_failure_callback": report_failure,
         "on_retry_callback": report_retry,
     }
+
+
+def trigger_poke_interval(default: float = 10.0) -> float:
+    """Seconds between two checks of a triggered DAG run (end_to_end's ``poke_interval``).
+
+    ``$C2M_TRIGGER_POKE_S`` (read at parse time, environment only) shortens it for tests.
+    """
+    raw = os.environ.get(TRIGGER_POKE_ENV)
+    return max(float(raw), 0.5) if raw else default
 
 
 def airflow_base_url(s: Settings | None = None) -> str:
