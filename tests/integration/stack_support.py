@@ -96,6 +96,7 @@ def stack_env(base: Path) -> dict[str, str]:
         "C2M_SITE_CRAWL_DELAY": "0",
         "C2M_RETRY_DELAY_S": "1",  # parsed into every DAG's retry_delay: failures retry at once
         "C2M_TRIGGER_POKE_S": "1",  # end_to_end sees each triggered run end within a second
+        "C2M_DAG_REPARSE_S": "600",  # the DAG files do not change during the tests: parse them once
     }
     for var in ("C2M_AIRFLOW_PORT", "C2M_MLFLOW_PORT", "C2M_SITE_PORT"):
         env[var] = str(free_port())
