@@ -10,7 +10,8 @@ and data root (never the default ports), then, in order:
    models are registered, and each MLflow run sits in its DAG's experiment, is named after
    its Airflow task and tagged with its DAG run URL, while the DAG run's note links back;
 4. ``end_to_end`` triggers the three DAGs in turn and waits for each, without the corpus
-   Asset starting a second pretrain run.
+   Asset starting a second pretrain run (the run is conftest's ``end_to_end_run``, whose
+   data_refresh ``test_warc_source.py`` checks).
 
 ``hpo`` and ``compress`` are checked in ``test_scheduler_restart.py``, on the hpo run that
 test has to make anyway.
@@ -142,23 +143,13 @@ def test_the_tiny_demo_never_sat_silent_and_its_summary_links_the_data_card(tiny
     assert card and "/#/experiments/" in card[0].split("\n  data card       ", 1)[1].split("\n", 1)[0]
 
 
-def test_end_to_end_chains_the_three_dags(stack):
-    from ops.stack.demo import PROFILES, explain_failure
+def test_end_to_end_chains_the_three_dags(stack, end_to_end_run):
+    from ops.stack.demo import explain_failure
 
     client = _client(stack)
-    asset_runs = len(client.list_runs("pretrain", run_type="asset_triggered"))
-    tiny = PROFILES["tiny"]
-    # The demo's corpus already holds these pages: dedup against it would leave nothing to train on.
-    data = {k: v for k, v in tiny.data.items() if k not in ("pretrain", "max_pages")}
-    data["dedup_against"] = "none"
-    conf = {"seeds": [f"{stack.site_url}/"], "max_pages": tiny.data["max_pages"],
-            "max_steps": tiny.data["pretrain"]["max_steps"], "epochs": 1, "refresh_conf": data,
-            "pretrain_conf": {"batch_size": tiny.data["pretrain"]["batch_size"]},
-            "finetune_conf": {k: v for k, v in tiny.finetune.items() if k != "epochs"}}
-    client.set_paused("end_to_end", False)
-    run = client.trigger("end_to_end", conf)
-    final = client.wait_for_run("end_to_end", run["dag_run_id"], timeout=1800)
-    children = {d: f"{run['dag_run_id']}__{d}" for d in ("data_refresh", "pretrain", "finetune")}
+    run = {"dag_run_id": end_to_end_run.run_id}
+    final, children = end_to_end_run.final, end_to_end_run.children
+    asset_runs = end_to_end_run.asset_runs_before
     if final["state"] != "success":
         from ops.clients.airflow_api import AirflowAPIError
 
