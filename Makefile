@@ -82,16 +82,16 @@ status:
 demo: venvs
 	$(AIRFLOW_VENV)/bin/crawl2model demo
 
-# The standalone Spark cluster and two-host Horovod tests (marker distributed). They are not in
-# make test: on 2 cores they add several minutes (their JVMs and horovodrun start one after
-# another), which would take make test past its 30-minute budget.
+# The standalone Spark cluster and two-host Horovod tests (marker distributed), a step of make test
+# and a target of their own. They need root (mount and network namespaces); -rs prints the reason
+# each skips where they cannot run.
 test-cluster: venvs s3a-jars
 	$(JOBS_VENV)/bin/python -m pytest -q -rs -m distributed tests/spark_jobs/test_standalone_cluster.py tests/training/test_multihost_horovod.py
 
 # Unit tests run where their libraries live: data and training tests in the jobs venv,
 # DAG and stack tests in the Airflow venv. The distributed tests run in make test-cluster.
 test-unit: venvs k8s-tools s3a-jars
-	@echo "[make] the standalone-cluster and two-host Horovod tests are deselected here; run: make test-cluster"
+	@echo "[make] the standalone-cluster and two-host Horovod tests are deselected here: make test-cluster runs them"
 	$(JOBS_VENV)/bin/python -m pytest -q -m "not distributed" tests/ops tests/spark_jobs tests/training tests/bench
 	$(AIRFLOW_VENV)/bin/python -m pytest -q tests/dags
 
@@ -131,7 +131,7 @@ test-deploy: k8s-tools
 test-setup: system-deps
 	@$(MAKE) --no-print-directory -j4 venvs s3a-jars browser-deps
 
-test: test-setup test-unit test-deploy test-integration
+test: test-setup test-unit test-cluster test-deploy test-integration
 
 # The airflow worker, spark and trainer (CPU) images, built with podman on a Debian base made here
 # (ops/install/build_images.sh: installs podman, runc, mmdebstrap and uidmap with apt as root; prints

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 
-from ops.dagkit.callbacks import OWNER_ML, task_defaults
+from ops.dagkit.callbacks import OWNER_ML, task_defaults, trigger_poke_interval
 from ops.dagkit.dag_params import end_to_end_params
 from ops.launch.settings import get_settings
 
@@ -67,7 +67,7 @@ def end_to_end():
                 note="Started by the end_to_end DAG.",
                 wait_for_completion=True,
                 deferrable=True,
-                poke_interval=10,
+                poke_interval=trigger_poke_interval(),
                 reset_dag_run=True,
                 fail_when_dag_is_paused=True,
             )

@@ -12,6 +12,7 @@ from ops.dagkit.airflow_context import airflow_base_url, task_url, ti_facts
 OWNER_DATA = "data-platform"
 OWNER_ML = "ml-platform"
 RETRY_DELAY_ENV = "C2M_RETRY_DELAY_S"  # tests shorten the retry delay through this
+TRIGGER_POKE_ENV = "C2M_TRIGGER_POKE_S"  # and how often end_to_end checks the runs it triggered
 log = logging.getLogger("crawl2model")
 
 
@@ -37,6 +38,15 @@ def task_defaults(owner: str, retries: int, timeout: timedelta, retry_delay: tim
         "on_retry_callback": report_retry,
     }
 
+
+
+def trigger_poke_interval(default: float = 10.0) -> float:
+    """Seconds between two checks of a triggered DAG run (end_to_end's ``poke_interval``).
+
+    ``$C2M_TRIGGER_POKE_S`` (read at parse time, environment only) shortens it for tests.
+    """
+    raw = os.environ.get(TRIGGER_POKE_ENV)
+    return max(float(raw), 0.5) if raw else default
 
 def failure_summary(context: dict[str, Any], will_retry: bool = False) -> str:
     """A few lines that say what failed, on which try, why, and the job's last output lines."""

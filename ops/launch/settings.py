@@ -86,6 +86,9 @@ class Settings:
     reviews_port: int = field(default_factory=lambda: _port("C2M_REVIEWS_PORT", 28001))  # the second demo site
     spark_master: str = field(default_factory=lambda: _env("C2M_SPARK_MASTER", "local[*]"))
     train_np: int = field(default_factory=lambda: int(_env("C2M_TRAIN_NP", "2")))
+    # Seconds between two parses of an unchanged DAG file: an edited DAG shows up this fast, and
+    # each parse costs a process. The test stacks, whose DAG files never change, parse rarely.
+    dag_reparse_s: int = field(default_factory=lambda: int(_env("C2M_DAG_REPARSE_S", "10")))
     # S3 mode: a local S3 server (SeaweedFS) on s3_port and the ports derived from it.
     s3_mode: bool = field(default_factory=lambda: _flag("C2M_S3"))
     s3_port: int = field(default_factory=_s3_port)

@@ -55,7 +55,7 @@ def airflow_env(s: Settings) -> dict[str, str]:
         AIRFLOW__API__WORKERS="1",
         # New DAG files show up within seconds instead of the default five minutes.
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
-        AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="10",
+        AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL=str(s.dag_reparse_s),
         AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="1",
     )
     return env

@@ -4,6 +4,7 @@ Starting Airflow, MLflow and the demo site, and running the tiny pipeline on the
 minutes; the pipeline tests, the browser tests and the fault tests all need that same stack,
 so it is a session fixture here (``stack``), and the tiny demo's result is one too
 (``tiny_demo``): a file run on its own still gets a trained, registered model to look at.
+So is the one ``end_to_end`` run (``end_to_end_run``) that two files check.
 
 Order matters, because the tests share state: ``test_stack.py`` checks that a refused conf
 creates no run, so it must see the DAGs before anyone else triggers them, and the fault test
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from stack_support import UNSET, running_stack, stack_env
+from stack_support import UNSET, run_end_to_end, running_stack, stack_env
 
 FILE_ORDER = ("test_stack.py", "test_browser.py", "test_retry_resume.py", "test_warc_source.py",
               "test_scheduler_restart.py")
@@ -61,6 +62,17 @@ def tiny_demo(stack):
     from ops.stack.demo import run_demo
 
     return run_demo("tiny", stack)
+
+
+@pytest.fixture(scope="session")
+def end_to_end_run(stack, tiny_demo):
+    """One ``end_to_end`` run whose data_refresh ingests WARC files (stack_support.run_end_to_end).
+
+    ``test_stack.py`` checks how it chains the three DAGs, ``test_warc_source.py`` what its
+    data_refresh made of the WARC files: one refresh serves both. After the tiny demo, whose
+    ``c2m-base@champion`` its finetune starts from.
+    """
+    return run_end_to_end(stack)
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,11 @@ import json
 import random
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -95,6 +97,8 @@ def stack_env(base: Path) -> dict[str, str]:
         "C2M_SITE_ROOT": str(make_site(base / "site")),
         "C2M_SITE_CRAWL_DELAY": "0",
         "C2M_RETRY_DELAY_S": "1",  # parsed into every DAG's retry_delay: failures retry at once
+        "C2M_TRIGGER_POKE_S": "1",  # end_to_end sees each triggered run end within a second
+        "C2M_DAG_REPARSE_S": "600",  # the DAG files do not change during the tests: parse them once
     }
     for var in ("C2M_AIRFLOW_PORT", "C2M_MLFLOW_PORT", "C2M_SITE_PORT", "C2M_REVIEWS_PORT"):
         env[var] = str(free_port())
@@ -152,6 +156,70 @@ def metric_history(tracking_uri: str, run_id: str, key: str) -> list[float]:
     points = _get(tracking_uri, "metrics/get-history", run_id=run_id,
                   metric_key=key, max_results="25000").get("metrics", [])
     return [m["value"] for m in sorted(points, key=lambda m: (m.get("step", 0), m.get("timestamp", 0)))]
+
+
+# WARC files for data_refresh's ``source: warc``, written with warcio in the jobs venv (where
+# warcio lives): a per-record gzip WARC with one damaged gzip member and a truncated last member,
+# a WARC gzipped whole (one gzip member for every record) and a plain WET file.
+_WRITE_WARCS = """
+import gzip, io, sys
+from warcio.warcwriter import WARCWriter
+from warc_test_files import damage, write_warc, write_wet
+from spark_test_data import english
+
+out = sys.argv[1]
+damage(f"{out}/a.warc.gz", write_warc(f"{out}/a.warc.gz", pages=6))  # page1 damaged, page5 cut
+write_warc(f"{out}/whole.warc", pages=3, gzip=False, start=20)
+with open(f"{out}/whole.warc", "rb") as fh:
+    data = fh.read()
+with open(f"{out}/c.warc.gz", "wb") as fh:
+    fh.write(gzip.compress(data))  # `gzip whole.warc`: one member for all records
+write_wet(f"{out}/d.warc.wet", [english(40 + i, sentences=12).encode() for i in range(3)])
+"""
+
+
+def write_warcs(folder: Path, jobs_python: Path) -> str:
+    """The WARC files above in ``folder``; returns the glob that names them."""
+    repo = Path(__file__).resolve().parents[2]
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {"PYTHONPATH": f"{repo / 'tests' / 'spark_jobs'}:{repo}", "PATH": "/usr/bin:/bin"}
+    subprocess.run([str(jobs_python), "-c", _WRITE_WARCS, str(folder)], check=True, env=env)
+    (folder / "whole.warc").unlink()  # its gzipped copy is the input
+    return f"{folder}/*.warc*"
+
+
+@dataclass
+class EndToEndRun:
+    """One finished ``end_to_end`` run and what the tests need to check it."""
+    run_id: str
+    final: dict  # the end_to_end DAG run once it ended
+    children: dict  # DAG id -> the run id end_to_end gave its run of that DAG
+    asset_runs_before: int  # asset-triggered pretrain runs before it started
+
+
+def run_end_to_end(stack) -> EndToEndRun:
+    """Trigger ``end_to_end`` with the tiny demo's settings, its data_refresh over the WARC files
+    of :func:`write_warcs` (publish off, as end_to_end does), and wait until it ends."""
+    from ops.clients.airflow_api import AirflowClient
+    from ops.stack import layout
+    from ops.stack.demo import PROFILES
+
+    client = AirflowClient(stack.airflow_url, layout.airflow_home(stack))
+    asset_runs = len(client.list_runs("pretrain", run_type="asset_triggered"))
+    tiny = PROFILES["tiny"]
+    # The demo's corpus already holds the site's pages: dedup against it would leave nothing to train on.
+    data = {k: v for k, v in tiny.data.items() if k not in ("pretrain", "max_pages")}
+    data.update(dedup_against="none", source="warc",
+                warc_glob=write_warcs(Path(stack.data_root).parent / "warc-in", stack.jobs_python))
+    conf = {"seeds": [f"{stack.site_url}/"], "max_pages": tiny.data["max_pages"],
+            "max_steps": tiny.data["pretrain"]["max_steps"], "epochs": 1, "refresh_conf": data,
+            "pretrain_conf": {"batch_size": tiny.data["pretrain"]["batch_size"]},
+            "finetune_conf": {k: v for k, v in tiny.finetune.items() if k != "epochs"}}
+    client.set_paused("end_to_end", False)
+    run_id = client.trigger("end_to_end", conf)["dag_run_id"]
+    final = client.wait_for_run("end_to_end", run_id, timeout=1800)
+    children = {d: f"{run_id}__{d}" for d in ("data_refresh", "pretrain", "finetune")}
+    return EndToEndRun(run_id, final, children, asset_runs)
 
 
 def require_demo(result) -> None:

@@ -9,6 +9,11 @@ were, on their first try (LocalExecutor workers supervise them and report to the
 not to the scheduler, so they outlive it); the new scheduler schedules ``finalize``; and what
 the dead scheduler left behind is stopped by ``processes.stop_leftovers`` (which ``down()`` runs).
 
+The same run, finished, is also what ``hpo`` itself must deliver (one run serves both files'
+worth of checks, so the suite runs one HPO study, not two): its two trial tasks fan out over
+one Optuna study, nested under one MLflow parent run in the ``hpo`` experiment, and
+``compress`` quantises the model it registered, on the restarted stack.
+
 Runs last on the shared stack (conftest.FILE_ORDER), after the tiny demo has registered the
 base model the trials fine-tune.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pytest
@@ -55,33 +61,54 @@ def _wait_until_trials_run(client, run_id: str, timeout: float = 600.0) -> dict[
         time.sleep(0.5)
 
 
-def test_a_killed_scheduler_restarted_picks_up_where_it_was(stack, tiny_demo):
+@dataclass
+class KilledRun:
+    """An hpo run whose scheduler was killed while its trials ran, restarted, and waited for."""
+    client: object
+    run_id: str
+    before: dict  # task instances by (task_id, map_index) when every trial was running
+    old_pid: int
+    killed_at: datetime
+    started: dict  # what up() restarted
+    final: dict  # the DAG run once it ended
+
+
+@pytest.fixture(scope="module")
+def killed_run(stack, tiny_demo) -> KilledRun:
     from ops.clients.airflow_api import AirflowClient
     from ops.stack import layout, processes, services
-    from ops.stack.demo import explain_failure
 
     require_demo(tiny_demo)
     client = AirflowClient(stack.airflow_url, layout.airflow_home(stack))
     client.set_paused("hpo", False)
     run_id = client.trigger("hpo", HPO_CONF, note="scheduler restart test")["dag_run_id"]
     before = _wait_until_trials_run(client, run_id)
-    done_before = {k for k, t in before.items() if t["state"] == "success"}
-    assert {("plan", -1), ("search.setup", -1), ("search.slots", -1)} <= done_before, before
-
     old = processes.read_pid(stack, SCHEDULER)
     assert old is not None, "the stack's scheduler is not running"
     os.kill(old, signal.SIGKILL)
     while processes._proc_start_time(old):  # SIGKILL lands asynchronously
         time.sleep(0.05)
     killed_at = datetime.now(timezone.utc)
-
     started = services.up(stack, timeout=300)
+    final = client.wait_for_run("hpo", run_id, timeout=900, progress=None)
+    return KilledRun(client, run_id, before, old, killed_at, started, final)
+
+
+def test_a_killed_scheduler_restarted_picks_up_where_it_was(stack, killed_run):
+    from ops.stack import layout, processes, services
+    from ops.stack.demo import explain_failure
+
+    client, run_id, before, old = killed_run.client, killed_run.run_id, killed_run.before, killed_run.old_pid
+    done_before = {k for k, t in before.items() if t["state"] == "success"}
+    assert {("plan", -1), ("search.setup", -1), ("search.slots", -1)} <= done_before, before
+
+    started = killed_run.started
     assert SCHEDULER in started, f"up() did not restart the killed scheduler: {started}"
     new = processes.read_pid(stack, SCHEDULER)
     assert new is not None and new != old
     assert f"{SCHEDULER} {old}" in layout.leftovers_file(stack).read_text()
 
-    final = client.wait_for_run("hpo", run_id, timeout=900, progress=None)
+    final = killed_run.final
     assert final["state"] == "success", explain_failure(client, stack, "hpo", run_id)
     after = _by_key(client.task_instances("hpo", run_id))
     for key in done_before:  # finished before the kill: not run again
@@ -92,7 +119,8 @@ def test_a_killed_scheduler_restarted_picks_up_where_it_was(stack, tiny_demo):
     assert {(t["state"], t["try_number"]) for t in trials.values()} == {("success", 1)}, trials
     finalize = after[("search.finalize", -1)]
     assert finalize["state"] == "success" and finalize["try_number"] == 1
-    assert _when(finalize["start_date"]) > killed_at, "finalize must be scheduled by the new scheduler"
+    assert _when(finalize["start_date"]) > killed_run.killed_at, \
+        "finalize must be scheduled by the new scheduler"
     best = client.xcom("hpo", run_id, "search.finalize")
     assert best["trials"] >= 2 and best.get("run_id"), best
 
@@ -100,3 +128,30 @@ def test_a_killed_scheduler_restarted_picks_up_where_it_was(stack, tiny_demo):
     # down() stops them, and so does this, the same code.
     assert processes.stop_leftovers(stack, echo=print) == [old]
     assert [p for p in processes.group_members(old) if processes._proc_start_time(p)] == []
+
+
+def test_hpo_fans_trials_out_and_compress_quantizes(stack, killed_run):
+    from ops.clients.mlflow_helpers import child_runs, experiment_name, get_run
+    from ops.stack.demo import explain_failure
+
+    client, run_id = killed_run.client, killed_run.run_id
+    assert killed_run.final["state"] == "success", explain_failure(client, stack, "hpo", run_id)
+    tis = client.task_instances("hpo", run_id)
+    trials = [t for t in tis if t["task_id"] == "search.trial"]
+    assert sorted(t["map_index"] for t in trials) == [0, 1] and {t["state"] for t in trials} == {"success"}
+    best = client.xcom("hpo", run_id, "search.finalize")
+    parent = get_run(stack.mlflow_uri, best["run_id"])
+    exp = parent["info"]["experiment_id"]
+    assert experiment_name(stack.mlflow_uri, exp) == "hpo"
+    assert len(child_runs(stack.mlflow_uri, exp, best["run_id"])) >= 2  # one nested run per trial
+    assert best["mlflow_run_url"] in (client.get_run("hpo", run_id).get("note") or "")
+
+    # The version HPO registered (it is champion only if it reached its TF-IDF+LR baseline).
+    client.set_paused("compress", False)
+    run = client.trigger("compress", {"method": "quantize", "max_examples": 256, "model": best["model_uri"]})
+    final = client.wait_for_run("compress", run["dag_run_id"], timeout=900)
+    assert final["state"] == "success", explain_failure(client, stack, "compress", run["dag_run_id"])
+    out = client.xcom("compress", run["dag_run_id"], "compress")
+    mlrun = get_run(stack.mlflow_uri, out["run_id"])
+    assert experiment_name(stack.mlflow_uri, mlrun["info"]["experiment_id"]) == "compress"
+    assert out.get("model_version")

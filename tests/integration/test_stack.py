@@ -10,9 +10,11 @@ and data root (never the default ports), then, in order:
    models are registered, and each MLflow run sits in its DAG's experiment, is named after
    its Airflow task and tagged with its DAG run URL, while the DAG run's note links back;
 4. ``end_to_end`` triggers the three DAGs in turn and waits for each, without the corpus
-   Asset starting a second pretrain run;
-5. ``hpo`` fans two trial tasks out over one Optuna study, nested under one MLflow parent run,
-   and ``compress`` quantises the fine-tuned model.
+   Asset starting a second pretrain run (the run is conftest's ``end_to_end_run``, whose
+   data_refresh ``test_warc_source.py`` checks).
+
+``hpo`` and ``compress`` are checked in ``test_scheduler_restart.py``, on the hpo run that
+test has to make anyway.
 
 The stack (conftest.py's session fixture, shared with the browser and fault tests) is stopped
 by PID at the end, whatever happens.
@@ -141,23 +143,13 @@ def test_the_tiny_demo_never_sat_silent_and_its_summary_links_the_data_card(tiny
     assert card and "/#/experiments/" in card[0].split("\n  data card       ", 1)[1].split("\n", 1)[0]
 
 
-def test_end_to_end_chains_the_three_dags(stack):
-    from ops.stack.demo import PROFILES, explain_failure
+def test_end_to_end_chains_the_three_dags(stack, end_to_end_run):
+    from ops.stack.demo import explain_failure
 
     client = _client(stack)
-    asset_runs = len(client.list_runs("pretrain", run_type="asset_triggered"))
-    tiny = PROFILES["tiny"]
-    # The demo's corpus already holds these pages: dedup against it would leave nothing to train on.
-    data = {k: v for k, v in tiny.data.items() if k not in ("pretrain", "max_pages")}
-    data["dedup_against"] = "none"
-    conf = {"seeds": [f"{stack.site_url}/"], "max_pages": tiny.data["max_pages"],
-            "max_steps": tiny.data["pretrain"]["max_steps"], "epochs": 1, "refresh_conf": data,
-            "pretrain_conf": {"batch_size": tiny.data["pretrain"]["batch_size"]},
-            "finetune_conf": {k: v for k, v in tiny.finetune.items() if k != "epochs"}}
-    client.set_paused("end_to_end", False)
-    run = client.trigger("end_to_end", conf)
-    final = client.wait_for_run("end_to_end", run["dag_run_id"], timeout=1800)
-    children = {d: f"{run['dag_run_id']}__{d}" for d in ("data_refresh", "pretrain", "finetune")}
+    run = {"dag_run_id": end_to_end_run.run_id}
+    final, children = end_to_end_run.final, end_to_end_run.children
+    asset_runs = end_to_end_run.asset_runs_before
     if final["state"] != "success":
         from ops.clients.airflow_api import AirflowAPIError
 
@@ -179,33 +171,3 @@ def test_end_to_end_chains_the_three_dags(stack):
     assert pre["shards_uri"] == tok["uri"]
     assert len(client.list_runs("pretrain", run_type="asset_triggered")) == asset_runs
 
-
-def test_hpo_fans_trials_out_and_compress_quantizes(stack):
-    from ops.clients.mlflow_helpers import child_runs, experiment_name, get_run
-    from ops.stack.demo import explain_failure
-
-    client = _client(stack)
-    for dag_id in ("hpo", "compress"):
-        client.set_paused(dag_id, False)
-    run = client.trigger("hpo", {"n_trials": 2, "parallel_trials": 2, "epochs": 1, "max_examples": 256,
-                                 "sampler": "random", "pruner": "none"})
-    final = client.wait_for_run("hpo", run["dag_run_id"], timeout=1200)
-    assert final["state"] == "success", explain_failure(client, stack, "hpo", run["dag_run_id"])
-    tis = client.task_instances("hpo", run["dag_run_id"])
-    trials = [t for t in tis if t["task_id"] == "search.trial"]
-    assert sorted(t["map_index"] for t in trials) == [0, 1] and {t["state"] for t in trials} == {"success"}
-    best = client.xcom("hpo", run["dag_run_id"], "search.finalize")
-    parent = get_run(stack.mlflow_uri, best["run_id"])
-    exp = parent["info"]["experiment_id"]
-    assert experiment_name(stack.mlflow_uri, exp) == "hpo"
-    assert len(child_runs(stack.mlflow_uri, exp, best["run_id"])) >= 2  # one nested run per trial
-    assert best["mlflow_run_url"] in (client.get_run("hpo", run["dag_run_id"]).get("note") or "")
-
-    # The version HPO registered (it is champion only if it reached its TF-IDF+LR baseline).
-    run = client.trigger("compress", {"method": "quantize", "max_examples": 256, "model": best["model_uri"]})
-    final = client.wait_for_run("compress", run["dag_run_id"], timeout=900)
-    assert final["state"] == "success", explain_failure(client, stack, "compress", run["dag_run_id"])
-    out = client.xcom("compress", run["dag_run_id"], "compress")
-    mlrun = get_run(stack.mlflow_uri, out["run_id"])
-    assert experiment_name(stack.mlflow_uri, mlrun["info"]["experiment_id"]) == "compress"
-    assert out.get("model_version")

@@ -1,53 +1,29 @@
 """data_refresh with ``source: warc`` on the real stack: WARC files instead of a crawl.
 
-The test writes WARC files with warcio (in the jobs venv, where warcio lives): a per-record
-gzip WARC with one damaged gzip member and a truncated last member, a WARC gzipped whole (one
-gzip member for every record) and a plain WET file. It triggers ``data_refresh`` with
-``source: warc`` and a ``warc_glob`` naming them, and checks that the crawl path was skipped,
-that the raw version counts the damaged stretches as ``corrupt_record`` (kept under
-``removed/corrupt_record/``) and that extract turned every good record into a document.
+The WARC files (stack_support.write_warcs) are a per-record gzip WARC with one damaged gzip
+member and a truncated last member, a WARC gzipped whole (one gzip member for every record)
+and a plain WET file. The data_refresh run that ingests them is the one ``end_to_end`` starts
+(conftest's ``end_to_end_run``, whose chaining ``test_stack.py`` checks): one refresh serves
+both files. The test checks that the crawl path was skipped, that the raw version counts the
+damaged stretches as ``corrupt_record`` (kept under ``removed/corrupt_record/``) and that
+extract turned every good record into a document.
 
-Runs on the shared stack (conftest.FILE_ORDER); it needs no earlier run.
+Runs on the shared stack (conftest.FILE_ORDER).
 """
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from stack_support import missing_requirements
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 _missing = missing_requirements()
 pytestmark.append(pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_missing)}"))
 
-VERSION = "warc-it"
-_WRITE = """
-import gzip, io, sys
-from warcio.warcwriter import WARCWriter
-from warc_test_files import damage, write_warc, write_wet
-from spark_test_data import english
 
-out = sys.argv[1]
-damage(f"{out}/a.warc.gz", write_warc(f"{out}/a.warc.gz", pages=6))  # page1 damaged, page5 cut
-write_warc(f"{out}/whole.warc", pages=3, gzip=False, start=20)
-with open(f"{out}/whole.warc", "rb") as fh:
-    data = fh.read()
-with open(f"{out}/c.warc.gz", "wb") as fh:
-    fh.write(gzip.compress(data))  # `gzip whole.warc`: one member for all records
-write_wet(f"{out}/d.warc.wet", [english(40 + i, sentences=12).encode() for i in range(3)])
-"""
-
-
-def _write_warcs(folder: Path, jobs_python: Path) -> None:
-    repo = Path(__file__).resolve().parents[2]
-    env = {"PYTHONPATH": f"{repo / 'tests' / 'spark_jobs'}:{repo}", "PATH": "/usr/bin:/bin"}
-    subprocess.run([str(jobs_python), "-c", _WRITE, str(folder)], check=True, env=env)
-    (folder / "whole.warc").unlink()  # its gzipped copy is the input
-
-
-def test_data_refresh_ingests_warc_files_with_a_damaged_member(stack):
+def test_data_refresh_ingests_warc_files_with_a_damaged_member(stack, end_to_end_run):
     import pyarrow.parquet as pq
 
     from ops.clients.airflow_api import AirflowClient
@@ -55,24 +31,19 @@ def test_data_refresh_ingests_warc_files_with_a_damaged_member(stack):
     from ops.stack import layout
     from ops.stack.demo import explain_failure
 
-    folder = Path(stack.data_root).parent / "warc-in"
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_warcs(folder, stack.jobs_python)
     client = AirflowClient(stack.airflow_url, layout.airflow_home(stack))
-    client.wait_for_dags(["data_refresh"])
-    client.set_paused("data_refresh", False)
-    conf = {"source": "warc", "warc_glob": f"{folder}/*.warc*", "version": VERSION, "publish": False,
-            "dedup_against": "none", "vocab_size": 512, "seq_len": 32}
-    run = client.trigger("data_refresh", conf)
-    final = client.wait_for_run("data_refresh", run["dag_run_id"], timeout=1200)
+    run = {"dag_run_id": end_to_end_run.children["data_refresh"]}
+    final = client.get_run("data_refresh", run["dag_run_id"])
     assert final["state"] == "success", explain_failure(client, stack, "data_refresh", run["dag_run_id"])
+    version = final["conf"]["version"]  # end_to_end's plan names it after its own run
+    assert final["conf"]["source"] == "warc" and final["conf"]["publish"] is False
 
     states = client.task_states("data_refresh", run["dag_run_id"])
     assert states["ingest.source"] == "success" and states["ingest.warc"] == "success"
     assert states["ingest.shards"] == "skipped" and states["ingest.crawl"] == "skipped"
     assert states["ingest.extract"] == "success"
 
-    raw = DatasetVersion(stack.data_root, "raw", VERSION)
+    raw = DatasetVersion(stack.data_root, "raw", version)
     manifest = raw.read_manifest()
     # a.warc.gz: 4 of 6 pages whole, one damaged member, one cut; c.warc.gz: 3; the WET file: 3
     assert manifest["source"] == "warc"
@@ -80,7 +51,7 @@ def test_data_refresh_ingests_warc_files_with_a_damaged_member(stack):
     corrupt = pq.read_table(raw.data_path("removed", "corrupt_record")).column("url").to_pylist()
     assert sorted(u.split("#")[0].rsplit("/", 1)[1] for u in corrupt) == ["a.warc.gz", "a.warc.gz"]
 
-    extracted = DatasetVersion(stack.data_root, "extracted", VERSION)
+    extracted = DatasetVersion(stack.data_root, "extracted", version)
     em = extracted.read_manifest()
     assert em["parents"] == [raw.uri]
     assert (em["rows_in"], em["rows_out"], em["dropped"]) == (10, 10, {})

@@ -182,6 +182,15 @@ def test_task_defaults_back_off_exponentially_and_report(monkeypatch):
     assert d["retry_delay"] == timedelta(seconds=2) and d["max_retry_delay"] == timedelta(seconds=8)
 
 
+def test_trigger_poke_interval_is_ten_seconds_unless_the_environment_shortens_it(monkeypatch):
+    monkeypatch.delenv(callbacks.TRIGGER_POKE_ENV, raising=False)
+    assert callbacks.trigger_poke_interval() == 10.0
+    monkeypatch.setenv(callbacks.TRIGGER_POKE_ENV, "1")
+    assert callbacks.trigger_poke_interval() == 1.0
+    monkeypatch.setenv(callbacks.TRIGGER_POKE_ENV, "0")
+    assert callbacks.trigger_poke_interval() == 0.5  # never a busy loop in the triggerer
+
+
 class _TI:
     dag_id, task_id, run_id, try_number, max_tries, map_index = "pretrain", "train", "manual__1", 2, 2, -1
 

@@ -228,3 +228,11 @@ def test_up_creates_the_stack_folder_private(stack, tiny_site, monkeypatch):
         with pytest.raises(layout.StackError, match="C2M_SITE_PORT"):
             services.up(get_settings(), echo=lambda line: None)
     assert stat.S_IMODE(get_settings().stack_dir.stat().st_mode) == 0o700
+
+
+def test_the_dag_reparse_setting_reaches_airflow(stack, monkeypatch):
+    key = "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"
+    monkeypatch.delenv("C2M_DAG_REPARSE_S", raising=False)
+    assert services.airflow_env(get_settings())[key] == "10"  # an edited DAG shows up within seconds
+    monkeypatch.setenv("C2M_DAG_REPARSE_S", "600")
+    assert services.airflow_env(get_settings())[key] == "600"

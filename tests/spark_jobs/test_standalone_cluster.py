@@ -26,7 +26,7 @@ from cluster_chain import CRAWL, WARC, driver_local_write, jobs
 from ops.stack import spark_standalone
 from ops.lake import storage
 from ops.lake.datasets import DatasetVersion
-from ops.launch.local import job_env, run, spark_submit_command
+from ops.launch.local import entry_file, job_env, run, spark_submit_command
 from ops.lake.s3a_test_jars import cached_jars
 from ops.launch.settings import get_settings
 from s3_cluster_env import BUCKET
@@ -77,7 +77,9 @@ def run_on_cluster(cluster, site: str, warc_glob: str, roots: dict[str, str], ou
         s = get_settings()
         cmd = spark_submit_command("crawl", [], s)  # the launcher's command, with this driver instead
         cmd[cmd.index("--name") + 1] = "crawl2model-cluster-chain"
-        cmd[-1:] = [str(CHAIN_SCRIPT), str(out), site, warc_glob, *(f"{r}={m}" for m, r in roots.items())]
+        # It ends with the stages' entry file and the stage; this application's file replaces both.
+        assert cmd[-2:] == [str(entry_file(s.repo_root)), "crawl"], cmd[-2:]
+        cmd[-2:] = [str(CHAIN_SCRIPT), str(out), site, warc_glob, *(f"{r}={m}" for m, r in roots.items())]
         run(cmd, env=job_env(s), what="the chains on the cluster")
     result = json.loads(out.read_text())
     print(f"cluster chains: {json.dumps(result)}")

@@ -1,6 +1,8 @@
 """Secrets never reach argv, logs, results or MLflow params: a Spark job in S3 mode and an HPO
 run on horovodrun, with secrets generated here, while a sampler reads every process's
-command line (``/proc/*/cmdline``) over and over.
+command line (``/proc/*/cmdline``) over and over. The Spark job is the suite's one real
+``spark-submit`` of ``tokenize`` (the job whose file name shadows a stdlib module): its
+manifest and its output on the caller's stdout are checked too.
 
 The S3 server is moto's on 127.0.0.1 (it accepts any keys, so the keys are fresh random ones);
 the Optuna storage is SQLite, whose URL cannot carry a password, so the generated secret rides
@@ -104,7 +106,12 @@ def test_a_spark_job_in_s3_mode_leaks_no_secret(secrets, tmp_path, monkeypatch, 
     finally:
         sampler.stop()
     out = capsys.readouterr()
-    assert DatasetVersion(root, "shards", "sec").read_manifest()["rows_out"] == 30  # it used the keys
+    manifest = DatasetVersion(root, "shards", "sec").read_manifest()
+    assert manifest["rows_in"] == 30 and manifest["rows_out"] == 30  # it used the keys
+    assert manifest["splits"]["train"]["sequences"] > 0
+    # The real spark-submit ran tokenize.py, the job whose file name shadows a stdlib module, and
+    # the job's output reached the caller's stdout.
+    assert "launching spark job tokenize" in out.out
     assert sampler.scans > 10 and sampler.seen == {"spark_jobs/__main__.py"}, (sampler.scans, sampler.seen)
     assert sampler.found == [] and sampler.in_env == []
     assert _leaks(out.out + out.err, watched) == []
