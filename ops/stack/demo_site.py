@@ -92,6 +92,17 @@ def make_server(host: str, port: int, root: Path,
     return server
 
 
+def serve_until_interrupted(server) -> int:
+    """Serve until interrupted (Ctrl-C), then close the listening socket."""
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from ops.launch.settings import get_settings
 
@@ -116,13 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"demo site: serving {root} at http://{a.host}:{a.port}/ (robots: Disallow {DISALLOWED}, "
           f"Crawl-delay {a.crawl_delay})", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_interrupted(server)
 
 
 if __name__ == "__main__":

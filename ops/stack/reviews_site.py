@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from ops.stack.demo_site import serve_until_interrupted
 from training.data import polarity
 
 PER_PAGE = 10
@@ -173,13 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"reviews site: {len(reviews.texts)} reviews at http://{a.host}:{a.port}/ (left out: "
           f"{reviews.left_out}; Crawl-delay {a.crawl_delay})", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_interrupted(server)
 
 
 if __name__ == "__main__":
