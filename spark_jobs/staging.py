@@ -254,11 +254,12 @@ class Staging:
 def clear_stale_areas(parent: str, prefix: str) -> None:
     """Delete the staging areas under ``parent`` named ``prefix*`` that no live run holds
     (:mod:`spark_jobs.staging_lease`): what a crashed or killed earlier attempt left."""
-    uris = storage.list_files(storage.join(parent, prefix), name_prefix=True)
-    if not storage.is_s3(parent):  # empty local folders count too, and leases are files
-        uris += [str(p) for p in Path(parent).glob(prefix + "*")]
     base = str(parent).rstrip("/") + "/"
-    names = sorted({uri[len(base):].split("/", 1)[0] for uri in uris if uri.startswith(base)})
+    if storage.is_s3(parent):  # an area is a prefix, named by its objects' keys
+        uris = storage.list_files(storage.join(parent, prefix), name_prefix=True)
+        names = sorted({uri[len(base):].split("/", 1)[0] for uri in uris if uri.startswith(base)})
+    else:  # an area is a folder (an empty one too), its lease a file beside it
+        uris, names = [], sorted(p.name for p in Path(parent).glob(prefix + "*"))
     for area in stale_areas(names, parent):
         if storage.is_s3(parent):
             storage.remove_files([u for u in uris if u.startswith(base + area + "/")])

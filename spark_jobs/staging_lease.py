@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from ops.lake import storage
+from ops.lake.procs import start_time
 
 LEASE_SUFFIX = ".lease"
 STALE_ENV = "C2M_STAGING_STALE_S"
@@ -36,17 +37,8 @@ def beat_seconds() -> float:
     return min(30.0, max(0.5, stale_seconds() / 10))
 
 
-def _start_ticks(pid: int) -> str | None:
-    """A process's start time in clock ticks since boot (``/proc``), to tell a reused pid apart."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def _me() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _start_ticks(os.getpid())}
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": start_time(os.getpid())}
 
 
 def _key(uri: str) -> str:
@@ -77,7 +69,10 @@ def holder_alive(lease_uri: str, now: float | None = None) -> bool:
         pid = lease.get("pid")
         if pid == os.getpid():
             return _key(lease_uri) in _HELD
-        return isinstance(pid, int) and _start_ticks(pid) is not None and _start_ticks(pid) == lease.get("start")
+        if not isinstance(pid, int):
+            return False
+        started = start_time(pid)
+        return started is not None and started == lease.get("start")
     return True
 
 

@@ -5,6 +5,7 @@ nothing is looked up by name; crashed components and what their group left behin
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,21 +14,10 @@ from pathlib import Path
 from typing import Callable
 
 from ops.lake import secret_env
+from ops.lake.procs import start_time
 from ops.launch.settings import Settings, get_settings
 from ops.stack.components import Component
 from ops.stack.layout import ALL_COMPONENTS, STOP_GRACE_S, leftovers_file, log_file, pid_file
-
-
-def _proc_start_time(pid: int) -> str | None:
-    """Start time of a live, non-zombie process (guards against PID reuse), else None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return fields[19]
 
 
 def read_pid(s: Settings, name: str) -> int | None:
@@ -38,7 +28,7 @@ def read_pid(s: Settings, name: str) -> int | None:
         pid = int(pid_s)
     except (OSError, ValueError):
         return None
-    if _proc_start_time(pid) != (started or None) or started == "":
+    if start_time(pid) != (started or None) or started == "":
         path.unlink(missing_ok=True)
         return None
     return pid
@@ -47,7 +37,7 @@ def read_pid(s: Settings, name: str) -> int | None:
 def _write_pid(s: Settings, name: str, pid: int) -> None:
     path = pid_file(s, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{pid} {_proc_start_time(pid) or ''}\n")
+    path.write_text(f"{pid} {start_time(pid) or ''}\n")
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
@@ -94,7 +84,7 @@ def group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     # killpg(0) succeeds while zombies remain; treat a group of zombies as gone.
-    return any(_proc_start_time(p) for p in group_members(pgid))
+    return any(start_time(p) for p in group_members(pgid))
 
 
 def group_members(pgid: int) -> list[int]:
@@ -129,7 +119,7 @@ def note_crashed(s: Settings, names: tuple[str, ...], echo: Callable[[str], None
         if read_pid(s, name) is not None:
             continue
         crashed.append(name)
-        left = [p for p in group_members(leader) if _proc_start_time(p)]
+        left = [p for p in group_members(leader) if start_time(p)]
         if left and leader not in left:  # a live leader would be a reused PID: not ours
             echo(f"  {name} (PID {leader}) died; {len(left)} of its processes still run; "
                  "they finish their tasks and `crawl2model down` stops them")
@@ -153,13 +143,11 @@ def stop_leftovers(s: Settings, echo: Callable[[str], None] = print) -> list[int
     stopped = []
     for line in filter(None, lines):
         leader = int(line.split()[1])
-        left = [p for p in group_members(leader) if _proc_start_time(p)]
+        left = [p for p in group_members(leader) if start_time(p)]
         if left and leader not in left:
             echo(f"  stopping what {line.split()[0]} (PID {leader}) left behind: {left}")
-            try:
+            with contextlib.suppress(ProcessLookupError):  # the group ended meanwhile
                 os.killpg(leader, signal.SIGKILL)  # their parent is gone: no one to shut down for
-            except ProcessLookupError:
-                pass
             stopped.append(leader)
     deadline = time.monotonic() + STOP_GRACE_S
     while time.monotonic() < deadline and any(group_alive(g) for g in stopped):
@@ -178,11 +166,9 @@ def memory_mib(s: Settings | None = None) -> dict[str, float]:
             continue
         total = 0
         for member in group_members(os.getpgid(pid)):
-            try:
+            with contextlib.suppress(OSError):  # the process ended meanwhile: it holds no memory
                 for line in Path(f"/proc/{member}/status").read_text().splitlines():
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1])
-            except OSError:
-                pass
         out[name] = round(total / 1024, 1)
     return out

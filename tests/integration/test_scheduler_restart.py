@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from ops.lake.procs import start_time
 from stack_support import missing_requirements, require_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
@@ -86,7 +87,7 @@ def killed_run(stack, tiny_demo) -> KilledRun:
     old = processes.read_pid(stack, SCHEDULER)
     assert old is not None, "the stack's scheduler is not running"
     os.kill(old, signal.SIGKILL)
-    while processes._proc_start_time(old):  # SIGKILL lands asynchronously
+    while start_time(old):  # SIGKILL lands asynchronously
         time.sleep(0.05)
     killed_at = datetime.now(timezone.utc)
     started = services.up(stack, timeout=300)
@@ -95,7 +96,7 @@ def killed_run(stack, tiny_demo) -> KilledRun:
 
 
 def test_a_killed_scheduler_restarted_picks_up_where_it_was(stack, killed_run):
-    from ops.stack import layout, processes, services
+    from ops.stack import layout, processes
     from ops.stack.demo import explain_failure
 
     client, run_id, before, old = killed_run.client, killed_run.run_id, killed_run.before, killed_run.old_pid
@@ -127,7 +128,7 @@ def test_a_killed_scheduler_restarted_picks_up_where_it_was(stack, killed_run):
     # The dead scheduler's executor workers outlive it (that is how the trials finished);
     # down() stops them, and so does this, the same code.
     assert processes.stop_leftovers(stack, echo=print) == [old]
-    assert [p for p in processes.group_members(old) if processes._proc_start_time(p)] == []
+    assert [p for p in processes.group_members(old) if start_time(p)] == []
 
 
 def test_hpo_fans_trials_out_and_compress_quantizes(stack, killed_run):

@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 
+from ops.lake.procs import start_time
 from ops.launch.settings import get_settings
 from ops.stack import components, demo_site, layout, monitor, processes, services
 
@@ -169,15 +170,15 @@ def test_a_crashed_component_is_found_and_what_it_left_behind_is_stopped_by_down
     assert processes.note_crashed(stack, layout.COMPONENTS, quiet) == []  # alive: left alone
 
     os.kill(leader, signal.SIGKILL)
-    while processes._proc_start_time(leader):  # SIGKILL lands asynchronously
+    while start_time(leader):  # SIGKILL lands asynchronously
         time.sleep(0.05)
     said = []
     assert processes.note_crashed(stack, layout.COMPONENTS, said.append) == ["airflow-scheduler"]
     assert not layout.pid_file(stack, "airflow-scheduler").exists() and "died" in said[0]
-    assert processes._proc_start_time(worker), "a running task must be left to finish"
+    assert start_time(worker), "a running task must be left to finish"
     assert processes.note_crashed(stack, layout.COMPONENTS, quiet) == []  # noted once
     assert services.down(stack, grace=5, echo=said.append) == []
-    assert processes._proc_start_time(worker) is None, "down() must stop what the crash left behind"
+    assert start_time(worker) is None, "down() must stop what the crash left behind"
     assert any(str(worker) in line for line in said)
     assert not layout.leftovers_file(stack).exists()
 

@@ -10,6 +10,7 @@ import time
 
 from hypothesis import given, settings, strategies as st
 
+from ops.lake.procs import start_time
 from spark_jobs import staging_lease
 from spark_jobs.staging_lease import STALE_ENV, Lease, holder_alive, stale_areas
 
@@ -39,9 +40,9 @@ def test_a_lease_is_renewed_while_held_and_deleted_when_released(tmp_path, monke
 
 def test_a_holder_on_this_host_is_alive_only_while_its_process_is(tmp_path):
     host, now = socket.gethostname(), time.time()
-    me = open(f"/proc/{os.getpid()}/stat").read().rsplit(")", 1)[1].split()[19]
+    me = start_time(os.getpid())
     parent = os.getppid()
-    parent_start = open(f"/proc/{parent}/stat").read().rsplit(")", 1)[1].split()[19]
+    parent_start = start_time(parent)
     assert holder_alive(_write(tmp_path / "p.lease", host=host, pid=parent, start=parent_start, beat=now))
     assert not holder_alive(_write(tmp_path / "d.lease", host=host, pid=_dead_pid(), start=me, beat=now))
     assert not holder_alive(_write(tmp_path / "r.lease", host=host, pid=parent, start="0", beat=now))  # pid reused
