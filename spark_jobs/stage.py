@@ -97,7 +97,7 @@ class Stage:
 
 
 def run_stage(stage: Stage, argv: list[str] | None = None, spark=None) -> dict[str, Any]:
-    """Run ``stage`` with these flags (on this session, else one started for it); its manifest."""
+    """Run ``stage`` with these flags on ``spark`` (a SparkSession; None: one is started); its manifest."""
     args = stage.settings(argv)
     run = Run(args=args, out=DatasetVersion(args.root, stage.output, args.version))
     run.prepared = stage.prepare(args) if stage.prepare else None

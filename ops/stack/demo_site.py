@@ -10,6 +10,7 @@ Run it directly: ``python -m ops.stack.demo_site --port 28000 [--root DIR] [--cr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
@@ -95,9 +96,8 @@ def make_server(host: str, port: int, root: Path,
 def serve_until_interrupted(server) -> int:
     """Serve until interrupted (Ctrl-C), then close the listening socket."""
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a person stops it
+            server.serve_forever()
     finally:
         server.server_close()
     return 0

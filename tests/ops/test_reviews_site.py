@@ -15,17 +15,9 @@ from training.data import polarity
 
 
 @pytest.fixture(scope="module")
-def archive():
-    try:
-        return polarity.find_archive()
-    except polarity.PolarityDataMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-
-
-@pytest.fixture(scope="module")
-def subsets(archive):
+def subsets(polarity_archive):
     """Each subset's examples, read once."""
-    return {name: polarity.read_examples(archive, name) for name in ("sentences", "reviews")}
+    return {name: polarity.read_examples(polarity_archive, name) for name in ("sentences", "reviews")}
 
 
 @pytest.fixture(scope="module")
