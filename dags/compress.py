@@ -6,8 +6,9 @@ distillation; target sparsity and structured/unstructured for pruning; recovery 
 ``compress`` runs ``python -m training.compress`` on the configured launcher; the job logs
 to the MLflow experiment ``compress`` (run ``compress.compress@<run id>``, tagged with this
 DAG run's URL), registers the compressed model with its comparison table (accuracy, size,
-parameters, latency) and returns the result JSON. The DAG run's note links to the MLflow
-run.
+parameters, latency) and returns the result JSON. On Kubernetes the task defers while the
+MPIJob runs (``ops.dagkit.training_operator.TrainingOperator``). The DAG run's note links to
+the MLflow run.
 
 Job contract (``ops.dagkit.flags.compress_args``): ``--model --method --experiment --run-name
 --result-file`` plus, as they apply, ``--register-name --max-examples --sparsity
@@ -18,10 +19,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag
 
 from ops.dagkit.callbacks import OWNER_ML, task_defaults
 from ops.dagkit.dag_params import compress_params
+from ops.dagkit.training_operator import TrainingOperator
 from ops.launch.settings import get_settings
 
 PARAMS = {name: Param(**spec) for name, spec in compress_params(get_settings()).items()}
@@ -39,26 +41,21 @@ COMPRESS_MODULE = "training.compress"
 )
 def compress():
     """Distil, quantise or prune ``model`` and register the result with its comparison table."""
+    TrainingOperator(task_id="compress", plan=plan, doc_md="Run training.compress on the launcher and "
+                     "return its result JSON with the MLflow link.")
 
-    @task(task_id="compress")
-    def compress_model() -> dict:
-        """Run training.compress on the launcher and return its result JSON with the MLflow link."""
-        from ops.dagkit.flags import compress_args
-        from ops.dagkit.tracking import mlflow_note
-        from ops.dagkit.training_task import TrainingTask, require_module
 
-        ctx = get_current_context()
-        s = get_settings()
-        params = dict(ctx["params"])
-        job = TrainingTask(ctx, s)
-        if job.launcher.kind == "local":
-            require_module(s, COMPRESS_MODULE, "Run the DAG from a full crawl2model checkout.")
-        result = {**job.run(COMPRESS_MODULE, compress_args(params, job.run_name, job.result_file),
-                            params["np"]), "model": params["model"], "method": params["method"]}
-        job.note(mlflow_note(f"compress ({params['method']})", result))
-        return result
+def plan(ctx, job) -> dict:
+    """training.compress's flags for this DAG run; locally, the module must be in this checkout."""
+    from ops.dagkit.flags import compress_args
+    from ops.dagkit.training_task import require_module
 
-    compress_model()
+    params = dict(ctx["params"])
+    if job.launcher.kind == "local":
+        require_module(job.s, COMPRESS_MODULE, "Run the DAG from a full crawl2model checkout.")
+    return {"module": COMPRESS_MODULE, "args": compress_args(params, job.run_name, job.result_file),
+            "np": params["np"], "extra": {"model": params["model"], "method": params["method"]},
+            "note": f"compress ({params['method']})"}
 
 
 compress()

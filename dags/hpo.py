@@ -12,13 +12,18 @@ password) is never in XCom, the job's command line or a log line:
   how the trials are split over ``parallel_trials`` slots;
 - ``search.setup`` creates the study and the parent run in the MLflow experiment ``hpo``
   (named ``hpo@<run id>`` and tagged with this DAG run's URL), with no trials;
+- ``search.slots`` gives each mapped trial task its share of the trials under the parent run;
 - ``search.trial`` is mapped over the slots (dynamic task mapping): each adds its share of
-  trials to the study, each trial a nested MLflow run under the parent;
+  trials to the study, each trial a nested MLflow run under the parent, and returns its
+  counts from its own result file (named after its map index);
 - ``search.finalize`` logs the best trial's params and model on the parent, registers it
   and lets the promotion gate decide; its result (best value and params, model version)
   is the DAG's output, and the DAG run's note links to the parent run.
 
-A retried trial task adds its trials again (the study just grows); the sampler's seed is the
+setup, trial and finalize are ``ops.dagkit.training_operator.TrainingOperator`` tasks with the
+plan ``ops.dagkit.hpo.hpo_plan``: on Kubernetes each creates its MPIJob (one per map index) and
+defers while it runs, so the trials hold no worker slot; the storage URL is not part of the
+deferral. A retried trial task adds its trials again (the study just grows); the sampler's seed is the
 job's ``--seed``, so with several slots their first random trials coincide until
 training/hpo.py offsets it per process.
 """
@@ -30,33 +35,11 @@ from airflow.sdk import Param, dag, get_current_context, task, task_group
 
 from ops.dagkit.callbacks import OWNER_ML, task_defaults
 from ops.dagkit.dag_params import hpo_params
+from ops.dagkit.hpo import HPO_MODULE, hpo_plan
+from ops.dagkit.training_operator import TrainingOperator
 from ops.launch.settings import get_settings
 
 PARAMS = {name: Param(**spec) for name, spec in hpo_params(get_settings()).items()}
-HPO_MODULE = "training.hpo"
-
-
-def _hpo(plan: dict, trials: int, parent_run_id: str | None = None, finalize: bool = False) -> dict:
-    """Run one training.hpo process on the launcher (one rank: trials are independent)."""
-    from ops.dagkit.flags import hpo_args
-    from ops.dagkit.hpo import optuna_env
-    from ops.dagkit.tracking import mlflow_note
-    from ops.dagkit.training_task import TrainingTask
-
-    ctx = get_current_context()
-    params = dict(ctx["params"])
-    s = get_settings()
-    job = TrainingTask(ctx, s)
-    # The storage URL (a DB password on a cluster) is resolved here and reaches the job through
-    # its environment only: never through XCom, the job's argv or a log line.
-    job.env.update(optuna_env(s, plan["study"]))
-    args = hpo_args(params, plan["study"], plan["run_name"], job.result_file, trials,
-                    parent_run_id, finalize)
-    result = job.run(HPO_MODULE, args, 1)
-    if finalize:
-        job.note(mlflow_note(f"hpo {params['task']}", result))
-    return result
-
 
 @dag(
     schedule=None,
@@ -92,32 +75,23 @@ def hpo():
     @task_group
     def search(p: dict):
         """Set the study up, run its trials in parallel, then register the best."""
+        setup = TrainingOperator(task_id="setup", plan=hpo_plan, inputs={"study": p},
+                                 doc_md="Create the study and the MLflow parent run (no trials yet).")
 
         @task
-        def setup(plan: dict) -> dict:
-            """Create the study and the MLflow parent run (no trials yet)."""
-            return _hpo(plan, trials=0)
+        def slots(plan: dict, parent: dict) -> list[dict]:
+            """Each mapped trial task's inputs: its share of the trials under the parent run."""
+            share = {"study": plan, "parent": {"run_id": parent["run_id"]}}
+            return [{**share, "trials": n} for n in plan["slots"]]
 
-        @task
-        def slots(plan: dict) -> list[int]:
-            """Trials per mapped task."""
-            return plan["slots"]
-
-        trial_doc = "Run this slot's trials on the shared study, nested under the parent run."
-
-        @task(doc_md=trial_doc)  # mapped tasks do not pick up the docstring by themselves
-        def trial(plan: dict, parent: dict, trials: int) -> dict:
-            out = _hpo(plan, trials, parent["run_id"])
-            return {k: out.get(k) for k in ("trials", "complete", "pruned", "failed", "best_value")}
-
-        @task
-        def finalize(plan: dict, parent: dict, done: list) -> dict:
-            """Log and register the best trial on the parent run; link it from the DAG run."""
-            return _hpo(plan, 0, parent["run_id"], finalize=True)
-
-        parent = setup(p)
-        done = trial.partial(plan=p, parent=parent).expand(trials=slots(p))
-        finalize(p, parent, done)
+        trial = TrainingOperator.partial(
+            task_id="trial", plan=hpo_plan,
+            doc_md="Run this slot's trials on the shared study, nested under the parent run.",
+        ).expand(inputs=slots(p, setup.output))
+        finalize = TrainingOperator(
+            task_id="finalize", plan=hpo_plan, inputs={"study": p, "parent": setup.output, "finalize": True},
+            doc_md="Log and register the best trial on the parent run; link it from the DAG run.")
+        trial >> finalize
 
     search(plan())
 

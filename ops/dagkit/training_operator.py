@@ -1,5 +1,6 @@
-"""The pretrain and finetune DAGs' training task: run on the launcher chosen at run time and,
-on Kubernetes, defer to the MPIJob trigger while the job trains (no worker slot held)."""
+"""The training tasks of the pretrain, finetune, hpo and compress DAGs: run on the launcher chosen
+at run time and, on Kubernetes, defer to the MPIJob trigger while the job trains (no worker slot
+held)."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -16,22 +17,29 @@ from ops.launch.settings import get_settings
 class TrainingOperator(BaseOperator):
     """A training task on the launcher chosen at run time (``ops.dagkit.launcher_choice.task_launcher``).
 
-    ``plan(context, job)`` (the DAG's; ``job`` an ``ops.dagkit.training_task.TrainingTask``) returns
-    ``{"module", "args", "np", "extra", "note"}``: what to run, what to add to the result, and
-    the label of the DAG run's note. Local launcher: run and wait within the task. Kubernetes:
-    create the MPIJob, defer to :class:`MPIJobTrigger` (no worker slot held while it trains),
-    resume in :meth:`execute_complete`. Either way the task returns the job's result JSON with
-    ``mlflow_run_url`` and ``extra``, and notes the MLflow run on the DAG run.
+    ``plan(context, job, **inputs)`` (the DAG's; ``job`` an ``ops.dagkit.training_task.TrainingTask``;
+    ``inputs`` templated, so it may hold upstream results and be mapped over) returns
+    ``{"module", "args", "np"}`` (what to run) and optionally ``"env"`` (more job environment,
+    which may hold secrets: it is never part of the deferral), ``"extra"`` (added to the result),
+    ``"note"`` (label of the DAG run's note linking the MLflow run; none without it) and
+    ``"keep"`` (the result keys the task returns; all without it). Local launcher: run and wait
+    within the task. Kubernetes: create the MPIJob, defer to :class:`MPIJobTrigger` (no worker
+    slot held while it trains), resume in :meth:`execute_complete`. Either way the task returns
+    the job's result JSON with ``mlflow_run_url`` and ``extra``. The result file is named after
+    the task and its map index, so the resumed task reads its own job's result.
     """
 
-    def __init__(self, *, plan: Callable[[Any, Any], dict[str, Any]],
+    template_fields = ("inputs",)
+
+    def __init__(self, *, plan: Callable[..., dict[str, Any]], inputs: dict[str, Any] | None = None,
                  wait_timeout: timedelta = timedelta(hours=24), **kwargs):
         super().__init__(**kwargs)
-        self.plan, self.wait_timeout = plan, wait_timeout
+        self.plan, self.inputs, self.wait_timeout = plan, inputs, wait_timeout
 
     def execute(self, context) -> dict[str, Any]:
         job = self._job(context)
-        plan = self.plan(context, job)
+        plan = dict(self.plan(context, job, **(self.inputs or {})))
+        job.env.update(plan.pop("env", None) or {})
         if job.launcher.kind != "kubernetes":
             return self._finish(job, plan, job.run(plan["module"], plan["args"], plan["np"]))
         name = job.submit(plan["module"], plan["args"], plan["np"])
@@ -51,5 +59,8 @@ class TrainingOperator(BaseOperator):
     @staticmethod
     def _finish(job, plan: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         result = {**result, **plan.get("extra", {})}
-        job.note(mlflow_note(plan["note"], result))
+        if plan.get("note"):
+            job.note(mlflow_note(plan["note"], result))
+        if plan.get("keep"):
+            result = {k: result.get(k) for k in plan["keep"]}
         return result
