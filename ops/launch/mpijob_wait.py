@@ -7,8 +7,9 @@ failed or disappeared. The task then resumes in :meth:`MPIJobOperator.execute_co
 which returns the job's name or raises with the launcher pod's last lines. A training run
 of hours holds a worker slot for seconds at either end.
 
-The pretrain and finetune DAGs' training task (``ops.dagkit.training_operator``) defers to
-:class:`MPIJobTrigger` the same way and reads the job's result file when it resumes.
+The training tasks of the pretrain, finetune, compress and hpo DAGs
+(``ops.dagkit.training_operator``) defer to :class:`MPIJobTrigger` the same way and read the
+job's result file when they resume.
 
 Imported by Airflow processes only (the triggerer loads the trigger by its class path).
 """
