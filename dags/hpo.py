@@ -23,7 +23,9 @@ password) is never in XCom, the job's command line or a log line:
 setup, trial and finalize are ``ops.dagkit.training_operator.TrainingOperator`` tasks with the
 plan ``ops.dagkit.hpo.hpo_plan``: on Kubernetes each creates its MPIJob (one per map index) and
 defers while it runs, so the trials hold no worker slot; the storage URL is not part of the
-deferral. A retried trial task adds its trials again (the study just grows); the sampler's seed is the
+deferral. Locally each runs its job within the task.
+
+A retried trial task adds its trials again (the study just grows); the sampler's seed is the
 job's ``--seed``, so with several slots their first random trials coincide until
 training/hpo.py offsets it per process.
 """
