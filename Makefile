@@ -92,8 +92,8 @@ test-cluster: venvs s3a-jars
 # DAG and stack tests in the Airflow venv. The distributed tests run in make test-cluster.
 test-unit: venvs k8s-tools s3a-jars
 	@echo "[make] the standalone-cluster and two-host Horovod tests are deselected here: make test-cluster runs them"
-	$(JOBS_VENV)/bin/python -m pytest -q -m "not distributed" tests/ops tests/spark_jobs tests/training tests/bench
-	$(AIRFLOW_VENV)/bin/python -m pytest -q tests/dags
+	$(JOBS_VENV)/bin/python -m pytest -q -rs -m "not distributed" tests/ops tests/spark_jobs tests/training tests/bench
+	$(AIRFLOW_VENV)/bin/python -m pytest -q -rs tests/dags
 
 # -rs: a skipped test (no chromium, say) says why.
 # The podman-launcher test (marker images) runs in `make test-images`, where the images are built.
@@ -122,7 +122,7 @@ s3a-jars: $(JOBS_STAMP)
 # Offline checks of docker/ and helm/: hadolint, helm lint/template, kubernetes-validate --strict, render tests.
 # The containers of tests/docker/test_images.py (marker images) run in `make test-images`.
 test-deploy: k8s-tools
-	$(JOBS_VENV)/bin/python -m pytest -q -m "not images" tests/docker tests/helm
+	$(JOBS_VENV)/bin/python -m pytest -q -rs -m "not images" tests/docker tests/helm
 
 # Set-up for the tests, steps side by side: the Horovod build compiles C++ while the Airflow
 # venv installs and the data sets, the s3a test jars and chromium download (the prerequisites
