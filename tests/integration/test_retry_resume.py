@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 _missing = missing_requirements()
 pytestmark.append(pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_missing)}"))
 
-MAX_STEPS = 300
+MAX_STEPS = 200
 CHECKPOINT_STEP = 100  # training.config.TrainConfig.checkpoint_every
 
 
