@@ -241,7 +241,7 @@ def test_result_location_is_local_or_on_the_data_root(tmp_path):
 
 
 def test_task_launcher_reads_the_variable_at_run_time(monkeypatch):
-    from ops.launch.kubernetes import KubernetesLauncher
+    from ops.launch.kubernetes.launcher import KubernetesLauncher
     from ops.launch.local import LocalLauncher
     from ops.launch.settings import Settings
 
