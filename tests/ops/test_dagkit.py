@@ -484,7 +484,7 @@ def test_crawl_shards_param_is_bounded():
 
 
 def test_demo_merges_the_crawl_shards_summaries():
-    from ops.stack.demo import merge_crawl_summaries
+    from ops.stack.demo_runs import merge_crawl_summaries
 
     one = {"stage": "crawl", "uri": "/d/raw/v=v", "version": "v", "rows_in": 3, "rows_out": 2,
            "dropped": {"robots_disallowed": 1}}
