@@ -12,7 +12,8 @@ from ops.lake import storage
 from ops.launch.settings import Settings
 
 LAUNCHER_VARIABLE = "c2m_launcher"  # Airflow Variable: local | kubernetes
-CLUSTER_VARIABLE = "c2m_cluster"  # Airflow Variable: JSON of ops.launch.kubernetes.cluster.ClusterConfig fields
+# Airflow Variable: JSON of ops.launch.kubernetes.cluster.ClusterConfig fields
+CLUSTER_VARIABLE = "c2m_cluster"
 S3_CONNECTION = "c2m_s3"  # Airflow connection (aws): keys, extra endpoint_url / region_name
 log = logging.getLogger("crawl2model")
 
