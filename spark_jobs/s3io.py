@@ -7,7 +7,7 @@ Two paths, chosen by configuration (``C2M_SPARK_S3_IO``, else the Spark conf
   are downloaded with boto3 and outputs assembled in a local folder that is uploaded when
   the version is published (:mod:`spark_jobs.staging`). On a cluster that folder must be a
   volume every executor mounts (``C2M_STAGING_DIR``).
-- ``s3a`` (clusters; :func:`ops.launch.kubernetes.spark_conf` sets it with ``s3a://`` roots):
+- ``s3a`` (clusters; :func:`ops.launch.kubernetes.spark.spark_conf` sets it with ``s3a://`` roots):
   Spark reads ``s3a://`` inputs and writes its output to a staging prefix in the bucket;
   files that executors write themselves are uploaded by those executors, and publishing
   copies objects server-side. Nothing needs a shared volume.

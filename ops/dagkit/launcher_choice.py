@@ -12,7 +12,8 @@ from ops.lake import storage
 from ops.launch.settings import Settings
 
 LAUNCHER_VARIABLE = "c2m_launcher"  # Airflow Variable: local | kubernetes
-CLUSTER_VARIABLE = "c2m_cluster"  # Airflow Variable: JSON of ops.launch.kubernetes.ClusterConfig fields
+# Airflow Variable: JSON of ops.launch.kubernetes.cluster.ClusterConfig fields
+CLUSTER_VARIABLE = "c2m_cluster"
 S3_CONNECTION = "c2m_s3"  # Airflow connection (aws): keys, extra endpoint_url / region_name
 log = logging.getLogger("crawl2model")
 
@@ -46,7 +47,7 @@ def task_launcher(s: Settings, variable: Callable[[str], str | None] = airflow_v
     kind = launcher_kind(variable(LAUNCHER_VARIABLE))
     if kind == "local":
         return get_launcher(kind, s)
-    from ops.launch.kubernetes import ClusterConfig
+    from ops.launch.kubernetes.cluster import ClusterConfig
 
     cfg = ClusterConfig.from_env()
     raw = variable(CLUSTER_VARIABLE)

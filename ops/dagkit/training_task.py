@@ -57,7 +57,7 @@ class TrainingTask:
             Path(self.result_file).parent.mkdir(parents=True, exist_ok=True)
             Path(self.result_file).unlink(missing_ok=True)
         if self.launcher.kind != "local":
-            from ops.launch.kubernetes import job_name
+            from ops.launch.kubernetes.mpijob import job_name
 
             return job_name(self.dag_id, self.task_id, self.run_id, str(self.map_index))
         return f"{self.dag_id}-{self.task_id}-{self.run_id}"

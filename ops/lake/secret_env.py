@@ -16,7 +16,7 @@ name) or a 0600 file, never through argv, a log line, XCom or MLflow params.
   ``python -m ops.lake.secret_env MODULE ARGS``, which loads them into its own environment and
   runs MODULE. Locally, :func:`split_secrets` takes the secrets out of horovodrun's
   environment and :func:`write_env_file` puts them in a 0600 file in a 0700 folder, named by
-  :data:`ENV_FILE_VAR`. On Kubernetes (an MPIJob's workers, ops/launch/kubernetes.py) a Secret
+  :data:`ENV_FILE_VAR`. On Kubernetes (an MPIJob's workers, ops/launch/kubernetes/pods.py) a Secret
   is mounted as a folder with one file per variable, named by :data:`ENV_DIR_VAR`. Neither
   variable's name looks like a secret's, so both travel as plain environment.
 """
@@ -156,7 +156,7 @@ def load_env_dir(path: str | os.PathLike, environ=None) -> list[str]:
     folder = Path(path)
     if not folder.is_dir():
         raise SystemExit(f"${ENV_DIR_VAR}={path} is not a folder: mount the job's Secret there "
-                         "(ops/launch/kubernetes.py does) or unset the variable")
+                         "(ops/launch/kubernetes/pods.py does) or unset the variable")
     names = []
     for entry in sorted(folder.iterdir()):
         if _VAR_NAME.fullmatch(entry.name) and entry.is_file():

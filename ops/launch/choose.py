@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from ops.launch.kubernetes import KubernetesLauncher
+from ops.launch.kubernetes.launcher import KubernetesLauncher
 from ops.launch.local import Launcher, LaunchError, LocalLauncher
 from ops.launch.podman import PodmanLauncher
 from ops.launch.settings import Settings

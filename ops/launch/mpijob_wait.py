@@ -1,6 +1,6 @@
 """Waiting on a training MPIJob without holding an Airflow worker slot.
 
-:class:`MPIJobOperator` creates the MPIJob (:meth:`ops.launch.kubernetes.KubernetesLauncher.submit`)
+:class:`MPIJobOperator` creates the MPIJob (:meth:`ops.launch.kubernetes.launcher.KubernetesLauncher.submit`)
 and defers to :class:`MPIJobTrigger`, which polls the job's status on the triggerer (async:
 the Kubernetes client's blocking call runs in a thread) and fires once the job succeeded,
 failed or disappeared. The task then resumes in :meth:`MPIJobOperator.execute_complete`,
@@ -22,8 +22,9 @@ from typing import Any, AsyncIterator
 from airflow.sdk import BaseOperator
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from ops.launch.kubernetes import (MPI_GROUP, MPI_PLURAL, MPI_VERSION, ClusterConfig, KubernetesLauncher,
-                                mpijob_reason, mpijob_state)
+from ops.launch.kubernetes.cluster import ClusterConfig
+from ops.launch.kubernetes.launcher import KubernetesLauncher
+from ops.launch.kubernetes.mpijob import MPI_GROUP, MPI_PLURAL, MPI_VERSION, mpijob_reason, mpijob_state
 
 SUCCEEDED, FAILED, GONE, UNREACHABLE = "Succeeded", "Failed", "Gone", "Unreachable"
 MAX_READ_ERRORS = 5  # API errors in a row before the trigger gives up (the task then fails)

@@ -14,8 +14,10 @@ import pytest
 pytest.importorskip("airflow.providers.apache.spark", reason="DAG tests run under .venv-airflow")
 pytest.importorskip("airflow.providers.cncf.kubernetes", reason="DAG tests run under .venv-airflow")
 
-from ops.launch.kubernetes import (ClusterConfig, spark_connection, spark_submit_k8s_command,  # noqa: E402
-                                spark_submit_operator_kwargs, training_pod_operator)
+from ops.launch.kubernetes.cluster import ClusterConfig  # noqa: E402
+from ops.launch.kubernetes.single_pod import training_pod_operator  # noqa: E402
+from ops.launch.kubernetes.spark import (spark_connection, spark_submit_k8s_command,  # noqa: E402
+                                         spark_submit_operator_kwargs)
 from ops.launch.settings import Settings  # noqa: E402
 
 CFG = ClusterConfig(namespace="ml", spark_image="reg/c2m-spark:1", trainer_image="reg/c2m-trainer:1",

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("airflow.triggers.base", reason="DAG tests run under .venv-airflow")
 
-from ops.launch.kubernetes import LaunchError  # noqa: E402
+from ops.launch.local import LaunchError  # noqa: E402
 from ops.launch.mpijob_wait import MAX_READ_ERRORS, MPIJobOperator, MPIJobTrigger  # noqa: E402
 
 RUNNING = {"status": {"conditions": [{"type": "Running", "status": "True"}]}}
@@ -104,7 +104,7 @@ class FakeK8s:
 
 @pytest.fixture
 def operator(monkeypatch):
-    from ops.launch.kubernetes import KubernetesLauncher
+    from ops.launch.kubernetes.launcher import KubernetesLauncher
 
     api = FakeK8s()
     monkeypatch.setattr(KubernetesLauncher, "apis", lambda self: (api, api))

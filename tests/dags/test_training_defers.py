@@ -17,7 +17,8 @@ pytest.importorskip("airflow.triggers.base", reason="DAG tests run under .venv-a
 
 from airflow.sdk.exceptions import TaskDeferred  # noqa: E402
 
-from ops.launch.kubernetes import KubernetesLauncher, LaunchError  # noqa: E402
+from ops.launch.kubernetes.launcher import KubernetesLauncher  # noqa: E402
+from ops.launch.local import LaunchError  # noqa: E402
 from ops.dagkit.training_operator import TrainingOperator  # noqa: E402
 from ops.launch.mpijob_wait import MPIJobTrigger  # noqa: E402
 from test_mpijob_wait import FakeK8s  # noqa: E402

@@ -323,7 +323,7 @@ def test_platform_configmap_carries_the_settings_ops_reads():
 def test_platform_configmap_configures_the_cluster_launcher_as_the_chart_deploys():
     """Tasks read ClusterConfig from C2M_K8S_*; it must match the images and MPIJob the chart renders."""
     from ops.launch.choose import launcher_kind
-    from ops.launch.kubernetes import ClusterConfig
+    from ops.launch.kubernetes.cluster import ClusterConfig
 
     docs = render(*VALUE_SETS["gpu-cluster"])
     data = one(docs, "ConfigMap", "-platform")["data"]

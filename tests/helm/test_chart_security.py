@@ -119,7 +119,8 @@ def chart_pods(docs) -> dict[str, Pod]:
                 if obj["kind"] == "Pod":
                     add(pods, obj["metadata"]["labels"])
     # MPIJob pods as ops.launch.kubernetes creates them (the KubernetesLauncher's jobs).
-    from ops.launch.kubernetes import ClusterConfig, mpijob_manifest
+    from ops.launch.kubernetes.cluster import ClusterConfig
+    from ops.launch.kubernetes.mpijob import mpijob_manifest
 
     job = mpijob_manifest("training.pretrain", ["--shards", "s3://b/v=1"], ClusterConfig(namespace=NS), "t")
     for role in job["spec"]["mpiReplicaSpecs"].values():

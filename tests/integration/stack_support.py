@@ -202,7 +202,7 @@ def run_end_to_end(stack) -> EndToEndRun:
     of :func:`write_warcs` (publish off, as end_to_end does), and wait until it ends."""
     from ops.clients.airflow_api import AirflowClient
     from ops.stack import layout
-    from ops.stack.demo import PROFILES
+    from ops.stack.demo_profiles import PROFILES
 
     client = AirflowClient(stack.airflow_url, layout.airflow_home(stack))
     asset_runs = len(client.list_runs("pretrain", run_type="asset_triggered"))

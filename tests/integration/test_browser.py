@@ -136,7 +136,7 @@ def test_airflow_ui_triggers_finetune_from_its_params_form_and_the_run_succeeds(
 
     from ops.clients.airflow_api import AirflowClient
     from ops.stack import layout
-    from ops.stack.demo import explain_failure
+    from ops.stack.demo_runs import explain_failure
 
     require_demo(tiny_demo)
     client = AirflowClient(stack.airflow_url, layout.airflow_home(stack))

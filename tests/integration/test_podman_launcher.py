@@ -76,7 +76,8 @@ def client(podman_stack):
 
 def _refresh(client, s) -> dict:
     """One tiny data_refresh run to success; its stages' XComs by stage name."""
-    from ops.stack.demo import DATA_TASKS, PROFILES, crawl_output, explain_failure, trigger_refresh
+    from ops.stack.demo_profiles import PROFILES
+    from ops.stack.demo_runs import DATA_TASKS, crawl_output, explain_failure, trigger_refresh
 
     # As the demo does: the run takes the weekly slot that is due, so unpausing adds no second run.
     run = trigger_refresh(client, PROFILES["tiny"].data, echo=lambda line: None)
@@ -127,7 +128,7 @@ def test_data_refresh_runs_every_stage_as_a_container(podman_stack, podman_refre
 
 
 def test_pretrain_trains_in_the_trainer_image_and_registers_a_model(podman_stack, client, podman_refresh):
-    from ops.stack.demo import explain_failure
+    from ops.stack.demo_runs import explain_failure
     from ops.clients.mlflow_helpers import alias_version, get_run
 
     started = podman_refresh["run"].get("start_date")

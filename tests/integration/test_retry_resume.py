@@ -63,7 +63,7 @@ def test_a_killed_training_task_is_retried_and_resumes_its_checkpoint_and_mlflow
     from ops.clients.airflow_api import AirflowClient
     from ops.dagkit.versions import safe_name
     from ops.stack import layout
-    from ops.stack.demo import explain_failure, task_log_path
+    from ops.stack.demo_runs import explain_failure, task_log_path
 
     require_demo(tiny_demo)
     client = AirflowClient(stack.airflow_url, layout.airflow_home(stack))
@@ -123,7 +123,7 @@ def test_a_finished_data_task_run_again_rewrites_the_same_version(stack, tiny_de
     from ops.clients.airflow_api import AirflowClient
     from ops.lake.datasets import DatasetVersion
     from ops.stack import layout
-    from ops.stack.demo import explain_failure
+    from ops.stack.demo_runs import explain_failure
 
     require_demo(tiny_demo)
     client = AirflowClient(stack.airflow_url, layout.airflow_home(stack))

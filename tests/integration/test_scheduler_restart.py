@@ -97,7 +97,7 @@ def killed_run(stack, tiny_demo) -> KilledRun:
 
 def test_a_killed_scheduler_restarted_picks_up_where_it_was(stack, killed_run):
     from ops.stack import layout, processes
-    from ops.stack.demo import explain_failure
+    from ops.stack.demo_runs import explain_failure
 
     client, run_id, before, old = killed_run.client, killed_run.run_id, killed_run.before, killed_run.old_pid
     done_before = {k for k, t in before.items() if t["state"] == "success"}
@@ -133,7 +133,7 @@ def test_a_killed_scheduler_restarted_picks_up_where_it_was(stack, killed_run):
 
 def test_hpo_fans_trials_out_and_compress_quantizes(stack, killed_run):
     from ops.clients.mlflow_helpers import child_runs, experiment_name, get_run
-    from ops.stack.demo import explain_failure
+    from ops.stack.demo_runs import explain_failure
 
     client, run_id = killed_run.client, killed_run.run_id
     assert killed_run.final["state"] == "success", explain_failure(client, stack, "hpo", run_id)

@@ -63,7 +63,7 @@ def test_every_dag_parses_and_bad_params_are_refused_naming_the_field(stack):
 
 
 def test_a_failing_job_retries_and_its_last_lines_reach_the_task_log(stack):
-    from ops.stack.demo import task_log_path
+    from ops.stack.demo_runs import task_log_path
 
     client = _client(stack)
     client.set_paused("finetune", False)
@@ -144,7 +144,7 @@ def test_the_tiny_demo_never_sat_silent_and_its_summary_links_the_data_card(tiny
 
 
 def test_end_to_end_chains_the_three_dags(stack, end_to_end_run):
-    from ops.stack.demo import explain_failure
+    from ops.stack.demo_runs import explain_failure
 
     client = _client(stack)
     run = {"dag_run_id": end_to_end_run.run_id}

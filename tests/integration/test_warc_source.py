@@ -29,7 +29,7 @@ def test_data_refresh_ingests_warc_files_with_a_damaged_member(stack, end_to_end
     from ops.clients.airflow_api import AirflowClient
     from ops.lake.datasets import DatasetVersion
     from ops.stack import layout
-    from ops.stack.demo import explain_failure
+    from ops.stack.demo_runs import explain_failure
 
     client = AirflowClient(stack.airflow_url, layout.airflow_home(stack))
     run = {"dag_run_id": end_to_end_run.children["data_refresh"]}

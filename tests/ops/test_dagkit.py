@@ -241,7 +241,7 @@ def test_result_location_is_local_or_on_the_data_root(tmp_path):
 
 
 def test_task_launcher_reads_the_variable_at_run_time(monkeypatch):
-    from ops.launch.kubernetes import KubernetesLauncher
+    from ops.launch.kubernetes.launcher import KubernetesLauncher
     from ops.launch.local import LocalLauncher
     from ops.launch.settings import Settings
 
@@ -484,7 +484,7 @@ def test_crawl_shards_param_is_bounded():
 
 
 def test_demo_merges_the_crawl_shards_summaries():
-    from ops.stack.demo import merge_crawl_summaries
+    from ops.stack.demo_runs import merge_crawl_summaries
 
     one = {"stage": "crawl", "uri": "/d/raw/v=v", "version": "v", "rows_in": 3, "rows_out": 2,
            "dropped": {"robots_disallowed": 1}}

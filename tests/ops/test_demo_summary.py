@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from ops.stack.demo import DemoResult, summary
+from ops.stack.demo_summary import DemoResult, summary
 
 
 def test_summary_prints_baselines_and_lifts_beside_the_models():
@@ -51,7 +51,7 @@ def test_demo_profile_crawls_both_sites_side_by_side_and_finetunes_the_bert(monk
     from ops.dagkit.fanout import crawl_shards
     from ops.dagkit.flags import register_name_for
     from ops.launch.settings import get_settings
-    from ops.stack.demo import PROFILES
+    from ops.stack.demo_profiles import PROFILES
 
     monkeypatch.setenv("C2M_SITE_PORT", "28100")
     monkeypatch.setenv("C2M_REVIEWS_PORT", "28101")

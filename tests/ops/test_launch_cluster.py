@@ -17,11 +17,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ops.launch.kubernetes import (ClusterConfig, KubernetesLauncher, cluster_horovodrun_command, job_name,
-                                mpijob_manifest, mpijob_state, s3a_args, single_pod_horovodrun_command,
-                                spark_conf, spark_connection, spark_submit_k8s_command,
-                                spark_submit_operator_kwargs, world_size)
 from ops.lake.storage import to_s3a
+from ops.launch.kubernetes.cluster import ClusterConfig
+from ops.launch.kubernetes.launcher import KubernetesLauncher
+from ops.launch.kubernetes.mpijob import (cluster_horovodrun_command, job_name, mpijob_manifest, mpijob_state,
+                                          world_size)
+from ops.launch.kubernetes.single_pod import single_pod_horovodrun_command
+from ops.launch.kubernetes.spark import (s3a_args, spark_conf, spark_connection, spark_submit_k8s_command,
+                                         spark_submit_operator_kwargs)
 from ops.launch.local import LaunchError, horovodrun_command
 from ops.launch.settings import Settings
 

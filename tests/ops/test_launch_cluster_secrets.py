@@ -23,8 +23,9 @@ import pytest
 import yaml
 
 from ops.lake import secret_env
-from ops.launch.kubernetes import (HOSTFILE, SECRET_DIR, SECRET_FILE_MODE, ClusterConfig, mpijob_manifest,
-                                secret_files)
+from ops.launch.kubernetes.cluster import ClusterConfig
+from ops.launch.kubernetes.mpijob import HOSTFILE, mpijob_manifest
+from ops.launch.kubernetes.pods import SECRET_DIR, SECRET_FILE_MODE, secret_files
 from test_launch_cluster import GPU_VALUES, config_from_values, merged_values, needs_helm, render
 
 REPO = Path(__file__).resolve().parents[2]

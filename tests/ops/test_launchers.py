@@ -92,7 +92,8 @@ def test_horovodrun_passes_extra_env_to_the_ranks(monkeypatch, tmp_path):
 
 
 def test_kubernetes_launcher_is_the_cluster_one(monkeypatch):
-    from ops.launch.kubernetes import ClusterConfig, KubernetesLauncher
+    from ops.launch.kubernetes.cluster import ClusterConfig
+    from ops.launch.kubernetes.launcher import KubernetesLauncher
 
     launcher = get_launcher("kubernetes", cfg=ClusterConfig(namespace="ml"))
     assert isinstance(launcher, KubernetesLauncher) and launcher.cfg.namespace == "ml"

@@ -11,7 +11,8 @@ import uuid
 import pytest
 
 from ops.lake import secret_env
-from ops.launch import kubernetes, local
+from ops.launch import local
+from ops.launch.kubernetes import cluster, pods
 from ops.launch.settings import Settings
 
 AIRFLOW_SECRETS = {
@@ -115,19 +116,19 @@ def test_run_masks_the_command_the_output_and_the_error(capsys):
 
 
 def test_cluster_jobs_get_secrets_from_mounted_secrets_only():
-    cfg = kubernetes.ClusterConfig(secret_env={"C2M_OPTUNA_STORAGE": "c2m-optuna",
+    cfg = cluster.ClusterConfig(secret_env={"C2M_OPTUNA_STORAGE": "c2m-optuna",
                                                    "MLFLOW_TRACKING_PASSWORD": "c2m-mlflow-auth:password"})
-    env = kubernetes._env_list(cfg, {"C2M_OPTUNA_STORAGE": "postgresql://o:pw@db/o", "C2M_X": "1"})
+    env = pods.env_list(cfg, {"C2M_OPTUNA_STORAGE": "postgresql://o:pw@db/o", "C2M_X": "1"})
     by_name = {e["name"]: e for e in env}
     assert "C2M_OPTUNA_STORAGE" not in by_name and "MLFLOW_TRACKING_PASSWORD" not in by_name
     assert not [e for e in env if "valueFrom" in e] and "pw@" not in json.dumps(env)
-    assert by_name[secret_env.ENV_DIR_VAR] == {"name": secret_env.ENV_DIR_VAR, "value": kubernetes.SECRET_DIR}
+    assert by_name[secret_env.ENV_DIR_VAR] == {"name": secret_env.ENV_DIR_VAR, "value": pods.SECRET_DIR}
     assert by_name["C2M_X"] == {"name": "C2M_X", "value": "1"}
-    assert kubernetes.secret_volume(cfg)["projected"]["sources"] == [
+    assert pods.secret_volume(cfg)["projected"]["sources"] == [
         {"secret": {"name": "c2m-optuna", "items": [{"key": "C2M_OPTUNA_STORAGE", "path": "C2M_OPTUNA_STORAGE"}]}},
         {"secret": {"name": "c2m-mlflow-auth", "items": [{"key": "password", "path": "MLFLOW_TRACKING_PASSWORD"}]}}]
     with pytest.raises(local.LaunchError, match="secret_env"):
-        kubernetes._env_list(kubernetes.ClusterConfig(), {"C2M_OPTUNA_STORAGE": "pg://o:p@db/o"})
+        pods.env_list(cluster.ClusterConfig(), {"C2M_OPTUNA_STORAGE": "pg://o:p@db/o"})
 
 
 def _secret_volume(root, values: dict[str, str], mode: int = 0o440):

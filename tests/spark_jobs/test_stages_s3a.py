@@ -258,7 +258,8 @@ def test_the_mode_comes_from_the_env_and_bad_values_say_what_to_use(monkeypatch)
 def test_the_cluster_launcher_selects_s3a_mode_with_s3a_roots():
     from pathlib import Path
 
-    from ops.launch.kubernetes import ClusterConfig, spark_conf
+    from ops.launch.kubernetes.cluster import ClusterConfig
+    from ops.launch.kubernetes.spark import spark_conf
     from ops.launch.settings import Settings
 
     s = Settings(jobs_venv=Path("/venv"))

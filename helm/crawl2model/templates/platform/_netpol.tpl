@@ -26,7 +26,7 @@ matchExpressions:
   - {key: app.kubernetes.io/component, operator: In, values: ["training-launcher", "training-worker"]}
 {{- end -}}
 
-{{/* Single-pod training (ops.launch.kubernetes.training_pod_operator): the KubernetesPodOperator label. */}}
+{{/* Single-pod training (ops.launch.kubernetes.single_pod.training_pod_operator): the KubernetesPodOperator label. */}}
 {{- define "crawl2model.np.podOperatorPods" -}}
 matchLabels:
   kubernetes_pod_operator: "True"

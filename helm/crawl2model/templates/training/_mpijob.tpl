@@ -3,7 +3,7 @@
 {{- if .Values.training.gpu.enabled }}{{ int .Values.training.gpu.perWorker }}{{ else }}{{ int .Values.training.cpuSlotsPerWorker }}{{ end -}}
 {{- end -}}
 
-{{/* Secrets of training jobs (ops/launch/kubernetes.py: secret_files, secret_volume): never in a
+{{/* Secrets of training jobs (ops/launch/kubernetes/pods.py: secret_files, secret_volume): never in a
      container's env, where horovodrun would export them onto every rank's ssh command line.
      The workers mount them as one 0440 file per variable at /var/run/secrets/crawl2model, and
      each rank starts through `python -m ops.lake.secret_env`, which loads that folder ($C2M_RANK_ENV_DIR). */}}
