@@ -334,7 +334,7 @@ def run(args, dist) -> dict:
     import mlflow
 
     from training import finetune, registry_gate, tracking
-    from training.tasks import export, serving, split_digest, task_for_model
+    from training.tasks import export, split_digest, task_for_model
 
     bundle = tracking.load_model_bundle(args.model)
     task = task_for_model(bundle, max_examples=args.max_examples)

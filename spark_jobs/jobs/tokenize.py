@@ -15,9 +15,6 @@ from spark_jobs.stage import Stage, Written, run_stage
 
 
 def build_parser():
-    from ops.lake.vocab import BPE, KINDS
-    from spark_jobs.tokens.trainers import NORMALIZERS
-
     p = base_parser("tokenize", "Train a tokenizer on the corpus and write packed token shards.")
     return add_arguments(p, TokenizeSettings)
 

@@ -54,7 +54,8 @@ def test_wordpiece_joins_documents_with_sep_and_counts_unknowns(wordpiece):
 
 
 def test_manifest_checksums_match_and_the_loader_refuses_a_changed_shard(wordpiece):
-    from training.data.shards import ShardDataset, ShardError, file_sha256, read_shard_info
+    from training.data.shard_cache import file_sha256
+    from training.data.shards import ShardDataset, ShardError, read_shard_info
 
     tmp, man = wordpiece
     for split in ("train", "val"):

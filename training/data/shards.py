@@ -28,7 +28,6 @@ import torch
 from ops.lake import storage
 from ops.lake.datasets import data_uri_of
 from training.data import shard_cache
-from training.data.shard_cache import file_sha256  # noqa: F401  (re-exported: older imports)
 from training.data.stitch import stitch
 
 DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
