@@ -103,6 +103,23 @@ def serve_until_interrupted(server) -> int:
     return 0
 
 
+def run_site(label: str, host: str, port: int, port_setting: str, build, missing: type[Exception]) -> int:
+    """Build a site's server and serve it until interrupted. ``build()`` returns the server and a
+    line saying what it serves; its data missing (``missing``) or a busy port ends the run with
+    exit status 2 and what to do."""
+    try:
+        server, serving = build()
+    except missing as exc:
+        print(f"{label}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{label}: cannot listen on {host}:{port} ({exc}); set {port_setting} to a free port",
+              file=sys.stderr)
+        return 2
+    print(f"{label}: {serving}", flush=True)
+    return serve_until_interrupted(server)
+
+
 def main(argv: list[str] | None = None) -> int:
     from ops.launch.settings import get_settings
 
@@ -115,19 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crawl-delay", type=int,
                    default=int(os.environ.get("C2M_SITE_CRAWL_DELAY", DEFAULT_CRAWL_DELAY)))
     a = p.parse_args(argv)
-    try:
+
+    def build():
         root = resolve_root(a.root)
-        server = make_server(a.host, a.port, root, a.crawl_delay)
-    except SiteMissing as exc:
-        print(f"demo site: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"demo site: cannot listen on {a.host}:{a.port} ({exc}); set C2M_SITE_PORT to a free port",
-              file=sys.stderr)
-        return 2
-    print(f"demo site: serving {root} at http://{a.host}:{a.port}/ (robots: Disallow {DISALLOWED}, "
-          f"Crawl-delay {a.crawl_delay})", flush=True)
-    return serve_until_interrupted(server)
+        return make_server(a.host, a.port, root, a.crawl_delay), (
+            f"serving {root} at http://{a.host}:{a.port}/ (robots: Disallow {DISALLOWED}, "
+            f"Crawl-delay {a.crawl_delay})")
+
+    return run_site("demo site", a.host, a.port, "C2M_SITE_PORT", build, SiteMissing)
 
 
 if __name__ == "__main__":

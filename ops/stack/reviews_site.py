@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from ops.stack.demo_site import serve_until_interrupted
+from ops.stack.demo_site import run_site
 from training.data import polarity
 
 PER_PAGE = 10
@@ -162,19 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=s.reviews_port)
     p.add_argument("--crawl-delay", type=int, default=DEFAULT_CRAWL_DELAY)
     a = p.parse_args(argv)
-    try:
+
+    def build():
         reviews = site_reviews()
-        server = make_server(a.host, a.port, build_pages(reviews.texts), a.crawl_delay)
-    except polarity.PolarityDataMissing as exc:
-        print(f"reviews site: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"reviews site: cannot listen on {a.host}:{a.port} ({exc}); set C2M_REVIEWS_PORT to a free port",
-              file=sys.stderr)
-        return 2
-    print(f"reviews site: {len(reviews.texts)} reviews at http://{a.host}:{a.port}/ (left out: "
-          f"{reviews.left_out}; Crawl-delay {a.crawl_delay})", flush=True)
-    return serve_until_interrupted(server)
+        return make_server(a.host, a.port, build_pages(reviews.texts), a.crawl_delay), (
+            f"{len(reviews.texts)} reviews at http://{a.host}:{a.port}/ (left out: {reviews.left_out}; "
+            f"Crawl-delay {a.crawl_delay})")
+
+    return run_site("reviews site", a.host, a.port, "C2M_REVIEWS_PORT", build, polarity.PolarityDataMissing)
 
 
 if __name__ == "__main__":
