@@ -2,6 +2,7 @@
 callbacks that log what failed, on which try, why, and the job's last output lines."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from datetime import timedelta
@@ -65,11 +66,9 @@ def failure_summary(context: dict[str, Any], will_retry: bool = False) -> str:
         if tail:
             lines.append(f"  last {len(tail)} lines of the job's output:")
             lines += [f"    | {line}" for line in tail]
-    try:
+    with contextlib.suppress(Exception):  # a report must never fail on a missing setting
         url = task_url(airflow_base_url(), f["dag_id"], f["run_id"], f["task_id"], f["map_index"])
         lines.append(f"  task: {url}")
-    except Exception:  # a report must never fail on a missing setting
-        pass
     return "\n".join(lines)
 
 
