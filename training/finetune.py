@@ -61,7 +61,7 @@ def prepare(cfg: TaskConfig, bundle, data=None):
     block_size = bundle.config["model"]["block_size"]
     if cfg.max_len > block_size:
         raise ValueError(f"--max-len {cfg.max_len} exceeds the base model's context of {block_size} tokens")
-    data = data or load_data(cfg.task, cfg.subset, cfg.data, cfg.max_examples)
+    data = data or load_data(cfg.task, cfg.subset, cfg.data, cfg.max_examples, cfg.train_examples)
     task = make_task(
         cfg.task,
         data,
@@ -78,6 +78,7 @@ def prepare(cfg: TaskConfig, bundle, data=None):
             "seed": cfg.seed,
         },
         pooling=cfg.pooling,
+        ngram_buckets=cfg.ngram_buckets,
     )
     model = task.build_model(build_backbone(bundle, cfg.dropout, pretrained=cfg.init == "pretrained"))
     freeze_layers(model.backbone, cfg.freeze_layers)
@@ -91,6 +92,7 @@ def registered_config(cfg: TaskConfig, task, bundle) -> dict:
         "task": cfg.task,
         "subset": cfg.subset,
         "data": cfg.data,
+        "train_examples": cfg.train_examples,
         "base_model": cfg.base_model,
         "base_model_version": bundle.version,
         "init": cfg.init,

@@ -254,7 +254,8 @@ def run(args, dist) -> dict:
     base_cfg = finetune.build_config(args)
     bundle = tracking.load_model_bundle(base_cfg.base_model)
     space = load_space(args.space, bundle.config["model"]["n_layer"], args.lr_min, args.lr_max)
-    data = load_data(base_cfg.task, base_cfg.subset, base_cfg.data, base_cfg.max_examples)
+    data = load_data(base_cfg.task, base_cfg.subset, base_cfg.data, base_cfg.max_examples,
+                     base_cfg.train_examples)
     task, _ = finetune.prepare(base_cfg, bundle, data)  # the task names its metric (tagging: by labels)
     metric, direction = objective(task)
     del task

@@ -27,6 +27,9 @@ BLEU = "bleu"
 CHRF = "chrf"
 PERPLEXITY = "perplexity"
 BPB = "bpb"  # bits per byte (training/bpb.py)
+# A classifier with an n-gram bag (--ngram-buckets): each part's accuracy alone, and the bag's
+# weight in the prediction, picked on validation (training/models/heads.py).
+TRANSFORMER_ONLY, NGRAMS_ONLY, NGRAM_MIX = "transformer_only_accuracy", "ngrams_only_accuracy", "ngram_mix"
 LOWER_IS_BETTER = frozenset({PERPLEXITY, "loss", BPB})
 
 

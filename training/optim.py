@@ -74,7 +74,8 @@ def param_groups(model: torch.nn.Module, weight_decay: float, layer_lr_decay: fl
     ``layer_lr_decay`` d < 1 the groups are split by depth too (:func:`layer_depths`), and a
     group at depth k trains at ``lr * d**k`` (its ``lr_scale``; ULMFiT's discriminative
     fine-tuning): the head learns fast while the embeddings move least. With d = 1 there are
-    two groups, decay then no decay, which is what pretraining checkpoints hold. Frozen
+    two groups, decay then no decay, which is what pretraining checkpoints hold. A parameter
+    with an ``lr_scale`` attribute gets groups of its own at that multiple. Frozen
     parameters are left out; tied parameters appear once; empty groups are dropped.
     """
     if not 0 < layer_lr_decay <= 1:
@@ -85,12 +86,13 @@ def param_groups(model: torch.nn.Module, weight_decay: float, layer_lr_decay: fl
         if not param.requires_grad:
             continue
         depth, decays = depths.get(name, 0), param.dim() >= 2
+        scale = getattr(param, "lr_scale", 1.0)  # a module's own multiplier (e.g. heads.NGRAM_LR_SCALE)
         group = groups.setdefault(
-            (depth, not decays),
+            (depth, not decays, scale),
             {
                 "params": [],
                 "weight_decay": weight_decay if decays else 0.0,
-                "lr_scale": layer_lr_decay**depth,
+                "lr_scale": layer_lr_decay**depth * scale,
             },
         )
         if depths:

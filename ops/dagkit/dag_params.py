@@ -99,7 +99,7 @@ def finetune_params(s: Settings) -> dict[str, dict]:
     return {
         **_task_fields(FINETUNE_SETTINGS),
         **param_specs(FINETUNE_SETTINGS, "Training",
-                      only=("epochs", "lr", "batch_size", "freeze_layers", "promote")),
+                      only=("epochs", "lr", "batch_size", "freeze_layers", "ngram_buckets", "promote")),
         **_launch(s),
     }
 

@@ -33,6 +33,15 @@ def _baseline_line(fin: dict) -> str:
             f"({'champion' if fin.get('promoted') else 'not promoted'}: {fin.get('gate')})")
 
 
+def _parts_lines(fin: dict) -> list[str]:
+    """A classifier with an n-gram bag: each part's accuracy alone (which part carries the model)."""
+    if fin.get("transformer_only_accuracy") is None:
+        return []
+    return [f"                  parts alone: transformer {_fmt(fin['transformer_only_accuracy'])}  "
+            f"n-gram bag {_fmt(fin.get('ngrams_only_accuracy'))}  "
+            f"(bag weight {_fmt(fin.get('ngram_mix'), 1)}, picked on val)"]
+
+
 def _bpb_line(pre: dict) -> str:
     """A GPT's bits per byte beside xz's; a BERT (masked-LM loss, no bits per byte) its gate."""
     if pre.get("val_bpb") is None:
@@ -103,6 +112,7 @@ def summary(result: DemoResult, s: Settings) -> str:
         f"  finetune        accuracy {_fmt(fin.get('accuracy'))}  F1 {_fmt(fin.get('f1'))}  "
         f"version {fin.get('model_version')}",
         _baseline_line(fin),
+        *_parts_lines(fin),
         *report_lines(s, fin),
         "  Airflow runs:",
     ]

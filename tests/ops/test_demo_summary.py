@@ -22,6 +22,20 @@ def test_summary_prints_baselines_and_lifts_beside_the_models():
     assert lines[at + 3].startswith("TF-IDF+LR baseline accuracy 0.6850  lift -0.1000  (not promoted: ")
 
 
+def test_summary_shows_each_part_of_a_classifier_with_an_ngram_bag():
+    finetune = {"accuracy": 0.75, "metric": "accuracy", "baseline": "TF-IDF+LR", "baseline_accuracy": 0.72,
+                "lift_accuracy": 0.03, "transformer_only_accuracy": 0.61, "ngrams_only_accuracy": 0.74,
+                "ngram_mix": 0.8}
+    s = SimpleNamespace(data_root="/tmp/d", s3_mode=False, airflow_url="http://a", mlflow_uri="http://m")
+    result = DemoResult(ok=True, outputs={"finetune": finetune})
+    lines = [line.strip() for line in summary(result, s).splitlines()]
+    at = next(i for i, line in enumerate(lines) if line.startswith("TF-IDF+LR baseline"))
+    assert lines[at + 1] == ("parts alone: transformer 0.6100  n-gram bag 0.7400  "
+                             "(bag weight 0.8, picked on val)")
+    del finetune["transformer_only_accuracy"], finetune["ngrams_only_accuracy"]
+    assert not any("parts alone" in line for line in summary(result, s).splitlines())
+
+
 def test_summary_gives_a_bert_its_gate_instead_of_bits_per_byte():
     pretrain = {"train_loss": 6.1, "val_loss": 6.4, "steps": 400, "model_uri": "models:/c2m-bert/1",
                 "promoted": True, "gate": "no champion yet"}
@@ -69,4 +83,7 @@ def test_demo_profile_crawls_both_sites_side_by_side_and_finetunes_the_bert(monk
     assert "mlm" in overridable["objective"]["enum"]
     name = register_name_for(conf["pretrain"]["objective"])
     assert name == "c2m-bert" and demo.finetune["base_model"] == f"models:/{name}@champion"
+    from ops.dagkit.dag_params import finetune_params
+
+    assert set(demo.finetune) <= set(finetune_params(get_settings()))  # each a Param of the finetune DAG
     assert PROFILES["tiny"].refresh_conf(get_settings()) == PROFILES["tiny"].data  # the docs site only

@@ -110,6 +110,27 @@ def test_classification_from_a_bert_base_learns_registers_and_rescoring_agrees(b
     assert json.loads((tmp_path / "r.json").read_text())["accuracy"] == result["accuracy"]
 
 
+def test_a_classifier_with_an_ngram_bag_on_a_train_subset_registers_both_and_rescores(bert_base, tmp_path):
+    from training import finetune, tracking
+    from training.tasks import export, task_for_model
+
+    base, _ = bert_base
+    data = write_classification_jsonl(tmp_path / "cls")
+    result = finetune.main(finetune_args(
+        base, "c2m-bert-bag-test", "--task", "classification", "--data", str(data), "--epochs", "4",
+        "--ngram-buckets", "4096", "--train-examples", "200", "--promote", "always"))
+    assert result["examples"] == {"train": 200, "val": 60, "test": 60}  # val and test whole
+    assert result["accuracy"] >= 0.9
+    assert 0 <= result["transformer_only_accuracy"] <= 1 and result["ngrams_only_accuracy"] >= 0.8
+    bundle = tracking.load_model_bundle(f"models:/c2m-bert-bag-test/{result['model_version']}")
+    assert bundle.config["ngram_buckets"] == 4096 and bundle.config["train_examples"] == 200
+    assert bundle.state_dict()["ngrams.weight"].abs().sum() > 0  # the bag trained and was registered
+    task = task_for_model(bundle)
+    assert task.size("train") == 200
+    again = task.evaluate(export.load_module(bundle), "test")
+    assert again["accuracy"] == pytest.approx(result["accuracy"])
+
+
 def test_tagging_from_a_bert_base_learns(bert_base, tmp_path):
     from training import finetune
 

@@ -43,6 +43,10 @@ def test_compare_init_runs_both_starts_per_seed_and_registers_nothing(base, mlfl
     lifts = [r["pretrained"] - r["random"] for r in result["rows"]]
     assert result["compare"]["lift_mean"] == pytest.approx(sum(lifts) / 2)
     assert result["baseline"] == "TF-IDF+LR" and "baseline_accuracy" in result
+    # the default n-gram bag learns the same from either start: the transformer alone is compared too
+    parts = result["compare_transformer_only"]
+    assert parts["seeds"] == 2 and parts["metric"] == "transformer_only_accuracy"
+    assert "The transformer part alone" in result["table"]
     client = MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
     parent = client.get_run(result["run_id"])
     assert parent.data.tags["c2m.job"] == "compare-init"

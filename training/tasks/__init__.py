@@ -33,8 +33,29 @@ def _module(task: str):
     return tagging
 
 
-def load_data(task: str, subset: str = "", data: str = "", max_examples: int = 0):
-    return _module(task).load_data(task, subset, data, max_examples)
+def load_data(task: str, subset: str = "", data: str = "", max_examples: int = 0, train_examples: int = 0):
+    """The task's splits; ``train_examples`` > 0 keeps that many training examples (val and test whole)."""
+    return limit_train(_module(task).load_data(task, subset, data, max_examples), train_examples)
+
+
+def _digest(item) -> str:
+    return hashlib.sha1(json.dumps(item, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def limit_train(data, n: int):
+    """Keep ``n`` training examples (0 = all), the first ``n`` in the order of a hash of their
+    content: the same examples for every seed and start (pretrained or random), a smaller ``n`` a
+    subset of a larger one (a learning curve), the classes mixed whatever the source file's order.
+    Validation and test stay whole, so scores compare with runs on the whole training split."""
+    if n <= 0:
+        return data
+    if hasattr(data, "texts"):  # classification: parallel texts and targets
+        rows = zip(data.texts["train"], data.targets["train"])
+        keep = sorted(rows, key=lambda row: _digest(list(row)))[:n]
+        data.texts["train"], data.targets["train"] = [t for t, _ in keep], [y for _, y in keep]
+    else:  # tagging sentences, generation pairs
+        data.splits["train"] = sorted(data.splits["train"], key=lambda item: _digest(repr(item)))[:n]
+    return data
 
 
 def make_task(
@@ -48,16 +69,18 @@ def make_task(
     crf: bool = False,
     decoding: dict | None = None,
     pooling: str = "",
+    ngram_buckets: int = 0,
 ):
     """``decoding`` (generation only): max_new_tokens, top_k, temperature, seed; ``pooling``
-    (classification only): last | mean, "" = the backbone's default."""
+    (classification only): last | mean, "" = the backbone's default; ``ngram_buckets``
+    (classification only): rows of hashed n-gram weights beside the pooled state, 0 = none."""
     module = _module(task)
     if module.__name__.endswith("generation"):
         encoder = module.PairEncoder(tokenizer_path, eos_id, pad_id, max_len)
         return module.GenerationTask(data, encoder, dropout, **(decoding or {}))
     if module.__name__.endswith("classification"):
         encoder = module.Encoder(tokenizer_path, eos_id, pad_id, max_len)
-        return module.ClassificationTask(data, encoder, dropout, pooling)
+        return module.ClassificationTask(data, encoder, dropout, pooling, ngram_buckets)
     return module.TaggingTask(data, module.WordEncoder(tokenizer_path, pad_id, max_len), dropout, crf)
 
 
@@ -79,6 +102,7 @@ def task_for_model(bundle, data=None, max_examples: int = 0, data_dir: str | Non
             c.get("subset", ""),
             data_dir if data_dir is not None else c.get("data", ""),
             max_examples,
+            c.get("train_examples", 0),
         )
     if list(data.labels) != list(c.get("labels", [])):
         raise ValueError(
@@ -96,6 +120,7 @@ def task_for_model(bundle, data=None, max_examples: int = 0, data_dir: str | Non
         c.get("crf", False),
         {k: c[k] for k in ("max_new_tokens", "top_k", "temperature", "seed") if k in c},
         c.get("pooling", "last"),  # models registered before pooling was recorded read the last token
+        c.get("ngram_buckets", 0),
     )
 
 

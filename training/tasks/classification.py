@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from training.data import jsonl, polarity
-from training.metrics import ACCURACY, classification_metrics
-from training.models.heads import SequenceClassifier
+from training.metrics import ACCURACY, NGRAM_MIX, NGRAMS_ONLY, TRANSFORMER_ONLY, classification_metrics
+from training.models.heads import MIX_GRID, SequenceClassifier, pooled_log_probs
 
 DEFAULT_SUBSET = "sentences"
 
@@ -94,9 +94,11 @@ class ClassificationTask:
     kind = "classification"
     primary_metric = ACCURACY
 
-    def __init__(self, data: ClassificationData, encoder: Encoder, dropout: float = 0.1, pooling: str = ""):
+    def __init__(self, data: ClassificationData, encoder: Encoder, dropout: float = 0.1, pooling: str = "",
+                 ngram_buckets: int = 0):
         self.data, self.encoder, self.dropout = data, encoder, dropout
         self.pooling = pooling  # "" = the backbone's default (heads.default_pooling)
+        self.ngram_buckets = ngram_buckets  # 0 = no n-gram weights beside the pooled state
         self.labels = data.labels
         self.ids, self.truncated = {}, {}
         for split, texts in data.texts.items():
@@ -112,6 +114,7 @@ class ClassificationTask:
             pad_id=self.encoder.pad_id,
             dropout=self.dropout,
             pooling=self.pooling,
+            ngram_buckets=self.ngram_buckets,
         )
         self.pooling = model.pooling  # the resolved choice, recorded in model_config
         return model
@@ -120,8 +123,11 @@ class ClassificationTask:
         return self.encoder.batch([self.ids[split][i] for i in indices])
 
     def loss(self, model, indices, split: str = "train") -> torch.Tensor:
-        logits = model(self.inputs(split, indices))
-        return F.cross_entropy(logits, torch.tensor([self.data.targets[split][i] for i in indices]))
+        """Cross-entropy of the logits; with an n-gram bag, each part's own (heads.SequenceClassifier)."""
+        target = torch.tensor([self.data.targets[split][i] for i in indices])
+        deep, wide = model.parts(self.inputs(split, indices))
+        loss = F.cross_entropy(deep, target)
+        return loss if wide is None else loss + F.cross_entropy(wide, target)
 
     @torch.no_grad()
     def probabilities(self, model, split: str, indices=None, batch_size: int = 64) -> np.ndarray:
@@ -150,7 +156,55 @@ class ClassificationTask:
 
     def evaluate(self, model, split: str, dist=None, batch_size: int = 64) -> dict[str, float]:
         m = classification_metrics(self.confusion(model, split, dist, batch_size), self.labels)
-        return {k: v for k, v in m.items() if k != "per_class"}
+        scores = {k: v for k, v in m.items() if k != "per_class"}
+        if getattr(model, "ngram_buckets", 0):
+            scores.update(self.part_accuracies(model, split, dist, batch_size))
+        return scores
+
+    def _part_hits(self, model, split: str, dist, batch_size: int, width: int, scores) -> torch.Tensor:
+        """Counts summed over this rank's batches of ``split`` and over ranks: ``scores(deep, wide,
+        target)`` gives ``width`` counts per batch from the classifier's two parts, in eval mode."""
+        rank, size = (dist.rank, dist.size) if dist else (0, 1)
+        rows = list(range(rank, self.size(split), size))
+        was_training = model.training
+        model.eval()
+        hits = torch.zeros(width, dtype=torch.float64)
+        with torch.no_grad():
+            for i in range(0, len(rows), batch_size):
+                chunk = rows[i : i + batch_size]
+                deep, wide = model.parts(self.inputs(split, chunk))
+                target = torch.tensor([self.data.targets[split][r] for r in chunk])
+                hits += scores(deep, wide, target)
+        model.train(was_training)
+        return dist.allreduce_sum(hits) if dist is not None else hits
+
+    def calibrate(self, model, split: str = "val", dist=None, batch_size: int = 64) -> float | None:
+        """Set a classifier's n-gram bag weight (``model.mix``) to the value of ``heads.MIX_GRID``
+        scoring best on ``split``, ties to the one nearest an even mix; None without a bag."""
+        if not getattr(model, "ngram_buckets", 0):
+            return None
+
+        def right_per_mix(deep, wide, target):
+            return torch.tensor([float((pooled_log_probs(deep, wide, mix).argmax(-1) == target).sum())
+                                 for mix in MIX_GRID], dtype=torch.float64)
+
+        hits = self._part_hits(model, split, dist, batch_size, len(MIX_GRID), right_per_mix)
+        best = max(range(len(MIX_GRID)), key=lambda j: (float(hits[j]), -abs(MIX_GRID[j] - 0.5)))
+        model.mix.fill_(MIX_GRID[best])
+        return MIX_GRID[best]
+
+    def part_accuracies(self, model, split: str, dist=None, batch_size: int = 64) -> dict[str, float]:
+        """A classifier with an n-gram bag: each part's accuracy alone, so a result shows which
+        part carries the prediction (heads.SequenceClassifier.parts), and the bag's weight."""
+
+        def right_per_part(deep, wide, target):
+            right = [(deep.argmax(-1) == target).sum(), (wide.argmax(-1) == target).sum(), len(target)]
+            return torch.tensor([float(n) for n in right], dtype=torch.float64)
+
+        hits = self._part_hits(model, split, dist, batch_size, 3, right_per_part)
+        rows = max(float(hits[2]), 1.0)
+        return {TRANSFORMER_ONLY: float(hits[0]) / rows, NGRAMS_ONLY: float(hits[1]) / rows,
+                NGRAM_MIX: float(model.mix)}
 
     def model_config(self) -> dict:
         """Fields serving and evaluation need, merged into the registered model_config.json."""
@@ -162,4 +216,5 @@ class ClassificationTask:
             "max_len": self.encoder.max_len,
             "dropout": self.dropout,
             "pooling": self.pooling or "last",
+            "ngram_buckets": self.ngram_buckets,
         }

@@ -37,6 +37,9 @@ INIT = ("pretrained", "random")
 POOLING = ("last", "mean")
 # Fields that training/tasks/recipe.py may pick from the number of training examples.
 SIZE_DEFAULTS = ("epochs", "lr", "warmup_steps", "patience")
+# A classifier's bag of hashed n-grams (training/models/heads.py): 2**18 rows keep collisions rare
+# for the n-grams of tens of thousands of texts at 1 MB per label (README "Recipes, measured").
+NGRAM_BUCKETS = 2**18
 
 
 # Fine-tuning trains gently: a smaller lr and weight decay than pretraining.
@@ -71,6 +74,8 @@ class TaskConfig:
                           "from the training-set size (training/tasks/recipe.py)", minimum=1, maximum=1000)
     batch_size: int = setting(16, "examples per rank per step", minimum=1, maximum=65_536)
     max_examples: int = setting(0, "use a fixed subset of this many examples (0 = all)", minimum=0)
+    train_examples: int = setting(0, "train on this many training examples, a fixed subset; validation and "
+                                  "test stay whole (0 = all; a label budget for learning curves)", minimum=0)
     max_len: int = setting(0, "tokens per example (0 = the base model's context)", minimum=0)
     seed: int = setting(1337, "random seed", minimum=0, maximum=2**31 - 1)
     freeze_layers: int = setting(0, "freeze the embeddings and the first k blocks (0 = train all)",
@@ -80,6 +85,10 @@ class TaskConfig:
     dropout: float = setting(0.1, "dropout in the backbone and before the head", minimum=0)
     pooling: str = setting("", "classification: the last token's state or the mean of all; empty = mean for "
                            "a BERT base, last for a GPT", choices=("", *POOLING))
+    ngram_buckets: int = setting(
+        NGRAM_BUCKETS, "classification: rows of hashed token unigram+bigram weights, a bag of n-grams "
+        "beside the transformer, their weight picked on val (0 = the transformer alone; other tasks "
+        "ignore it)", title="N-gram buckets", minimum=0, maximum=2**24)
     # Fields the recipe picks from the training-set size (the finetune flags left empty); replaced
     # by the picked values before training, so the logged config holds what ran.
     size_defaults: tuple[str, ...] = ()
@@ -120,6 +129,7 @@ class TaskConfig:
         _require(self.epochs > 0, f"epochs={self.epochs}: must be positive")
         _require(self.batch_size > 0, f"batch_size={self.batch_size}: must be positive")
         _require(self.max_examples >= 0, f"max_examples={self.max_examples}: must be >= 0 (0 = all)")
+        _require(self.train_examples >= 0, f"train_examples={self.train_examples}: must be >= 0 (0 = all)")
         _require(
             self.max_len == 0 or self.max_len > 1,
             f"max_len={self.max_len}: need at least 2 tokens (0 = auto)",
@@ -130,6 +140,8 @@ class TaskConfig:
         _require(
             self.pooling in ("", *POOLING), f"pooling={self.pooling!r}: choose one of {', '.join(POOLING)}"
         )
+        if self.kind != "classification":
+            self.ngram_buckets = 0  # only a classifier has a bag; the logged config says so
         self.size_defaults = tuple(self.size_defaults)
         _require(
             set(self.size_defaults) <= set(SIZE_DEFAULTS),

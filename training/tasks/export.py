@@ -41,6 +41,7 @@ def build_module(config: dict) -> nn.Module:
             config["pad_id"],
             config.get("dropout", 0.1),
             config.get("pooling", "last"),
+            config.get("ngram_buckets", 0),
         )
     elif kind == "gpt-tagger":
         model = TokenTagger(

@@ -122,6 +122,8 @@ def fit(
             if log:
                 log(step, **{"train/loss": loss.item()})  # rank 0's batch: indicative, no collective
                 progress.update(loss=loss.item())
+        if hasattr(task, "calibrate"):
+            task.calibrate(model, "val", dist)  # a classifier's n-gram bag weight, picked on validation
         val = task.evaluate(model, "val", dist)
         history.append({"epoch": epoch, **val})
         if log:

@@ -19,6 +19,8 @@ import json
 import statistics
 from dataclasses import replace
 
+from training.metrics import TRANSFORMER_ONLY
+
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
@@ -65,7 +67,7 @@ def compare(cfg, dist, other: str, seeds: int, train, data=None) -> dict:
         raise ValueError(f"--compare-init {other!r} with --init {cfg.init!r}: compare pretrained with random")
     if seeds < 1:
         raise ValueError(f"--seeds {seeds}: need at least one seed")
-    data = data or load_data(cfg.task, cfg.subset, cfg.data, cfg.max_examples)
+    data = data or load_data(cfg.task, cfg.subset, cfg.data, cfg.max_examples, cfg.train_examples)
     parent = _start_parent(cfg, other, seeds) if dist.is_main else None
     rows, metric, baseline = [], "", None
     try:
@@ -76,6 +78,8 @@ def compare(cfg, dist, other: str, seeds: int, train, data=None) -> dict:
                 result, _, _ = train(run_cfg, dist, register=False, nested=True, data=data)
                 metric = result["metric"]
                 row[init] = float(result[metric])
+                if TRANSFORMER_ONLY in result:  # a classifier with an n-gram bag: its transformer alone too
+                    row.setdefault("transformer_only", {})[init] = float(result[TRANSFORMER_ONLY])
                 if "baseline" in result:
                     baseline = (result["baseline"], float(result[f"baseline_{metric}"]))
             rows.append(row)
@@ -85,6 +89,14 @@ def compare(cfg, dist, other: str, seeds: int, train, data=None) -> dict:
         summary = summarize(rows, metric, ("pretrained", "random"))
         text = table(summary, rows, baseline)
         result = {"task": cfg.task, "compare": summary, "rows": rows, "table": text}
+        part_rows = [{"seed": r["seed"], **r["transformer_only"]} for r in rows if "transformer_only" in r]
+        if rows and len(part_rows) == len(rows):
+            # the bag learns the same from either start, so the transformer alone shows the transfer
+            parts = summarize(part_rows, TRANSFORMER_ONLY, ("pretrained", "random"))
+            result["compare_transformer_only"] = parts
+            text += "\n\nThe transformer part alone (the n-gram bag left out):\n"
+            text += table(parts, part_rows, None)
+            result["table"] = text
         if baseline:
             result.update({"baseline": baseline[0], f"baseline_{metric}": baseline[1]})
         if parent:
