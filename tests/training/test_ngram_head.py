@@ -51,7 +51,7 @@ def test_the_bag_starts_at_zero_padding_does_not_change_it_and_the_parts_are_poo
         _classifier(-1)
 
 
-def _two_row_task(texts_ids, targets, split="train"):
+def _task_over_ids(texts_ids, targets, split="train"):
     from training.tasks.classification import ClassificationData, ClassificationTask
 
     data = ClassificationData("t", ("neg", "pos"), {split: ["a"] * len(targets)}, {split: targets},
@@ -72,7 +72,7 @@ def test_each_part_learns_from_its_own_loss_and_the_bag_gets_a_larger_lr():
     model = _classifier(512).eval()  # no dropout: the computations below must agree
     with torch.no_grad():
         model.ngrams.weight.normal_()
-    task = _two_row_task([[5, 6, 0], [7, 8, 9, 0]], [0, 1])
+    task = _task_over_ids([[5, 6, 0], [7, 8, 9, 0]], [0, 1])
     target = torch.tensor([0, 1])
     task.loss(model, [0, 1]).backward()
     got_bag, got_head = model.ngrams.weight.grad.clone(), model.head.weight.grad.clone()
@@ -106,13 +106,13 @@ def test_the_bag_weight_is_picked_on_validation():
         for row, label in zip(feats.tolist(), [1, 1, 1, 0]):
             for f in row:
                 model.ngrams.weight[f, label] += 3.0
-    task = _two_row_task(rows, [1, 1, 1, 0], split="val")
+    task = _task_over_ids(rows, [1, 1, 1, 0], split="val")
     # the bag outvotes the transformer from a weight of 40 / 46.7 = 0.86 up: 0.9 and 1.0 get all four
     # right, and the tie goes to the weight nearer an even mix
     assert task.calibrate(model, "val") == 0.9 == pytest.approx(float(model.mix))
     assert task.part_accuracies(model, "val") == pytest.approx({"transformer_only_accuracy": 0.25,
                                                                "ngrams_only_accuracy": 1.0, "ngram_mix": 0.9})
-    task = _two_row_task(rows, [0, 0, 0, 0], split="val")
+    task = _task_over_ids(rows, [0, 0, 0, 0], split="val")
     assert task.calibrate(model, "val") <= 0.5  # now the transformer is right everywhere
     assert task.evaluate(model, "val")["accuracy"] == 1.0
     assert task.calibrate(_classifier(0), "val") is None  # no bag, nothing to pick
