@@ -53,8 +53,8 @@ def ngram_buckets_of(
     idx: torch.Tensor, real: torch.Tensor, buckets: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Hashed unigram and bigram ids (B, 2T-1) of token ids (B, T), and which of them are real
-    (no pad inside). Unigrams and bigrams hash into the same ``buckets`` rows; collisions are
-    rare at 2**18 rows for a few thousand texts, and harmless as in any hashed feature space."""
+    (no pad inside). Unigrams and bigrams hash into the same ``buckets`` rows; n-grams that share
+    a row share a weight, as in any hashed feature space (training/tasks/config.NGRAM_BUCKETS)."""
     uni = idx % buckets
     bi = (idx[:, :-1] * BIGRAM_PRIME + idx[:, 1:] + 1) % buckets
     return torch.cat([uni, bi], dim=1), torch.cat([real, real[:, :-1] & real[:, 1:]], dim=1)

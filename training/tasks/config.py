@@ -37,8 +37,9 @@ INIT = ("pretrained", "random")
 POOLING = ("last", "mean")
 # Fields that training/tasks/recipe.py may pick from the number of training examples.
 SIZE_DEFAULTS = ("epochs", "lr", "warmup_steps", "patience")
-# A classifier's bag of hashed n-grams (training/models/heads.py): 2**18 rows keep collisions rare
-# for the n-grams of tens of thousands of texts at 1 MB per label (README "Recipes, measured").
+# A classifier's bag of hashed n-grams (training/models/heads.py): 2**18 rows, 1 MB per label. The
+# demo's 3,207 training sentences hold 50,487 distinct token n-grams, 9% of them sharing a row;
+# far larger training sets want more rows (README "Recipes, measured").
 NGRAM_BUCKETS = 2**18
 
 
