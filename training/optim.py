@@ -74,19 +74,24 @@ def param_groups(model: torch.nn.Module, weight_decay: float, layer_lr_decay: fl
     ``layer_lr_decay`` d < 1 the groups are split by depth too (:func:`layer_depths`), and a
     group at depth k trains at ``lr * d**k`` (its ``lr_scale``; ULMFiT's discriminative
     fine-tuning): the head learns fast while the embeddings move least. With d = 1 there are
-    two groups, decay then no decay, which is what pretraining checkpoints hold. A parameter
-    with an ``lr_scale`` attribute gets groups of its own at that multiple. Frozen
+    two groups, decay then no decay, which is what pretraining checkpoints hold. The parameters
+    of a module with an ``lr_scale`` attribute get groups of their own at that multiple. Frozen
     parameters are left out; tied parameters appear once; empty groups are dropped.
     """
     if not 0 < layer_lr_decay <= 1:
         raise ValueError(f"layer_lr_decay={layer_lr_decay}: must be in (0, 1] (1 = one lr for all layers)")
     depths = layer_depths(model) if layer_lr_decay != 1.0 else {}
-    groups: dict[tuple[int, bool], dict] = {}
+    scales = {  # a module's own multiplier (e.g. heads.NGRAM_LR_SCALE on the n-gram bag)
+        f"{prefix}.{name}" if prefix else name: module.lr_scale
+        for prefix, module in model.named_modules() if hasattr(module, "lr_scale")
+        for name, _ in module.named_parameters()
+    }
+    groups: dict[tuple[int, bool, float], dict] = {}
     for name, param in model.named_parameters():  # tied parameters are yielded once
         if not param.requires_grad:
             continue
         depth, decays = depths.get(name, 0), param.dim() >= 2
-        scale = getattr(param, "lr_scale", 1.0)  # a module's own multiplier (e.g. heads.NGRAM_LR_SCALE)
+        scale = scales.get(name, 1.0)
         group = groups.setdefault(
             (depth, not decays, scale),
             {

@@ -1,5 +1,7 @@
 """The classifier's optional bag of hashed n-grams (``--ngram-buckets``): features, loss, lr, export."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -84,13 +86,14 @@ def test_each_part_learns_from_its_own_loss_and_the_bag_gets_a_larger_lr():
     F.cross_entropy(model.parts(task.inputs("train", [0, 1]))[0], target).backward()
     assert torch.allclose(got_head, model.head.weight.grad)  # and the transformer's its own
 
-    opt = build_optimizer(model, OptimConfig(lr=1e-3, weight_decay=0.01))
-    set_lr(opt, 1e-3)
-    bag_group = next(g for g in opt.param_groups if any(p is model.ngrams.weight for p in g["params"]))
-    assert bag_group["params"] == [model.ngrams.weight]
-    assert bag_group["lr"] == pytest.approx(1e-3 * NGRAM_LR_SCALE)
-    others = [g["lr"] for g in opt.param_groups if g is not bag_group]
-    assert others and all(lr == pytest.approx(1e-3) for lr in others)
+    for model in (model, copy.deepcopy(model)):  # a copy (compress's distilled student) keeps the scale
+        opt = build_optimizer(model, OptimConfig(lr=1e-3, weight_decay=0.01))
+        set_lr(opt, 1e-3)
+        bag_group = next(g for g in opt.param_groups if any(p is model.ngrams.weight for p in g["params"]))
+        assert bag_group["params"] == [model.ngrams.weight]
+        assert bag_group["lr"] == pytest.approx(1e-3 * NGRAM_LR_SCALE)
+        others = [g["lr"] for g in opt.param_groups if g is not bag_group]
+        assert others and all(lr == pytest.approx(1e-3) for lr in others)
 
 
 def test_the_bag_weight_is_picked_on_validation():

@@ -95,7 +95,7 @@ class SequenceClassifier(nn.Module):
         if ngram_buckets:
             self.ngrams = nn.Embedding(ngram_buckets, num_labels)
             nn.init.zeros_(self.ngrams.weight)
-            self.ngrams.weight.lr_scale = NGRAM_LR_SCALE
+            self.ngrams.lr_scale = NGRAM_LR_SCALE  # on the module: a deepcopy (a distilled student) keeps it
             self.register_buffer("mix", torch.tensor(0.5))  # set on validation; saved with the weights
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
