@@ -163,3 +163,24 @@ def test_a_classifier_has_the_bag_by_default_and_other_tasks_never():
     assert TaskConfig(ngram_buckets=0).ngram_buckets == 0  # the transformer alone, on request
     assert TaskConfig(task="pos", ngram_buckets=4096).ngram_buckets == 0
     assert TaskConfig(task="generation").to_dict()["ngram_buckets"] == 0
+
+
+def test_counts_split_across_ranks_add_up_to_the_single_process_counts():
+    """Each rank scores every size-th row; the all-reduce (here: the sum of both ranks' counts by
+    hand) gives what one process counts alone, for the confusion matrix and the bag's scores."""
+    model = _classifier(512).eval()
+    with torch.no_grad():
+        model.ngrams.weight.normal_()
+    rows = [[5 + i % 7, 6 + i % 5, 0] for i in range(11)]
+    task = _task_over_ids(rows, [i % 2 for i in range(11)], split="val")
+    own_counts = staticmethod(lambda t: t)  # each rank's counts as its all-reduce got them
+    ranks = [type("Rank", (), {"rank": r, "size": 2, "allreduce_sum": own_counts}) for r in (0, 1)]
+    assert task.confusion(model, "val").sum() == 11
+    assert (task.confusion(model, "val", ranks[0], batch_size=2)
+            + task.confusion(model, "val", ranks[1], batch_size=2) == task.confusion(model, "val")).all()
+    whole = task.part_accuracies(model, "val")
+    halves = [task.part_accuracies(model, "val", r, batch_size=3) for r in ranks]
+    rows_per_rank = (6, 5)
+    for key in ("transformer_only_accuracy", "ngrams_only_accuracy"):
+        right = sum(h[key] * n for h, n in zip(halves, rows_per_rank))
+        assert right == pytest.approx(whole[key] * 11)

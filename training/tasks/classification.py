@@ -142,17 +142,31 @@ class ClassificationTask:
         model.train(was_training)
         return torch.cat(out).numpy() if out else np.zeros((0, len(self.labels)))
 
-    def confusion(self, model, split: str, dist=None, batch_size: int = 64) -> np.ndarray:
-        """(true, predicted) counts; with ``dist`` each rank scores every size-th row, counts summed."""
+    def _counts(self, model, split: str, dist, batch_size: int, width: int, scores) -> torch.Tensor:
+        """``width`` counts summed over the batches of ``split`` in eval mode, ``scores(model, ids,
+        target)`` giving each batch's; with ``dist`` each rank scores every size-th row, counts summed."""
         rank, size = (dist.rank, dist.size) if dist else (0, 1)
         rows = list(range(rank, self.size(split), size))
-        pred = self.probabilities(model, split, rows, batch_size).argmax(-1)
-        confusion = torch.zeros(len(self.labels), len(self.labels), dtype=torch.float64)
-        for row, p in zip(rows, pred.tolist()):
-            confusion[self.data.targets[split][row], p] += 1
-        if dist is not None:
-            confusion = dist.allreduce_sum(confusion)
-        return confusion.numpy().astype(np.int64)
+        was_training = model.training
+        model.eval()
+        counts = torch.zeros(width, dtype=torch.float64)
+        with torch.no_grad():
+            for i in range(0, len(rows), batch_size):
+                chunk = rows[i : i + batch_size]
+                target = torch.tensor([self.data.targets[split][r] for r in chunk])
+                counts += scores(model, self.inputs(split, chunk), target).to(torch.float64)
+        model.train(was_training)
+        return dist.allreduce_sum(counts) if dist is not None else counts
+
+    def confusion(self, model, split: str, dist=None, batch_size: int = 64) -> np.ndarray:
+        """(true, predicted) counts; with ``dist`` each rank scores every size-th row, counts summed."""
+        k = len(self.labels)
+
+        def cells(model, ids, target):
+            return torch.bincount(target * k + model(ids).argmax(-1), minlength=k * k)
+
+        counts = self._counts(model, split, dist, batch_size, k * k, cells)
+        return counts.reshape(k, k).numpy().astype(np.int64)
 
     def evaluate(self, model, split: str, dist=None, batch_size: int = 64) -> dict[str, float]:
         m = classification_metrics(self.confusion(model, split, dist, batch_size), self.labels)
@@ -161,34 +175,18 @@ class ClassificationTask:
             scores.update(self.part_accuracies(model, split, dist, batch_size))
         return scores
 
-    def _part_hits(self, model, split: str, dist, batch_size: int, width: int, scores) -> torch.Tensor:
-        """Counts summed over this rank's batches of ``split`` and over ranks: ``scores(deep, wide,
-        target)`` gives ``width`` counts per batch from the classifier's two parts, in eval mode."""
-        rank, size = (dist.rank, dist.size) if dist else (0, 1)
-        rows = list(range(rank, self.size(split), size))
-        was_training = model.training
-        model.eval()
-        hits = torch.zeros(width, dtype=torch.float64)
-        with torch.no_grad():
-            for i in range(0, len(rows), batch_size):
-                chunk = rows[i : i + batch_size]
-                deep, wide = model.parts(self.inputs(split, chunk))
-                target = torch.tensor([self.data.targets[split][r] for r in chunk])
-                hits += scores(deep, wide, target)
-        model.train(was_training)
-        return dist.allreduce_sum(hits) if dist is not None else hits
-
     def calibrate(self, model, split: str = "val", dist=None, batch_size: int = 64) -> float | None:
         """Set a classifier's n-gram bag weight (``model.mix``) to the value of ``heads.MIX_GRID``
         scoring best on ``split``, ties to the one nearest an even mix; None without a bag."""
         if not getattr(model, "ngram_buckets", 0):
             return None
 
-        def right_per_mix(deep, wide, target):
+        def right_per_mix(model, ids, target):
+            deep, wide = model.parts(ids)
             return torch.tensor([float((pooled_log_probs(deep, wide, mix).argmax(-1) == target).sum())
-                                 for mix in MIX_GRID], dtype=torch.float64)
+                                 for mix in MIX_GRID])
 
-        hits = self._part_hits(model, split, dist, batch_size, len(MIX_GRID), right_per_mix)
+        hits = self._counts(model, split, dist, batch_size, len(MIX_GRID), right_per_mix)
         best = max(range(len(MIX_GRID)), key=lambda j: (float(hits[j]), -abs(MIX_GRID[j] - 0.5)))
         model.mix.fill_(MIX_GRID[best])
         return MIX_GRID[best]
@@ -197,11 +195,12 @@ class ClassificationTask:
         """A classifier with an n-gram bag: each part's accuracy alone, so a result shows which
         part carries the prediction (heads.SequenceClassifier.parts), and the bag's weight."""
 
-        def right_per_part(deep, wide, target):
+        def right_per_part(model, ids, target):
+            deep, wide = model.parts(ids)
             right = [(deep.argmax(-1) == target).sum(), (wide.argmax(-1) == target).sum(), len(target)]
-            return torch.tensor([float(n) for n in right], dtype=torch.float64)
+            return torch.tensor([float(n) for n in right])
 
-        hits = self._part_hits(model, split, dist, batch_size, 3, right_per_part)
+        hits = self._counts(model, split, dist, batch_size, 3, right_per_part)
         rows = max(float(hits[2]), 1.0)
         return {TRANSFORMER_ONLY: float(hits[0]) / rows, NGRAMS_ONLY: float(hits[1]) / rows,
                 NGRAM_MIX: float(model.mix)}
