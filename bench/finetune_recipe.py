@@ -1,4 +1,4 @@
-"""Which fine-tuning recipe beats TF-IDF + LR on the demo's sentiment task, measured with the CLIs.
+"""Which pretraining and fine-tuning recipe beats a task's baseline and a random start, measured with the CLIs.
 
 Two steps, both through the training CLIs against a file-backed MLflow (sqlite):
 
@@ -13,11 +13,15 @@ Two steps, both through the training CLIs against a file-backed MLflow (sqlite):
 2. ``run``: one ``training.pretrain`` (if ``--pretrain`` is given) then ``training.finetune``
    per variant on ``--task`` (default sentiment; ``--data DIR`` for a task from outside), each
    line of the table: the variant, its test primary metric, the baseline's, the lift, the
-   picked recipe, wall seconds and the 1-minute load average before and after.
+   picked recipe, wall seconds and the 1-minute load average before and after. A variant with
+   ``--compare-init random --seeds N`` fine-tunes from the base and from a random start of the
+   same architecture per seed; its line gives both means, their spread and the lift.
 
     .venv-jobs/bin/python -m bench.finetune_recipe shards --out /tmp/r/shards --pages 150
     .venv-jobs/bin/python -m bench.finetune_recipe run --root /tmp/r --shards /tmp/r/shards/... \\
         --pretrain "--objective mlm --max-steps 600" --variant "mean=--pooling mean" ...
+    .venv-jobs/bin/python -m bench.finetune_recipe run --root /tmp/r --base-model models:/NAME@champion \\
+        --task pos --variant "pos200=--train-examples 200 --compare-init random --seeds 3"
 
 Results go to ``bench/results/finetune_recipe.json`` (appended, one record per variant).
 """
@@ -137,6 +141,33 @@ def _job(module: str, args: list[str], env: dict, result: Path) -> tuple[dict, f
     return json.loads(result.read_text()), time.time() - t0, load0, os.getloadavg()[0]
 
 
+def result_row(label: str, res: dict) -> tuple[dict, str]:
+    """The fields kept from one fine-tuning's result file, and its table line (less time and load).
+
+    A ``--compare-init`` variant's result holds per-start means instead of one score: its line
+    gives pretrained and random (mean ± std over the seeds), the lift and the baseline."""
+    if "compare" in res:
+        c = res["compare"]
+        m = c["metric"]
+        fields = {"metric": m, "seeds": c["seeds"], "rows": res["rows"],
+                  **{f"compare_{k}": c[k] for k in ("pretrained_mean", "pretrained_std", "random_mean",
+                                                    "random_std", "lift_mean", "lift_std")}}
+        baseline = res.get(f"baseline_{m}")
+        if baseline is not None:
+            fields[f"baseline_{m}"] = baseline
+        line = (f"| {label} | {m}: pretrained {c['pretrained_mean']:.4f} ± {c['pretrained_std']:.4f}, "
+                f"random {c['random_mean']:.4f} ± {c['random_std']:.4f} | lift {c['lift_mean']:+.4f} ± "
+                f"{c['lift_std']:.4f} over {c['seeds']} seeds | baseline "
+                f"{'-' if baseline is None else f'{baseline:.4f}'} |")
+        return fields, line
+    m = res["metric"]
+    fields = {"metric": m, m: res[m], f"baseline_{m}": res[f"baseline_{m}"], f"lift_{m}": res[f"lift_{m}"],
+              f"val_{m}": res.get(f"val_{m}"), "best_epoch": res["best_epoch"], "steps": res["steps"]}
+    line = (f"| {label} | {m} {res[m]:.4f} | {res[f'baseline_{m}']:.4f} | {res[f'lift_{m}']:+.4f} | "
+            f"epoch {res['best_epoch']}, {res['steps']} steps |")
+    return fields, line
+
+
 def run(args) -> None:
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
@@ -161,15 +192,11 @@ def run(args) -> None:
         res, secs, l0, l1 = _job("training.finetune", [
             "--base-model", base, "--task", args.task, *data, "--promote", "never", "--run-name", label,
             *shlex.split(flags)], env, root / f"ft-{label}.json")
-        m = res["metric"]
+        fields, line = result_row(label, res)
         row = {**record, "task": args.task, "data": args.data, "variant": label, "flags": flags,
-               "base_model": base, "metric": m, m: res[m], f"baseline_{m}": res[f"baseline_{m}"],
-               f"lift_{m}": res[f"lift_{m}"], f"val_{m}": res.get(f"val_{m}"), "best_epoch": res["best_epoch"],
-               "steps": res["steps"],
+               "base_model": base, **fields,
                "seconds": round(secs, 1), "load_before": l0, "load_after": l1, "time": time.time()}
-        print(f"| {label} | {m} {res[m]:.4f} | {res[f'baseline_{m}']:.4f} | "
-              f"{res[f'lift_{m}']:+.4f} | epoch {res['best_epoch']}, {res['steps']} steps | "
-              f"{secs:.0f} s | load {l0:.1f}-{l1:.1f} |", flush=True)
+        print(f"{line} {secs:.0f} s | load {l0:.1f}-{l1:.1f} |", flush=True)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         with open(RESULTS, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")

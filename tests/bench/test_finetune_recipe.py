@@ -1,0 +1,31 @@
+"""The recipe bench's table line and record, for a single fine-tuning and a --compare-init one."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench.finetune_recipe import result_row  # noqa: E402
+from training.tasks.transfer import summarize  # noqa: E402
+
+
+def test_a_single_run_keeps_its_score_baseline_lift_and_epoch():
+    res = {"metric": "accuracy", "accuracy": 0.75, "baseline_accuracy": 0.72, "lift_accuracy": 0.03,
+           "val_accuracy": 0.74, "best_epoch": 3, "steps": 600}
+    fields, line = result_row("v", res)
+    assert fields["accuracy"] == 0.75 and fields["lift_accuracy"] == 0.03 and fields["best_epoch"] == 3
+    assert line == "| v | accuracy 0.7500 | 0.7200 | +0.0300 | epoch 3, 600 steps |"
+
+
+def test_a_compare_init_run_gives_both_starts_the_lift_and_its_spread():
+    rows = [{"seed": 1, "pretrained": 0.83, "random": 0.73}, {"seed": 2, "pretrained": 0.81, "random": 0.75}]
+    summary = summarize(rows, "token_accuracy", ("pretrained", "random"))  # what compare() returns
+    res = {"task": "pos", "compare": summary, "rows": rows, "baseline": "most-frequent-tag",
+           "baseline_token_accuracy": 0.72}
+    fields, line = result_row("pos200", res)
+    assert fields["compare_lift_mean"] == summary["lift_mean"] and fields["seeds"] == 2
+    assert fields["baseline_token_accuracy"] == 0.72 and fields["rows"] == rows
+    assert "pretrained 0.8200 ± 0.0141, random 0.7400 ± 0.0141" in line
+    assert "lift +0.0800 ± 0.0283 over 2 seeds | baseline 0.7200 |" in line
+    del res["baseline_token_accuracy"]
+    assert result_row("pos200", res)[1].endswith("| baseline - |")
