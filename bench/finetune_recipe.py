@@ -1,4 +1,4 @@
-"""Which pretraining and fine-tuning recipe beats a task's baseline and a random start, measured with the CLIs.
+"""Which pretraining and fine-tuning recipe beats a task's baseline and a random start, via the CLIs.
 
 Two steps, both through the training CLIs against a file-backed MLflow (sqlite):
 
@@ -159,6 +159,10 @@ def result_row(label: str, res: dict) -> tuple[dict, str]:
                 f"random {c['random_mean']:.4f} ± {c['random_std']:.4f} | lift {c['lift_mean']:+.4f} ± "
                 f"{c['lift_std']:.4f} over {c['seeds']} seeds | baseline "
                 f"{'-' if baseline is None else f'{baseline:.4f}'} |")
+        parts = res.get("compare_transformer_only")  # a classifier with its n-gram bag
+        if parts:
+            fields["compare_transformer_only"] = parts
+            line += f" transformer alone: lift {parts['lift_mean']:+.4f} ± {parts['lift_std']:.4f} |"
         return fields, line
     m = res["metric"]
     fields = {"metric": m, m: res[m], f"baseline_{m}": res[f"baseline_{m}"], f"lift_{m}": res[f"lift_{m}"],

@@ -29,3 +29,14 @@ def test_a_compare_init_run_gives_both_starts_the_lift_and_its_spread():
     assert "lift +0.0800 ± 0.0283 over 2 seeds | baseline 0.7200 |" in line
     del res["baseline_token_accuracy"]
     assert result_row("pos200", res)[1].endswith("| baseline - |")
+
+
+def test_a_compare_init_run_with_the_n_gram_bag_also_gives_the_transformer_alone():
+    rows = [{"seed": 1, "pretrained": 0.75, "random": 0.74}, {"seed": 2, "pretrained": 0.75, "random": 0.73}]
+    parts = summarize([{"seed": r["seed"], "pretrained": 0.70, "random": 0.71} for r in rows],
+                      "transformer_only_accuracy", ("pretrained", "random"))
+    res = {"compare": summarize(rows, "accuracy", ("pretrained", "random")), "rows": rows,
+           "baseline_accuracy": 0.72, "compare_transformer_only": parts}
+    fields, line = result_row("sent", res)
+    assert fields["compare_transformer_only"] is parts
+    assert line.endswith("| baseline 0.7200 | transformer alone: lift -0.0100 ± 0.0000 |")
